@@ -1,0 +1,136 @@
+"""Builds tied and untied Keras models from a spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from sharecore.layers import SharedKernel, UseInput
+from sharecore.plan import Plan, UsePlan, plan
+from sharecore.spec import INPUT_NODE, ModelSpec, Rule
+
+
+def apply_rule_np(rule: Rule, w: np.ndarray) -> np.ndarray:
+    """NumPy version of a rule: the kernel a use sees from stored tensor `w`."""
+    if rule.kind == "identity":
+        return w
+    if rule.kind == "transpose":
+        return np.transpose(w, rule.perm)
+    if rule.kind == "reshape":
+        return np.reshape(w, rule.shape)
+    index = tuple(slice(b, b + s) for b, s in zip(rule.begin, rule.size))
+    return w[index]
+
+
+def layer_name(use: UsePlan, tied: bool) -> str:
+    """The name of the Keras layer that stores the kernel `use` reads."""
+    if use.use.tensor is None:
+        return f"own_{use.use.name}"
+    return f"tensor_{use.use.tensor}" if tied else f"copy_{use.use.name}"
+
+
+def _seed_for(seed: int, key: str) -> int:
+    # Stable across processes (unlike hash()), so the same seed gives the same weights.
+    return int(np.random.SeedSequence([seed, *key.encode()]).generate_state(1)[0] % (2**31 - 1))
+
+
+def initial_values(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
+    """The initial value of every stored tensor, by shared tensor name or own-kernel use name.
+
+    Tied and untied models are both initialised from these numbers, so for the same seed they
+    compute the same function before training.
+    """
+    p = plan(spec)
+    values: dict[str, np.ndarray] = {}
+    for t in spec.tensors:
+        init = keras.initializers.get({"class_name": t.initializer, "config": {"seed": _seed_for(seed, t.name)}})
+        values[t.name] = np.asarray(init(t.shape, dtype="float32"))
+    for u in p.uses:
+        if u.use.tensor is None:
+            init = keras.initializers.GlorotUniform(seed=_seed_for(seed, "own/" + u.use.name))
+            values[u.use.name] = np.asarray(init(u.tensor_shape, dtype="float32"))
+    return values
+
+
+def _use_config(u: UsePlan, tied: bool) -> dict[str, Any]:
+    rule = u.use.rule if (tied and u.shared) else Rule()
+    return {
+        "op": u.use.op,
+        "rule": rule.to_dict(),
+        "activation": u.use.activation,
+        "bias": u.use.bias if tied else ("none" if u.use.bias == "none" else "own"),
+        "units": u.kernel_shape[-1],
+        "strides": u.use.strides,
+        "padding": u.use.padding,
+    }
+
+
+def build(spec: ModelSpec, tied: bool, seed: int = 0) -> keras.Model:
+    """Builds the tied or untied Keras model of `spec`.
+
+    Tied: one `SharedKernel` layer per shared tensor, called once per use, so its variable
+    is listed once in `trainable_weights`, counted once and survives save/load as one.
+    Untied: each use owns a copy initialised to its view of the same initial tensor.
+
+    Args:
+        spec: the model spec.
+        tied: share each tensor between its uses (True) or give each use its own copy.
+        seed: seeds the initial values; the same seed gives tied and untied the same function.
+
+    Returns:
+        A functional `keras.Model`, not compiled.
+
+    Raises:
+        ValueError: if the spec cannot be built (before any TensorFlow work).
+    """
+    p = plan(spec)
+    return _build_from_plan(p, tied, initial_values(spec, seed))
+
+
+def _build_from_plan(p: Plan, tied: bool, init: dict[str, np.ndarray]) -> keras.Model:
+    spec = p.spec
+    inp = keras.Input(shape=spec.input_shape, name=INPUT_NODE)
+    nodes = {INPUT_NODE: inp}
+    layers: dict[str, SharedKernel] = {}
+    for u in p.uses:
+        name = layer_name(u, tied)
+        if name not in layers:
+            members = [v for v in p.uses if layer_name(v, tied) == name]
+            shape = u.tensor_shape if (tied or not u.shared) else u.kernel_shape
+            layers[name] = SharedKernel(list(shape), {v.use.name: _use_config(v, tied) for v in members}, name=name)
+        x = nodes[u.source]
+        if u.use.input_slice is not None or u.use.input_reshape is not None:
+            x = UseInput(
+                list(u.use.input_slice) if u.use.input_slice else None,
+                list(u.use.input_reshape) if u.use.input_reshape else None,
+                name=f"in_{u.use.name}",
+            )(x)
+        nodes[u.use.name] = layers[name](x, use=u.use.name)
+    if len(p.outputs) == 1:
+        out = nodes[p.outputs[0]]
+    else:
+        flat = [keras.layers.Flatten(name=f"flat_{o}")(nodes[o]) for o in p.outputs]
+        out = keras.layers.Concatenate(name="concat_outputs")(flat)
+    model = keras.Model(inp, out, name=f"{_identifier(spec.name)}_{'tied' if tied else 'untied'}")
+    for u in p.uses:
+        layer = layers[layer_name(u, tied)]
+        if u.use.tensor is None:
+            layer.kernel.assign(init[u.use.name])
+        elif tied:
+            layer.kernel.assign(init[u.use.tensor])
+        else:
+            layer.kernel.assign(apply_rule_np(u.use.rule, init[u.use.tensor]))
+    return model
+
+
+def _identifier(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "_" for c in name)
+    return cleaned if cleaned[:1].isalpha() else f"m_{cleaned}"
+
+
+def kernel_variables(model: keras.Model, spec: ModelSpec, tied: bool) -> dict[str, keras.Variable]:
+    """The stored kernel variable of each use, by use name (tied uses share one)."""
+    p = plan(spec)
+    return {u.use.name: model.get_layer(layer_name(u, tied)).kernel for u in p.uses}

@@ -1,0 +1,330 @@
+"""Checks a spec and infers every shape, in plain Python, before any TensorFlow work.
+
+`plan(spec)` either returns a `Plan` (every node's shape, every use's kernel shape and
+which uses share which tensor) or raises a `ValueError` that names the use, the shapes
+received and a fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sharecore.spec import INPUT_NODE, ModelSpec, Rule, Use
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class UsePlan:
+    """Everything inferred about one use."""
+
+    use: Use
+    source: str  # the node it reads
+    source_shape: Shape  # that node's per-sample shape
+    in_shape: Shape  # after input_slice / input_reshape
+    tensor_shape: Shape  # the stored tensor it reads (its own kernel shape if unshared)
+    kernel_shape: Shape  # after the rule
+    out_shape: Shape
+
+    @property
+    def shared(self) -> bool:
+        return self.use.tensor is not None
+
+    @property
+    def kernel_size(self) -> int:
+        return math.prod(self.kernel_shape)
+
+    @property
+    def bias_size(self) -> int:
+        return 0 if self.use.bias == "none" else self.kernel_shape[-1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked spec with all shapes inferred."""
+
+    spec: ModelSpec
+    uses: tuple[UsePlan, ...]
+    node_shapes: dict[str, Shape]
+    outputs: tuple[str, ...]
+    output_shape: Shape
+
+    def use(self, name: str) -> UsePlan:
+        for u in self.uses:
+            if u.use.name == name:
+                return u
+        raise KeyError(name)
+
+    def group(self, tensor: str) -> tuple[UsePlan, ...]:
+        """The uses that read shared tensor `tensor`, in model order."""
+        return tuple(u for u in self.uses if u.use.tensor == tensor)
+
+    @property
+    def shared_tensors(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.spec.tensors)
+
+
+def rule_output_shape(rule: Rule, shape: Shape, where: str) -> Shape:
+    """The kernel shape that `rule` makes from a tensor of `shape`, or a ValueError."""
+    if rule.kind == "identity":
+        return shape
+    if rule.kind == "transpose":
+        perm = rule.perm if rule.perm is not None else tuple(reversed(range(len(shape))))
+        if sorted(perm) != list(range(len(shape))):
+            raise ValueError(
+                f"{where}: rule 'transpose' needs a perm that orders all {len(shape)} axes of the "
+                f"tensor, e.g. {list(reversed(range(len(shape))))}. Received: perm={perm}, tensor shape={shape}"
+            )
+        return tuple(shape[p] for p in perm)
+    if rule.kind == "reshape":
+        target = rule.shape or ()
+        if math.prod(target) != math.prod(shape):
+            raise ValueError(
+                f"{where}: rule 'reshape' must keep the number of elements, but the tensor has "
+                f"{math.prod(shape)} ({shape}) and the target has {math.prod(target)} ({target}). "
+                f"Pick a target whose dimensions multiply to {math.prod(shape)}. "
+                f"Received: tensor shape={shape}, target={target}"
+            )
+        return target
+    # slice
+    begin, size = rule.begin or (), rule.size or ()
+    if len(begin) != len(shape) or len(size) != len(shape):
+        raise ValueError(
+            f"{where}: rule 'slice' needs one begin and one size per tensor axis ({len(shape)} axes). "
+            f"Received: begin={begin}, size={size}, tensor shape={shape}"
+        )
+    for axis, (b, s, n) in enumerate(zip(begin, size, shape)):
+        if b + s > n:
+            raise ValueError(
+                f"{where}: rule 'slice' reaches index {b + s - 1} on axis {axis}, but the tensor has "
+                f"only {n} there. Make begin + size <= {n}. Received: begin={begin}, size={size}, "
+                f"tensor shape={shape}"
+            )
+    return size
+
+
+def _input_shape(u: Use, source: str, shape: Shape) -> Shape:
+    where = f"use '{u.name}'"
+    flat = math.prod(shape)
+    if u.input_slice is not None:
+        start, stop = u.input_slice
+        if not start < stop <= flat:
+            raise ValueError(
+                f"{where}: input_slice must satisfy start < stop <= {flat} (the {flat} flattened "
+                f"features of '{source}'). Received: input_slice={list(u.input_slice)}, "
+                f"'{source}' shape={shape}"
+            )
+        flat = stop - start
+        shape = (flat,)
+    if u.input_reshape is not None:
+        if math.prod(u.input_reshape) != flat:
+            raise ValueError(
+                f"{where}: input_reshape must keep the {flat} input features, but "
+                f"{u.input_reshape} holds {math.prod(u.input_reshape)}. Pick a shape whose "
+                f"dimensions multiply to {flat}. Received: input shape={shape}, "
+                f"input_reshape={u.input_reshape}"
+            )
+        shape = u.input_reshape
+    return shape
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _kernel_origin(u: Use) -> str:
+    return f"the shared tensor '{u.tensor}'" if u.tensor else "its own kernel"
+
+
+def _dense_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
+    where = f"use '{u.name}'"
+    if len(kernel) != 2:
+        hint = (
+            f"Use rule reshape to ({math.prod(kernel[:-1])}, {kernel[-1]}) to flatten it."
+            if len(kernel) > 2
+            else "A dense kernel is (inputs, units)."
+        )
+        raise ValueError(
+            f"{where}: op 'dense' needs a 2-D kernel (inputs, units), but {_kernel_origin(u)} gives "
+            f"a {len(kernel)}-D kernel {kernel} under rule '{u.rule.describe()}'. {hint} "
+            f"Received: kernel shape={kernel}"
+        )
+    if in_shape[-1] != kernel[0]:
+        rows, cols = kernel
+        fixes = []
+        if u.tensor and in_shape[-1] == cols and u.rule.kind == "identity":
+            fixes.append(
+                f"make '{u.tensor}' square, e.g. ({rows}, {rows}) or ({cols}, {cols}), "
+                f"or use rule 'transpose' so the kernel is ({cols}, {rows})"
+            )
+        elif u.tensor:
+            fixes.append(f"give '{u.tensor}' {in_shape[-1]} input rows, or feed this use {rows} features")
+        else:
+            fixes.append(f"set kernel_shape to ({in_shape[-1]}, {cols})")
+        if len(in_shape) > 1:
+            fixes.append(f"flatten the input with input_reshape [{math.prod(in_shape)}]")
+        raise ValueError(
+            f"{where} needs a kernel with {in_shape[-1]} input rows to read the {in_shape[-1]} "
+            f"features of '{source}', but {_kernel_origin(u)} gives {rows}. "
+            f"{_sentence('; or '.join(fixes))}. "
+            f"Received: input shape={in_shape}, kernel shape={kernel}"
+        )
+    return in_shape[:-1] + (kernel[1],)
+
+
+def _conv_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
+    where = f"use '{u.name}'"
+    if len(kernel) != 4:
+        hint = ""
+        if len(kernel) == 2:
+            hint = (
+                f" Use rule reshape to (1, 1, {kernel[0]}, {kernel[1]}) for a 1x1 conv; "
+                f"it then computes exactly the dense op."
+            )
+        raise ValueError(
+            f"{where}: op 'conv2d' needs a 4-D kernel (height, width, in_channels, out_channels), "
+            f"but {_kernel_origin(u)} gives a {len(kernel)}-D kernel {kernel} under rule "
+            f"'{u.rule.describe()}'.{hint} Received: kernel shape={kernel}"
+        )
+    if len(in_shape) != 3:
+        raise ValueError(
+            f"{where}: op 'conv2d' reads images (height, width, channels), but '{source}' gives "
+            f"shape {in_shape}. Set input_reshape, e.g. [1, 1, {math.prod(in_shape)}]. "
+            f"Received: input shape={in_shape}"
+        )
+    kh, kw, c_in, c_out = kernel
+    h, w, c = in_shape
+    if c != c_in:
+        fix = (
+            f"Make the kernel's input and output channels equal, e.g. ({kh}, {kw}, {c}, {c}), "
+            f"or put an unshared conv before it that maps {c} channels to {c_in}"
+            if u.tensor
+            else f"Set kernel_shape to ({kh}, {kw}, {c}, {c_out})"
+        )
+        raise ValueError(
+            f"{where} receives {c} channels from '{source}', but {_kernel_origin(u)} expects "
+            f"{c_in} input channels. {fix}. Received: input shape={in_shape}, kernel shape={kernel}"
+        )
+    s = u.strides
+    if u.padding == "same":
+        return (math.ceil(h / s), math.ceil(w / s), c_out)
+    if h < kh or w < kw:
+        raise ValueError(
+            f"{where}: a {kh}x{kw} kernel with padding 'valid' does not fit the {h}x{w} input from "
+            f"'{source}'. Use padding 'same' or a smaller kernel. Received: input shape={in_shape}, "
+            f"kernel shape={kernel}"
+        )
+    return ((h - kh) // s + 1, (w - kw) // s + 1, c_out)
+
+
+def plan(spec: ModelSpec) -> Plan:
+    """Checks `spec` and infers all shapes.
+
+    Args:
+        spec: the model spec.
+
+    Returns:
+        The `Plan` with every node's shape.
+
+    Raises:
+        ValueError: for any spec that cannot be built, naming the use and the fix.
+    """
+    tensors = {}
+    for t in spec.tensors:
+        if t.name in tensors:
+            raise ValueError(f"shared tensor names must be unique; '{t.name}' appears twice. Received: {t.name!r}")
+        tensors[t.name] = t
+    node_shapes: dict[str, Shape] = {INPUT_NODE: tuple(spec.input_shape)}
+    bias_channels: dict[str, tuple[str, int]] = {}
+    use_plans: list[UsePlan] = []
+    previous = INPUT_NODE
+    for u in spec.uses:
+        where = f"use '{u.name}'"
+        if u.name in node_shapes:
+            raise ValueError(f"use names must be unique and not '{INPUT_NODE}'; '{u.name}' appears twice. Received: {u.name!r}")
+        source = u.source or previous
+        if source not in node_shapes:
+            earlier = list(node_shapes)
+            raise ValueError(
+                f"{where} reads node '{source}', which is not the input or an earlier use. "
+                f"Pick one of {earlier}. Received: source={source!r}"
+            )
+        if u.tensor is None:
+            if u.kernel_shape is None:
+                raise ValueError(
+                    f"{where} reads no shared tensor, so it needs its own kernel_shape, e.g. "
+                    f"[3, 3, 3, 16] for conv2d or [10, 5] for dense; or set 'tensor' to one of "
+                    f"{list(tensors)}. Received: tensor=None, kernel_shape=None"
+                )
+            if u.rule.kind != "identity":
+                raise ValueError(
+                    f"{where} has its own kernel, which is used as it is; rules apply to shared "
+                    f"tensors. Use rule 'identity' or read a shared tensor. Received: rule={u.rule.describe()!r}"
+                )
+            if u.bias == "shared":
+                raise ValueError(
+                    f"{where} has bias 'shared' but reads no shared tensor. Use bias 'own' or "
+                    f"'none'. Received: bias='shared'"
+                )
+            tensor_shape = u.kernel_shape
+        else:
+            if u.tensor not in tensors:
+                raise ValueError(
+                    f"{where} reads shared tensor '{u.tensor}', which is not declared. Declare it "
+                    f"under 'tensors' or pick one of {list(tensors)}. Received: tensor={u.tensor!r}"
+                )
+            if u.kernel_shape is not None:
+                raise ValueError(
+                    f"{where} reads shared tensor '{u.tensor}', so its kernel shape comes from the "
+                    f"tensor and its rule; remove kernel_shape. Received: kernel_shape={u.kernel_shape}"
+                )
+            tensor_shape = tensors[u.tensor].shape
+        kernel_shape = rule_output_shape(u.rule, tensor_shape, where)
+        in_shape = _input_shape(u, source, node_shapes[source])
+        if u.op == "dense":
+            if u.strides != 1 or u.padding != "same":
+                raise ValueError(
+                    f"{where}: strides and padding apply to conv2d only; leave them at 1 and 'same' "
+                    f"for dense. Received: strides={u.strides}, padding={u.padding!r}"
+                )
+            out_shape = _dense_out(u, in_shape, kernel_shape, source)
+        else:
+            out_shape = _conv_out(u, in_shape, kernel_shape, source)
+        if u.bias == "shared":
+            channels = kernel_shape[-1]
+            first = bias_channels.setdefault(u.tensor, (u.name, channels))
+            if first[1] != channels:
+                raise ValueError(
+                    f"{where} shares the bias of tensor '{u.tensor}' with use '{first[0]}', but "
+                    f"has {channels} output units where '{first[0]}' has {first[1]}. Use bias "
+                    f"'own'. Received: bias='shared'"
+                )
+        node_shapes[u.name] = out_shape
+        use_plans.append(UsePlan(u, source, node_shapes[source], in_shape, tensor_shape, kernel_shape, out_shape))
+        previous = u.name
+    for name in tensors:
+        if not any(u.use.tensor == name for u in use_plans):
+            raise ValueError(
+                f"shared tensor '{name}' is declared but no use reads it. Remove it or set a use's "
+                f"'tensor' to '{name}'. Received: tensors={list(tensors)}"
+            )
+    outputs = tuple(spec.outputs) or (previous,)
+    for out in outputs:
+        if out not in node_shapes:
+            raise ValueError(
+                f"output '{out}' is not a node of the model. Pick from {list(node_shapes)}. "
+                f"Received: outputs={list(spec.outputs)}"
+            )
+    if len(set(outputs)) != len(outputs):
+        raise ValueError(f"outputs must not repeat a node. Received: outputs={list(outputs)}")
+    if len(outputs) == 1:
+        output_shape = node_shapes[outputs[0]]
+    else:
+        output_shape = (sum(math.prod(node_shapes[o]) for o in outputs),)
+    return Plan(spec, tuple(use_plans), node_shapes, outputs, output_shape)
+
+
+def validate(spec: ModelSpec) -> None:
+    """Raises ValueError if `spec` cannot be built; returns None otherwise."""
+    plan(spec)

@@ -1,0 +1,136 @@
+"""Ready-made specs. The `seed-*` ones are the three examples of the popular Keras
+weight-sharing recipe, corrected so that their shapes fit and their ties are real."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sharecore.spec import ModelSpec
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "seed-dense": {
+        "description": "One (10, 10) kernel W used by two dense layers in a chain. "
+        "Square, so the second use can read the first one's 10 outputs.",
+        "input_shape": [10],
+        "tensors": [{"name": "W", "shape": [10, 10]}],
+        "uses": [
+            {"name": "dense_1", "op": "dense", "tensor": "W", "activation": "tanh"},
+            {"name": "dense_2", "op": "dense", "tensor": "W"},
+        ],
+    },
+    "seed-conv": {
+        "description": "An unshared 3x3 stem conv maps 3 channels to 16; one (3, 3, 16, 16) "
+        "kernel K is then used by two 3x3 convs in a chain.",
+        "input_shape": [28, 28, 3],
+        "tensors": [{"name": "K", "shape": [3, 3, 16, 16]}],
+        "uses": [
+            {"name": "stem", "op": "conv2d", "kernel_shape": [3, 3, 3, 16], "activation": "relu"},
+            {"name": "conv_1", "op": "conv2d", "tensor": "K", "activation": "relu"},
+            {"name": "conv_2", "op": "conv2d", "tensor": "K"},
+        ],
+    },
+    "seed-mixed": {
+        "description": "One (10, 5) tensor W read by a dense op and, reshaped to (1, 1, 10, 5), "
+        "by a 1x1 conv on the input reshaped to (1, 1, 10). Both branches compute the same "
+        "function until training moves untied copies apart.",
+        "input_shape": [10],
+        "tensors": [{"name": "W", "shape": [10, 5]}],
+        "uses": [
+            {"name": "dense", "op": "dense", "tensor": "W", "source": "input"},
+            {
+                "name": "conv",
+                "op": "conv2d",
+                "tensor": "W",
+                "rule": {"kind": "reshape", "shape": [1, 1, 10, 5]},
+                "source": "input",
+                "input_reshape": [1, 1, 10],
+            },
+        ],
+        "outputs": ["dense", "conv"],
+    },
+    "tied-autoencoder": {
+        "description": "Encoder dense with W (10, 5) and tanh; the decoder reads transpose(W).",
+        "input_shape": [10],
+        "tensors": [{"name": "W", "shape": [10, 5]}],
+        "uses": [
+            {"name": "encoder", "op": "dense", "tensor": "W", "activation": "tanh"},
+            {"name": "decoder", "op": "dense", "tensor": "W", "rule": "transpose"},
+        ],
+    },
+    "albert-mlp": {
+        "description": "ALBERT-style: three MLP blocks (16 -> 32 -> 16) that all share one "
+        "up-projection and one down-projection.",
+        "input_shape": [16],
+        "tensors": [{"name": "W_up", "shape": [16, 32]}, {"name": "W_down", "shape": [32, 16]}],
+        "uses": [
+            {"name": f"block{i}_{part}", "op": "dense", "tensor": tensor, "activation": act}
+            for i in (1, 2, 3)
+            for part, tensor, act in (("up", "W_up", "relu"), ("down", "W_down", "tanh"))
+        ],
+    },
+    "siamese-digits": {
+        "description": "A siamese pair over two 8x8 digit images side by side (128 inputs): both "
+        "towers share a 3x3 conv kernel K and a dense embedding D. With the digits data set "
+        "the task is 'are the two digits the same?'.",
+        "input_shape": [128],
+        "tensors": [{"name": "K", "shape": [3, 3, 1, 8]}, {"name": "D", "shape": [288, 16]}],
+        "uses": [
+            use
+            for tower, start in (("a", 0), ("b", 64))
+            for use in (
+                {
+                    "name": f"tower_{tower}_conv",
+                    "op": "conv2d",
+                    "tensor": "K",
+                    "source": "input",
+                    "input_slice": [start, start + 64],
+                    "input_reshape": [8, 8, 1],
+                    "padding": "valid",
+                    "activation": "relu",
+                },
+                {
+                    "name": f"tower_{tower}_embed",
+                    "op": "dense",
+                    "tensor": "D",
+                    "input_reshape": [288],
+                    "activation": "tanh",
+                },
+            )
+        ],
+        "outputs": ["tower_a_embed", "tower_b_embed"],
+    },
+    "partial-share": {
+        "description": "Partial sharing: 'wide' reads all of W (10, 8); 'narrow' reads only its "
+        "first 4 columns through a slice rule.",
+        "input_shape": [10],
+        "tensors": [{"name": "W", "shape": [10, 8]}],
+        "uses": [
+            {"name": "wide", "op": "dense", "tensor": "W", "source": "input", "activation": "relu"},
+            {
+                "name": "narrow",
+                "op": "dense",
+                "tensor": "W",
+                "source": "input",
+                "rule": {"kind": "slice", "begin": [0, 0], "size": [10, 4]},
+                "activation": "relu",
+            },
+        ],
+        "outputs": ["wide", "narrow"],
+    },
+}
+
+
+def presets() -> tuple[str, ...]:
+    """The names of the built-in specs."""
+    return tuple(_PRESETS)
+
+
+def preset(name: str) -> ModelSpec:
+    """Returns the built-in spec `name`.
+
+    Raises:
+        ValueError: if there is no preset of that name.
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}. Choose one of: {', '.join(_PRESETS)}.")
+    return ModelSpec.from_dict({"name": name, **_PRESETS[name]})

@@ -1,0 +1,356 @@
+"""The model spec and training settings: frozen, hashable, JSON-serializable.
+
+A spec is plain data that a user can write by hand, put in a URL and download.
+It never touches TensorFlow; `sharecore.plan.plan(spec)` checks it and infers every
+shape before any TensorFlow work happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+OPS = ("dense", "conv2d")
+RULES = ("identity", "transpose", "reshape", "slice")
+ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "gelu", "elu", "softplus")
+INITIALIZERS = (
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_normal",
+    "orthogonal",
+    "random_normal",
+)
+BIAS_POLICIES = ("none", "own", "shared")
+PADDINGS = ("same", "valid")
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "gpu")
+DATASETS = ("teacher", "digits")
+INPUT_NODE = "input"
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _fail(where: str, message: str, received: Any) -> ValueError:
+    return ValueError(f"{where}: {message} Received: {received!r}")
+
+
+def _check_name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value) or value == INPUT_NODE:
+        raise _fail(
+            where,
+            "names must start with a letter, use only letters, digits and '_', "
+            f"be at most 40 characters long and not be '{INPUT_NODE}'.",
+            value,
+        )
+    return value
+
+
+def _check_choice(where: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _fail(where, f"must be one of {', '.join(repr(c) for c in choices)}.", value)
+    return value
+
+
+def _check_int(where: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, f"must be a whole number >= {minimum}.", value)
+    if value < minimum:
+        raise _fail(where, f"must be >= {minimum}.", value)
+    return value
+
+
+def _check_shape(where: str, value: Any, minimum: int = 1, rank: tuple[int, int] = (1, 4)) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _fail(where, "must be a list of whole numbers, e.g. [10, 5].", value)
+    if not rank[0] <= len(value) <= rank[1]:
+        raise _fail(where, f"must have between {rank[0]} and {rank[1]} dimensions.", value)
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise _fail(where, f"dimension {i} must be a whole number >= {minimum}.", value)
+    return tuple(value)
+
+
+def _check_keys(where: str, data: Any, cls: type, required: tuple[str, ...]) -> dict:
+    if not isinstance(data, dict):
+        raise _fail(where, "must be a JSON object.", data)
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise _fail(where, f"unknown key(s) {unknown}; allowed keys are {allowed}.", sorted(data))
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise _fail(where, f"missing required key(s) {missing}.", sorted(data))
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------- Rule
+@dataclass(frozen=True)
+class Rule:
+    """How a use turns a shared tensor into its own kernel.
+
+    Every rule is linear (a view), so a use's gradient maps back into the shared
+    tensor's shape exactly.
+    """
+
+    kind: str = "identity"  # 'identity' | 'transpose' | 'reshape' | 'slice'
+    shape: tuple[int, ...] | None = None  # reshape: the target kernel shape
+    perm: tuple[int, ...] | None = None  # transpose: axis order; None reverses the axes
+    begin: tuple[int, ...] | None = None  # slice: first index on each axis
+    size: tuple[int, ...] | None = None  # slice: extent on each axis
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        for key in ("shape", "perm", "begin", "size"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "rule") -> Rule:
+        """Reads a rule from a dict, or from a bare name such as ``"transpose"``."""
+        if isinstance(data, str):
+            data = {"kind": data}
+        _check_keys(where, data, cls, ("kind",))
+        kind = _check_choice(f"{where}.kind", data["kind"], RULES)
+        allowed = {
+            "identity": (),
+            "transpose": ("perm",),
+            "reshape": ("shape",),
+            "slice": ("begin", "size"),
+        }[kind]
+        extra = sorted(k for k in data if k != "kind" and k not in allowed)
+        if extra:
+            raise _fail(where, f"rule '{kind}' takes only {list(allowed) or 'no options'}.", data)
+        kwargs: dict[str, Any] = {"kind": kind}
+        if kind == "reshape":
+            if "shape" not in data:
+                raise _fail(where, "rule 'reshape' needs a target 'shape', e.g. [1, 1, 10, 5].", data)
+            kwargs["shape"] = _check_shape(f"{where}.shape", data["shape"])
+        if kind == "transpose" and data.get("perm") is not None:
+            kwargs["perm"] = _check_shape(f"{where}.perm", data["perm"], minimum=0)
+        if kind == "slice":
+            if "begin" not in data or "size" not in data:
+                raise _fail(where, "rule 'slice' needs 'begin' and 'size' lists, one entry per axis.", data)
+            kwargs["begin"] = _check_shape(f"{where}.begin", data["begin"], minimum=0)
+            kwargs["size"] = _check_shape(f"{where}.size", data["size"])
+        return cls(**kwargs)
+
+    def describe(self) -> str:
+        """A short human label, e.g. ``reshape (1, 1, 10, 5)``."""
+        if self.kind == "reshape":
+            return f"reshape {self.shape}"
+        if self.kind == "transpose" and self.perm is not None:
+            return f"transpose {self.perm}"
+        if self.kind == "slice":
+            return f"slice begin={self.begin} size={self.size}"
+        return self.kind
+
+
+# ----------------------------------------------------------------------------- tensors and uses
+@dataclass(frozen=True)
+class SharedTensor:
+    """One parameter tensor that several uses may read."""
+
+    name: str
+    shape: tuple[int, ...]  # the stored shape, e.g. (10, 5) for a dense kernel
+    initializer: str = "glorot_uniform"  # a Keras initializer name, seeded by the build seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "initializer": self.initializer}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "tensor") -> SharedTensor:
+        _check_keys(where, data, cls, ("name", "shape"))
+        return cls(
+            name=_check_name(f"{where}.name", data["name"]),
+            shape=_check_shape(f"{where}.shape", data["shape"]),
+            initializer=_check_choice(
+                f"{where}.initializer", data.get("initializer", "glorot_uniform"), INITIALIZERS
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Use:
+    """One layer use: an op applied with a kernel read from a tensor through a rule."""
+
+    name: str
+    op: str  # 'dense' (kernel (in, out)) or 'conv2d' (kernel (kh, kw, c_in, c_out))
+    tensor: str | None = None  # the shared tensor it reads; None = its own kernel of `kernel_shape`
+    rule: Rule = field(default_factory=Rule)  # shared tensor -> this op's kernel
+    kernel_shape: tuple[int, ...] | None = None  # only for an own (unshared) kernel
+    activation: str = "linear"
+    bias: str = "none"  # 'none' | 'own' (per use) | 'shared' (one bias per shared tensor)
+    source: str | None = None  # node it reads: 'input' or an earlier use; None = the previous use
+    input_slice: tuple[int, int] | None = None  # [start, stop) of the flattened input features
+    input_reshape: tuple[int, ...] | None = None  # reshape of the (sliced) input per sample
+    strides: int = 1  # conv2d only
+    padding: str = "same"  # conv2d only: 'same' | 'valid'
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "op": self.op,
+            "tensor": self.tensor,
+            "rule": self.rule.to_dict(),
+            "kernel_shape": _jsonable(self.kernel_shape),
+            "activation": self.activation,
+            "bias": self.bias,
+            "source": self.source,
+            "input_slice": _jsonable(self.input_slice),
+            "input_reshape": _jsonable(self.input_reshape),
+            "strides": self.strides,
+            "padding": self.padding,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "use") -> Use:
+        _check_keys(where, data, cls, ("name", "op"))
+        name = _check_name(f"{where}.name", data["name"])
+        where = f"use '{name}'"
+        tensor = data.get("tensor")
+        if tensor is not None:
+            _check_name(f"{where}.tensor", tensor)
+        kernel_shape = data.get("kernel_shape")
+        if kernel_shape is not None:
+            kernel_shape = _check_shape(f"{where}.kernel_shape", kernel_shape)
+        source = data.get("source")
+        if source is not None and source != INPUT_NODE:
+            _check_name(f"{where}.source", source)
+        input_slice = data.get("input_slice")
+        if input_slice is not None:
+            input_slice = _check_shape(f"{where}.input_slice", input_slice, minimum=0, rank=(2, 2))
+        input_reshape = data.get("input_reshape")
+        if input_reshape is not None:
+            input_reshape = _check_shape(f"{where}.input_reshape", input_reshape)
+        return cls(
+            name=name,
+            op=_check_choice(f"{where}.op", data["op"], OPS),
+            tensor=tensor,
+            rule=Rule.from_dict(data.get("rule", "identity"), where=f"{where}.rule"),
+            kernel_shape=kernel_shape,
+            activation=_check_choice(f"{where}.activation", data.get("activation", "linear"), ACTIVATIONS),
+            bias=_check_choice(f"{where}.bias", data.get("bias", "none"), BIAS_POLICIES),
+            source=source,
+            input_slice=input_slice,
+            input_reshape=input_reshape,
+            strides=_check_int(f"{where}.strides", data.get("strides", 1)),
+            padding=_check_choice(f"{where}.padding", data.get("padding", "same"), PADDINGS),
+        )
+
+
+# ----------------------------------------------------------------------------- model spec
+@dataclass(frozen=True)
+class ModelSpec:
+    """A whole model: its input, its shared tensors, its uses in order, and its outputs."""
+
+    input_shape: tuple[int, ...]  # per sample, without the batch axis
+    tensors: tuple[SharedTensor, ...]
+    uses: tuple[Use, ...]
+    outputs: tuple[str, ...] = ()  # nodes to output; () = the last use. Several are flattened and concatenated.
+    name: str = "custom"
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_shape": list(self.input_shape),
+            "tensors": [t.to_dict() for t in self.tensors],
+            "uses": [u.to_dict() for u in self.uses],
+            "outputs": list(self.outputs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelSpec:
+        """Reads a spec from plain data (as parsed from JSON).
+
+        Raises:
+            ValueError: naming the field, what was received and the allowed values.
+        """
+        _check_keys("spec", data, cls, ("input_shape", "uses"))
+        name = data.get("name", "custom")
+        if not isinstance(name, str) or len(name) > 80:
+            raise _fail("spec.name", "must be a string of at most 80 characters.", name)
+        description = data.get("description", "")
+        if not isinstance(description, str) or len(description) > 2000:
+            raise _fail("spec.description", "must be a string of at most 2000 characters.", description)
+        tensors = data.get("tensors", [])
+        uses = data["uses"]
+        outputs = data.get("outputs", [])
+        for key, value in (("tensors", tensors), ("uses", uses), ("outputs", outputs)):
+            if not isinstance(value, list):
+                raise _fail(f"spec.{key}", "must be a list.", value)
+        if not uses:
+            raise _fail("spec.uses", "a model needs at least one use.", uses)
+        for i, out in enumerate(outputs):
+            if out != INPUT_NODE:
+                _check_name(f"spec.outputs[{i}]", out)
+        return cls(
+            name=name,
+            description=description,
+            input_shape=_check_shape("spec.input_shape", data["input_shape"], rank=(1, 3)),
+            tensors=tuple(SharedTensor.from_dict(t, f"spec.tensors[{i}]") for i, t in enumerate(tensors)),
+            uses=tuple(Use.from_dict(u, f"spec.uses[{i}]") for i, u in enumerate(uses)),
+            outputs=tuple(outputs),
+        )
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        """Parses JSON text; malformed JSON raises ValueError with the position."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise ValueError(f"spec JSON could not be parsed: {err}. Check the file is valid JSON.") from None
+        return cls.from_dict(data)
+
+
+# ----------------------------------------------------------------------------- training settings
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one side-by-side training run of the tied and untied models."""
+
+    steps: int = 60  # optimizer steps per variant
+    batch_size: int = 32
+    optimizer: str = "adam"  # 'sgd' | 'adam'
+    learning_rate: float = 0.01
+    seed: int = 0  # initial weights, teacher network and batch order
+    device: str = "auto"  # 'auto' | 'cpu' | 'gpu'
+    record_every: int = 1  # record gradients and divergence every k steps (and at the last step)
+    dataset: str = "teacher"  # 'teacher' (fits any spec) | 'digits' (8x8 images, 64 or 128 inputs)
+
+    def __post_init__(self) -> None:
+        _check_int("train.steps", self.steps)
+        _check_int("train.batch_size", self.batch_size)
+        _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise _fail("train.learning_rate", "must be a finite number > 0, e.g. 0.01.", lr)
+        _check_int("train.seed", self.seed, minimum=0)
+        _check_choice("train.device", self.device, DEVICES)
+        _check_int("train.record_every", self.record_every)
+        _check_choice("train.dataset", self.dataset, DATASETS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainConfig:
+        _check_keys("train", data, cls, ())
+        return cls(**data)
