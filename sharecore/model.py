@@ -43,15 +43,17 @@ def initial_values(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
     compute the same function before training.
     """
     p = plan(spec)
-    values: dict[str, np.ndarray] = {}
-    for t in spec.tensors:
-        init = keras.initializers.get({"class_name": t.initializer, "config": {"seed": _seed_for(seed, t.name)}})
-        values[t.name] = np.asarray(init(t.shape, dtype="float32"))
+    values = {t.name: draw(t.initializer, t.shape, seed, t.name) for t in spec.tensors}
     for u in p.uses:
         if u.use.tensor is None:
-            init = keras.initializers.GlorotUniform(seed=_seed_for(seed, "own/" + u.use.name))
-            values[u.use.name] = np.asarray(init(u.tensor_shape, dtype="float32"))
+            values[u.use.name] = draw("glorot_uniform", u.tensor_shape, seed, "own/" + u.use.name)
     return values
+
+
+def draw(initializer: str, shape: tuple[int, ...], seed: int, key: str) -> np.ndarray:
+    """A seeded draw of a Keras initializer; `key` makes draws for different tensors independent."""
+    init = keras.initializers.get({"class_name": initializer, "config": {"seed": _seed_for(seed, key)}})
+    return np.asarray(init(shape, dtype="float32"))
 
 
 def _use_config(u: UsePlan, tied: bool) -> dict[str, Any]:

@@ -318,6 +318,16 @@ def plan(spec: ModelSpec) -> Plan:
             )
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"outputs must not repeat a node. Received: outputs={list(outputs)}")
+    reached = set(outputs)
+    for u in reversed(use_plans):
+        if u.use.name in reached:
+            reached.add(u.source)
+    dead = [u.use.name for u in use_plans if u.use.name not in reached]
+    if dead:
+        raise ValueError(
+            f"use(s) {dead} do not lead to any output, so Keras would drop them and their weights. "
+            f"Add them to 'outputs' or remove them. Received: outputs={list(outputs)}"
+        )
     if len(outputs) == 1:
         output_shape = node_shapes[outputs[0]]
     else:

@@ -1,0 +1,102 @@
+"""Training data that needs no download: a teacher task for any spec, and 8x8 digits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from sharecore.plan import plan
+from sharecore.spec import ModelSpec
+
+POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
+TEACHER_SEED_OFFSET = 7919  # the teacher is the tied model of the same spec at another seed
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A pool of samples; batches are drawn from it."""
+
+    x: np.ndarray  # (n, *input_shape) float32
+    y: np.ndarray  # (n, *output_shape) float32 targets, or (n,) int32 class labels
+    classes: int  # 0 for regression
+    description: str
+
+
+def teacher_dataset(spec: ModelSpec, seed: int, pool_size: int = POOL_SIZE) -> Dataset:
+    """Inputs ~ N(0, 1); targets from a fixed random network of the same spec.
+
+    The teacher is the untied model of the spec with every copy drawn independently, so it is
+    not itself tied: a tied student cannot always match it, and untied copies have a reason to
+    drift apart (a tied teacher would give the copies of a symmetric model such as
+    `seed-mixed` identical gradients forever). Targets are scaled to unit standard deviation
+    so that one learning rate suits every spec.
+    """
+    # TensorFlow work; imported here so that `plan`-only users of this module stay light.
+    from sharecore.model import _build_from_plan, apply_rule_np, draw, initial_values, layer_name
+
+    rng = np.random.default_rng([seed, 1])
+    x = rng.standard_normal((pool_size, *spec.input_shape)).astype("float32")
+    teacher_seed = seed + TEACHER_SEED_OFFSET
+    p = plan(spec)
+    teacher = _build_from_plan(p, False, initial_values(spec, teacher_seed))
+    tensors = {t.name: t for t in spec.tensors}
+    for u in p.uses:
+        if u.shared:
+            t = tensors[u.use.tensor]
+            fresh = draw(t.initializer, t.shape, teacher_seed, f"{t.name}/{u.use.name}")
+            teacher.get_layer(layer_name(u, False)).kernel.assign(apply_rule_np(u.use.rule, fresh))
+    y = np.asarray(teacher(x, training=False), dtype="float32")
+    y = y / max(float(y.std()), 1e-6)
+    return Dataset(x, y, 0, f"teacher: a random untied network of the same spec (seed {teacher_seed})")
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # ships with scikit-learn: no download
+
+    d = load_digits()
+    return (d.data / 16.0).astype("float32"), d.target.astype("int32")  # (1797, 64), (1797,)
+
+
+def digits_dataset(spec: ModelSpec, seed: int) -> Dataset:
+    """scikit-learn's bundled 8x8 digits.
+
+    64 inputs: classify the digit (10 classes). 128 inputs: two digits side by side,
+    classify whether they are the same digit (2 classes, balanced).
+
+    Raises:
+        ValueError: if the spec's input does not hold 64 or 128 values.
+    """
+    plan(spec)
+    size = math.prod(spec.input_shape)
+    images, labels = _digits()
+    if size == 64:
+        return Dataset(images.reshape(-1, *spec.input_shape), labels, 10, "8x8 digits: which digit (10 classes)")
+    if size == 128:
+        rng = np.random.default_rng([seed, 2])
+        n = len(labels)
+        a = rng.integers(0, n, n)
+        same = rng.random(n) < 0.5
+        by_class = [np.flatnonzero(labels == c) for c in range(10)]
+        b = np.array([rng.choice(by_class[labels[i]]) if s else rng.integers(0, n) for i, s in zip(a, same)])
+        pair = np.concatenate([images[a], images[b]], axis=1)  # (n, 128)
+        target = (labels[a] == labels[b]).astype("int32")
+        return Dataset(pair.reshape(-1, *spec.input_shape), target, 2, "pairs of 8x8 digits: same digit or not")
+    raise ValueError(
+        f"dataset 'digits' needs a model input of 64 values (one 8x8 image) or 128 (two images side "
+        f"by side), but spec '{spec.name}' has input shape {spec.input_shape} ({size} values). "
+        f"Use dataset 'teacher', or set input_shape to [64], [8, 8, 1] or [128]. "
+        f"Received: input_shape={spec.input_shape}"
+    )
+
+
+def make_dataset(spec: ModelSpec, name: str, seed: int) -> Dataset:
+    """The data set `name` ('teacher' or 'digits') for `spec`."""
+    if name == "teacher":
+        return teacher_dataset(spec, seed)
+    if name == "digits":
+        return digits_dataset(spec, seed)
+    raise ValueError(f"unknown dataset {name!r}. Choose 'teacher' or 'digits'.")
