@@ -242,7 +242,9 @@ def plan(spec: ModelSpec) -> Plan:
     for u in spec.uses:
         where = f"use '{u.name}'"
         if u.name in node_shapes:
-            raise ValueError(f"use names must be unique and not '{INPUT_NODE}'; '{u.name}' appears twice. Received: {u.name!r}")
+            raise ValueError(
+                f"use names must be unique and not '{INPUT_NODE}'; '{u.name}' appears twice. Received: {u.name!r}"
+            )
         source = u.source or previous
         if source not in node_shapes:
             earlier = list(node_shapes)

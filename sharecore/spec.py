@@ -177,9 +177,7 @@ class SharedTensor:
         return cls(
             name=_check_name(f"{where}.name", data["name"]),
             shape=_check_shape(f"{where}.shape", data["shape"]),
-            initializer=_check_choice(
-                f"{where}.initializer", data.get("initializer", "glorot_uniform"), INITIALIZERS
-            ),
+            initializer=_check_choice(f"{where}.initializer", data.get("initializer", "glorot_uniform"), INITIALIZERS),
         )
 
 

@@ -154,7 +154,9 @@ class _Variant:
                 data.classes, name="head", kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed)
             )
             self.head.build((None, math.prod(p.output_shape)))
-        self.variables = list(self.model.trainable_variables) + (list(self.head.trainable_variables) if self.head else [])
+        self.variables = list(self.model.trainable_variables) + (
+            list(self.head.trainable_variables) if self.head else []
+        )
         self.var_index = {id(v): i for i, v in enumerate(self.variables)}
         opt = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[config.optimizer]
         self.optimizer = opt(learning_rate=config.learning_rate)
@@ -163,7 +165,9 @@ class _Variant:
         self.kernels = {u.use.name: self.model.get_layer(layer_name(u, tied)).kernel for u in p.uses}
         self.masks = {u.use.name: rule_mask(u.use.rule, u.tensor_shape) for u in p.uses if u.shared}
         self.w0_norms = {
-            (t, a.use.name, b.use.name): float(np.linalg.norm(init[t] * self.masks[a.use.name] * self.masks[b.use.name]))
+            (t, a.use.name, b.use.name): float(
+                np.linalg.norm(init[t] * self.masks[a.use.name] * self.masks[b.use.name])
+            )
             for t, group in self.groups.items()
             for a, b in itertools.combinations(group, 2)
         }
@@ -223,13 +227,19 @@ class _Variant:
             else:
                 # Each copy's kernel gradient, mapped back into the shared tensor's shape.
                 contribs = {
-                    u.use.name: rule_adjoint(u.use.rule, var_grads[self.var_index[id(self.kernels[u.use.name])]], u.tensor_shape)
+                    u.use.name: rule_adjoint(
+                        u.use.rule, var_grads[self.var_index[id(self.kernels[u.use.name])]], u.tensor_shape
+                    )
                     for u in group
                 }
                 total = tf.add_n(list(contribs.values()))
             total_norm = tf.norm(total)
             for name, g in contribs.items():
-                stats[(t, name)] = (tf.norm(g), total_norm, _cosine(g, total - g) if len(group) > 1 else tf.constant(float("nan")))
+                stats[(t, name)] = (
+                    tf.norm(g),
+                    total_norm,
+                    _cosine(g, total - g) if len(group) > 1 else tf.constant(float("nan")),
+                )
         return stats
 
     def divergence_stats(self) -> dict[tuple[str, str, str], tuple]:
