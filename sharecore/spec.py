@@ -41,7 +41,9 @@ def _fail(where: str, message: str, received: Any) -> ValueError:
 
 
 def _check_name(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value) or value == INPUT_NODE:
+    # fullmatch: with match, '$' also matches before a trailing newline, so 'W\n' slipped
+    # through and later broke TensorFlow's node names.
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value == INPUT_NODE:
         raise _fail(
             where,
             "names must start with a letter, use only letters, digits and '_', "
