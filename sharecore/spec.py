@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -36,8 +37,26 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
 # ----------------------------------------------------------------------------- helpers
+class _ShortRepr(reprlib.Repr):
+    """A repr for error messages about untrusted data: bounded in length and depth."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother = 4, 80, 80
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 12
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() itself refuses ints of more than 4300 digits.
+        return repr(x) if x.bit_length() <= 256 else f"<a whole number of {x.bit_length()} bits>"
+
+
+_short_repr = _ShortRepr().repr
+
+
 def _fail(where: str, message: str, received: Any) -> ValueError:
-    return ValueError(f"{where}: {message} Received: {received!r}")
+    # A plain !r recursed without end on deeply nested input and copied a 10 MB string
+    # into the message.
+    return ValueError(f"{where}: {message} Received: {_short_repr(received)}")
 
 
 def _check_name(where: str, value: Any) -> str:
@@ -82,12 +101,13 @@ def _check_keys(where: str, data: Any, cls: type, required: tuple[str, ...]) -> 
     if not isinstance(data, dict):
         raise _fail(where, "must be a JSON object.", data)
     allowed = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(allowed))
+    # key=str: a dict built in Python may mix str and int keys, which plain sorted() refuses.
+    unknown = sorted(set(data) - set(allowed), key=str)
     if unknown:
-        raise _fail(where, f"unknown key(s) {unknown}; allowed keys are {allowed}.", sorted(data))
+        raise _fail(where, f"unknown key(s) {_short_repr(unknown)}; allowed keys are {allowed}.", sorted(data, key=str))
     missing = [k for k in required if k not in data]
     if missing:
-        raise _fail(where, f"missing required key(s) {missing}.", sorted(data))
+        raise _fail(where, f"missing required key(s) {missing}.", sorted(data, key=str))
     return data
 
 
