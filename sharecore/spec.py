@@ -8,9 +8,9 @@ shape before any TensorFlow work happens.
 from __future__ import annotations
 
 import json
-import math
 import re
 import reprlib
+import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -33,6 +33,9 @@ DEVICES = ("auto", "cpu", "gpu")
 DATASETS = ("teacher", "digits")
 INPUT_NODE = "input"
 
+# TensorFlow shapes, strides and seeds are int32 in places; bigger numbers only ever fail
+# deep inside TensorFlow (or overflow float arithmetic in plan), so they are refused here.
+MAX_INT = 2**31 - 1
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
@@ -83,6 +86,8 @@ def _check_int(where: str, value: Any, minimum: int = 1) -> int:
         raise _fail(where, f"must be a whole number >= {minimum}.", value)
     if value < minimum:
         raise _fail(where, f"must be >= {minimum}.", value)
+    if value > MAX_INT:
+        raise _fail(where, f"must be <= {MAX_INT}, the largest whole number TensorFlow takes here.", value)
     return value
 
 
@@ -94,6 +99,10 @@ def _check_shape(where: str, value: Any, minimum: int = 1, rank: tuple[int, int]
     for i, v in enumerate(value):
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise _fail(where, f"dimension {i} must be a whole number >= {minimum}.", value)
+        if v > MAX_INT:
+            raise _fail(
+                where, f"dimension {i} must be <= {MAX_INT}, the largest whole number TensorFlow takes here.", value
+            )
     return tuple(value)
 
 
@@ -360,7 +369,8 @@ class TrainConfig:
         _check_int("train.batch_size", self.batch_size)
         _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        # A chained comparison, not math.isfinite: that raises OverflowError on an int like 10**400.
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= sys.float_info.max:
             raise _fail("train.learning_rate", "must be a finite number > 0, e.g. 0.01.", lr)
         _check_int("train.seed", self.seed, minimum=0)
         _check_choice("train.device", self.device, DEVICES)
