@@ -341,11 +341,14 @@ class ModelSpec:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_json(cls, text: str) -> ModelSpec:
-        """Parses JSON text; malformed JSON raises ValueError with the position."""
+    def from_json(cls, text: str | bytes) -> ModelSpec:
+        """Parses JSON text (or UTF-8 bytes, as uploaded); malformed JSON raises ValueError with the position."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise _fail("spec JSON", "must be text (str) or UTF-8 bytes.", type(text).__name__)
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as err:
+        # ValueError covers JSONDecodeError, bytes that are not UTF-8 and ints of > 4300 digits.
+        except (ValueError, RecursionError) as err:
             raise ValueError(f"spec JSON could not be parsed: {err}. Check the file is valid JSON.") from None
         return cls.from_dict(data)
 
