@@ -1,0 +1,175 @@
+"""Side-by-side training: recorded numbers checked against independent computations."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import sharecore
+from sharecore.data import make_dataset
+from sharecore.spec import ModelSpec, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def dense_run():
+    return sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=12, seed=0, record_every=1))
+
+
+def test_history_has_one_loss_per_step_and_variant(dense_run):
+    h = dense_run.history
+    assert list(h.columns) == ["step", "variant", "loss", "accuracy"]
+    assert len(h) == 2 * 12
+    assert sorted(h.step.unique()) == list(range(1, 13))
+    assert np.isfinite(h.loss).all()
+    assert h.accuracy.isna().all()  # the teacher task is a regression
+    assert dense_run.steps_done == 12 and dense_run.stop_reason is None
+
+
+def test_both_variants_start_from_the_same_loss(dense_run):
+    first = dense_run.history[dense_run.history.step == 1].set_index("variant").loss
+    assert first["tied"] == pytest.approx(first["untied"], rel=1e-6)
+
+
+def test_first_step_contributions_equal_the_untied_copy_gradients(dense_run):
+    # Same initial weights and batch: each tied use's contribution (a gradient w.r.t. its view of
+    # the one variable) must equal the untied copy's gradient (a gradient w.r.t. a separate variable).
+    g = dense_run.gradients[dense_run.gradients.step == 1]
+    tied = g[g.variant == "tied"].set_index("use")
+    untied = g[g.variant == "untied"].set_index("use")
+    for col in ("grad_norm", "sum_norm", "cosine_with_others"):
+        np.testing.assert_allclose(tied[col], untied.loc[tied.index, col], rtol=1e-5)
+
+
+def test_gradient_frame_matches_a_gradient_tape_oracle_on_the_first_batch():
+    spec, config = sharecore.preset("tied-autoencoder"), TrainConfig(steps=1, seed=5, batch_size=16)
+    result = sharecore.train(spec, config)
+    # Rebuild the first batch exactly as the trainer draws it.
+    data = make_dataset(spec, config.dataset, config.seed)
+    idx = np.random.default_rng([config.seed, 3]).integers(0, len(data.x), config.batch_size)
+    x, y = tf.constant(data.x[idx]), tf.constant(data.y[idx])
+    w = tf.Variable(sharecore.initial_values(spec, config.seed)["W"])
+    enc, dec = tf.Variable(w.numpy()), tf.Variable(w.numpy().T)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((tf.tanh(x @ enc) @ dec - y) ** 2)
+    g_enc, g_dec = tape.gradient(loss, [enc, dec])
+    contrib = {"encoder": g_enc.numpy(), "decoder": g_dec.numpy().T}
+    total = contrib["encoder"] + contrib["decoder"]
+    rows = result.gradients[(result.gradients.variant == "tied")].set_index("use")
+    for use, c in contrib.items():
+        assert rows.loc[use, "grad_norm"] == pytest.approx(np.linalg.norm(c), rel=1e-5)
+        other = total - c
+        cosine = float((c * other).sum() / (np.linalg.norm(c) * np.linalg.norm(other)))
+        assert rows.loc[use, "cosine_with_others"] == pytest.approx(cosine, rel=1e-4, abs=1e-6)
+    assert rows["sum_norm"].iloc[0] == pytest.approx(np.linalg.norm(total), rel=1e-5)
+    assert result.history.loss.iloc[0] == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_divergence_is_zero_at_start_grows_for_untied_and_stays_zero_for_tied(dense_run):
+    d = dense_run.divergence
+    assert list(d.columns) == ["step", "variant", "tensor", "use_a", "use_b", "relative_distance", "cosine"]
+    start = d[d.step == 0]
+    assert (start.relative_distance == 0).all()
+    np.testing.assert_allclose(start.cosine, 1.0, rtol=1e-6)
+    tied, untied = d[d.variant == "tied"], d[d.variant == "untied"]
+    assert (tied.relative_distance == 0.0).all()
+    assert untied[untied.step == 12].relative_distance.iloc[0] > 1e-3
+    assert untied.sort_values("step").relative_distance.iloc[-1] > untied.sort_values("step").relative_distance.iloc[1]
+
+
+def test_recorded_divergence_equals_numpy_distance_of_the_final_weights(dense_run):
+    end = dense_run.weights["end"]["untied"]
+    start = dense_run.weights["start"]["tied"]["W"]
+    expected = np.linalg.norm(end["dense_1"] - end["dense_2"]) / np.linalg.norm(start)
+    last = dense_run.divergence[(dense_run.divergence.variant == "untied") & (dense_run.divergence.step == 12)]
+    assert last.relative_distance.iloc[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_record_every_k_steps_records_first_every_kth_and_last_step():
+    result = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=10, record_every=4))
+    assert sorted(result.gradients.step.unique()) == [1, 4, 8, 10]
+    assert sorted(result.divergence.step.unique()) == [0, 1, 4, 8, 10]
+    assert len(result.history) == 20
+
+
+def test_partial_share_divergence_compares_only_the_overlap():
+    result = sharecore.train(sharecore.preset("partial-share"), TrainConfig(steps=8, seed=1))
+    end = result.weights["end"]["untied"]
+    start = result.weights["start"]["tied"]["W"][:, :4]
+    expected = np.linalg.norm(end["wide"][:, :4] - end["narrow"]) / np.linalg.norm(start)
+    row = result.divergence[(result.divergence.variant == "untied") & (result.divergence.step == 8)]
+    assert row.relative_distance.iloc[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_digits_dataset_reports_accuracy_and_learns():
+    spec = ModelSpec.from_dict(
+        {
+            "input_shape": [64],
+            "tensors": [{"name": "W", "shape": [64, 64]}],
+            "uses": [
+                {"name": "h1", "op": "dense", "tensor": "W", "activation": "relu"},
+                {"name": "h2", "op": "dense", "tensor": "W", "activation": "relu"},
+            ],
+        }
+    )
+    result = sharecore.train(spec, TrainConfig(steps=40, dataset="digits", learning_rate=0.01, batch_size=64))
+    h = result.history
+    assert h.accuracy.between(0, 1).all()
+    late = h[h.step > 30].groupby("variant").accuracy.mean()
+    assert (late > 0.5).all()  # well above chance (0.1)
+
+
+def test_digits_pairs_give_two_classes_and_a_wrong_input_size_says_how_to_fix():
+    data = make_dataset(sharecore.preset("siamese-digits"), "digits", 0)
+    assert data.classes == 2 and set(np.unique(data.y)) == {0, 1}
+    assert 0.4 < data.y.mean() < 0.6
+    with pytest.raises(
+        ValueError, match=r"dataset 'digits' needs a model input of 64 values.*Received: input_shape=\(28, 28, 3\)"
+    ):
+        sharecore.train(sharecore.preset("seed-conv"), TrainConfig(steps=1, dataset="digits"))
+
+
+def test_sgd_and_adam_both_reduce_the_loss():
+    spec = sharecore.preset("tied-autoencoder")
+    for opt, lr in (("sgd", 0.1), ("adam", 0.01)):
+        h = sharecore.train(spec, TrainConfig(steps=40, optimizer=opt, learning_rate=lr)).history
+        for variant in ("tied", "untied"):
+            losses = h[h.variant == variant].loss.to_numpy()
+            assert losses[-5:].mean() < losses[:5].mean()
+
+
+def test_progress_callback_sees_growing_history_and_stop_keeps_what_was_recorded():
+    stop = threading.Event()
+    seen = []
+
+    def on_progress(p):
+        seen.append((p.step, len(p.history)))
+        if p.step >= 4:
+            stop.set()
+
+    result = sharecore.train(
+        sharecore.preset("seed-dense"), TrainConfig(steps=50), on_progress=on_progress, stop=stop, progress_every=2
+    )
+    assert seen[:2] == [(2, 4), (4, 8)]
+    assert result.steps_done == 4
+    assert result.stop_reason == "stopped by request after step 4"
+    assert len(result.history) == 8
+    assert result.divergence.step.max() == 4
+
+
+def test_asking_for_a_missing_gpu_is_a_clear_error():
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match=r"device 'gpu' was requested, but TensorFlow sees no GPU.*Use device 'cpu'"):
+        sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=1, device="gpu"))
+    assert "CPU" in sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=1, device="auto")).device
+
+
+def test_a_learning_rate_that_blows_up_stops_at_the_step_with_the_variant_named():
+    result = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=40, optimizer="sgd", learning_rate=1e4))
+    assert result.stop_reason is not None
+    assert "became non-finite" in result.stop_reason and f"at step {result.steps_done + 1}" in result.stop_reason
+    assert np.isfinite(result.history.loss).all()
+    assert len(result.history) == 2 * result.steps_done
