@@ -305,8 +305,10 @@ def plan(spec: ModelSpec) -> Plan:
         node_shapes[u.name] = out_shape
         use_plans.append(UsePlan(u, source, node_shapes[source], in_shape, tensor_shape, kernel_shape, out_shape))
         previous = u.name
+    # A set, not any() per tensor: that was quadratic and took minutes on a large pasted spec.
+    read = {u.use.tensor for u in use_plans}
     for name in tensors:
-        if not any(u.use.tensor == name for u in use_plans):
+        if name not in read:
             raise ValueError(
                 f"shared tensor '{name}' is declared but no use reads it. Remove it or set a use's "
                 f"'tensor' to '{name}'. Received: tensors={list(tensors)}"
