@@ -1,0 +1,290 @@
+"""Caps that keep one user's spec from taking down a small shared server.
+
+`check_limits(spec, config)` runs in plain Python on the spec and its `plan`, before any
+TensorFlow work, and raises a `ValueError` that says which cap was hit, by how much and how
+to raise it. The defaults fit a hosted server with about 1 GB of RAM. Raise them locally with
+an environment variable (``SHARECORE_MAX_PARAMS=10000000``) or in ``.streamlit/secrets.toml``::
+
+    [sharecore]
+    max_params = 10000000
+    max_activation_mb = 1024
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from sharecore.data import POOL_SIZE as TEACHER_POOL_SIZE  # the teacher runs the model once over it
+from sharecore.plan import Plan, plan
+from sharecore.spec import ModelSpec, TrainConfig
+
+BYTES_PER_VALUE = 4  # float32
+# Training keeps each node's forward value, its gradient and about as much again in
+# TensorFlow workspace, so a training step needs about three times the forward activations.
+TRAINING_FACTOR = 3
+MB = 2**20
+SECRETS_SECTION = "sharecore"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps checked before a model is built or trained. All are whole numbers >= 1."""
+
+    max_params: int = 2_000_000  # parameters of the untied model (the larger variant)
+    max_activation_mb: int = 256  # estimated activation memory of one training run, in MiB
+    max_steps: int = 5000  # optimizer steps per run
+    max_batch_size: int = 512  # samples per batch
+    max_input_size: int = 65536  # values per input sample, e.g. 64 * 64 * 16
+    max_uses: int = 32  # uses (layer calls) in one spec
+    max_spec_bytes: int = 200_000  # size of an uploaded or pasted spec JSON
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"limit {f.name} must be a whole number >= 1. Received: {f.name}={value!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], base: Limits | None = None) -> Limits:
+        """Reads limits from a mapping such as ``st.secrets["sharecore"]``.
+
+        Args:
+            mapping: limit names (``max_params``, ...) to whole numbers or numeric strings.
+                Missing names keep the value of `base`.
+            base: the limits to start from; defaults to `Limits()`.
+
+        Returns:
+            The new `Limits`.
+
+        Raises:
+            ValueError: for an unknown name or a value that is not a whole number >= 1.
+        """
+        base = base or cls()
+        if not isinstance(mapping, Mapping):
+            raise ValueError(
+                f"limits must be a mapping of limit names to numbers, e.g. {{'max_params': 2000000}}. "
+                f"Received: {type(mapping).__name__}"
+            )
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in mapping if k not in allowed)
+        if unknown:
+            raise ValueError(
+                f"unknown limit(s) {unknown} under [{SECRETS_SECTION}]; allowed names are {allowed}. "
+                f"Received: {unknown}"
+            )
+        values = {name: _parse_limit(value, f"[{SECRETS_SECTION}] {name}") for name, value in mapping.items()}
+        return replace(base, **values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, base: Limits | None = None) -> Limits:
+        """Reads ``SHARECORE_MAX_PARAMS``, ``SHARECORE_MAX_ACTIVATION_MB``, ... over `base`.
+
+        Args:
+            environ: the environment; defaults to `os.environ`.
+            base: the limits to start from (e.g. from secrets); defaults to `Limits()`.
+
+        Returns:
+            The new `Limits`; variables that are not set keep the value of `base`.
+
+        Raises:
+            ValueError: naming the variable, if its value is not a whole number >= 1.
+        """
+        environ = os.environ if environ is None else environ
+        base = base or cls()
+        values = {}
+        for f in fields(cls):
+            variable = env_variable(f.name)
+            if variable in environ:
+                values[f.name] = _parse_limit(environ[variable], f"environment variable {variable}")
+        return replace(base, **values)
+
+
+def env_variable(name: str) -> str:
+    """The environment variable of limit `name`, e.g. ``SHARECORE_MAX_PARAMS``."""
+    return f"SHARECORE_{name.upper()}"
+
+
+def _parse_limit(value: Any, where: str) -> int:
+    number: Any = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 30:
+        try:
+            number = int(value.strip())  # accepts 2_000_000 too
+        except ValueError:
+            number = None
+    if number is None or number < 1:
+        shown = value if not isinstance(value, str) else value[:40]
+        raise ValueError(f"{where} must be a whole number >= 1, e.g. 2000000. Received: {shown!r}")
+    return number
+
+
+def _how_to_raise(name: str) -> str:
+    return (
+        f"raise the limit with the environment variable {env_variable(name)} or in "
+        f".streamlit/secrets.toml under [{SECRETS_SECTION}] {name}"
+    )
+
+
+def _count(value: int) -> str:
+    """1,234,567; a number beyond any real model is summarised rather than printed."""
+    return f"{value:,}" if value < 10**18 else f"about 10^{len(str(value)) - 1}"
+
+
+def _exceeds(what: str, name: str, limit: int, value: int, unit: str, detail: str, fix: str) -> ValueError:
+    return ValueError(
+        f"{what} exceeds the limit of {limit:,} {unit} ({detail}: {_count(value)}). {fix}, or "
+        f"{_how_to_raise(name)}. Received: {name}={limit}, value={value}"
+    )
+
+
+def untied_params(p: Plan) -> int:
+    """Parameters of the untied model: every use stores its own kernel and bias.
+
+    The untied model is never smaller than the tied one, so it is the one to cap.
+    Equals `param_report(spec).untied_total`.
+    """
+    return sum(u.kernel_size + u.bias_size for u in p.uses)
+
+
+def activation_values(p: Plan) -> int:
+    """Values one sample creates in a forward pass: the input, every use's input copy and output.
+
+    A use's input counts only when `input_slice` copies it (a reshape is a view); several
+    outputs count once more because they are flattened and concatenated.
+    """
+    total = math.prod(p.spec.input_shape)
+    for u in p.uses:
+        if u.use.input_slice is not None:
+            total += math.prod(u.in_shape)
+        total += math.prod(u.out_shape)
+    if len(p.outputs) > 1:
+        total += math.prod(p.output_shape)
+    return total
+
+
+def activation_bytes(p: Plan, config: TrainConfig) -> int:
+    """Estimated activation memory of one training run, in bytes.
+
+    ``values per sample * 4 bytes * (3 * batch_size + 512 if the data set is 'teacher')``:
+    a training step keeps forward values, gradients and workspace for a batch (3x), and the
+    teacher data set runs the model once over its pool of 512 samples.
+    """
+    samples = TRAINING_FACTOR * config.batch_size
+    if config.dataset == "teacher":
+        samples += TEACHER_POOL_SIZE
+    return activation_values(p) * BYTES_PER_VALUE * samples
+
+
+def check_limits(spec: ModelSpec, config: TrainConfig | None = None, limits: Limits | None = None) -> None:
+    """Checks `spec` (and `config`) against `limits`, before anything is allocated.
+
+    Pure Python on the spec and its plan; call it before `build` or `train`.
+
+    Args:
+        spec: the model spec.
+        config: the training settings; `None` checks the spec as `TrainConfig()` would train it.
+        limits: the caps; `None` reads them with `Limits.from_env()`.
+
+    Raises:
+        ValueError: for the first cap exceeded, naming the cap, the value and how to raise it;
+            or, from `plan`, if the spec cannot be built.
+    """
+    limits = limits or Limits.from_env()
+    config = config or TrainConfig()
+    name = f"spec '{spec.name}'"
+    # Cheap counts first, so that a huge spec is refused before plan() walks it.
+    if len(spec.uses) > limits.max_uses:
+        raise _exceeds(
+            name, "max_uses", limits.max_uses, len(spec.uses), "uses", "uses in the spec", "Remove some uses"
+        )
+    if len(spec.tensors) > limits.max_uses:
+        # A valid spec has no more shared tensors than uses; refuse before plan() walks them.
+        raise _exceeds(
+            name,
+            "max_uses",
+            limits.max_uses,
+            len(spec.tensors),
+            "uses",
+            "shared tensors declared",
+            "Remove some shared tensors",
+        )
+    input_size = math.prod(spec.input_shape)
+    if input_size > limits.max_input_size:
+        raise _exceeds(
+            name,
+            "max_input_size",
+            limits.max_input_size,
+            input_size,
+            "values per input sample",
+            f"input shape {list(spec.input_shape)}",
+            "Use a smaller input_shape",
+        )
+    if config.steps > limits.max_steps:
+        raise _exceeds(
+            "the training run",
+            "max_steps",
+            limits.max_steps,
+            config.steps,
+            "steps",
+            "steps asked for",
+            "Train fewer steps",
+        )
+    if config.batch_size > limits.max_batch_size:
+        raise _exceeds(
+            "the training run",
+            "max_batch_size",
+            limits.max_batch_size,
+            config.batch_size,
+            "samples per batch",
+            "batch_size",
+            "Use a smaller batch_size",
+        )
+    p = plan(spec)
+    params = untied_params(p)
+    if params > limits.max_params:
+        raise _exceeds(
+            name,
+            "max_params",
+            limits.max_params,
+            params,
+            "parameters",
+            "untied model",
+            "Make the tensors or kernels smaller",
+        )
+    needed = activation_bytes(p, config)
+    if needed > limits.max_activation_mb * MB:
+        pool = f" plus one pass over the {TEACHER_POOL_SIZE}-sample teacher pool" if config.dataset == "teacher" else ""
+        raise ValueError(
+            f"training {name} needs about {_count(-(-needed // MB))} MiB of activations, which exceeds the "
+            f"limit of {limits.max_activation_mb:,} MiB ({_count(activation_values(p))} values per sample x "
+            f"4 bytes x 3 x batch_size {config.batch_size}{pool}). Use a smaller batch_size, input or channel "
+            f"count, or {_how_to_raise('max_activation_mb')}. "
+            f"Received: max_activation_mb={limits.max_activation_mb}, estimate_bytes={needed}"
+        )
+
+
+def check_spec_size(text: str | bytes, limits: Limits | None = None) -> None:
+    """Refuses an uploaded or pasted spec JSON longer than `limits.max_spec_bytes`, before parsing it.
+
+    Raises:
+        ValueError: naming the size, the limit and how to raise it.
+    """
+    limits = limits or Limits.from_env()
+    size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
+    if size > limits.max_spec_bytes:
+        raise _exceeds(
+            "the spec JSON",
+            "max_spec_bytes",
+            limits.max_spec_bytes,
+            size,
+            "bytes",
+            "size",
+            "Upload a smaller file (a spec is usually a few kB)",
+        )

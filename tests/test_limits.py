@@ -1,0 +1,292 @@
+"""Limits: exact boundaries (at the limit passes, one over fails), messages, env and secrets."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+import sharecore as sc
+from sharecore.limits import (
+    MB,
+    Limits,
+    activation_bytes,
+    activation_values,
+    check_limits,
+    check_spec_size,
+    untied_params,
+)
+from sharecore.spec import ModelSpec, TrainConfig
+
+LIMIT_NAMES = [
+    "max_params",
+    "max_activation_mb",
+    "max_steps",
+    "max_batch_size",
+    "max_input_size",
+    "max_uses",
+    "max_spec_bytes",
+]
+
+
+def own_dense(inputs: int, units: int) -> ModelSpec:
+    """One dense use with its own (inputs, units) kernel: exactly inputs * units parameters."""
+    return ModelSpec.from_dict(
+        {"input_shape": [inputs], "uses": [{"name": "big", "op": "dense", "kernel_shape": [inputs, units]}]}
+    )
+
+
+def chain(uses: int) -> ModelSpec:
+    """`uses` dense uses in a chain, all reading one (2, 2) tensor."""
+    return ModelSpec.from_dict(
+        {
+            "input_shape": [2],
+            "tensors": [{"name": "W", "shape": [2, 2]}],
+            "uses": [{"name": f"d{i}", "op": "dense", "tensor": "W"} for i in range(uses)],
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- defaults
+def test_defaults_fit_a_small_hosted_server():
+    limits = Limits()
+    assert (limits.max_params, limits.max_activation_mb, limits.max_steps) == (2_000_000, 256, 5000)
+    assert (limits.max_batch_size, limits.max_input_size, limits.max_uses) == (512, 65536, 32)
+    assert limits.max_spec_bytes == 200_000
+
+
+@pytest.mark.parametrize("name", sc.presets())
+def test_every_preset_passes_the_default_limits_at_default_and_largest_settings(name):
+    check_limits(sc.preset(name), TrainConfig(), Limits())
+    check_limits(sc.preset(name), TrainConfig(steps=5000, batch_size=256), Limits())
+
+
+@pytest.mark.parametrize("name", sc.presets())
+def test_untied_params_equal_the_param_report(name):
+    spec = sc.preset(name)
+    assert untied_params(sc.plan(spec)) == sc.param_report(spec).untied_total
+
+
+# ----------------------------------------------------------------------------- boundaries
+def test_params_at_the_limit_pass_and_one_over_fails():
+    spec = sc.preset("seed-dense")  # untied: two (10, 10) copies = 200 parameters
+    check_limits(spec, limits=Limits(max_params=200))
+    with pytest.raises(ValueError, match=r"limit of 199 parameters \(untied model: 200\)"):
+        check_limits(spec, limits=Limits(max_params=199))
+
+
+def test_params_message_says_the_limit_the_value_and_how_to_raise_it():
+    with pytest.raises(ValueError) as err:
+        check_limits(own_dense(1000, 5300), limits=Limits())
+    message = str(err.value)
+    assert "spec 'custom' exceeds the limit of 2,000,000 parameters (untied model: 5,300,000)." in message
+    assert (
+        "raise the limit with the environment variable SHARECORE_MAX_PARAMS or in "
+        ".streamlit/secrets.toml under [sharecore] max_params"
+    ) in message
+
+
+def test_params_limit_counts_untied_copies_not_the_tied_model():
+    spec = chain(3)  # tied: 4 parameters; untied: 12
+    check_limits(spec, limits=Limits(max_params=12))
+    with pytest.raises(ValueError, match=r"\(untied model: 12\)"):
+        check_limits(spec, limits=Limits(max_params=11))
+
+
+def test_params_count_biases():
+    spec = ModelSpec.from_dict(
+        {"input_shape": [3], "uses": [{"name": "d", "op": "dense", "kernel_shape": [3, 4], "bias": "own"}]}
+    )
+    check_limits(spec, limits=Limits(max_params=16))
+    with pytest.raises(ValueError, match="max_params"):
+        check_limits(spec, limits=Limits(max_params=15))
+
+
+def test_steps_at_the_limit_pass_and_one_over_fails():
+    spec = sc.preset("seed-dense")
+    check_limits(spec, TrainConfig(steps=5000), Limits())
+    with pytest.raises(ValueError, match=r"limit of 5,000 steps \(steps asked for: 5,001\).*SHARECORE_MAX_STEPS"):
+        check_limits(spec, TrainConfig(steps=5001), Limits())
+
+
+def test_batch_size_at_the_limit_passes_and_one_over_fails():
+    spec = sc.preset("seed-dense")
+    check_limits(spec, TrainConfig(batch_size=512), Limits())
+    with pytest.raises(ValueError, match=r"limit of 512 samples per batch \(batch_size: 513\).*max_batch_size"):
+        check_limits(spec, TrainConfig(batch_size=513), Limits())
+
+
+@pytest.mark.parametrize("shape", [[65536], [256, 256, 1], [16, 64, 64]])
+def test_input_size_at_the_limit_passes(shape):
+    spec = ModelSpec.from_dict(
+        {"input_shape": shape, "uses": [{"name": "d", "op": "dense", "kernel_shape": [shape[-1], 1]}]}
+    )
+    check_limits(spec, TrainConfig(batch_size=1, dataset="digits"), Limits(max_activation_mb=10**6))
+
+
+@pytest.mark.parametrize("shape", [[65537], [257, 256, 1]])
+def test_input_size_one_over_fails_before_plan(shape):
+    # The kernel does not even fit the input: the size cap answers first, without plan().
+    spec = ModelSpec.from_dict({"input_shape": shape, "uses": [{"name": "d", "op": "dense", "kernel_shape": [1, 1]}]})
+    size = math.prod(shape)
+    with pytest.raises(ValueError, match=rf"limit of 65,536 values per input sample .*: {size:,}\).*max_input_size"):
+        check_limits(spec, limits=Limits())
+
+
+def test_uses_at_the_limit_pass_and_one_over_fails():
+    check_limits(chain(32), limits=Limits())
+    with pytest.raises(ValueError, match=r"limit of 32 uses \(uses in the spec: 33\).*SHARECORE_MAX_USES"):
+        check_limits(chain(33), limits=Limits())
+
+
+def test_declared_tensors_beyond_the_uses_limit_are_refused_before_plan():
+    spec = ModelSpec.from_dict(
+        {
+            "input_shape": [2],
+            "tensors": [{"name": f"T{i}", "shape": [2, 2]} for i in range(40)],
+            "uses": [{"name": "d", "op": "dense", "tensor": "T0"}],
+        }
+    )
+    with pytest.raises(ValueError, match=r"shared tensors declared: 40"):
+        check_limits(spec, limits=Limits())
+
+
+def test_activation_estimate_is_values_per_sample_times_4_bytes_times_batch_and_pool():
+    spec = sc.preset("seed-conv")
+    values = 28 * 28 * 3 + 3 * 28 * 28 * 16  # input, stem, conv_1, conv_2
+    p = sc.plan(spec)
+    assert activation_values(p) == values
+    assert activation_bytes(p, TrainConfig(batch_size=32)) == values * 4 * (3 * 32 + 512)
+    assert activation_bytes(p, TrainConfig(batch_size=32, dataset="digits")) == values * 4 * 3 * 32
+
+
+def test_activation_estimate_counts_sliced_inputs_and_concatenated_outputs():
+    spec = sc.preset("siamese-digits")
+    # input 128; per tower: slice copy 64, conv (6, 6, 8) = 288, embed 16; concat 32.
+    assert activation_values(sc.plan(spec)) == 128 + 2 * (64 + 288 + 16) + 32
+
+
+def test_activation_at_the_limit_passes_and_one_over_fails():
+    spec = sc.preset("seed-conv")
+    config = TrainConfig(batch_size=64)
+    needed = 39984 * 4 * (3 * 64 + 512)
+    assert needed == activation_bytes(sc.plan(spec), config)
+    at_limit = math.ceil(needed / MB)  # 108 MiB
+    check_limits(spec, config, Limits(max_activation_mb=at_limit))
+    with pytest.raises(ValueError) as err:
+        check_limits(spec, config, Limits(max_activation_mb=at_limit - 1))
+    message = str(err.value)
+    assert f"needs about {at_limit} MiB of activations, which exceeds the limit of {at_limit - 1} MiB" in message
+    assert "39,984 values per sample" in message and "batch_size 64" in message
+    assert "SHARECORE_MAX_ACTIVATION_MB" in message and "[sharecore] max_activation_mb" in message
+
+
+def test_activation_limit_is_in_whole_mebibytes():
+    # 1 MiB of values per sample and a data set without a teacher pool: 3 MiB per sample.
+    spec = ModelSpec.from_dict(
+        {"input_shape": [MB // 8], "uses": [{"name": "d", "op": "dense", "kernel_shape": [MB // 8, MB // 8]}]}
+    )
+    limits = Limits(max_activation_mb=3, max_input_size=MB, max_params=10**12)
+    check_limits(spec, TrainConfig(batch_size=1, dataset="digits"), limits)
+    with pytest.raises(ValueError, match="max_activation_mb"):
+        check_limits(spec, TrainConfig(batch_size=2, dataset="digits"), limits)
+
+
+def test_spec_size_at_the_limit_passes_and_one_over_fails():
+    check_spec_size("x" * 200_000, Limits())
+    check_spec_size(b"x" * 200_000, Limits())
+    with pytest.raises(ValueError, match=r"limit of 200,000 bytes \(size: 200,001\).*SHARECORE_MAX_SPEC_BYTES"):
+        check_spec_size("x" * 200_001, Limits())
+
+
+def test_spec_size_counts_utf8_bytes_not_characters():
+    check_spec_size("é" * 5, Limits(max_spec_bytes=10))
+    with pytest.raises(ValueError, match=r"size: 12"):
+        check_spec_size("é" * 6, Limits(max_spec_bytes=10))
+
+
+# ----------------------------------------------------------------------------- nothing allocated
+def test_a_huge_spec_is_refused_in_plain_python_before_anything_is_allocated():
+    # 65536 * 2**31 parameters would be half a petabyte; the check only multiplies shapes.
+    spec = own_dense(65536, 2**31 - 1)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="max_params"):
+        check_limits(spec, limits=Limits())
+    assert time.perf_counter() - start < 0.5
+
+
+def test_an_invalid_spec_still_gets_plans_message():
+    spec = ModelSpec.from_dict({"input_shape": [3], "uses": [{"name": "d", "op": "dense", "kernel_shape": [4, 2]}]})
+    with pytest.raises(ValueError, match="use 'd' needs a kernel with 3 input rows"):
+        check_limits(spec, limits=Limits())
+
+
+# ----------------------------------------------------------------------------- configuration
+def test_limits_come_from_the_environment_by_default(monkeypatch):
+    monkeypatch.setenv("SHARECORE_MAX_PARAMS", "199")
+    with pytest.raises(ValueError, match=r"limit of 199 parameters"):
+        check_limits(sc.preset("seed-dense"))
+    monkeypatch.setenv("SHARECORE_MAX_PARAMS", "200")
+    check_limits(sc.preset("seed-dense"))
+
+
+def test_from_env_reads_every_limit():
+    env = {f"SHARECORE_{name.upper()}": str(i + 7) for i, name in enumerate(LIMIT_NAMES)}
+    limits = Limits.from_env(env)
+    assert [getattr(limits, name) for name in LIMIT_NAMES] == [i + 7 for i in range(len(LIMIT_NAMES))]
+
+
+def test_from_env_keeps_unset_limits_and_accepts_underscores_and_spaces():
+    limits = Limits.from_env({"SHARECORE_MAX_PARAMS": " 10_000_000 ", "UNRELATED": "x"})
+    assert limits == Limits(max_params=10_000_000)
+
+
+@pytest.mark.parametrize("value", ["", "abc", "0", "-5", "1.5", "1e6", "true", "9" * 40])
+def test_a_bad_environment_value_names_the_variable(value):
+    with pytest.raises(ValueError, match=r"environment variable SHARECORE_MAX_STEPS must be a whole number >= 1"):
+        Limits.from_env({"SHARECORE_MAX_STEPS": value})
+
+
+def test_from_mapping_reads_secrets_and_env_overrides_them():
+    secrets = {"max_params": 5_000_000, "max_activation_mb": 1024.0, "max_steps": "20000"}
+    limits = Limits.from_mapping(secrets)
+    assert (limits.max_params, limits.max_activation_mb, limits.max_steps) == (5_000_000, 1024, 20000)
+    assert limits.max_uses == 32
+    both = Limits.from_env({"SHARECORE_MAX_STEPS": "7"}, base=limits)
+    assert (both.max_params, both.max_steps) == (5_000_000, 7)
+
+
+def test_from_mapping_accepts_an_empty_section():
+    assert Limits.from_mapping({}) == Limits()
+
+
+@pytest.mark.parametrize(
+    ("mapping", "pattern"),
+    [
+        ({"max_param": 10}, r"unknown limit\(s\) \['max_param'\] under \[sharecore\]"),
+        ({"max_params": True}, r"\[sharecore\] max_params must be a whole number >= 1"),
+        ({"max_params": 0}, r"\[sharecore\] max_params must be a whole number >= 1"),
+        ({"max_params": 2.5}, r"\[sharecore\] max_params must be a whole number"),
+        ({"max_params": float("nan")}, r"\[sharecore\] max_params must be a whole number"),
+        ({"max_params": [1]}, r"\[sharecore\] max_params must be a whole number"),
+        ({"max_params": None}, r"\[sharecore\] max_params must be a whole number"),
+        ([("max_params", 1)], r"limits must be a mapping"),
+    ],
+)
+def test_bad_secrets_raise_value_error_naming_the_setting(mapping, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        Limits.from_mapping(mapping)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.0, True, "10", None])
+def test_limits_themselves_must_be_whole_numbers_of_at_least_one(value):
+    with pytest.raises(ValueError, match="limit max_uses must be a whole number >= 1"):
+        Limits(max_uses=value)
+
+
+def test_limits_are_frozen_and_hashable():
+    limits = Limits()
+    with pytest.raises(AttributeError):
+        limits.max_params = 1  # type: ignore[misc]
+    assert hash(limits) == hash(Limits())
