@@ -1,0 +1,257 @@
+"""The experiment in a URL: a compact, tamper-proof encoding of a spec and its training settings.
+
+A shared link carries the preset name (when the spec is that preset unchanged) or the spec
+itself as ``base64url(zlib(JSON))``, plus every training setting that differs from the
+default. `read_state` never raises: whatever a link holds, it returns a usable state and
+the reasons it fell back to defaults, so a workshop link with a typo still opens.
+
+This module is plain Python (no Streamlit) so the CLI, notebooks and tests can use it too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sharecore.limits import Limits, check_limits
+from sharecore.presets import preset, presets
+from sharecore.spec import ModelSpec, SharedTensor, TrainConfig, Use
+
+__all__ = [
+    "UrlState",
+    "check_limits",
+    "decode_config",
+    "decode_spec",
+    "encode_config",
+    "encode_spec",
+    "encode_state",
+    "read_state",
+]
+
+# A URL longer than a few kB is cut by browsers and proxies; a real spec encodes to well under this.
+MAX_PARAM_CHARS = 8_000
+MAX_LEARNING_RATE = 10.0
+MAX_SEED = 2**31 - 1  # Keras initializer seeds are 32-bit
+
+DEFAULT_PRESET = "seed-dense"
+
+# query-parameter key -> TrainConfig field
+TRAIN_KEYS: dict[str, str] = {
+    "steps": "steps",
+    "batch": "batch_size",
+    "opt": "optimizer",
+    "lr": "learning_rate",
+    "seed": "seed",
+    "device": "device",
+    "every": "record_every",
+    "data": "dataset",
+}
+_FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+
+
+@dataclass(frozen=True)
+class UrlState:
+    """What a link asks for, after falling back to defaults where it could not be read."""
+
+    preset: str  # the preset the spec starts from (the sidebar's choice)
+    spec: ModelSpec
+    config: TrainConfig
+    warnings: tuple[str, ...] = ()  # one sentence per value that was ignored
+
+
+def _check_config_field(config: TrainConfig) -> None:
+    """The server's caps on single settings, so that one bad value in a link keeps the others."""
+    limits = Limits.from_env()
+    if config.steps > limits.max_steps:
+        raise ValueError(f"train.steps: this server runs at most {limits.max_steps:,} steps. Received: {config.steps}")
+    if config.batch_size > limits.max_batch_size:
+        raise ValueError(
+            f"train.batch_size: this server uses batches of at most {limits.max_batch_size}. "
+            f"Received: {config.batch_size}"
+        )
+    if config.learning_rate > MAX_LEARNING_RATE:
+        raise ValueError(
+            f"train.learning_rate: must be at most {MAX_LEARNING_RATE:g}. Received: {config.learning_rate!r}"
+        )
+    if config.seed > MAX_SEED:
+        raise ValueError(f"train.seed: must be at most {MAX_SEED}. Received: {config.seed}")
+
+
+# ----------------------------------------------------------------------------- spec <-> text
+def _compact(spec: ModelSpec) -> dict[str, Any]:
+    """`spec.to_dict()` without the fields that hold their default values."""
+    use_defaults = {k: v for k, v in Use(name="x", op="dense").to_dict().items() if k not in ("name", "op")}
+    tensor_defaults = {"initializer": SharedTensor(name="x", shape=(1,)).initializer}
+    data = spec.to_dict()
+    data["uses"] = [{k: v for k, v in u.items() if use_defaults.get(k, object()) != v} for u in data["uses"]]
+    data["tensors"] = [{k: v for k, v in t.items() if tensor_defaults.get(k, object()) != v} for t in data["tensors"]]
+    for key, default in (("name", "custom"), ("description", ""), ("outputs", []), ("tensors", [])):
+        if data[key] == default:
+            del data[key]
+    return data
+
+
+def encode_spec(spec: ModelSpec) -> str:
+    """The spec as URL-safe text: ``base64url(zlib(compact JSON))`` without padding."""
+    raw = json.dumps(_compact(spec), separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode("ascii").rstrip("=")
+
+
+def decode_spec(text: str) -> ModelSpec:
+    """Reads a spec written by `encode_spec`, refusing anything malformed, invalid or too big.
+
+    Args:
+        text: the encoded spec, as found in a URL.
+
+    Returns:
+        A spec that `plan` accepts and that is within this app's limits.
+
+    Raises:
+        ValueError: saying what was wrong; never any other exception.
+    """
+    if not isinstance(text, str) or not text:
+        raise ValueError("the spec in the link is empty.")
+    max_bytes = Limits.from_env().max_spec_bytes
+    if len(text) > MAX_PARAM_CHARS:
+        raise ValueError(
+            f"the spec in the link is {len(text):,} characters long; at most {MAX_PARAM_CHARS:,} are read."
+        )
+    if not _B64URL.match(text):
+        raise ValueError("the spec in the link is not base64url text (letters, digits, '-' and '_').")
+    try:
+        packed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(packed, max_bytes + 1)
+    except (binascii.Error, ValueError, zlib.error) as err:
+        raise ValueError(f"the spec in the link is damaged and could not be unpacked ({err}).") from None
+    if len(raw) > max_bytes or inflater.unconsumed_tail:
+        raise ValueError(f"the spec in the link unpacks to more than {max_bytes:,} bytes; it is not a spec.")
+    if not inflater.eof:
+        raise ValueError("the spec in the link is cut short; copy the whole link.")
+    try:
+        spec = ModelSpec.from_json(raw.decode("utf-8"))
+        check_limits(spec)  # plan() and the server's caps
+    except ValueError as err:
+        raise ValueError(f"the spec in the link is not a valid model: {err}") from None
+    except Exception as err:  # anything a tampered value provokes is still just a bad link
+        raise ValueError(f"the spec in the link could not be read ({type(err).__name__}: {err}).") from None
+    return spec
+
+
+# ----------------------------------------------------------------------------- train settings <-> params
+def _format(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def encode_config(config: TrainConfig) -> dict[str, str]:
+    """The training settings that differ from `TrainConfig()`, as query parameters."""
+    default = TrainConfig()
+    return {
+        key: _format(getattr(config, name))
+        for key, name in TRAIN_KEYS.items()
+        if getattr(config, name) != getattr(default, name)
+    }
+
+
+def _parse_field(name: str, text: str) -> Any:
+    kind = _FIELD_TYPES[name]
+    if kind in (int, "int"):
+        if not re.fullmatch(r"\d{1,10}", text):
+            raise ValueError(f"train.{name}: must be a whole number. Received: {text[:40]!r}")
+        return int(text)
+    if kind in (float, "float"):
+        try:
+            value = float(text[:40])
+        except ValueError:
+            raise ValueError(f"train.{name}: must be a number, e.g. 0.01. Received: {text[:40]!r}") from None
+        return value
+    return text[:40]
+
+
+def decode_config(params: Mapping[str, Any]) -> tuple[TrainConfig, tuple[str, ...]]:
+    """Reads training settings from query parameters; a bad value keeps its default.
+
+    Returns:
+        The settings and one warning per value that was ignored.
+    """
+    values: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, name in TRAIN_KEYS.items():
+        if key not in params:
+            continue
+        text = _last(params[key])
+        try:
+            value = _parse_field(name, text)
+            _check_config_field(TrainConfig(**{name: value}))  # the core's check, then this app's
+            values[name] = value
+        except Exception as err:
+            warnings.append(f"Ignored '{key}' in the link ({_message(err)}); using {getattr(TrainConfig(), name)!r}.")
+    return TrainConfig(**values), tuple(warnings)
+
+
+# ----------------------------------------------------------------------------- whole state
+def encode_state(preset_name: str, spec: ModelSpec, config: TrainConfig) -> dict[str, str]:
+    """Query parameters that reproduce this experiment.
+
+    The spec is written out only when it differs from the preset `preset_name`.
+    """
+    params = {"preset": preset_name}
+    if preset_name not in presets() or spec != preset(preset_name):
+        params["spec"] = encode_spec(spec)
+    params.update(encode_config(config))
+    return params
+
+
+def read_state(params: Mapping[str, Any]) -> UrlState:
+    """Reads an experiment from query parameters; never raises.
+
+    Args:
+        params: the query parameters (values are strings, or lists of strings of which the
+            last counts).
+
+    Returns:
+        The experiment, with defaults wherever the link could not be read, and a warning
+        for each such fallback.
+    """
+    warnings: list[str] = []
+    name = DEFAULT_PRESET
+    if "preset" in params:
+        asked = _last(params["preset"])
+        if asked in presets():
+            name = asked
+        else:
+            warnings.append(
+                f"The link asks for preset {asked[:40]!r}, which does not exist; showing '{DEFAULT_PRESET}'. "
+                f"Presets: {', '.join(presets())}."
+            )
+    spec = preset(name)
+    if "spec" in params:
+        try:
+            spec = decode_spec(_last(params["spec"]))
+        except ValueError as err:
+            warnings.append(f"Could not restore the model from the link: {err} Showing preset '{name}' instead.")
+    config, config_warnings = decode_config(params)
+    warnings.extend(config_warnings)
+    try:
+        check_limits(spec, config)
+    except ValueError as err:
+        warnings.append(f"Ignored the training settings in the link: {err} Using the defaults.")
+        config = TrainConfig()
+    return UrlState(name, spec, config, tuple(warnings))
+
+
+def _last(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _message(err: Exception) -> str:
+    return str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"

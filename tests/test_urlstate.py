@@ -1,0 +1,167 @@
+"""The experiment in a URL: round trips, and every kind of bad link falls back with a warning."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from sharecore import preset, presets, urlstate
+from sharecore.spec import ModelSpec, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _clean_keras_session():
+    """Overrides conftest's Keras reset: link decoding never touches Keras, and the reset costs 0.4 s a test."""
+    yield
+
+
+def _pack(data: bytes) -> str:
+    return base64.urlsafe_b64encode(zlib.compress(data)).decode().rstrip("=")
+
+
+def _edited(name: str = "tied-autoencoder") -> ModelSpec:
+    spec = preset(name)
+    tensor = dataclasses.replace(spec.tensors[0], initializer="he_normal")
+    return dataclasses.replace(spec, tensors=(tensor,), name="custom", description="edited")
+
+
+@pytest.mark.parametrize("name", presets())
+def test_every_preset_round_trips_through_the_spec_encoding(name):
+    spec = preset(name)
+    assert urlstate.decode_spec(urlstate.encode_spec(spec)) == spec
+
+
+def test_encoded_spec_is_url_safe_and_compact():
+    text = urlstate.encode_spec(preset("siamese-digits"))
+    assert set(text) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert len(text) < len(preset("siamese-digits").to_json(indent=None)) / 2
+
+
+def test_unchanged_preset_is_written_as_its_name_only():
+    assert urlstate.encode_state("albert-mlp", preset("albert-mlp"), TrainConfig()) == {"preset": "albert-mlp"}
+
+
+def test_edited_spec_and_changed_settings_round_trip_through_the_whole_state():
+    spec = _edited()
+    config = TrainConfig(steps=7, batch_size=8, optimizer="sgd", learning_rate=0.0123, seed=5, record_every=2)
+    params = urlstate.encode_state("tied-autoencoder", spec, config)
+    assert params["preset"] == "tied-autoencoder"
+    assert {"spec", "steps", "batch", "opt", "lr", "seed", "every"} <= set(params)
+    assert "device" not in params and "data" not in params  # defaults are left out
+    state = urlstate.read_state(params)
+    assert state == urlstate.UrlState("tied-autoencoder", spec, config, ())
+
+
+def test_query_values_given_as_lists_use_the_last_one():
+    state = urlstate.read_state({"preset": ["seed-dense", "seed-conv"], "steps": ["3", "9"]})
+    assert state.preset == "seed-conv" and state.config.steps == 9 and state.warnings == ()
+
+
+def test_empty_query_gives_the_default_experiment_without_warnings():
+    state = urlstate.read_state({})
+    assert state == urlstate.UrlState(urlstate.DEFAULT_PRESET, preset(urlstate.DEFAULT_PRESET), TrainConfig(), ())
+
+
+def test_digits_dataset_round_trips():
+    params = urlstate.encode_state("siamese-digits", preset("siamese-digits"), TrainConfig(dataset="digits"))
+    assert params == {"preset": "siamese-digits", "data": "digits"}
+    assert urlstate.read_state(params).config.dataset == "digits"
+
+
+BAD_SPECS = {
+    "not base64": "abc$%^",
+    "not zlib": base64.urlsafe_b64encode(b"plain bytes, not deflate").decode(),
+    "cut short": urlstate.encode_spec(preset("albert-mlp"))[:-12],
+    "not JSON": _pack(b"{not json"),
+    "not UTF-8": _pack(b"\xff\xfe\x00"),
+    "JSON but not a spec": _pack(b"[1, 2, 3]"),
+    "unknown key": _pack(json.dumps({"input_shape": [10], "uses": [], "evil": 1}).encode()),
+    "invalid model": _pack(
+        json.dumps(
+            {
+                "input_shape": [10],
+                "tensors": [{"name": "W", "shape": [10, 5]}],
+                "uses": [{"name": "a", "op": "dense", "tensor": "W"}, {"name": "b", "op": "dense", "tensor": "W"}],
+            }
+        ).encode()
+    ),
+    "too many parameters": _pack(
+        json.dumps(
+            {
+                "input_shape": [10],
+                "tensors": [{"name": "W", "shape": [10, 3000000]}],
+                "uses": [{"name": "a", "op": "dense", "tensor": "W"}],
+            }
+        ).encode()
+    ),
+    "deeply nested": _pack(b"[" * 100_000 + b"]" * 100_000),
+    "zip bomb": _pack(b" " * 50_000_000),
+    "too long": "A" * (urlstate.MAX_PARAM_CHARS + 1),
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("case", BAD_SPECS)
+def test_a_tampered_spec_raises_value_error_with_a_message(case):
+    with pytest.raises(ValueError, match="the spec in the link"):
+        urlstate.decode_spec(BAD_SPECS[case])
+
+
+@pytest.mark.parametrize("case", BAD_SPECS)
+def test_a_tampered_spec_falls_back_to_the_preset_with_a_warning(case):
+    state = urlstate.read_state({"preset": "seed-conv", "spec": BAD_SPECS[case], "steps": "12"})
+    assert state.spec == preset("seed-conv")
+    assert state.config.steps == 12
+    assert len(state.warnings) == 1 and "Could not restore the model" in state.warnings[0]
+
+
+def test_an_unknown_preset_falls_back_to_the_default_with_a_warning():
+    state = urlstate.read_state({"preset": "no-such-model"})
+    assert state.preset == urlstate.DEFAULT_PRESET
+    assert "no-such-model" in state.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("steps", "-3"),
+        ("steps", "ten"),
+        ("steps", "0"),
+        ("steps", "99999999"),
+        ("batch", "1e9"),
+        ("lr", "nan"),
+        ("lr", "inf"),
+        ("lr", "-1"),
+        ("lr", "1e400"),
+        ("lr", "500"),
+        ("opt", "rmsprop"),
+        ("device", "tpu"),
+        ("data", "imagenet"),
+        ("seed", "99999999999"),
+        ("every", "0"),
+    ],
+)
+def test_a_bad_training_setting_keeps_its_default_and_warns(key, value):
+    state = urlstate.read_state({"steps": "7", key: value} if key != "steps" else {key: value})
+    field = urlstate.TRAIN_KEYS[key]
+    assert getattr(state.config, field) == getattr(TrainConfig(), field)
+    assert len(state.warnings) == 1 and f"'{key}'" in state.warnings[0]
+    if key != "steps":
+        assert state.config.steps == 7  # the good values in the same link are kept
+
+
+def test_digits_for_a_model_without_64_or_128_inputs_is_refused_by_training_not_by_the_link():
+    # The Train page explains why digits does not fit; the link itself is well formed.
+    state = urlstate.read_state({"preset": "seed-dense", "data": "digits"})
+    assert state.config.dataset == "digits" and state.warnings == ()
+
+
+def test_urlstate_does_not_import_streamlit():
+    code = "import sys, sharecore.urlstate, sharecore.runner; assert 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
