@@ -116,15 +116,22 @@ def _build_from_plan(p: Plan, tied: bool, init: dict[str, np.ndarray]) -> keras.
         flat = [keras.layers.Flatten(name=f"flat_{o}")(nodes[o]) for o in p.outputs]
         out = keras.layers.Concatenate(name="concat_outputs")(flat)
     model = keras.Model(inp, out, name=f"{_identifier(spec.name)}_{'tied' if tied else 'untied'}")
+    assign_initial(model, p, tied, init)
+    return model
+
+
+def assign_initial(model: keras.Model, p: Plan, tied: bool, init: dict[str, np.ndarray]) -> None:
+    """Sets every kernel of a built model to its initial value and every bias to zero."""
     for u in p.uses:
-        layer = layers[layer_name(u, tied)]
+        layer = model.get_layer(layer_name(u, tied))
         if u.use.tensor is None:
             layer.kernel.assign(init[u.use.name])
         elif tied:
             layer.kernel.assign(init[u.use.tensor])
         else:
             layer.kernel.assign(apply_rule_np(u.use.rule, init[u.use.tensor]))
-    return model
+        for bias in layer.biases.values():
+            bias.assign(np.zeros(bias.shape, dtype="float32"))
 
 
 def _identifier(name: str) -> str:

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from sharecore.data import Dataset, make_dataset
-from sharecore.layers import record_views
-from sharecore.model import _build_from_plan, initial_values, layer_name
+from sharecore.data import make_dataset
+from sharecore.layers import apply_rule, record_views
+from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, layer_name
 from sharecore.plan import Plan, UsePlan, plan
 from sharecore.spec import ModelSpec, Rule, TrainConfig
 
@@ -140,120 +140,125 @@ def _cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
 # ----------------------------------------------------------------------------- one variant
 class _Variant:
-    """One model with its optimizer, head and compiled step."""
+    """One model (tied or untied) with its optimizer, its head and what it records."""
 
-    def __init__(self, p: Plan, tied: bool, init: dict[str, np.ndarray], data: Dataset, config: TrainConfig) -> None:
+    def __init__(self, p: Plan, tied: bool, classes: int, optimizer: str) -> None:
         self.plan, self.tied, self.name = p, tied, "tied" if tied else "untied"
-        self.model = _build_from_plan(p, tied, init)
-        self.classes = data.classes
+        self.model = _build_from_plan(p, tied, _zeros(p))
         self.head = None
-        if data.classes:
-            # Classification needs a readout; it is the same (seeded) for both variants and is
+        if classes:
+            # Classification needs a readout. It is the same (seeded) for both variants and is
             # not part of the spec's parameter count.
-            self.head = keras.layers.Dense(
-                data.classes, name="head", kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed)
-            )
+            self.head = keras.layers.Dense(classes, name="head")
             self.head.build((None, math.prod(p.output_shape)))
         self.variables = list(self.model.trainable_variables) + (
             list(self.head.trainable_variables) if self.head else []
         )
         self.var_index = {id(v): i for i, v in enumerate(self.variables)}
-        opt = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[config.optimizer]
-        self.optimizer = opt(learning_rate=config.learning_rate)
+        self.optimizer = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[optimizer](learning_rate=0.01)
         self.optimizer.build(self.variables)
         self.groups = {t: p.group(t) for t in p.shared_tensors}
         self.kernels = {u.use.name: self.model.get_layer(layer_name(u, tied)).kernel for u in p.uses}
         self.masks = {u.use.name: rule_mask(u.use.rule, u.tensor_shape) for u in p.uses if u.shared}
-        self.w0_norms = {
-            (t, a.use.name, b.use.name): float(
-                np.linalg.norm(init[t] * self.masks[a.use.name] * self.masks[b.use.name])
-            )
-            for t, group in self.groups.items()
-            for a, b in itertools.combinations(group, 2)
-        }
-        self.step_fn = tf.function(self._step, reduce_retracing=True)
+        self.grad_keys = [(t, u.use.name) for t, group in self.groups.items() for u in group]
+        self.div_keys = [
+            (t, a.use.name, b.use.name) for t, group in self.groups.items() for a, b in itertools.combinations(group, 2)
+        ]
+        # ||W0|| on what each pair reads; a variable so that a compiled trainer serves any seed.
+        self.w0_norms = tf.Variable(tf.zeros([len(self.div_keys)]), trainable=False)
+
+    @property
+    def stats_size(self) -> int:
+        return 3 * len(self.grad_keys) + 2 * len(self.div_keys)
+
+    def reset(self, init: dict[str, np.ndarray], config: TrainConfig) -> None:
+        """Puts the variant back at its initial state for a new run."""
+        assign_initial(self.model, self.plan, self.tied, init)
+        if self.head is not None:
+            self.head.kernel.assign(draw("glorot_uniform", tuple(self.head.kernel.shape), config.seed, "head"))
+            self.head.bias.assign(np.zeros(self.head.bias.shape, dtype="float32"))
+        for v in self.optimizer.variables:
+            v.assign(tf.zeros(v.shape, v.dtype))
+        self.optimizer.learning_rate = config.learning_rate
+        self.w0_norms.assign(
+            [float(np.linalg.norm(init[t] * self.masks[a] * self.masks[b])) for t, a, b in self.div_keys]
+        )
 
     # -- pieces of the compiled step
     def _loss(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         out = self.model(x, training=True)
         if self.head is None:
-            loss = tf.reduce_mean(tf.square(out - y))
-            return loss, tf.constant(float("nan"))
+            return tf.reduce_mean(tf.square(out - y)), tf.constant(float("nan"))
         logits = self.head(tf.reshape(out, [tf.shape(out)[0], -1]))  # (batch, classes)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         return loss, acc
+
+    def train_step(self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """One optimizer step. Returns loss, accuracy, whether all is finite, and the stats vector."""
+        with tf.GradientTape() as tape, record_views() as views:
+            loss, acc = self._loss(x, y)
+        grads = tape.gradient(loss, self.variables + [v for _, _, v in views])
+        var_grads, view_grads = grads[: len(self.variables)], grads[len(self.variables) :]
+        self.optimizer.apply_gradients(zip(var_grads, self.variables))
+        finite = tf.math.is_finite(loss)
+        for v in self.variables:
+            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(v)))
+        by_use = {use: g for (_, use, _), g in zip(views, view_grads)}
+        stats = tf.cond(
+            record,
+            lambda: self._stats(by_use, var_grads),
+            lambda: tf.zeros([self.stats_size]),
+        )
+        return loss, acc, finite, stats
+
+    def _stats(self, by_use: dict[str, tf.Tensor], var_grads: list[tf.Tensor]) -> tf.Tensor:
+        values = []
+        for _, group in self.groups.items():
+            if self.tied:
+                # Contributions are the gradients w.r.t. each use's view of the one variable;
+                # autodiff has already mapped them back through the rules.
+                contribs = [by_use[u.use.name] for u in group]
+                total = var_grads[self.var_index[id(self.kernels[group[0].use.name])]]
+            else:
+                # Each copy's kernel gradient, mapped back into the shared tensor's shape.
+                contribs = [
+                    rule_adjoint(u.use.rule, var_grads[self.var_index[id(self.kernels[u.use.name])]], u.tensor_shape)
+                    for u in group
+                ]
+                total = tf.add_n(contribs)
+            total_norm = tf.norm(total)
+            for g in contribs:
+                cos = _cosine(g, total - g) if len(group) > 1 else tf.constant(float("nan"))
+                values += [tf.norm(g), total_norm, cos]
+        values += self._divergence_values()
+        return tf.stack(values) if values else tf.zeros([0])
 
     def _tensor_view(self, u: UsePlan) -> tf.Tensor:
         """The use's current weights mapped into its shared tensor's shape."""
         k = tf.convert_to_tensor(self.kernels[u.use.name])
         if self.tied:
             # One variable: each use's view of it, mapped back through its own rule.
-            from sharecore.layers import apply_rule
-
             k = apply_rule(u.use.rule.to_dict(), k)
         return rule_adjoint(u.use.rule, k, u.tensor_shape)
 
-    def _step(self, x: tf.Tensor, y: tf.Tensor, record: bool) -> dict[str, Any]:
-        with tf.GradientTape() as tape:
-            if record:
-                with record_views() as views:
-                    loss, acc = self._loss(x, y)
-            else:
-                views, (loss, acc) = [], self._loss(x, y)
-        view_tensors = [v for _, _, v in views]
-        grads = tape.gradient(loss, self.variables + view_tensors)
-        var_grads, view_grads = grads[: len(self.variables)], grads[len(self.variables) :]
-        self.optimizer.apply_gradients(zip(var_grads, self.variables))
-        finite = tf.math.is_finite(loss)
-        for v in self.variables:
-            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(v)))
-        out: dict[str, Any] = {"loss": loss, "accuracy": acc, "finite": finite}
-        if record:
-            out["gradients"] = self._gradient_stats(views, view_grads, var_grads)
-            out["divergence"] = self.divergence_stats()
-        return out
+    def _divergence_values(self) -> list[tf.Tensor]:
+        """Per pair of uses: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read."""
+        values = []
+        views: dict[str, tf.Tensor] = {}
+        for i, (t, a, b) in enumerate(self.div_keys):
+            for name in (a, b):
+                if name not in views:
+                    views[name] = self._tensor_view(next(u for u in self.groups[t] if u.use.name == name))
+            mask = self.masks[a] * self.masks[b]
+            wa, wb = views[a] * mask, views[b] * mask
+            values += [tf.norm(wa - wb) / self.w0_norms[i], _cosine(wa, wb)]
+        return values
 
-    def _gradient_stats(self, views: list, view_grads: list, var_grads: list) -> dict[tuple[str, str], tuple]:
-        """Per use: (contribution norm, norm of the tensor's summed gradient, cosine with the rest)."""
-        by_use = {use: g for (_, use, _), g in zip(views, view_grads)}
-        stats = {}
-        for t, group in self.groups.items():
-            if self.tied:
-                # Contributions are the gradients w.r.t. each use's view of the one variable;
-                # autodiff has already mapped them back through the rules.
-                contribs = {u.use.name: by_use[u.use.name] for u in group}
-                total = var_grads[self.var_index[id(self.kernels[group[0].use.name])]]
-            else:
-                # Each copy's kernel gradient, mapped back into the shared tensor's shape.
-                contribs = {
-                    u.use.name: rule_adjoint(
-                        u.use.rule, var_grads[self.var_index[id(self.kernels[u.use.name])]], u.tensor_shape
-                    )
-                    for u in group
-                }
-                total = tf.add_n(list(contribs.values()))
-            total_norm = tf.norm(total)
-            for name, g in contribs.items():
-                stats[(t, name)] = (
-                    tf.norm(g),
-                    total_norm,
-                    _cosine(g, total - g) if len(group) > 1 else tf.constant(float("nan")),
-                )
-        return stats
-
-    def divergence_stats(self) -> dict[tuple[str, str, str], tuple]:
-        """Per pair of uses of a tensor: (||Wa - Wb|| / ||W0||, cosine(Wa, Wb)) on what both read."""
-        stats = {}
-        for t, group in self.groups.items():
-            views = {u.use.name: self._tensor_view(u) for u in group}
-            for a, b in itertools.combinations(group, 2):
-                mask = self.masks[a.use.name] * self.masks[b.use.name]
-                wa, wb = views[a.use.name] * mask, views[b.use.name] * mask
-                w0 = self.w0_norms[(t, a.use.name, b.use.name)]
-                rel = tf.norm(wa - wb) / w0 if w0 > 0 else tf.constant(float("nan"))
-                stats[(t, a.use.name, b.use.name)] = (rel, _cosine(wa, wb))
-        return stats
+    def divergence_now(self) -> dict[tuple[str, str, str], tuple[float, float]]:
+        """The divergence of the current weights, computed eagerly."""
+        flat = [float(v) for v in self._divergence_values()]
+        return {key: (flat[2 * i], flat[2 * i + 1]) for i, key in enumerate(self.div_keys)}
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """The stored kernels, by shared tensor name (tied) or use name (copies and own kernels)."""
@@ -262,6 +267,81 @@ class _Variant:
             key = u.use.tensor if (self.tied and u.shared) else u.use.name
             out[key] = np.array(self.kernels[u.use.name].numpy())
         return out
+
+
+def _zeros(p: Plan) -> dict[str, np.ndarray]:
+    values = {t.name: np.zeros(t.shape, "float32") for t in p.spec.tensors}
+    values.update({u.use.name: np.zeros(u.tensor_shape, "float32") for u in p.uses if not u.shared})
+    return values
+
+
+# ----------------------------------------------------------------------------- the compiled pair
+class _Trainer:
+    """The tied and untied variants of one spec, with one compiled function that runs a chunk
+    of steps of both (many steps per call, recorded values fetched once per chunk).
+
+    Trainers are reused across runs of the same shapes (reset to the new run's initial
+    state), so a second run does not trace again. A trainer serves one run at a time.
+    """
+
+    def __init__(self, p: Plan, classes: int, optimizer: str, batch_size: int, input_dtype: tf.DType) -> None:
+        self.variants = [_Variant(p, tied, classes, optimizer) for tied in (True, False)]
+        y_spec = tf.TensorSpec([None], tf.int32) if classes else tf.TensorSpec([None, *p.output_shape], tf.float32)
+        self.chunk = tf.function(
+            self._chunk,
+            input_signature=[
+                tf.TensorSpec([None, *p.spec.input_shape], input_dtype),
+                y_spec,
+                tf.TensorSpec([None, batch_size], tf.int32),
+                tf.TensorSpec([None], tf.bool),
+            ],
+        )
+
+    def _chunk(self, pool_x: tf.Tensor, pool_y: tf.Tensor, idx: tf.Tensor, record: tf.Tensor) -> tuple:
+        n = tf.shape(idx)[0]
+        size = sum(v.stats_size for v in self.variants)
+        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2])
+        accs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2])
+        stats = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[size])
+        finite = tf.ones([2], tf.bool)
+        for i in tf.range(n):
+            x, y = tf.gather(pool_x, idx[i]), tf.gather(pool_y, idx[i])  # (batch, ...) each
+            outs = [v.train_step(x, y, record[i]) for v in self.variants]
+            finite = tf.stack([o[2] for o in outs])
+            if not tf.reduce_all(finite):
+                break
+            losses = losses.write(i, tf.stack([o[0] for o in outs]))
+            accs = accs.write(i, tf.stack([o[1] for o in outs]))
+            stats = stats.write(i, tf.concat([o[3] for o in outs], axis=0))
+        return losses.stack(), accs.stack(), stats.stack(), finite
+
+
+_POOL: dict[tuple, list[_Trainer]] = {}
+_POOL_ORDER: list[tuple] = []
+_POOL_LOCK = threading.Lock()
+POOL_SIZE = 6  # idle compiled trainers kept for reuse (each is a few small models and a graph)
+
+
+def _checkout(key: tuple, make: Callable[[], _Trainer]) -> _Trainer:
+    with _POOL_LOCK:
+        idle = _POOL.get(key)
+        if idle:
+            return idle.pop()
+    return make()
+
+
+def _checkin(key: tuple, trainer: _Trainer) -> None:
+    with _POOL_LOCK:
+        _POOL.setdefault(key, []).append(trainer)
+        if key in _POOL_ORDER:
+            _POOL_ORDER.remove(key)
+        _POOL_ORDER.append(key)
+        while sum(len(v) for v in _POOL.values()) > POOL_SIZE:
+            oldest = _POOL_ORDER[0]
+            _POOL[oldest].pop(0)
+            if not _POOL[oldest]:
+                del _POOL[oldest]
+                _POOL_ORDER.pop(0)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -275,14 +355,16 @@ def train(
 ) -> TrainResult:
     """Trains the tied and untied models of `spec` side by side.
 
-    Both start from `config.seed`'s initial weights and see the same batches.
+    Both start from `config.seed`'s initial weights and see the same batches. Steps run in
+    compiled chunks of `progress_every` steps; progress calls and stop requests are handled
+    between chunks.
 
     Args:
         spec: the model spec.
         config: the training settings; defaults to `TrainConfig()`.
-        on_progress: called every `progress_every` steps and at the end, with the history so far.
-        stop: when set, the run ends after the current step and returns what it recorded.
-        progress_every: steps between progress calls; default about 40 calls a run.
+        on_progress: called after every chunk with the history so far.
+        stop: when set, the run ends after the current chunk and returns what it recorded.
+        progress_every: steps per chunk; default about 20 chunks a run (at most 50 steps).
 
     Returns:
         A `TrainResult`. A run that stops early (stop request or a non-finite loss or
@@ -296,50 +378,68 @@ def train(
     device = resolve_device(config.device)
     data = make_dataset(spec, config.dataset, config.seed)
     init = initial_values(spec, config.seed)
-    progress_every = progress_every or max(1, config.steps // 40)
+    chunk = progress_every or min(50, max(1, math.ceil(config.steps / 20)))
     rng = np.random.default_rng([config.seed, 3])
-    history, gradients, divergence = [], [], []
+    all_idx = rng.integers(0, len(data.x), (config.steps, config.batch_size)).astype("int32")
+    steps = np.arange(1, config.steps + 1)
+    recorded = (steps == 1) | (steps % config.record_every == 0) | (steps == config.steps)
+    history: list[tuple] = []
+    gradients: list[tuple] = []
+    divergence: list[tuple] = []
+    key = (spec, data.classes, config.optimizer, config.batch_size, device)
+
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame(history, columns=["step", "variant", "loss", "accuracy"])
 
     with tf.device(device):
-        variants = [_Variant(p, tied, init, data, config) for tied in (True, False)]
-        params = {v.name: int(v.model.count_params()) for v in variants}
-        weights = {"start": {v.name: v.snapshot() for v in variants}}
-        for v in variants:
-            _append_divergence(divergence, 0, v.name, v.divergence_stats())
-
-        def frame() -> pd.DataFrame:
-            return pd.DataFrame(history, columns=["step", "variant", "loss", "accuracy"])
-
-        stop_reason = None
-        steps_done = 0
-        start = time.perf_counter()
-        for step in range(1, config.steps + 1):
-            if stop is not None and stop.is_set():
-                stop_reason = f"stopped by request after step {steps_done}"
-                break
-            idx = rng.integers(0, len(data.x), config.batch_size)
-            x, y = tf.constant(data.x[idx]), tf.constant(data.y[idx])
-            record = step == 1 or step % config.record_every == 0 or step == config.steps
-            outs = [v.step_fn(x, y, record) for v in variants]
-            bad = [v.name for v, o in zip(variants, outs) if not bool(o["finite"])]
-            if bad:
-                stop_reason = (
-                    f"the {' and '.join(bad)} model's loss or weights became non-finite (NaN or inf) at step "
-                    f"{step}; training stopped there. The learning rate {config.learning_rate:g} is probably too "
-                    f"high for the {config.optimizer} optimizer: try {config.learning_rate / 10:g}."
+        trainer = _checkout(key, lambda: _Trainer(p, data.classes, config.optimizer, config.batch_size, tf.float32))
+        try:
+            variants = trainer.variants
+            for v in variants:
+                v.reset(init, config)
+            params = {v.name: int(v.model.count_params()) for v in variants}
+            weights = {"start": {v.name: v.snapshot() for v in variants}}
+            for v in variants:
+                _append_divergence(divergence, 0, v.name, v.divergence_now())
+            pool_x, pool_y = tf.constant(data.x), tf.constant(data.y)
+            stop_reason = None
+            steps_done = 0
+            start = time.perf_counter()
+            while steps_done < config.steps:
+                if stop is not None and stop.is_set():
+                    stop_reason = f"stopped by request after step {steps_done}"
+                    break
+                first, last = steps_done, min(steps_done + chunk, config.steps)
+                losses, accs, stats, finite = (
+                    t.numpy()
+                    for t in trainer.chunk(
+                        pool_x, pool_y, tf.constant(all_idx[first:last]), tf.constant(recorded[first:last])
+                    )
                 )
-                break
-            for v, o in zip(variants, outs):
-                history.append((step, v.name, float(o["loss"]), float(o["accuracy"])))
-                if record:
-                    for (t, use), (norm, total, cos) in o["gradients"].items():
-                        gradients.append((step, v.name, t, use, float(norm), float(total), float(cos)))
-                    _append_divergence(divergence, step, v.name, o["divergence"])
-            steps_done = step
-            if on_progress is not None and (step % progress_every == 0 or step == config.steps):
-                on_progress(TrainProgress(step, config.steps, frame()))
-        seconds = time.perf_counter() - start
-        weights["end"] = {v.name: v.snapshot() for v in variants}
+                for i in range(len(losses)):
+                    step = first + i + 1
+                    offset = 0
+                    for j, v in enumerate(variants):
+                        history.append((step, v.name, float(losses[i, j]), float(accs[i, j])))
+                        if recorded[step - 1]:
+                            _append_stats(gradients, divergence, step, v, stats[i, offset : offset + v.stats_size])
+                        offset += v.stats_size
+                steps_done = first + len(losses)
+                if not finite.all():
+                    bad = [v.name for v, ok in zip(variants, finite) if not ok]
+                    stop_reason = (
+                        f"the {' and '.join(bad)} model's loss or weights became non-finite (NaN or inf) at step "
+                        f"{steps_done + 1}; training stopped there. The learning rate {config.learning_rate:g} is "
+                        f"probably too high for the {config.optimizer} optimizer: try {config.learning_rate / 10:g}."
+                    )
+                if on_progress is not None:
+                    on_progress(TrainProgress(steps_done, config.steps, frame()))
+                if stop_reason:
+                    break
+            seconds = time.perf_counter() - start
+            weights["end"] = {v.name: v.snapshot() for v in variants}
+        finally:
+            _checkin(key, trainer)
 
     return TrainResult(
         spec=spec,
@@ -359,6 +459,16 @@ def train(
         dataset=data.description,
         params=params,
     )
+
+
+def _append_stats(gradients: list, divergence: list, step: int, v: _Variant, values: np.ndarray) -> None:
+    for i, (t, use) in enumerate(v.grad_keys):
+        norm, total, cos = values[3 * i : 3 * i + 3]
+        gradients.append((step, v.name, t, use, float(norm), float(total), float(cos)))
+    base = 3 * len(v.grad_keys)
+    for i, (t, a, b) in enumerate(v.div_keys):
+        rel, cos = values[base + 2 * i : base + 2 * i + 2]
+        divergence.append((step, v.name, t, a, b, float(rel), float(cos)))
 
 
 def _append_divergence(rows: list, step: int, variant: str, stats: dict) -> None:
