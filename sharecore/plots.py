@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sharecore.model import apply_rule_np, initial_values
-from sharecore.params import ParamReport
+from sharecore.params import BYTES_PER_PARAM, ParamReport
 from sharecore.plan import UsePlan, plan
 from sharecore.spec import INPUT_NODE, ModelSpec
 
@@ -67,14 +67,30 @@ def tensor_colors(spec: ModelSpec) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- shared helpers
-def _layout(fig: go.Figure, title: str, subtitle: str = "", height: int = HEIGHT, **kwargs: Any) -> go.Figure:
+def _layout(
+    fig: go.Figure, title: str, subtitle: str = "", height: int = HEIGHT, panel_title_lines: int = 0, **kwargs: Any
+) -> go.Figure:
+    """The house style: white template, compact height, title (the question) and subtitle at the top.
+
+    `panel_title_lines` makes room under the subtitle for subplot titles of that many lines.
+    """
     fig.update_layout(
         template=TEMPLATE,
         height=height,
-        title={"text": title, "subtitle": {"text": subtitle}, "x": 0.01, "xanchor": "left"},
-        margin={"l": 64, "r": 20, "t": 84 if subtitle else 56, "b": 52},
+        title={
+            "text": title,
+            "subtitle": {"text": subtitle, "font": {"size": 12, "color": "#555555"}},
+            "font": {"size": 16},
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 0.98,
+            "yanchor": "top",
+        },
+        margin={"l": 64, "r": 20, "t": (66 if subtitle else 46) + 17 * panel_title_lines, "b": 52},
         **kwargs,
     )
+    fig.update_xaxes(title_font_size=12)
+    fig.update_yaxes(title_font_size=12)
     return fig
 
 
@@ -170,6 +186,11 @@ def _node_hover(u: UsePlan, tied: bool) -> str:
     )
 
 
+def _label_side(depth: int) -> str:
+    # Neighbouring columns put their labels on opposite sides, so a long chain's labels do not overlap.
+    return "bottom center" if depth % 2 else "top center"
+
+
 def _spread(xs: list[float], taken: list[float], gap: float = 0.6) -> list[float]:
     """Shifts new node positions right until they keep `gap` from nodes already in the row."""
     out = []
@@ -214,7 +235,7 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
         for i, node in enumerate(nodes):
             pos[node] = (float(d), (len(nodes) - 1) / 2 - i)
     half = max((len(nodes) - 1) / 2 for nodes in columns.values())
-    rows_y = {1: half + 1.1, -1: -(half + 1.1)}  # the row of tensors/copies above and below
+    rows_y = {1: half + 1.4, -1: -(half + 1.4)}  # the row of tensors/copies above and below
 
     fig = go.Figure()
     groups = {t.name: p.group(t.name) for t in spec.tensors}
@@ -298,7 +319,7 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
                     "line": {"color": "white" if t else NEUTRAL, "width": 2},
                 },
                 text=[_node_label(u) for u in group],
-                textposition="bottom center",
+                textposition=[_label_side(depth[u.use.name]) for u in group],
                 textfont={"size": 11, "color": [colors[u.use.name] if t else "#444444" for u in group]},
                 hovertext=[_node_hover(u, tied) for u in group],
                 hoverinfo="text",
@@ -319,7 +340,7 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
                 f"<b>input</b><br>{_shape_text(spec.input_shape)}",
                 f"<b>output</b><br>{_shape_text(p.output_shape)}",
             ],
-            textposition="bottom center",
+            textposition=[_label_side(depth[n]) for n in io],
             textfont={"size": 11, "color": "#444444"},
             hoverinfo="text",
             name="input / output",
@@ -350,17 +371,21 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
         )
     ys = [y for _, y in pos.values()] + [y for tr in fig.data for y in tr.y if y is not None]
     fig.update_xaxes(visible=False, range=[-0.6, depth[OUTPUT_NODE] + 0.6])
-    fig.update_yaxes(visible=False, range=[min(ys) - 1.0, max(ys) + 0.7])
-    shared = ", ".join(f"{t} ({len(g)} uses)" for t, g in groups.items()) or "nothing"
+    fig.update_yaxes(visible=False, range=[min(ys) - 0.9, max(ys) + 0.8])
     if tied:
         title = "Which uses read the same stored tensor?"
-        subtitle = f"Tied model: each shared tensor (◆) is stored once and read through dashed lines. Shared: {shared}"
+        subtitle = "Tied model: each shared tensor ◆ is stored once; dashed lines go to the uses that read it"
     else:
         title = "Which uses would share a tensor if tied?"
-        subtitle = (
-            f"Untied model: each use stores its own copy (■), initialised from the shared tensor. Groups: {shared}"
-        )
-    return _layout(fig, title, subtitle, height=380 if taken[-1] else 360, hovermode="closest")
+        subtitle = "Untied model: each use stores its own copy ■, initialised from the shared tensor"
+    return _layout(
+        fig,
+        title,
+        subtitle,
+        height=380 if taken[-1] else 360,
+        hovermode="closest",
+        legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top", "font": {"size": 11}},
+    )
 
 
 # ----------------------------------------------------------------------------- tensor views
@@ -403,25 +428,27 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
             f"values for {tensor!r} must have its stored shape {stored_shape}, not a use's view of it. "
             f"Pass the stored tensor, e.g. result.weights['end']['tied'][{tensor!r}]. Received: shape={w.shape}"
         )
-    panels = [(f"stored {tensor}", w)]
+    panels = [(f"stored {tensor}", "", w)]
     for u in group:
         kernel = apply_rule_np(u.use.rule, w) if u.shared else w
         rule = u.use.rule.describe() if u.shared else "own kernel"
-        panels.append((f"{u.use.name}: {rule}", kernel))
+        panels.append((u.use.name, f"{rule} → ", kernel))
 
+    # Name on the first line, (rule and) shape on the second, so narrow panels keep their titles apart.
     titles = []
-    for label, a in panels:
-        text = f"{label} {_shape_text(a.shape)}"
+    for label, rule, a in panels:
+        text = f"<b>{label}</b><br>{rule}{_shape_text(a.shape)}"
         if a.ndim != 2:
             text += f"<br>shown as {_shape_text(_flat_2d(a).shape)}"
         titles.append(text)
+    lines = max(t.count("<br>") + 1 for t in titles)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, horizontal_spacing=0.05)
     finite = np.abs(w[np.isfinite(w)]) if w.size else np.zeros(1)
     limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    flats = [_flat_2d(a) for _, a in panels]
+    flats = [_flat_2d(a) for _, _, a in panels]
     # Square cells show a transpose as a turned rectangle, unless a very long tensor would be a sliver.
     square = all(1 / 3 <= f.shape[0] / f.shape[1] <= 3 for f in flats)
-    for col, ((label, _), flat) in enumerate(zip(panels, flats), start=1):
+    for col, ((label, _, _), flat) in enumerate(zip(panels, flats), start=1):
         fig.add_trace(
             go.Heatmap(
                 z=flat,
@@ -451,7 +478,8 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     return _layout(
         fig,
         f"What does each use see of {tensor}?",
-        "The stored tensor and each use's kernel after its rule, on one color scale (white = 0)",
+        "The stored tensor, then each use's kernel after its rule; one color scale, white = 0",
+        panel_title_lines=lines,
     )
 
 
@@ -486,7 +514,7 @@ def param_bars(report: ParamReport) -> go.Figure:
             go.Bar(
                 x=uses,
                 y=owned,
-                name=f"{variant}: stored by this use",
+                name=f"{variant}: stored",
                 marker={"color": color},
                 offsetgroup=variant,
                 hovertext=hover,
@@ -500,7 +528,7 @@ def param_bars(report: ParamReport) -> go.Figure:
                     x=uses,
                     y=referenced,
                     base=owned,
-                    name=f"{variant}: read from another use's storage",
+                    name=f"{variant}: read, stored by another use",
                     marker={
                         "color": "white",
                         "line": {"color": color, "width": 1.5},
@@ -514,7 +542,7 @@ def param_bars(report: ParamReport) -> go.Figure:
             )
     if report.saved > 0:
         subtitle = (
-            f"Tying saves {report.saved:,} parameters ({report.saved * 4:,} bytes as float32); "
+            f"Tying saves {report.saved:,} parameters ({report.saved * BYTES_PER_PARAM:,} bytes); "
             f"untied stores {report.ratio:.2f}× as many"
         )
     else:
@@ -617,7 +645,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         cols=2,
         shared_yaxes=True,
         horizontal_spacing=0.05,
-        subplot_titles=(f"tied: each use's share of {tensor}'s one gradient", "untied: each copy's own gradient"),
+        subplot_titles=("tied: each use's part, and the sum", "untied: each copy's own gradient"),
     )
     for col, variant in enumerate(VARIANTS, start=1):
         vrows = rows[rows["variant"] == variant]
@@ -664,6 +692,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         fig,
         title,
         f"{len(uses)} use{'s' * (len(uses) > 1)} of {tensor}; thin: one use's gradient, thick: their sum (tied)",
+        panel_title_lines=1,
     )
 
 
@@ -739,9 +768,9 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
             )
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(range=[-1.05, 1.05])
-    fig.update_yaxes(title_text="cosine with the other uses (−1 … 1)", row=1, col=1)
+    fig.update_yaxes(title_text="cosine with the others (−1 … 1)", row=1, col=1)
     return _layout(
-        fig, title, "cosine(one use's gradient, sum of the others'): above 0 they agree, below they conflict"
+        fig, title, "Cosine of each use's gradient with the sum of the others': above 0 they agree", panel_title_lines=1
     )
 
 
@@ -804,7 +833,7 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
         rows=1,
         cols=2,
         horizontal_spacing=0.1,
-        subplot_titles=("distance between the copies", "direction: cosine between the copies"),
+        subplot_titles=("how far apart", "how aligned"),
     )
     tied_in_legend = False
     for k, (a, b) in enumerate(pairs):
@@ -835,10 +864,15 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
                 )
             tied_in_legend = tied_in_legend or tied
     fig.update_xaxes(title_text="step (0 = before training)")
-    fig.update_yaxes(title_text="‖W_a − W_b‖ / ‖W₀‖ (fraction)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="‖Wa − Wb‖ / ‖W0‖ (ratio)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="cosine (1 = same direction)", row=1, col=2)
     fig.update_annotations(font_size=12)
-    return _layout(fig, title, f"Each pair of uses of {tensor}, on the entries both read; tied stays at 0 and 1")
+    return _layout(
+        fig,
+        title,
+        f"Each pair of uses of {tensor}, on the entries both read; tied stays at 0 and 1",
+        panel_title_lines=1,
+    )
 
 
 def divergence_heatmap(
@@ -895,7 +929,7 @@ def divergence_heatmap(
     fig.update_xaxes(title_text="use", constrain="domain")
     fig.update_yaxes(title_text="use", autorange="reversed", scaleanchor="x", constrain="domain")
     shown = f"step {at}" if at == step else f"step {at}, the last recorded step at or before {step}"
-    return _layout(fig, title, f"{variant} model · ‖W_a − W_b‖ / ‖W₀‖ at {shown}", height=360)
+    return _layout(fig, title, f"{variant} model · ‖Wa − Wb‖ / ‖W0‖ at {shown}", height=360)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -910,11 +944,14 @@ def _weight_keys(weights: dict, name: str | None, spec: ModelSpec | None) -> tup
         tensors = [t.name for t in spec.tensors]
         if name in tensors:
             copies = [u.use.name for u in p.group(name)]
-            return {"tied": [name], "untied": copies}, f"{name} (untied: the copies of {', '.join(copies)})"
+            return {"tied": [name], "untied": copies}, f"{name} and its {len(copies)} untied copies"
         for u in p.uses:
             if u.use.name == name:
                 if u.shared:
-                    return {"tied": [u.use.tensor], "untied": [name]}, f"{name} (tied: the {u.use.tensor} it reads)"
+                    return {
+                        "tied": [u.use.tensor],
+                        "untied": [name],
+                    }, f"{name}: its copy, and the {u.use.tensor} it reads"
                 return {"tied": [name], "untied": [name]}, f"{name}'s own kernel"
         raise ValueError(
             f"spec {spec.name!r} has no tensor or use {name!r}. Pick a shared tensor {tensors} or a use "
@@ -989,4 +1026,4 @@ def weight_histograms(weights: dict, name: str | None = None, *, spec: ModelSpec
             )
     fig.update_xaxes(title_text="weight value")
     fig.update_yaxes(title_text="count (weights)", row=1, col=1)
-    return _layout(fig, title, f"{label}; grey: before training, color: after", barmode="overlay")
+    return _layout(fig, title, f"{label}; grey: before training, color: after", barmode="overlay", panel_title_lines=1)

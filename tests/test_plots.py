@@ -1,0 +1,514 @@
+"""Plot builders: every number a chart draws equals the frame or array it came from.
+
+The figures are built from real tiny runs and read back from `fig.data[i].x / .y / .z`
+(plotly 7 may encode arrays as base64 in `to_dict()`, so the trace objects are the truth).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+import sharecore
+from sharecore import plots
+from sharecore.model import apply_rule_np, initial_values
+from sharecore.spec import ModelSpec
+
+
+# ----------------------------------------------------------------------------- runs
+@pytest.fixture(scope="module")
+def dense_run() -> sharecore.TrainResult:
+    return sharecore.train(sharecore.preset("seed-dense"), sharecore.TrainConfig(steps=6, seed=0))
+
+
+@pytest.fixture(scope="module")
+def albert_run() -> sharecore.TrainResult:
+    # Three uses per tensor; recording every 2nd step leaves gaps (0, 1, 2, 4, 6) to snap to.
+    return sharecore.train(sharecore.preset("albert-mlp"), sharecore.TrainConfig(steps=6, seed=0, record_every=2))
+
+
+LONELY_SPEC = ModelSpec.from_dict(
+    {
+        "name": "lonely",
+        "input_shape": [10],
+        "tensors": [{"name": "W", "shape": [10, 10]}, {"name": "V", "shape": [10, 10]}],
+        "uses": [
+            {"name": "first", "op": "dense", "tensor": "W", "activation": "tanh"},
+            {"name": "second", "op": "dense", "tensor": "W", "activation": "tanh"},
+            {"name": "alone", "op": "dense", "tensor": "V"},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def lonely_run() -> sharecore.TrainResult:
+    """A run where tensor V has a single use, so it has gradients but no pairs."""
+    return sharecore.train(LONELY_SPEC, sharecore.TrainConfig(steps=2, seed=0))
+
+
+# ----------------------------------------------------------------------------- helpers
+def traces(fig: go.Figure, **meta) -> list:
+    return [t for t in fig.data if isinstance(t.meta, dict) and all(t.meta.get(k) == v for k, v in meta.items())]
+
+
+def one_trace(fig: go.Figure, **meta):
+    found = traces(fig, **meta)
+    assert len(found) == 1, f"expected one trace with {meta}, found {len(found)}"
+    return found[0]
+
+
+def empty_notes(fig: go.Figure) -> list[str]:
+    return [a.text for a in fig.layout.annotations if a.name == "empty"]
+
+
+def segments(trace) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The (start, end) points of a None-separated line trace."""
+    xs, ys = list(trace.x), list(trace.y)
+    out = []
+    for i in range(0, len(xs), 3):
+        assert xs[i + 2] is None and ys[i + 2] is None
+        out.append(((xs[i], ys[i]), (xs[i + 1], ys[i + 1])))
+    return out
+
+
+def rows(frame: pd.DataFrame, **equal) -> pd.DataFrame:
+    for column, value in equal.items():
+        frame = frame[frame[column] == value]
+    return frame.sort_values("step")
+
+
+# ----------------------------------------------------------------------------- the house rules
+def test_plots_module_does_not_import_streamlit():
+    # test_build checks the whole package in a fresh interpreter; this checks the builders' own imports.
+    tree = ast.parse(Path(plots.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert "plotly.graph_objects" in imported
+    assert not any(name.split(".")[0] == "streamlit" for name in imported)
+
+
+def test_every_chart_is_compact_white_and_titled_with_its_question(dense_run, albert_run):
+    spec = dense_run.spec
+    figures = [
+        plots.model_diagram(spec, tied=True),
+        plots.model_diagram(albert_run.spec, tied=False),
+        plots.tensor_views(spec, "W"),
+        plots.param_bars(sharecore.param_report(spec)),
+        plots.loss_chart(dense_run.history),
+        plots.gradient_flow(dense_run.gradients, "W"),
+        plots.gradient_cosine(dense_run.gradients, "W"),
+        plots.divergence_chart(dense_run.divergence, "W"),
+        plots.divergence_heatmap(albert_run.divergence, "W_up", 6),
+        plots.weight_histograms(dense_run.weights),
+    ]
+    for fig in figures:
+        assert fig.layout.template == pio.templates["plotly_white"]
+        assert 320 <= fig.layout.height <= 380
+        assert "?" in fig.layout.title.text
+        fig.to_json()  # serialisable, as st.plotly_chart needs
+
+
+def test_variant_colors_are_distinct_and_never_reused_for_a_use():
+    assert set(plots.VARIANT_COLORS) == {"tied", "untied"}
+    assert plots.VARIANT_COLORS["tied"] != plots.VARIANT_COLORS["untied"]
+    assert not set(plots.VARIANT_COLORS.values()) & set(plots.USE_PALETTE)
+
+
+# ----------------------------------------------------------------------------- model diagram
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_diagram_draws_one_node_per_use_and_one_arrow_per_edge(tied):
+    spec = sharecore.preset("seed-dense")
+    fig = plots.model_diagram(spec, tied=tied)
+    use_nodes = [name for t in traces(fig, role="use") for name in t.text]
+    assert len(use_nodes) == 2
+    edges = sorted(a.name for a in fig.layout.annotations if (a.name or "").startswith("edge: "))
+    assert edges == ["edge: dense_1 -> dense_2", "edge: dense_2 -> output", "edge: input -> dense_1"]
+
+
+def test_diagram_arrows_start_and_end_on_the_nodes_they_connect():
+    fig = plots.model_diagram(sharecore.preset("seed-mixed"))
+    positions = {}
+    for t in traces(fig, role="use") + traces(fig, role="io"):
+        for x, y, text in zip(t.x, t.y, t.text):
+            positions[text.split("</b>")[0].removeprefix("<b>")] = (x, y)
+    for a in fig.layout.annotations:
+        if (a.name or "").startswith("edge: "):
+            src, dst = a.name.removeprefix("edge: ").split(" -> ")
+            assert (a.ax, a.ay) == positions[src]
+            assert (a.x, a.y) == positions[dst]
+    # Both branches read the input and both feed the output: four arrows.
+    assert sum((a.name or "").startswith("edge: ") for a in fig.layout.annotations) == 4
+
+
+def test_tied_diagram_draws_one_tensor_node_with_a_dashed_line_to_each_use():
+    fig = plots.model_diagram(sharecore.preset("albert-mlp"), tied=True)
+    for tensor, uses in (
+        ("W_up", ["block1_up", "block2_up", "block3_up"]),
+        ("W_down", ["block1_down", "block2_down", "block3_down"]),
+    ):
+        node = one_trace(fig, role="tensor", tensor=tensor)
+        assert len(node.x) == 1 and node.name == f"shared {tensor}" and node.showlegend is not False
+        link = one_trace(fig, role="shared_link", tensor=tensor)
+        assert link.line.dash == "dash"
+        use_trace = one_trace(fig, role="use", tensor=tensor)
+        assert [text.split("</b>")[0].removeprefix("<b>") for text in use_trace.text] == uses
+        use_points = set(zip(use_trace.x, use_trace.y))
+        segs = segments(link)
+        assert len(segs) == 3
+        assert {start for start, _ in segs} == {(node.x[0], node.y[0])}
+        assert {end for _, end in segs} == use_points
+        # The uses of a tensor are filled with its color, the same as its node and lines.
+        assert use_trace.marker.color == node.marker.color == link.line.color
+    assert not traces(fig, role="copy")
+
+
+def test_untied_diagram_draws_one_copy_per_use_and_no_shared_node():
+    spec = sharecore.preset("siamese-digits")
+    fig = plots.model_diagram(spec, tied=False)
+    assert not traces(fig, role="tensor")
+    for tensor in ("K", "D"):
+        copies = one_trace(fig, role="copy", tensor=tensor)
+        assert len(copies.x) == 2
+        link = one_trace(fig, role="copy_link", tensor=tensor)
+        assert link.line.dash == "solid"
+        use_trace = one_trace(fig, role="use", tensor=tensor)
+        segs = segments(link)
+        assert [start for start, _ in segs] == list(zip(copies.x, copies.y))
+        assert {end for _, end in segs} == set(zip(use_trace.x, use_trace.y))
+
+
+def test_diagram_layers_uses_left_to_right_by_depth():
+    fig = plots.model_diagram(sharecore.preset("siamese-digits"))
+    x_of = {}
+    for t in traces(fig, role="use") + traces(fig, role="io"):
+        for x, text in zip(t.x, t.text):
+            x_of[text.split("</b>")[0].removeprefix("<b>")] = x
+    assert x_of == {
+        "input": 0,
+        "tower_a_conv": 1,
+        "tower_b_conv": 1,
+        "tower_a_embed": 2,
+        "tower_b_embed": 2,
+        "output": 3,
+    }
+
+
+def test_diagram_labels_say_name_op_kernel_shape_tensor_and_rule():
+    fig = plots.model_diagram(sharecore.preset("tied-autoencoder"))
+    labels = one_trace(fig, role="use", tensor="W").text
+    assert labels == (
+        "<b>encoder</b><br>dense (10, 5)<br>W · identity",
+        "<b>decoder</b><br>dense (5, 10)<br>W · transpose",
+    )
+    own = one_trace(plots.model_diagram(sharecore.preset("seed-conv")), role="use", tensor=None)
+    assert own.text == ("<b>stem</b><br>conv2d (3, 3, 3, 16)<br>own kernel",) and own.name == "own kernel"
+
+
+def test_use_label_colors_match_the_use_lines_of_the_gradient_charts(albert_run):
+    diagram = plots.model_diagram(albert_run.spec)
+    flow = plots.gradient_flow(albert_run.gradients, "W_down")
+    cosine = plots.gradient_cosine(albert_run.gradients, "W_down")
+    label = one_trace(diagram, role="use", tensor="W_down")
+    for use, color in zip(["block1_down", "block2_down", "block3_down"], label.textfont.color):
+        for fig in (flow, cosine):
+            for variant in ("tied", "untied"):
+                assert one_trace(fig, variant=variant, use=use).line.color == color
+
+
+# ----------------------------------------------------------------------------- tensor views
+def test_tensor_views_show_the_stored_tensor_and_each_uses_rule_applied_to_it():
+    spec = sharecore.preset("tied-autoencoder")
+    w = initial_values(spec, seed=3)["W"]
+    fig = plots.tensor_views(spec, "W", seed=3)
+    assert [t.name for t in fig.data] == ["stored W", "encoder", "decoder"]
+    np.testing.assert_array_equal(fig.data[0].z, w)
+    np.testing.assert_array_equal(fig.data[1].z, w)
+    np.testing.assert_array_equal(fig.data[2].z, w.T)
+    np.testing.assert_array_equal(fig.data[2].z, apply_rule_np(spec.uses[1].rule, w))
+    # One color scale for all panels, symmetric around 0.
+    assert {t.coloraxis for t in fig.data} == {"coloraxis"}
+    assert fig.layout.coloraxis.cmin == -fig.layout.coloraxis.cmax == -np.abs(w).max()
+
+
+def test_tensor_views_draw_the_values_they_are_given(dense_run):
+    w_end = dense_run.weights["end"]["tied"]["W"]
+    fig = plots.tensor_views(dense_run.spec, "W", values=w_end)
+    for trace in fig.data:
+        np.testing.assert_array_equal(trace.z, w_end)
+
+
+def test_tensor_views_flatten_arrays_of_more_than_two_axes_and_say_so():
+    spec = sharecore.preset("seed-mixed")
+    w = initial_values(spec)["W"]
+    fig = plots.tensor_views(spec, "W")
+    np.testing.assert_array_equal(fig.data[1].z, w)
+    conv_view = apply_rule_np(spec.uses[1].rule, w)  # (1, 1, 10, 5)
+    np.testing.assert_array_equal(fig.data[2].z, conv_view.reshape(10, 5))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == [
+        "<b>stored W</b><br>(10, 5)",
+        "<b>dense</b><br>identity → (10, 5)",
+        "<b>conv</b><br>reshape (1, 1, 10, 5) → (1, 1, 10, 5)<br>shown as (10, 5)",
+    ]
+
+    conv = sharecore.preset("seed-conv")
+    k = initial_values(conv)["K"]
+    fig = plots.tensor_views(conv, "K")
+    np.testing.assert_array_equal(fig.data[0].z, k.reshape(3 * 3 * 16, 16))
+    assert fig.layout.annotations[0].text == "<b>stored K</b><br>(3, 3, 16, 16)<br>shown as (144, 16)"
+
+
+def test_tensor_views_show_a_slice_as_the_part_the_use_reads():
+    spec = sharecore.preset("partial-share")
+    w = initial_values(spec)["W"]
+    fig = plots.tensor_views(spec, "W")
+    np.testing.assert_array_equal(fig.data[2].z, w[:, :4])
+
+
+def test_tensor_views_reject_an_unknown_tensor_and_values_of_the_wrong_shape():
+    spec = sharecore.preset("seed-dense")
+    with pytest.raises(ValueError, match=r"no shared tensor 'X'.*\['W'\].*Received: tensor='X'"):
+        plots.tensor_views(spec, "X")
+    with pytest.raises(ValueError, match=r"stored shape \(10, 10\).*Received: shape=\(5, 10\)"):
+        plots.tensor_views(spec, "W", values=np.zeros((5, 10)))
+
+
+# ----------------------------------------------------------------------------- parameter bars
+@pytest.mark.parametrize("name", ["seed-dense", "albert-mlp", "seed-conv"])
+def test_param_bars_equal_the_report_use_by_use_and_state_the_totals(name):
+    report = sharecore.param_report(sharecore.preset(name))
+    fig = plots.param_bars(report)
+    for variant in ("tied", "untied"):
+        table = report.table[report.table.variant == variant]
+        owned = one_trace(fig, variant=variant, kind="owned")
+        assert list(owned.x) == list(table.use)
+        assert list(owned.y) == list(table.owned_params)
+        assert owned.marker.color == plots.VARIANT_COLORS[variant]
+        assert sum(owned.y) == (report.tied_total if variant == "tied" else report.untied_total)
+    referenced = one_trace(fig, variant="tied", kind="referenced")
+    tied = report.table[report.table.variant == "tied"]
+    assert list(referenced.y) == list(tied.referenced_params)
+    assert list(referenced.base) == list(tied.owned_params)  # stacked on what the use stores
+    assert not traces(fig, variant="untied", kind="referenced")  # untied copies read nothing shared
+    assert f"Tied {report.tied_total:,} vs untied {report.untied_total:,}" in fig.layout.title.text
+
+
+# ----------------------------------------------------------------------------- loss
+def test_loss_chart_draws_each_variants_loss_per_step(dense_run):
+    fig = plots.loss_chart(dense_run.history)
+    for variant in ("tied", "untied"):
+        expected = rows(dense_run.history, variant=variant)
+        trace = one_trace(fig, variant=variant, metric="loss")
+        assert list(trace.x) == list(expected.step)
+        assert list(trace.y) == list(expected.loss)
+        assert trace.line.color == plots.VARIANT_COLORS[variant]
+    # The teacher task is regression: accuracy is all NaN, so there is no accuracy axis.
+    assert not traces(fig, metric="accuracy")
+    assert fig.layout.yaxis.title.text == "loss (mean squared error)"
+
+
+def test_loss_chart_adds_accuracy_on_a_second_axis_when_there_is_some(dense_run):
+    history = dense_run.history.assign(accuracy=np.linspace(0.1, 0.9, len(dense_run.history)))
+    fig = plots.loss_chart(history)
+    for variant in ("tied", "untied"):
+        trace = one_trace(fig, variant=variant, metric="accuracy")
+        assert list(trace.y) == list(rows(history, variant=variant).accuracy)
+        assert trace.yaxis == "y2"
+
+
+def test_live_loss_chart_keeps_the_x_range_of_the_whole_run(dense_run):
+    partial = dense_run.history[dense_run.history.step <= 2]
+    assert list(plots.loss_chart(partial, total_steps=60).layout.xaxis.range) == [1, 60]
+    before_first_step = plots.loss_chart(dense_run.history.iloc[0:0], total_steps=60)
+    assert list(before_first_step.layout.xaxis.range) == [1, 60]
+    assert empty_notes(before_first_step) == ["No training steps yet: the curves appear as training runs."]
+
+
+# ----------------------------------------------------------------------------- gradients
+def test_gradient_flow_draws_each_contribution_and_the_tied_sum(dense_run):
+    g = dense_run.gradients
+    fig = plots.gradient_flow(g, "W")
+    for variant in ("tied", "untied"):
+        for use in ("dense_1", "dense_2"):
+            expected = rows(g, variant=variant, use=use)
+            trace = one_trace(fig, variant=variant, use=use)
+            assert list(trace.x) == list(expected.step)
+            assert list(trace.y) == list(expected.grad_norm)
+    total = one_trace(fig, role="sum")
+    tied = rows(g, variant="tied", use="dense_1")
+    assert list(total.x) == list(tied.step)
+    assert list(total.y) == list(tied.sum_norm)
+    assert total.line.color == plots.VARIANT_COLORS["tied"]
+    assert total.line.width > max(t.line.width for t in traces(fig, variant="tied") if t is not total)
+    assert total.xaxis == "x" and one_trace(fig, variant="untied", use="dense_1").xaxis == "x2"
+
+
+def test_gradient_cosine_draws_each_uses_agreement_between_minus_one_and_one(albert_run):
+    g = albert_run.gradients
+    fig = plots.gradient_cosine(g, "W_up")
+    for variant in ("tied", "untied"):
+        for use in ("block1_up", "block2_up", "block3_up"):
+            expected = rows(g, variant=variant, use=use)
+            trace = one_trace(fig, variant=variant, use=use)
+            assert list(trace.x) == list(expected.step) == [1, 2, 4, 6]
+            np.testing.assert_array_equal(trace.y, expected.cosine_with_others)
+    assert list(fig.layout.yaxis.range) == list(fig.layout.yaxis2.range) == [-1.05, 1.05]
+    zero_lines = [s for s in fig.layout.shapes if s.type == "line" and s.y0 == s.y1 == 0]
+    assert len(zero_lines) == 2
+
+
+def test_gradient_charts_explain_a_single_use_instead_of_comparing(lonely_run):
+    fig = plots.gradient_cosine(lonely_run.gradients, "V")
+    assert empty_notes(fig) == ["Only one use (alone) reads V, so there is no other use to agree or conflict with."]
+    flow = plots.gradient_flow(lonely_run.gradients, "V")
+    assert list(one_trace(flow, role="sum").y) == list(
+        rows(lonely_run.gradients, variant="tied").query("tensor == 'V'").sum_norm
+    )
+
+
+# ----------------------------------------------------------------------------- divergence
+def test_divergence_chart_draws_every_pair_untied_solid_tied_dashed(albert_run):
+    d = albert_run.divergence
+    fig = plots.divergence_chart(d, "W_down")
+    pairs = [("block1_down", "block2_down"), ("block1_down", "block3_down"), ("block2_down", "block3_down")]
+    for a, b in pairs:
+        for metric in ("relative_distance", "cosine"):
+            for variant in ("tied", "untied"):
+                expected = rows(d, variant=variant, tensor="W_down", use_a=a, use_b=b)
+                trace = one_trace(fig, variant=variant, pair=[a, b], metric=metric)
+                assert list(trace.x) == list(expected.step) == [0, 1, 2, 4, 6]
+                np.testing.assert_array_equal(trace.y, expected[metric])
+                assert trace.line.dash == ("dash" if variant == "tied" else "solid")
+        assert one_trace(fig, variant="untied", pair=[a, b], metric="cosine").name == f"{a} ↔ {b}"
+    untied_colors = {t.line.color for t in traces(fig, variant="untied")}
+    assert len(untied_colors) == 3  # one color per pair
+    # The tied model is one variable, so its copies never move apart.
+    assert all(set(t.y) == {0.0} for t in traces(fig, variant="tied", metric="relative_distance"))
+
+
+@pytest.mark.parametrize("asked, shown", [(6, 6), (5, 4), (3, 2), (100, 6), (0, 0)])
+def test_divergence_heatmap_matches_the_rows_of_the_nearest_step_at_or_below(albert_run, asked, shown):
+    d = albert_run.divergence
+    fig = plots.divergence_heatmap(d, "W_up", asked)
+    heat = fig.data[0]
+    uses = ["block1_up", "block2_up", "block3_up"]
+    assert list(heat.x) == list(heat.y) == uses
+    assert heat.meta == {"variant": "untied", "step": shown}
+    z = np.asarray(heat.z)
+    np.testing.assert_array_equal(z, z.T)
+    np.testing.assert_array_equal(np.diag(z), 0.0)
+    at = rows(d, variant="untied", tensor="W_up", step=shown)
+    assert len(at) == 3
+    for r in at.itertuples():
+        assert z[uses.index(r.use_a), uses.index(r.use_b)] == r.relative_distance
+    assert f"by step {shown}?" in fig.layout.title.text
+
+
+def test_tied_divergence_heatmap_is_all_zeros(albert_run):
+    fig = plots.divergence_heatmap(albert_run.divergence, "W_down", 6, variant="tied")
+    np.testing.assert_array_equal(fig.data[0].z, np.zeros((3, 3)))
+
+
+def test_divergence_charts_explain_a_tensor_with_no_pairs(lonely_run):
+    d = lonely_run.divergence
+    assert set(d.tensor) == {"W"}  # V has one use, so no pair was recorded
+    for fig in (plots.divergence_chart(d, "V"), plots.divergence_heatmap(d, "V", 2)):
+        assert not fig.data
+        assert empty_notes(fig) == [
+            "No pairs of uses of 'V' were recorded: a tensor read by one use has no pair.<br>Tensors with pairs: W."
+        ]
+    with_spec = plots.divergence_chart(d, "V", spec=lonely_run.spec)
+    assert empty_notes(with_spec) == ["Only one use (alone) reads V, so there is no pair of copies to compare."]
+
+
+def test_divergence_heatmap_explains_a_step_before_the_first_record(albert_run):
+    fig = plots.divergence_heatmap(albert_run.divergence, "W_up", -1)
+    assert empty_notes(fig) == ["No untied record at or before step -1 (first recorded step is 0)."]
+
+
+# ----------------------------------------------------------------------------- weights
+def test_weight_histograms_draw_every_stored_value_before_and_after(dense_run):
+    w = dense_run.weights
+    fig = plots.weight_histograms(w)
+    for variant, names in (("tied", ["W"]), ("untied", ["dense_1", "dense_2"])):
+        for phase in ("start", "end"):
+            trace = one_trace(fig, variant=variant, phase=phase)
+            np.testing.assert_array_equal(trace.x, np.concatenate([w[phase][variant][n].ravel() for n in names]))
+        assert one_trace(fig, variant=variant, phase="end").marker.color == plots.VARIANT_COLORS[variant]
+    # One bin grid for all four histograms, so their shapes compare.
+    assert len({(t.xbins.start, t.xbins.end, t.xbins.size) for t in fig.data}) == 1
+    assert fig.layout.barmode == "overlay"
+
+
+def test_weight_histograms_with_a_spec_match_a_tensor_to_its_untied_copies(dense_run):
+    w = dense_run.weights
+    fig = plots.weight_histograms(w, "W", spec=dense_run.spec)
+    np.testing.assert_array_equal(one_trace(fig, variant="tied", phase="end").x, w["end"]["tied"]["W"].ravel())
+    np.testing.assert_array_equal(
+        one_trace(fig, variant="untied", phase="end").x,
+        np.concatenate([w["end"]["untied"]["dense_1"].ravel(), w["end"]["untied"]["dense_2"].ravel()]),
+    )
+    by_use = plots.weight_histograms(w, "dense_2", spec=dense_run.spec)
+    assert one_trace(by_use, variant="tied", phase="start").meta["names"] == ["W"]
+    assert one_trace(by_use, variant="untied", phase="start").meta["names"] == ["dense_2"]
+
+
+def test_weight_histograms_without_a_spec_draw_only_the_variant_that_stores_the_name(dense_run):
+    fig = plots.weight_histograms(dense_run.weights, "dense_1")
+    assert not traces(fig, variant="tied")
+    np.testing.assert_array_equal(
+        one_trace(fig, variant="untied", phase="end").x, dense_run.weights["end"]["untied"]["dense_1"].ravel()
+    )
+    assert len(empty_notes(fig)) == 1
+
+
+def test_weight_histograms_reject_a_name_nothing_stores(dense_run):
+    with pytest.raises(ValueError, match=r"no stored weights are named 'X'.*Received: name='X'"):
+        plots.weight_histograms(dense_run.weights, "X")
+    with pytest.raises(ValueError, match=r"no tensor or use 'X'"):
+        plots.weight_histograms(dense_run.weights, "X", spec=dense_run.spec)
+
+
+# ----------------------------------------------------------------------------- no data, bad names
+def test_every_builder_explains_an_empty_frame_instead_of_raising(dense_run):
+    report = sharecore.param_report(dense_run.spec)
+    empty = {
+        "loss": plots.loss_chart(dense_run.history.iloc[0:0]),
+        "flow": plots.gradient_flow(dense_run.gradients.iloc[0:0], "W"),
+        "cosine": plots.gradient_cosine(dense_run.gradients.iloc[0:0], "W"),
+        "divergence": plots.divergence_chart(dense_run.divergence.iloc[0:0], "W"),
+        "heatmap": plots.divergence_heatmap(dense_run.divergence.iloc[0:0], "W", 3),
+        "weights": plots.weight_histograms({}),
+        "params": plots.param_bars(sharecore.ParamReport(report.table.iloc[0:0], 0, 0)),
+    }
+    for name, fig in empty.items():
+        assert not fig.data, name
+        assert len(empty_notes(fig)) == 1, name
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda r: plots.gradient_flow(r.gradients, "X"),
+        lambda r: plots.gradient_cosine(r.gradients, "X"),
+        lambda r: plots.divergence_chart(r.divergence, "X", spec=r.spec),
+        lambda r: plots.divergence_heatmap(r.divergence, "X", 3, spec=r.spec),
+        lambda r: plots.tensor_views(r.spec, "X"),
+    ],
+    ids=["gradient_flow", "gradient_cosine", "divergence_chart", "divergence_heatmap", "tensor_views"],
+)
+def test_an_unknown_tensor_name_raises_a_value_error_that_lists_the_known_ones(dense_run, build):
+    with pytest.raises(ValueError, match=r"'X'.*'W'.*Received: tensor='X'"):
+        build(dense_run)
+
+
+def test_divergence_heatmap_rejects_an_unknown_variant(dense_run):
+    with pytest.raises(ValueError, match=r"'tied' or 'untied'. Received: variant='both'"):
+        plots.divergence_heatmap(dense_run.divergence, "W", 3, variant="both")
