@@ -35,6 +35,7 @@ def _import_tensorflow_quietly() -> None:
 
 _import_tensorflow_quietly()
 
+from sharecore.limits import Limits, check_limits  # noqa: E402
 from sharecore.model import build, initial_values, kernel_variables  # noqa: E402
 from sharecore.params import ParamReport, param_report  # noqa: E402
 from sharecore.plan import Plan, plan, validate  # noqa: E402

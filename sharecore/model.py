@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from sharecore.layers import SharedKernel, UseInput
+from sharecore.limits import Limits, check_limits
 from sharecore.plan import Plan, UsePlan, plan
 from sharecore.spec import INPUT_NODE, ModelSpec, Rule
 
@@ -69,7 +70,7 @@ def _use_config(u: UsePlan, tied: bool) -> dict[str, Any]:
     }
 
 
-def build(spec: ModelSpec, tied: bool, seed: int = 0) -> keras.Model:
+def build(spec: ModelSpec, tied: bool, seed: int = 0, limits: Limits | None = None) -> keras.Model:
     """Builds the tied or untied Keras model of `spec`.
 
     Tied: one `SharedKernel` layer per shared tensor, called once per use, so its variable
@@ -80,13 +81,15 @@ def build(spec: ModelSpec, tied: bool, seed: int = 0) -> keras.Model:
         spec: the model spec.
         tied: share each tensor between its uses (True) or give each use its own copy.
         seed: seeds the initial values; the same seed gives tied and untied the same function.
+        limits: caps on model size; default `Limits.from_env()` (see sharecore/limits.py).
 
     Returns:
         A functional `keras.Model`, not compiled.
 
     Raises:
-        ValueError: if the spec cannot be built (before any TensorFlow work).
+        ValueError: if the spec cannot be built or exceeds the limits (before any TensorFlow work).
     """
+    check_limits(spec, None, limits)
     p = plan(spec)
     return _build_from_plan(p, tied, initial_values(spec, seed))
 

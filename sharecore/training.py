@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from sharecore.data import make_dataset
 from sharecore.layers import apply_rule, record_views
+from sharecore.limits import Limits, check_limits
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, layer_name
 from sharecore.plan import Plan, UsePlan, plan
 from sharecore.spec import ModelSpec, Rule, TrainConfig
@@ -352,6 +353,7 @@ def train(
     on_progress: Callable[[TrainProgress], None] | None = None,
     stop: threading.Event | None = None,
     progress_every: int | None = None,
+    limits: Limits | None = None,
 ) -> TrainResult:
     """Trains the tied and untied models of `spec` side by side.
 
@@ -365,15 +367,18 @@ def train(
         on_progress: called after every chunk with the history so far.
         stop: when set, the run ends after the current chunk and returns what it recorded.
         progress_every: steps per chunk; default about 20 chunks a run (at most 50 steps).
+        limits: caps on size and run length; default `Limits.from_env()`.
 
     Returns:
         A `TrainResult`. A run that stops early (stop request or a non-finite loss or
         weight) says why in `stop_reason` and keeps everything recorded before.
 
     Raises:
-        ValueError: for an impossible spec, dataset or device, before any training.
+        ValueError: for an impossible spec, dataset or device, or a spec or run over the
+            limits, before any training.
     """
     config = config or TrainConfig()
+    check_limits(spec, config, limits)
     p = plan(spec)
     device = resolve_device(config.device)
     data = make_dataset(spec, config.dataset, config.seed)
