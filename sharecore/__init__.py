@@ -57,6 +57,8 @@ __all__ = [
     "build",
     "initial_values",
     "kernel_variables",
+    "Limits",
+    "check_limits",
     "ParamReport",
     "param_report",
     "TrainProgress",
