@@ -415,12 +415,20 @@ def train(
                     stop_reason = f"stopped by request after step {steps_done}"
                     break
                 first, last = steps_done, min(steps_done + chunk, config.steps)
-                losses, accs, stats, finite = (
-                    t.numpy()
-                    for t in trainer.chunk(
-                        pool_x, pool_y, tf.constant(all_idx[first:last]), tf.constant(recorded[first:last])
+                try:
+                    losses, accs, stats, finite = (
+                        t.numpy()
+                        for t in trainer.chunk(
+                            pool_x, pool_y, tf.constant(all_idx[first:last]), tf.constant(recorded[first:last])
+                        )
                     )
-                )
+                except tf.errors.ResourceExhaustedError:
+                    stop_reason = (
+                        f"{device} ran out of memory between steps {first + 1} and {last}; training stopped and "
+                        f"kept what was recorded. Use a smaller batch size (now {config.batch_size}) or "
+                        f"smaller tensors, or train on the CPU."
+                    )
+                    break
                 for i in range(len(losses)):
                     step = first + i + 1
                     offset = 0
