@@ -69,12 +69,15 @@ class SharedKernel(keras.layers.Layer):
         # Real initial values are assigned by sharecore.build from the seed, so that tied
         # and untied models start from the same numbers.
         self.kernel = self.add_weight(name="kernel", shape=self.kernel_shape, initializer="zeros")
+        # Own biases by use name; the shared bias (one for every use with bias 'shared') apart,
+        # so that a use that happens to be named 'shared' cannot collide with it.
         self.biases: dict[str, keras.Variable] = {}
+        self.shared_bias: keras.Variable | None = None
         for name, cfg in uses.items():
             if cfg["bias"] == "own":
                 self.biases[name] = self.add_weight(name=f"bias_{name}", shape=(cfg["units"],), initializer="zeros")
-            elif cfg["bias"] == "shared" and "shared" not in self.biases:
-                self.biases["shared"] = self.add_weight(name="bias", shape=(cfg["units"],), initializer="zeros")
+            elif cfg["bias"] == "shared" and self.shared_bias is None:
+                self.shared_bias = self.add_weight(name="bias", shape=(cfg["units"],), initializer="zeros")
         self._activations = {name: keras.activations.get(cfg["activation"]) for name, cfg in uses.items()}
 
     def call(self, x: tf.Tensor, use: str) -> tf.Tensor:
@@ -89,8 +92,10 @@ class SharedKernel(keras.layers.Layer):
             y = tf.matmul(x, k)  # (batch, ..., in) @ (in, units) -> (batch, ..., units)
         else:
             y = tf.nn.conv2d(x, k, strides=cfg["strides"], padding=cfg["padding"].upper())  # (batch, h, w, c_out)
-        if cfg["bias"] != "none":
-            y = y + self.biases[use if cfg["bias"] == "own" else "shared"]
+        if cfg["bias"] == "own":
+            y = y + self.biases[use]
+        elif cfg["bias"] == "shared":
+            y = y + self.shared_bias
         return self._activations[use](y)
 
     def get_config(self) -> dict[str, Any]:

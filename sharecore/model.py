@@ -133,8 +133,9 @@ def assign_initial(model: keras.Model, p: Plan, tied: bool, init: dict[str, np.n
             layer.kernel.assign(init[u.use.tensor])
         else:
             layer.kernel.assign(apply_rule_np(u.use.rule, init[u.use.tensor]))
-        for bias in layer.biases.values():
-            bias.assign(np.zeros(bias.shape, dtype="float32"))
+        for bias in [*layer.biases.values(), layer.shared_bias]:
+            if bias is not None:
+                bias.assign(np.zeros(bias.shape, dtype="float32"))
 
 
 def _identifier(name: str) -> str:

@@ -282,3 +282,20 @@ def test_import_sharecore_does_not_import_streamlit():
     code = "import sys, sharecore; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_use_named_shared_with_its_own_bias_does_not_collide_with_the_shared_bias():
+    spec = ModelSpec.from_dict(
+        {
+            "input_shape": [10],
+            "tensors": [{"name": "W", "shape": [10, 10]}],
+            "uses": [
+                {"name": "shared", "op": "dense", "tensor": "W", "bias": "own"},
+                {"name": "other", "op": "dense", "tensor": "W", "bias": "shared"},
+            ],
+        }
+    )
+    report = sharecore.param_report(spec)
+    assert report.tied_total == 120 and report.untied_total == 220
+    assert sharecore.build(spec, tied=True).count_params() == 120
+    assert sharecore.build(spec, tied=False).count_params() == 220
