@@ -235,7 +235,7 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
         for i, node in enumerate(nodes):
             pos[node] = (float(d), (len(nodes) - 1) / 2 - i)
     half = max((len(nodes) - 1) / 2 for nodes in columns.values())
-    rows_y = {1: half + 1.4, -1: -(half + 1.4)}  # the row of tensors/copies above and below
+    rows_y = {1: half + 0.95, -1: -(half + 0.95)}  # the row of tensors/copies above and below
 
     fig = go.Figure()
     groups = {t.name: p.group(t.name) for t in spec.tensors}
@@ -253,7 +253,9 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
             taken[side].append(x)
             node_x, node_y = [x], [y]
             shape = next(s.shape for s in spec.tensors if s.name == t)
-            text = [f"<b>{t}</b> {_shape_text(shape)}<br>stored once, read by {len(group)} use{'s' * (len(group) > 1)}"]
+            # One line beside the node, so the tensor row stays thin.
+            text = [f"<b>{t}</b> {_shape_text(shape)} · stored once, read by {len(group)} use{'s' * (len(group) > 1)}"]
+            hover = text
             links = [(x, y, u.use.name) for u in group]
             name, symbol, size, role = f"shared {t}", "diamond", 26, "tensor"
         else:
@@ -267,7 +269,13 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
             taken[side] += xs
             ordered = [u for members in by_depth.values() for u in members]
             node_x, node_y = xs, [y] * len(xs)
-            text = [f"copy of {t}<br>{_shape_text(u.kernel_shape)}" for u in ordered]
+            # Copies can sit 0.35 apart, so the visible label is just the tensor; the hover says more.
+            text = [t] * len(ordered)
+            hover = [
+                f"{u.use.name}'s own copy of {t}: {_shape_text(u.kernel_shape)}, "
+                f"initialised as {u.use.rule.describe()}({t})"
+                for u in ordered
+            ]
             links = [(x, y, u.use.name) for x, u in zip(xs, ordered)]
             name, symbol, size, role = f"copies of {t} (one per use)", "square", 16, "copy"
         seg_x: list[float | None] = []
@@ -295,8 +303,9 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
                 mode="markers+text",
                 marker={"symbol": symbol, "size": size, "color": color, "line": {"color": "white", "width": 1}},
                 text=text,
-                textposition="top center" if side == 1 else "bottom center",
+                textposition="middle right",
                 textfont={"size": 11, "color": color},
+                hovertext=hover,
                 hoverinfo="text",
                 name=name,
                 legendgroup=t,
@@ -320,7 +329,7 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
                 },
                 text=[_node_label(u) for u in group],
                 textposition=[_label_side(depth[u.use.name]) for u in group],
-                textfont={"size": 11, "color": [colors[u.use.name] if t else "#444444" for u in group]},
+                textfont={"size": 10, "color": [colors[u.use.name] if t else "#444444" for u in group]},
                 hovertext=[_node_hover(u, tied) for u in group],
                 hoverinfo="text",
                 name=f"uses of {t}" if t else "own kernel",
@@ -371,7 +380,10 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
         )
     ys = [y for _, y in pos.values()] + [y for tr in fig.data for y in tr.y if y is not None]
     fig.update_xaxes(visible=False, range=[-0.6, depth[OUTPUT_NODE] + 0.6])
-    fig.update_yaxes(visible=False, range=[min(ys) - 0.9, max(ys) + 0.8])
+    y_range = [min(ys) - 0.85, max(ys) + 0.85]
+    fig.update_yaxes(visible=False, range=y_range)
+    # About 60 px per unit leaves room for a node and its three-line label above or below it.
+    height = int(min(420, max(340, 60 * (y_range[1] - y_range[0]) + 118)))
     if tied:
         title = "Which uses read the same stored tensor?"
         subtitle = "Tied model: each shared tensor ◆ is stored once; dashed lines go to the uses that read it"
@@ -382,7 +394,7 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
         fig,
         title,
         subtitle,
-        height=380 if taken[-1] else 360,
+        height=height,
         hovermode="closest",
         legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top", "font": {"size": 11}},
     )
@@ -479,6 +491,7 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
         fig,
         f"What does each use see of {tensor}?",
         "The stored tensor, then each use's kernel after its rule; one color scale, white = 0",
+        height=HEIGHT + 17 * (lines - 2),  # a "shown as" line takes room from the heatmaps
         panel_title_lines=lines,
     )
 
@@ -504,8 +517,8 @@ def param_bars(report: ParamReport) -> go.Figure:
         rows = table[table["variant"] == variant].set_index("use").reindex(uses)
         color = VARIANT_COLORS.get(variant, NEUTRAL)
         hover = [
-            f"{variant} · {u}<br>{r.op} kernel {r.kernel_shape} from {r.tensor} ({r.rule})"
-            f"<br>stores {r.owned_params:,} ({r.bytes:,} bytes), reads {r.referenced_params:,} stored elsewhere"
+            f"{variant} · {u}<br>{r['op']} kernel {r['kernel_shape']} from {r['tensor']} ({r['rule']})"
+            f"<br>stores {r['owned_params']:,} ({r['bytes']:,} bytes), reads {r['referenced_params']:,} stored elsewhere"
             for u, r in rows.iterrows()
         ]
         owned = rows["owned_params"].to_numpy()

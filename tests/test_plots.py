@@ -22,6 +22,13 @@ from sharecore.spec import ModelSpec
 
 
 # ----------------------------------------------------------------------------- runs
+@pytest.fixture(autouse=True)
+def _clean_keras_session():
+    """Overrides conftest's per-test Keras reset: these tests build no models (the runs are
+    module fixtures with explicit seeds), and the reset cost more than all the tests together."""
+    yield
+
+
 @pytest.fixture(scope="module")
 def dense_run() -> sharecore.TrainResult:
     return sharecore.train(sharecore.preset("seed-dense"), sharecore.TrainConfig(steps=6, seed=0))
