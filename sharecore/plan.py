@@ -234,6 +234,13 @@ def plan(spec: ModelSpec) -> Plan:
     for t in spec.tensors:
         if t.name in tensors:
             raise ValueError(f"shared tensor names must be unique; '{t.name}' appears twice. Received: {t.name!r}")
+        if t.initializer == "orthogonal" and len(t.shape) < 2:
+            # Keras would refuse it only at build time, with a message that does not name the tensor.
+            raise ValueError(
+                f"shared tensor '{t.name}' uses initializer 'orthogonal', which needs at least 2 dimensions, "
+                f"but its shape is {t.shape}. Use another initializer such as 'glorot_uniform', or give "
+                f"'{t.name}' 2 or more dimensions. Received: initializer='orthogonal', shape={t.shape}"
+            )
         tensors[t.name] = t
     node_shapes: dict[str, Shape] = {INPUT_NODE: tuple(spec.input_shape)}
     bias_channels: dict[str, tuple[str, int]] = {}
