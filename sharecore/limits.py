@@ -34,7 +34,7 @@ SECRETS_SECTION = "sharecore"
 class Limits:
     """Caps checked before a model is built or trained. All are whole numbers >= 1."""
 
-    max_params: int = 2_000_000  # parameters of the untied model (the larger variant)
+    max_params: int = 2_000_000  # parameters of the larger of the tied and untied models
     max_activation_mb: int = 256  # estimated activation memory of one training run, in MiB
     max_steps: int = 5000  # optimizer steps per run
     max_batch_size: int = 512  # samples per batch
@@ -147,10 +147,32 @@ def _exceeds(what: str, name: str, limit: int, value: int, unit: str, detail: st
 def untied_params(p: Plan) -> int:
     """Parameters of the untied model: every use stores its own kernel and bias.
 
-    The untied model is never smaller than the tied one, so it is the one to cap.
     Equals `param_report(spec).untied_total`.
     """
     return sum(u.kernel_size + u.bias_size for u in p.uses)
+
+
+def tied_params(p: Plan) -> int:
+    """Parameters of the tied model: each shared tensor and shared bias once, own ones per use.
+
+    Usually smaller than the untied model, but not always: a use that reads a slice of a big
+    tensor copies only the slice when untied. Equals `param_report(spec).tied_total`.
+    """
+    stored: set[tuple[str, str]] = set()
+    total = 0
+    for u in p.uses:
+        if u.use.tensor is None:
+            total += u.kernel_size
+        elif ("kernel", u.use.tensor) not in stored:
+            stored.add(("kernel", u.use.tensor))
+            total += math.prod(u.tensor_shape)
+        if u.use.bias == "shared":
+            if ("bias", u.use.tensor) not in stored:
+                stored.add(("bias", u.use.tensor))
+                total += u.bias_size
+        else:
+            total += u.bias_size
+    return total
 
 
 def activation_values(p: Plan) -> int:
@@ -247,7 +269,8 @@ def check_limits(spec: ModelSpec, config: TrainConfig | None = None, limits: Lim
             "Use a smaller batch_size",
         )
     p = plan(spec)
-    params = untied_params(p)
+    # Both models are built and trained side by side; cap the larger.
+    params, variant = max((untied_params(p), "untied model"), (tied_params(p), "tied model"))
     if params > limits.max_params:
         raise _exceeds(
             name,
@@ -255,7 +278,7 @@ def check_limits(spec: ModelSpec, config: TrainConfig | None = None, limits: Lim
             limits.max_params,
             params,
             "parameters",
-            "untied model",
+            variant,
             "Make the tensors or kernels smaller",
         )
     needed = activation_bytes(p, config)

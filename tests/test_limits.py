@@ -15,6 +15,7 @@ from sharecore.limits import (
     activation_values,
     check_limits,
     check_spec_size,
+    tied_params,
     untied_params,
 )
 from sharecore.spec import ModelSpec, TrainConfig
@@ -71,9 +72,10 @@ def test_every_preset_passes_the_default_limits_at_default_and_largest_settings(
 
 
 @pytest.mark.parametrize("name", sc.presets())
-def test_untied_params_equal_the_param_report(name):
+def test_tied_and_untied_params_equal_the_param_report(name):
     spec = sc.preset(name)
-    assert untied_params(sc.plan(spec)) == sc.param_report(spec).untied_total
+    report = sc.param_report(spec)
+    assert (tied_params(sc.plan(spec)), untied_params(sc.plan(spec))) == (report.tied_total, report.untied_total)
 
 
 # ----------------------------------------------------------------------------- boundaries
@@ -100,6 +102,30 @@ def test_params_limit_counts_untied_copies_not_the_tied_model():
     check_limits(spec, limits=Limits(max_params=12))
     with pytest.raises(ValueError, match=r"\(untied model: 12\)"):
         check_limits(spec, limits=Limits(max_params=11))
+
+
+def test_params_limit_caps_the_tied_model_when_a_slice_makes_it_the_larger():
+    # A (10, 1000) tensor of which the use reads a (10, 4) slice: untied stores 40, tied 10,000.
+    spec = ModelSpec.from_dict(
+        {
+            "input_shape": [10],
+            "tensors": [{"name": "W", "shape": [10, 1000]}],
+            "uses": [
+                {
+                    "name": "narrow",
+                    "op": "dense",
+                    "tensor": "W",
+                    "rule": {"kind": "slice", "begin": [0, 0], "size": [10, 4]},
+                    "bias": "shared",
+                }
+            ],
+        }
+    )
+    report = sc.param_report(spec)
+    assert (report.tied_total, report.untied_total) == (10_004, 44)
+    check_limits(spec, limits=Limits(max_params=10_004))
+    with pytest.raises(ValueError, match=r"limit of 10,003 parameters \(tied model: 10,004\)"):
+        check_limits(spec, limits=Limits(max_params=10_003))
 
 
 def test_params_count_biases():
