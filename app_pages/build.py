@@ -1,0 +1,397 @@
+"""Build: edit the model spec with live validation; see its diagram, tensors, parameters and Keras code."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import streamlit as st
+
+import sharecore
+import ui
+from sharecore.limits import check_spec_size
+from sharecore.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
+
+OWN = "(own kernel)"  # a use that reads no shared tensor
+PREVIOUS = "(previous use)"  # a use that reads the node before it
+
+ss = st.session_state
+version = ss[ui.DRAFT_VERSION]
+
+
+# ----------------------------------------------------------------------------- small widget helpers
+def key(*parts: object) -> str:
+    """Widget keys carry the draft version, so reloading the editor gives fresh widgets."""
+    return ".".join(["build", str(version), *map(str, parts)])
+
+
+def shape_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return ", ".join(str(v) for v in value)
+
+
+def parse_shape(text: str, where: str, optional: bool = False) -> list[int] | str | None:
+    """Parses '10, 5', '[10, 5]' or '28x28x3'; records a message and keeps the text if it is not one."""
+    text = text.strip()
+    if not text and optional:
+        return None
+    parts = [p for p in re.split(r"[\s,x×\[\]()]+", text) if p]
+    if parts and all(p.isdigit() and len(p) <= 9 for p in parts):
+        return [int(p) for p in parts]
+    errors.append(
+        f"{where}: write whole numbers separated by commas, e.g. 10, 5"
+        f"{' (or leave it empty)' if optional else ''}. Received: {text[:60]!r}"
+    )
+    return text
+
+
+def text(label: str, k: str, initial: str, **kwargs: Any) -> str:
+    ss.setdefault(k, initial)
+    return st.text_input(label, key=k, **kwargs)
+
+
+def select(label: str, options: list[str] | tuple[str, ...], k: str, initial: Any, **kwargs: Any) -> Any:
+    options = list(options)
+    ss.setdefault(k, initial)
+    if ss[k] not in options:  # e.g. a renamed tensor: keep the choice visible so validation can name it
+        options.append(ss[k])
+    return st.selectbox(label, options, key=k, **kwargs)
+
+
+def unique(prefix: str, taken: list[str]) -> str:
+    n = 1
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+# ----------------------------------------------------------------------------- editor callbacks
+def _edit_draft(change) -> None:
+    draft = ss[ui.DRAFT]
+    change(draft)
+    ss[ui.DRAFT_VERSION] += 1
+
+
+def add_tensor() -> None:
+    def change(d: dict) -> None:
+        d["tensors"].append({"name": unique("T", [t.get("name") for t in d["tensors"]]), "shape": [4, 4]})
+
+    _edit_draft(change)
+
+
+def remove_tensor(i: int) -> None:
+    _edit_draft(lambda d: d["tensors"].pop(i))
+
+
+def add_use() -> None:
+    def change(d: dict) -> None:
+        names = [u.get("name") for u in d["uses"]]
+        tensor = d["tensors"][0]["name"] if d["tensors"] else None
+        use = {"name": unique("use_", names), "op": "dense", "tensor": tensor}
+        if tensor is None:
+            use["kernel_shape"] = [4, 4]
+        d["uses"].append(use)
+
+    _edit_draft(change)
+
+
+def remove_use(i: int) -> None:
+    def change(d: dict) -> None:
+        name = d["uses"].pop(i).get("name")
+        d["outputs"] = [o for o in d.get("outputs", []) if o != name]
+
+    _edit_draft(change)
+
+
+def load_json_text(raw: str | bytes, where: str) -> None:
+    """Loads a pasted or uploaded spec; any problem becomes a message, never an exception."""
+    ss["build.load_error"] = None
+    try:
+        check_spec_size(raw)
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{where} is not UTF-8 text; a spec is a JSON file.") from None
+        loaded = ModelSpec.from_json(raw)
+        ui.check_spec(loaded)
+    except Exception as err:  # ValueError from the core; anything else is still just a bad file
+        message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        ss["build.load_error"] = f"Could not load the {where}: {message}"
+        return
+    if loaded.name in sharecore.presets() and loaded == sharecore.preset(loaded.name):
+        ui.load_preset(loaded.name)
+    else:
+        ui.set_spec(loaded, reload_editor=True)
+
+
+def on_paste() -> None:
+    load_json_text(ss.get("build.paste", ""), "pasted JSON")
+
+
+def on_upload() -> None:
+    upload = ss.get("build.upload")
+    if upload is not None:
+        load_json_text(upload.getvalue(), f"file '{upload.name}'")
+
+
+# ----------------------------------------------------------------------------- the editor
+def tensor_editor(draft: dict) -> list[dict]:
+    tensors = []
+    for i, t in enumerate(draft["tensors"]):
+        name_col, shape_col, init_col, remove_col = st.columns([2, 2, 3, 1], vertical_alignment="bottom")
+        with name_col:
+            name = text("Name", key("tensor", i, "name"), t.get("name", ""))
+        with shape_col:
+            shape = parse_shape(
+                text("Shape", key("tensor", i, "shape"), shape_text(t.get("shape"))), f"tensor '{name}' shape"
+            )
+        with init_col:
+            init = select("Initializer", INITIALIZERS, key("tensor", i, "init"), t.get("initializer", "glorot_uniform"))
+        with remove_col:
+            st.button(
+                "",
+                icon=":material/delete:",
+                key=key("tensor", i, "remove"),
+                on_click=remove_tensor,
+                args=(i,),
+                help=f"Remove {name}",
+            )
+        tensors.append({"name": name, "shape": shape, "initializer": init})
+    st.button("Add shared tensor", icon=":material/add:", key=key("tensor", "add"), on_click=add_tensor)
+    return tensors
+
+
+def rule_editor(u: dict, i: int, tensor_shape: Any) -> dict:
+    rule = u.get("rule") or {"kind": "identity"}
+    if isinstance(rule, str):
+        rule = {"kind": rule}
+    kind = select(
+        "Reshape rule",
+        RULES,
+        key("use", i, "rule"),
+        rule.get("kind", "identity"),
+        help="How this use turns the shared tensor into its kernel: as it is, transposed, reshaped or a slice.",
+    )
+    out: dict[str, Any] = {"kind": kind}
+    base = tensor_shape if isinstance(tensor_shape, list) else []
+    name = u.get("name")
+    if kind == "reshape":
+        out["shape"] = parse_shape(
+            text("Target shape", key("use", i, "rule_shape"), shape_text(rule.get("shape", base))),
+            f"use '{name}' reshape target",
+        )
+    elif kind == "transpose":
+        perm = parse_shape(
+            text(
+                "Axis order",
+                key("use", i, "rule_perm"),
+                shape_text(rule.get("perm")),
+                placeholder="empty = reverse the axes",
+            ),
+            f"use '{name}' transpose axis order",
+            optional=True,
+        )
+        if perm is not None:
+            out["perm"] = perm
+    elif kind == "slice":
+        begin_col, size_col = st.columns(2)
+        with begin_col:
+            out["begin"] = parse_shape(
+                text("Begin", key("use", i, "rule_begin"), shape_text(rule.get("begin", [0] * len(base)))),
+                f"use '{name}' slice begin",
+            )
+        with size_col:
+            out["size"] = parse_shape(
+                text("Size", key("use", i, "rule_size"), shape_text(rule.get("size", base))),
+                f"use '{name}' slice size",
+            )
+    return out
+
+
+def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict:
+    label = f"{i + 1}. {u.get('name')}: {u.get('op')} reading {u.get('tensor') or 'its own kernel'}"
+    with st.expander(label, expanded=i < 2):
+        name_col, op_col, tensor_col = st.columns(3)
+        with name_col:
+            name = text("Name", key("use", i, "name"), u.get("name", ""))
+        with op_col:
+            op = select("Op", OPS, key("use", i, "op"), u.get("op", "dense"))
+        with tensor_col:
+            names = [t["name"] for t in tensors]
+            tensor = select("Reads tensor", [*names, OWN], key("use", i, "tensor"), u.get("tensor") or OWN)
+        out: dict[str, Any] = {"name": name, "op": op}
+        tensor_shape = None
+        if tensor == OWN:
+            out["kernel_shape"] = parse_shape(
+                text("Own kernel shape", key("use", i, "kernel_shape"), shape_text(u.get("kernel_shape") or [4, 4])),
+                f"use '{name}' kernel shape",
+            )
+        else:
+            out["tensor"] = tensor
+            tensor_shape = next((t["shape"] for t in tensors if t["name"] == tensor), None)
+        out["rule"] = rule_editor(u, i, tensor_shape)
+        act_col, bias_col, source_col = st.columns(3)
+        with act_col:
+            out["activation"] = select("Activation", ACTIVATIONS, key("use", i, "activation"), u.get("activation"))
+        with bias_col:
+            out["bias"] = select("Bias", BIAS_POLICIES, key("use", i, "bias"), u.get("bias", "none"))
+        with source_col:
+            source = select(
+                "Reads node", [PREVIOUS, INPUT_NODE, *earlier], key("use", i, "source"), u.get("source") or PREVIOUS
+            )
+        if source != PREVIOUS:
+            out["source"] = source
+        slice_col, reshape_col = st.columns(2)
+        with slice_col:
+            out["input_slice"] = parse_shape(
+                text(
+                    "Input slice",
+                    key("use", i, "input_slice"),
+                    shape_text(u.get("input_slice")),
+                    placeholder="start, stop",
+                ),
+                f"use '{name}' input slice",
+                optional=True,
+            )
+        with reshape_col:
+            out["input_reshape"] = parse_shape(
+                text(
+                    "Input reshape",
+                    key("use", i, "input_reshape"),
+                    shape_text(u.get("input_reshape")),
+                    placeholder="e.g. 8, 8, 1",
+                ),
+                f"use '{name}' input reshape",
+                optional=True,
+            )
+        if op == "conv2d":
+            strides_col, padding_col = st.columns(2)
+            with strides_col:
+                k = key("use", i, "strides")
+                ss.setdefault(k, u.get("strides", 1))
+                out["strides"] = st.number_input("Strides", min_value=1, max_value=8, step=1, key=k)
+            with padding_col:
+                out["padding"] = select("Padding", PADDINGS, key("use", i, "padding"), u.get("padding", "same"))
+        st.button(
+            f"Remove {name}", icon=":material/delete:", key=key("use", i, "remove"), on_click=remove_use, args=(i,)
+        )
+    return out
+
+
+def editor(draft: dict) -> dict:
+    """Draws the editor from `draft`; returns the draft as the widgets now hold it."""
+    new: dict[str, Any] = {"name": draft.get("name", "custom"), "description": draft.get("description", "")}
+    new["input_shape"] = parse_shape(
+        text("Input shape (per sample)", key("input_shape"), shape_text(draft["input_shape"])), "input shape"
+    )
+    st.markdown("**Shared tensors**")
+    new["tensors"] = tensor_editor(draft)
+    st.markdown("**Uses**, in order")
+    uses = []
+    for i, u in enumerate(draft["uses"]):
+        uses.append(use_editor(u, i, new["tensors"], [x["name"] for x in uses]))
+    new["uses"] = uses
+    st.button("Add use", icon=":material/add:", key=key("use", "add"), on_click=add_use)
+    names = [u["name"] for u in uses]
+    k = key("outputs")
+    ss.setdefault(k, list(draft.get("outputs", [])))
+    ss[k] = [o for o in ss[k] if o in names]
+    new["outputs"] = st.multiselect("Outputs", names, key=k, placeholder="empty = the last use")
+    return new
+
+
+def to_spec(draft: dict) -> ModelSpec:
+    """The draft as a checked spec; an edited preset is renamed so downloads do not mislabel it."""
+    spec = ModelSpec.from_dict(draft)
+    ui.check_spec(spec)
+    name = ui.preset_name()
+    if spec.name == name:
+        base = sharecore.preset(name)
+        if dataclasses.replace(spec, name=base.name, description=base.description) != base:
+            spec = dataclasses.replace(spec, name="custom", description=f"Edited from preset '{name}'.")
+    return spec
+
+
+# ----------------------------------------------------------------------------- page
+st.title("Build")
+st.caption("Pick a preset in the sidebar or start from a family, then change shapes, tensors and rules.")
+family_cols = st.columns(len(ui.FAMILIES) + 1)
+family_cols[0].markdown("Start from a family:")
+for col, (family, name) in zip(family_cols[1:], ui.FAMILIES.items()):
+    col.button(family, key=f"build.family.{family}", on_click=ui.load_preset, args=(name,), width="stretch")
+
+status = st.container()
+edit_col, view_col = st.columns([2, 3], gap="large")
+errors: list[str] = []
+with edit_col:
+    draft = editor(ss[ui.DRAFT])
+ss[ui.DRAFT] = draft
+try:
+    if errors:
+        raise ValueError(errors[0])
+    candidate = to_spec(draft)
+    if candidate != ui.spec():
+        ui.set_spec(candidate, reload_editor=False)
+except Exception as err:  # the core raises ValueError; the fallback keeps any surprise on screen, not a traceback
+    with status:
+        st.error(str(err), icon=":material/error:")
+        st.caption("The views show the last valid model until the spec is fixed.")
+if ss.get("build.load_error"):
+    status.error(ss["build.load_error"], icon=":material/error:")
+
+spec = ui.spec()
+seed = ui.config().seed
+with view_col:
+    variant = st.segmented_control("Show the", ["tied", "untied"], default="tied", key="build.variant") or "tied"
+    tied = variant == "tied"
+    diagram_tab, tensors_tab, params_tab, code_tab, json_tab = st.tabs(
+        ["Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON"]
+    )
+    with diagram_tab:
+        ui.chart(ui.model_diagram(spec, tied), key="build.diagram")
+    with tensors_tab:
+        tensor = ui.tensor_picker(spec, key="build.tensor")
+        if tensor is None:
+            st.info("This model shares no tensor: every use has its own kernel.")
+        else:
+            st.caption("The stored tensor, and the kernel each use makes from it through its rule.")
+            ui.chart(ui.tensor_views(spec, tensor, seed), key="build.tensor_views")
+    with params_tab:
+        report = ui.param_report(spec)
+        tied_col, untied_col, saved_col = st.columns(3)
+        tied_col.metric("Tied", f"{report.tied_total:,}")
+        untied_col.metric("Untied", f"{report.untied_total:,}")
+        saved_col.metric("Saved", f"{report.saved:,}", help=f"Untied / tied = {report.ratio:.2f}x")
+        ui.chart(ui.param_bars(report), key="build.param_bars")
+        st.dataframe(report.table, hide_index=True, width="stretch")
+    with code_tab:
+        code = ui.keras_code(spec, tied)
+        st.caption(f"A standalone Keras script for the {variant} model: copy it or download it and run it.")
+        st.download_button(
+            "Download script",
+            code,
+            file_name=f"{spec.name}_{variant}.py",
+            mime="text/x-python",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.code(code, language="python")
+    with json_tab:
+        st.download_button(
+            "Download spec JSON",
+            spec.to_json(),
+            file_name=f"{spec.name}.json",
+            mime="application/json",
+            on_click="ignore",
+            icon=":material/download:",
+            key="build.download_spec",
+        )
+        st.code(spec.to_json(), language="json")
+        st.text_area("Paste a spec JSON", key="build.paste", height=150)
+        st.button("Load pasted JSON", on_click=on_paste, key="build.load_paste")
+        st.file_uploader("…or upload a spec JSON file", type=["json"], key="build.upload", on_change=on_upload)

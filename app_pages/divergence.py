@@ -1,0 +1,28 @@
+"""Divergence: how far the untied copies of a shared tensor drift apart, with tied as the zero line."""
+
+import streamlit as st
+
+import ui
+
+st.title("Divergence")
+st.markdown(
+    "Both models start with every use reading the same numbers. The tied model has one variable, so "
+    "its uses can never differ (the zero line). The untied copies each follow their own gradient: "
+    "the relative distance ‖W_a − W_b‖ / ‖W₀‖ grows and their cosine falls as they drift apart."
+)
+
+res = ui.need_result()
+if res is not None:
+    tensor = ui.tensor_picker(res.spec, key="divergence.tensor", min_uses=2)
+    if tensor is None:
+        st.info("No shared tensor of the trained model has two or more uses, so there are no copies to compare.")
+    else:
+        ui.chart(ui.divergence_chart(res.divergence, tensor, res.spec), key="divergence.chart")
+        if ui.uses_of(res.spec, tensor) >= 3:
+            steps = sorted(int(s) for s in res.divergence["step"].unique())
+            step = st.select_slider("Step", steps, value=steps[-1], key="divergence.step")
+            ui.chart(ui.divergence_heatmap(res.divergence, tensor, step, res.spec), key="divergence.heatmap")
+    st.subheader("Weights before and after training")
+    names = [t.name for t in res.spec.tensors] + [u.name for u in res.spec.uses if u.tensor is None]
+    name = st.selectbox("Weights", [None, *names], key="divergence.weights", format_func=lambda n: n or "all")
+    ui.chart(ui.weight_histograms(res, name), key="divergence.histograms")

@@ -1,0 +1,291 @@
+"""The dashboard, driven through Streamlit's AppTest: every page renders, and its widgets do what they say."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from sharecore import preset, urlstate
+from sharecore.spec import ModelSpec, TrainConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+PAGES = ["home", "build", "train", "gradients", "divergence", "pitfalls"]
+# Small enough to compile fast; A has three uses (so the pairwise heatmap shows), B one.
+THREE_USES = ModelSpec.from_dict(
+    {
+        "name": "three-uses",
+        "input_shape": [4],
+        "tensors": [{"name": "A", "shape": [4, 4]}, {"name": "B", "shape": [4, 4]}],
+        "uses": [
+            {"name": "a1", "op": "dense", "tensor": "A", "activation": "tanh"},
+            {"name": "a2", "op": "dense", "tensor": "A", "activation": "tanh"},
+            {"name": "b", "op": "dense", "tensor": "B", "activation": "tanh"},
+            {"name": "a3", "op": "dense", "tensor": "A"},
+        ],
+    }
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+def open_app(page: str | None = None, **query: str) -> AppTest:
+    """A fresh session (one browser tab), opened with `query` in the URL."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    if page is not None:
+        go(at, page)
+    return at
+
+
+def go(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(f"app_pages/{page}.py").run()
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as the JSON the browser gets."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def values(array) -> np.ndarray:
+    """A plotly array: plain JSON, or plotly 7's base64 {'dtype', 'bdata', 'shape'} form."""
+    if isinstance(array, dict) and "bdata" in array:
+        out = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+        if "shape" in array:
+            out = out.reshape([int(n) for n in str(array["shape"]).split(",")])
+        return out
+    return np.asarray(array)
+
+
+def widget(widgets, suffix: str):
+    """The widget whose key ends with `suffix` (the Build editor's keys carry a version)."""
+    found = [w for w in widgets if w.key and w.key.endswith(suffix)]
+    assert len(found) == 1, f"expected one widget with key *{suffix}, found {[w.key for w in found]}"
+    return found[0]
+
+
+def trainer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sharecore-train"]
+
+
+def train_until_done(at: AppTest, timeout: float = 90) -> None:
+    """Clicks Train, then reruns the page (as the live fragment's polling does) until the run ends."""
+    at.button(key="train.start").click().run()
+    deadline = time.monotonic() + timeout
+    while at.session_state["run"] is not None:
+        assert time.monotonic() < deadline, "training did not finish in time"
+        time.sleep(0.5)
+        at.run()
+
+
+@pytest.fixture(autouse=True)
+def no_training_left_behind():
+    yield
+    for thread in trainer_threads():
+        thread.join(60)
+    assert not trainer_threads(), "a training thread outlived its test"
+
+
+# ----------------------------------------------------------------------------- smoke
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_without_exception_or_error(page):
+    at = open_app(page)
+    assert not at.exception
+    assert not at.error
+    assert at.title[0].value
+
+
+def test_home_shows_the_parameter_counts_of_the_current_preset():
+    at = open_app(preset="tied-autoencoder")
+    assert [m.value for m in at.metric] == ["50", "100", "50"]
+
+
+def test_result_pages_ask_to_train_first():
+    for page in ("gradients", "divergence"):
+        at = open_app(page)
+        assert "train" in at.info[0].value.lower()
+        assert not at.get("plotly_chart")
+
+
+# ----------------------------------------------------------------------------- build
+def test_build_shows_diagram_tensor_views_parameters_and_code():
+    at = open_app("build", preset="seed-mixed")
+    shown = figures(at)
+    assert len(shown) == 3  # diagram, tensor views, parameter bars
+    assert "import keras" in at.code[0].value
+    assert [m.value for m in at.metric] == ["50", "100", "50"]
+
+
+def test_an_invalid_rule_shows_the_core_message_and_keeps_the_last_valid_model():
+    at = open_app("build", preset="tied-autoencoder")
+    before = figures(at)
+    widget(at.selectbox, ".use.1.rule").set_value("identity").run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "use 'decoder' needs a kernel with 5 input rows" in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+    assert at.session_state["spec"] == preset("tied-autoencoder")
+    assert figures(at) == before  # the diagram of the last valid model stays
+    assert "spec" not in at.query_params
+
+    widget(at.selectbox, ".use.1.rule").set_value("transpose").run()
+    assert not at.error
+
+
+def test_a_valid_edit_becomes_the_current_spec_and_goes_into_the_url():
+    at = open_app("build", preset="seed-dense")
+    widget(at.selectbox, ".use.0.activation").set_value("relu").run()
+    spec = at.session_state["spec"]
+    assert spec.uses[0].activation == "relu" and spec.name == "custom"
+    assert urlstate.decode_spec(at.query_params["spec"]) == spec
+
+
+def test_a_badly_written_shape_is_explained():
+    at = open_app("build")
+    widget(at.text_input, ".tensor.0.shape").set_value("10, ten").run()
+    assert "write whole numbers separated by commas" in at.error[0].value
+    assert at.session_state["spec"] == preset("seed-dense")
+
+
+def test_family_buttons_load_a_starting_model():
+    at = open_app("build")
+    at.button(key="build.family.conv").click().run()
+    assert at.session_state["spec"] == preset("seed-conv")
+    assert at.sidebar.selectbox(key="sidebar.preset").value == "seed-conv"
+
+
+def test_pasted_json_loads_and_bad_json_is_an_error_not_an_exception():
+    at = open_app("build")
+    at.text_area(key="build.paste").set_value("{not json")
+    at.button(key="build.load_paste").click().run()
+    assert not at.exception
+    assert "could not be parsed" in at.error[0].value
+
+    spec = dataclasses.replace(preset("partial-share"), name="mine")
+    at.text_area(key="build.paste").set_value(spec.to_json())
+    at.button(key="build.load_paste").click().run()
+    assert not at.error
+    assert at.session_state["spec"] == spec
+
+
+# ----------------------------------------------------------------------------- train
+def test_digits_is_offered_only_for_64_or_128_inputs():
+    at = open_app("train")
+    assert [o.split(":")[0] for o in at.radio(key="train.dataset").options] == ["teacher"]
+    assert any("digits needs a model input of 64 values" in c.value for c in at.caption)
+    at = open_app("train", preset="siamese-digits")
+    assert [o.split(":")[0] for o in at.radio(key="train.dataset").options] == ["teacher", "digits"]
+
+
+def test_a_tiny_run_draws_the_loss_gradient_and_divergence_charts():
+    at = open_app("train", preset="seed-dense", spec=urlstate.encode_spec(THREE_USES))
+    assert at.session_state["spec"] == THREE_USES
+    at.number_input(key="train.steps").set_value(4).run()
+    at.number_input(key="train.batch_size").set_value(8).run()
+    assert at.session_state["config"] == TrainConfig(steps=4, batch_size=8)
+    assert at.query_params["steps"] == "4"
+    train_until_done(at)
+    result = at.session_state["result"]
+    assert not at.exception and not at.error
+    assert result.steps_done == 4 and result.stop_reason is None
+    assert [m.value for m in at.metric][:2] == [result.device.split("device:")[-1], "4 / 4"]
+    assert len(at.get("download_button")) == 5
+    assert len(figures(at)) == 1  # the loss chart
+
+    go(at, "gradients")
+    flow, cosine = figures(at)
+    assert at.selectbox(key="gradients.tensor").value == "A"
+    # The chart shows sharecore's numbers: the tied contribution of a2 per step.
+    trace = next(t for t in flow["data"] if t.get("meta") == {"variant": "tied", "use": "a2"})
+    rows = result.gradients.query("variant == 'tied' and use == 'a2'").sort_values("step")
+    np.testing.assert_allclose(values(trace["y"]), rows["grad_norm"].to_numpy(), rtol=1e-6)
+    assert cosine["data"]
+
+    at.selectbox(key="gradients.tensor").set_value("B").run()
+    assert not at.exception and len(figures(at)) == 2
+
+    go(at, "divergence")
+    chart, heatmap, histograms = figures(at)  # three uses per tensor: the pairwise heatmap is shown
+    assert heatmap["data"][0]["type"] == "heatmap"
+    steps = at.select_slider(key="divergence.step")
+    steps.set_value(1).run()
+    assert json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]["meta"]["step"] == 1
+    assert not at.exception
+
+    go(at, "build")
+    go(at, "train")
+    assert at.session_state["result"] is result  # results survive page switches, and nothing retrains
+    assert len(figures(at)) == 1
+
+
+def test_stop_ends_the_run_and_keeps_what_was_recorded_and_train_is_disabled_meanwhile():
+    at = open_app("train")
+    at.number_input(key="train.steps").set_value(5000).run()
+    at.button(key="train.start").click().run()
+    first = at.session_state["run"]
+    deadline = time.monotonic() + 60
+    while first.progress is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    at.run()
+    assert at.button(key="train.start").disabled  # no second run while one is going
+    assert at.session_state["run"] is first
+    assert len(trainer_threads()) == 1
+
+    at.button(key="train.stop").click().run()
+    assert not trainer_threads()
+    result = at.session_state["result"]
+    assert 0 < result.steps_done < 5000
+    assert any("stopped by request" in w.value for w in at.warning)
+    assert not at.exception
+
+
+def test_two_sessions_never_see_each_others_runs():
+    first = open_app("train")
+    first.number_input(key="train.steps").set_value(2).run()
+    train_until_done(first)
+    second = open_app("gradients")
+    assert first.session_state["result"] is not None
+    assert second.session_state["result"] is None
+    assert "train" in second.info[0].value.lower()
+
+
+# ----------------------------------------------------------------------------- sharing
+def test_a_url_with_a_spec_and_settings_restores_the_experiment():
+    spec = dataclasses.replace(preset("tied-autoencoder"), name="custom", description="")
+    spec = dataclasses.replace(spec, uses=(dataclasses.replace(spec.uses[0], activation="relu"), spec.uses[1]))
+    config = TrainConfig(steps=7, learning_rate=0.003, optimizer="sgd")
+    at = open_app("train", **urlstate.encode_state("tied-autoencoder", spec, config))
+    assert not at.warning
+    assert at.session_state["spec"] == spec
+    assert at.session_state["config"] == config
+    assert at.number_input(key="train.steps").value == 7
+    assert at.selectbox(key="train.optimizer").value == "sgd"
+    go(at, "build")
+    assert widget(at.selectbox, ".use.0.activation").value == "relu"
+
+
+def test_a_tampered_url_warns_and_falls_back_to_defaults():
+    at = open_app("build", preset="seed-conv", spec="eJzLSM3JyVcozy_KSQEAGgQEXQ", steps="-4")
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("Could not restore the model from the link" in w for w in warnings)
+    assert any("Ignored 'steps'" in w for w in warnings)
+    assert at.session_state["spec"] == preset("seed-conv")
+    assert at.session_state["config"] == TrainConfig()
+
+
+def test_changing_the_preset_in_the_sidebar_updates_the_url():
+    at = open_app()
+    at.sidebar.selectbox(key="sidebar.preset").set_value("albert-mlp").run()
+    assert at.query_params == {"preset": "albert-mlp"}
+    assert at.session_state["spec"] == preset("albert-mlp")
+    at.sidebar.number_input(key="sidebar.seed").set_value(3).run()
+    assert at.session_state["config"].seed == 3

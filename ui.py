@@ -1,0 +1,322 @@
+"""What every page shares: the session's experiment, the sidebar, the training run and cached calls.
+
+Lives outside pages/ so that Streamlit never lists it as a page.
+
+All per-user state lives in `st.session_state` (one per browser tab), so two users of one
+server never see each other's models or runs. Pure results are cached with `st.cache_data`;
+nothing is put in `st.cache_resource`, which every user of a hosted app shares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import sharecore
+from sharecore import codegen, pitfalls, plots, urlstate
+from sharecore.runner import BackgroundRun
+from sharecore.spec import DEVICES, ModelSpec, TrainConfig
+
+# st.session_state keys
+PRESET = "preset"  # name of the preset the spec starts from
+SPEC = "spec"  # the current valid ModelSpec: what every page shows
+CONFIG = "config"  # the current TrainConfig
+DRAFT = "draft"  # the Build page's editor content as spec-like data; may be invalid
+DRAFT_VERSION = "draft_version"  # bumped when the editor must reload from DRAFT
+RUN = "run"  # the BackgroundRun in progress, or None
+RESULT = "result"  # the last TrainResult (complete or stopped), or None
+RUN_ERROR = "run_error"  # why the last run could not train, or None
+URL_WARNINGS = "url_warnings"  # what the link asked for that could not be used
+
+PAGES = {
+    "home": "app_pages/home.py",
+    "build": "app_pages/build.py",
+    "train": "app_pages/train.py",
+    "gradients": "app_pages/gradients.py",
+    "divergence": "app_pages/divergence.py",
+    "pitfalls": "app_pages/pitfalls.py",
+}
+# Starting points on the Build page: the simplest preset of each family of ops.
+FAMILIES = {"dense": "seed-dense", "conv": "seed-conv", "mixed": "seed-mixed"}
+
+
+# ----------------------------------------------------------------------------- session state
+def init_state() -> None:
+    """On a session's first run, reads the experiment from the URL; then collects a finished run."""
+    ss = st.session_state
+    if SPEC not in ss:
+        state = urlstate.read_state(st.query_params.to_dict())
+        ss[PRESET] = state.preset
+        ss[SPEC] = state.spec
+        ss[CONFIG] = state.config
+        ss[DRAFT] = state.spec.to_dict()
+        ss[DRAFT_VERSION] = 0
+        ss[RUN] = None
+        ss[RESULT] = None
+        ss[RUN_ERROR] = None
+        ss[URL_WARNINGS] = list(state.warnings)
+    collect_run()
+    sync_url()
+
+
+def spec() -> ModelSpec:
+    return st.session_state[SPEC]
+
+
+def config() -> TrainConfig:
+    return st.session_state[CONFIG]
+
+
+def preset_name() -> str:
+    return st.session_state[PRESET]
+
+
+def set_spec(new: ModelSpec, *, reload_editor: bool) -> None:
+    """Makes `new` (already validated) the current spec; `reload_editor` resets the Build editor to it."""
+    ss = st.session_state
+    ss[SPEC] = new
+    if reload_editor:
+        ss[DRAFT] = new.to_dict()
+        ss[DRAFT_VERSION] += 1
+    ss[URL_WARNINGS] = []
+    sync_url()
+
+
+def set_config(new: TrainConfig) -> None:
+    st.session_state[CONFIG] = new
+    st.session_state[URL_WARNINGS] = []
+    sync_url()
+
+
+def load_preset(name: str) -> None:
+    """Switches to preset `name` (sidebar and Build editor follow)."""
+    st.session_state[PRESET] = name
+    st.session_state["sidebar.preset"] = name
+    set_spec(sharecore.preset(name), reload_editor=True)
+
+
+def sync_url() -> None:
+    """Writes the experiment into the URL, so that copying it shares the experiment."""
+    params = urlstate.encode_state(preset_name(), spec(), config())
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+def show_url_warnings() -> None:
+    for message in st.session_state[URL_WARNINGS]:
+        st.warning(message, icon=":material/link_off:")
+
+
+def check_spec(candidate: ModelSpec, train: TrainConfig | None = None) -> None:
+    """The core's validation plus this server's size limits; raises ValueError."""
+    urlstate.check_limits(candidate, train)
+
+
+# ----------------------------------------------------------------------------- sidebar
+def _on_preset() -> None:
+    load_preset(st.session_state["sidebar.preset"])
+
+
+def _on_seed() -> None:
+    set_config(dataclasses.replace(config(), seed=int(st.session_state["sidebar.seed"])))
+
+
+def _on_device() -> None:
+    set_config(dataclasses.replace(config(), device=st.session_state["sidebar.device"]))
+
+
+def sidebar() -> None:
+    """The controls every page shares: preset, seed and device."""
+    ss = st.session_state
+    ss.setdefault("sidebar.preset", preset_name())
+    ss.setdefault("sidebar.seed", config().seed)
+    ss.setdefault("sidebar.device", config().device)
+    with st.sidebar:
+        st.selectbox(
+            "Preset",
+            sharecore.presets(),
+            key="sidebar.preset",
+            on_change=_on_preset,
+            help="A ready-made model. Change it on the Build page.",
+        )
+        if spec() != sharecore.preset(preset_name()):
+            st.caption(f"Edited on the Build page (started from '{preset_name()}').")
+        st.number_input(
+            "Seed",
+            min_value=0,
+            max_value=urlstate.MAX_SEED,
+            step=1,
+            key="sidebar.seed",
+            on_change=_on_seed,
+            help="Initial weights, teacher network and batch order.",
+        )
+        st.selectbox(
+            "Device",
+            DEVICES,
+            key="sidebar.device",
+            on_change=_on_device,
+            help="'auto' trains on a GPU when TensorFlow sees one, else on the CPU.",
+        )
+        if active_run() is not None:
+            st.caption(":material/hourglass: Training is running.")
+        st.caption("The URL holds this experiment: copy it to share.")
+
+
+# ----------------------------------------------------------------------------- training runs
+def start_training() -> None:
+    """Train button: starts a run unless one is going (one run per session)."""
+    ss = st.session_state
+    run: BackgroundRun | None = ss.get(RUN)
+    if run is not None and run.running:
+        return
+    ss[RUN_ERROR] = None
+    try:
+        check_spec(spec(), config())
+    except ValueError as err:
+        ss[RUN_ERROR] = str(err)
+        return
+    ss[RUN] = BackgroundRun(spec(), config()).start()
+
+
+def stop_training() -> None:
+    """Stop button: ends the run after its current step and waits for the thread to finish."""
+    run: BackgroundRun | None = st.session_state.get(RUN)
+    if run is not None:
+        run.stop()
+    collect_run()
+
+
+def collect_run() -> None:
+    """Moves a finished run's result (or error) into the session."""
+    ss = st.session_state
+    run: BackgroundRun | None = ss.get(RUN)
+    if run is None or not run.done:
+        return
+    if run.result is not None:
+        ss[RESULT] = run.result
+    ss[RUN_ERROR] = run.error
+    ss[RUN] = None
+
+
+def active_run() -> BackgroundRun | None:
+    run = st.session_state.get(RUN)
+    return run if run is not None and run.running else None
+
+
+def result() -> sharecore.TrainResult | None:
+    return st.session_state.get(RESULT)
+
+
+def need_result() -> sharecore.TrainResult | None:
+    """The last result; without one, tells the user to train first."""
+    res = result()
+    if res is None:
+        if active_run() is not None:
+            st.info("Training is running; the charts appear here when it ends.", icon=":material/hourglass:")
+        else:
+            st.info("No results yet: train the tied and untied models first.", icon=":material/info:")
+        st.page_link(PAGES["train"], label="Go to Train", icon=":material/play_arrow:")
+        return None
+    if res.spec != spec():
+        st.caption(
+            f"These results are for the model trained last ('{res.spec.name}'); the model has changed "
+            "since. Train again to see the current one."
+        )
+    return res
+
+
+def tensor_picker(spec_: ModelSpec, key: str, min_uses: int = 1) -> str | None:
+    """A selector over the shared tensors read by at least `min_uses` uses; None if there are none."""
+    counts = {t.name: sum(u.tensor == t.name for u in spec_.uses) for t in spec_.tensors}
+    names = [name for name, n in counts.items() if n >= min_uses]
+    if not names:
+        return None
+    if len(names) == 1:
+        return names[0]
+    return st.selectbox(
+        "Shared tensor",
+        names,
+        key=key,
+        format_func=lambda n: f"{n} ({counts[n]} uses)",
+    )
+
+
+def uses_of(spec_: ModelSpec, tensor: str) -> int:
+    return sum(u.tensor == tensor for u in spec_.uses)
+
+
+def digits_allowed(spec_: ModelSpec) -> bool:
+    """The digits data set needs 64 inputs (one 8x8 image) or 128 (two side by side)."""
+    return math.prod(spec_.input_shape) in (64, 128)
+
+
+# ----------------------------------------------------------------------------- cached pure calls
+# Results are keyed by their arguments (frozen specs, DataFrames), so a cache entry holds
+# nothing that one user could reach with another user's inputs.
+@st.cache_data(max_entries=128, show_spinner=False)
+def param_report(spec_: ModelSpec) -> sharecore.ParamReport:
+    return sharecore.param_report(spec_)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def model_diagram(spec_: ModelSpec, tied: bool):
+    return plots.model_diagram(spec_, tied=tied)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def tensor_views(spec_: ModelSpec, tensor: str, seed: int):
+    return plots.tensor_views(spec_, tensor, seed=seed)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def param_bars(report: sharecore.ParamReport):
+    return plots.param_bars(report)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def keras_code(spec_: ModelSpec, tied: bool) -> str:
+    return codegen.keras_code(spec_, tied=tied)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def loss_chart(history: pd.DataFrame, total_steps: int | None):
+    return plots.loss_chart(history, total_steps=total_steps)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def gradient_figures(gradients: pd.DataFrame, tensor: str) -> tuple[Any, Any]:
+    return plots.gradient_flow(gradients, tensor), plots.gradient_cosine(gradients, tensor)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def divergence_chart(divergence: pd.DataFrame, tensor: str, spec_: ModelSpec):
+    return plots.divergence_chart(divergence, tensor, spec=spec_)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def divergence_heatmap(divergence: pd.DataFrame, tensor: str, step: int, spec_: ModelSpec):
+    return plots.divergence_heatmap(divergence, tensor, step, variant="untied", spec=spec_)
+
+
+def weight_histograms(res: sharecore.TrainResult, name: str | None):
+    # Not cached: hashing every weight array on each rerun costs more than drawing the figure.
+    return plots.weight_histograms(res.weights, name=name, spec=res.spec)
+
+
+@st.cache_data(max_entries=8, show_spinner="Running the demonstrations on tiny models…")
+def all_pitfalls(seed: int) -> list[pitfalls.PitfallResult]:
+    return pitfalls.all_pitfalls(seed=seed)
+
+
+def chart(fig, key: str | None = None) -> None:
+    st.plotly_chart(fig, key=key, width="stretch")
+
+
+@st.cache_data(show_spinner=False)
+def device_name(device: str) -> str:
+    """The TensorFlow device 'auto' | 'cpu' | 'gpu' resolves to; raises ValueError for a missing GPU."""
+    return sharecore.resolve_device(device).split("device:")[-1]
