@@ -183,10 +183,14 @@ def start_training() -> None:
 
 
 def stop_training() -> None:
-    """Stop button: ends the run after its current step and waits for the thread to finish."""
+    """Stop button: ends the run after its current chunk of steps.
+
+    Waits a few seconds for the thread, so a stop usually shows its result at once; a run still
+    compiling its first chunk ends a little later, and the Train page keeps polling until it has.
+    """
     run: BackgroundRun | None = st.session_state.get(RUN)
     if run is not None:
-        run.stop()
+        run.stop(timeout=5.0)
     collect_run()
 
 
@@ -200,6 +204,23 @@ def collect_run() -> None:
         ss[RESULT] = run.result
     ss[RUN_ERROR] = run.error
     ss[RUN] = None
+
+
+def wait_for_run(every: float = 1.0) -> None:
+    """Shows the session's run progress on a page that waits for it; reruns the app when it ends."""
+    run = active_run()
+    if run is None:
+        return
+
+    @st.fragment(run_every=every)
+    def poll() -> None:
+        # The fragment must draw something: an empty fragment is not re-run by the browser.
+        if not run.running:
+            st.rerun()
+        step = run.progress.step if run.progress else 0
+        st.progress(run.fraction, text=f"Training: step {step} of {run.config.steps}")
+
+    poll()
 
 
 def active_run() -> BackgroundRun | None:
@@ -217,11 +238,15 @@ def need_result() -> sharecore.TrainResult | None:
     if res is None:
         if active_run() is not None:
             st.info("Training is running; the charts appear here when it ends.", icon=":material/hourglass:")
+            wait_for_run()
         else:
             st.info("No results yet: train the tied and untied models first.", icon=":material/info:")
         st.page_link(PAGES["train"], label="Go to Train", icon=":material/play_arrow:")
         return None
-    if res.spec != spec():
+    if active_run() is not None:
+        st.caption(":material/hourglass: A new run is training; these charts show the last one until it ends.")
+        wait_for_run()
+    elif res.spec != spec():
         st.caption(
             f"These results are for the model trained last ('{res.spec.name}'); the model has changed "
             "since. Train again to see the current one."

@@ -237,7 +237,9 @@ def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict
         out["rule"] = rule_editor(u, i, tensor_shape)
         act_col, bias_col, source_col = st.columns(3)
         with act_col:
-            out["activation"] = select("Activation", ACTIVATIONS, key("use", i, "activation"), u.get("activation"))
+            out["activation"] = select(
+                "Activation", ACTIVATIONS, key("use", i, "activation"), u.get("activation", "linear")
+            )
         with bias_col:
             out["bias"] = select("Bias", BIAS_POLICIES, key("use", i, "bias"), u.get("bias", "none"))
         with source_col:

@@ -10,7 +10,7 @@ def shown(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
     return str(value)
 
 
@@ -20,23 +20,24 @@ def label(name: str) -> str:
 
 st.title("Pitfalls")
 st.markdown(
-    "Each demonstration below builds a tiny model both ways and measures it when this page runs: "
+    "Each demonstration builds a tiny model both ways and measures it when this page runs: "
     "the broken recipe on the left, the sharecore way on the right."
 )
 for i, pit in enumerate(ui.all_pitfalls(ui.config().seed)):
     st.subheader(f"{i + 1}. {pit.title}")
     st.markdown(pit.explanation)
-    differ = [k for k in pit.broken if k in pit.sharecore and pit.broken[k] != pit.sharecore[k]][:4]
+    # The two measurements that differ first are the headline; the table has them all.
+    headline = [k for k in pit.broken if k in pit.sharecore and pit.broken[k] != pit.sharecore[k]][:2]
     broken_col, sharecore_col = st.columns(2)
-    for col, heading, values in (
-        (broken_col, "Broken recipe", pit.broken),
-        (sharecore_col, "sharecore", pit.sharecore),
+    for col, heading, values, code in (
+        (broken_col, ":red[Broken recipe]", pit.broken, pit.broken_code),
+        (sharecore_col, ":green[The sharecore way]", pit.sharecore, pit.sharecore_code),
     ):
         with col:
             st.markdown(f"**{heading}**")
-            metric_cols = st.columns(max(1, len(differ)))
-            for metric_col, k in zip(metric_cols, differ):
+            for metric_col, k in zip(st.columns(max(1, len(headline))), headline):
                 metric_col.metric(label(k), shown(values[k]))
+            st.code(code, language="python")
     names = list(dict.fromkeys([*pit.broken, *pit.sharecore]))
     table = pd.DataFrame(
         {
@@ -45,8 +46,4 @@ for i, pit in enumerate(ui.all_pitfalls(ui.config().seed)):
             "sharecore": [shown(pit.sharecore.get(k, "")) for k in names],
         }
     )
-    with st.expander("All measurements and the code"):
-        st.dataframe(table, hide_index=True, width="stretch")
-        code_broken, code_sharecore = st.columns(2)
-        code_broken.code(pit.broken_code, language="python")
-        code_sharecore.code(pit.sharecore_code, language="python")
+    st.dataframe(table, hide_index=True, width="stretch")

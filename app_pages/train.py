@@ -110,7 +110,9 @@ def live_panel() -> None:
         if not run.running:
             st.rerun()
         progress = run.progress
-        if run.queued:
+        if run.stop_event.is_set():
+            st.info("Stopping: the run ends after its current chunk of steps.", icon=":material/stop_circle:")
+        elif run.queued:
             st.info("Waiting for a free trainer: other runs on this server come first.", icon=":material/hourglass:")
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")

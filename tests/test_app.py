@@ -240,6 +240,8 @@ def test_stop_ends_the_run_and_keeps_what_was_recorded_and_train_is_disabled_mea
     assert len(trainer_threads()) == 1
 
     at.button(key="train.stop").click().run()
+    first.wait(60)  # the Stop click waits 5 s for the current chunk, then the page polls
+    at.run()
     assert not trainer_threads()
     result = at.session_state["result"]
     assert 0 < result.steps_done < 5000
@@ -289,3 +291,32 @@ def test_changing_the_preset_in_the_sidebar_updates_the_url():
     assert at.session_state["spec"] == preset("albert-mlp")
     at.sidebar.number_input(key="sidebar.seed").set_value(3).run()
     assert at.session_state["config"].seed == 3
+
+
+def test_uploaded_spec_loads_and_a_binary_file_is_an_error():
+    at = open_app("build")
+    at.file_uploader(key="build.upload").upload("bad.json", b"\xff\xd8\xff\xe0 not text", "application/json").run()
+    assert not at.exception
+    assert "not UTF-8 text" in at.error[0].value
+    at = open_app("build")
+    spec = dataclasses.replace(preset("seed-mixed"), name="uploaded")
+    at.file_uploader(key="build.upload").upload("mine.json", spec.to_json().encode(), "application/json").run()
+    assert not at.error
+    assert at.session_state["spec"] == spec
+
+
+def test_adding_and_removing_uses_and_tensors_edits_the_model():
+    at = open_app("build", preset="seed-dense")
+    widget(at.button, ".use.add").click().run()
+    spec = at.session_state["spec"]
+    assert [u.name for u in spec.uses] == ["dense_1", "dense_2", "use_1"] and spec.uses[2].tensor == "W"
+
+    widget(at.button, ".tensor.add").click().run()  # a tensor no use reads yet: the core says so
+    assert "shared tensor 'T1' is declared but no use reads it" in at.error[0].value
+    assert at.session_state["spec"] == spec
+    widget(at.button, ".tensor.1.remove").click().run()
+    assert not at.error
+
+    widget(at.button, ".use.0.remove").click().run()
+    assert [u.name for u in at.session_state["spec"].uses] == ["dense_2", "use_1"]
+    assert not at.exception
