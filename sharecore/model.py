@@ -139,7 +139,9 @@ def assign_initial(model: keras.Model, p: Plan, tied: bool, init: dict[str, np.n
 
 
 def _identifier(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() else "_" for c in name)
+    # ASCII only: str.isalnum() accepts letters such as 'à', which TensorFlow refuses in the
+    # scope names it makes from the model name when training.
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "_" for c in name)
     return cleaned if cleaned[:1].isalpha() else f"m_{cleaned}"
 
 
