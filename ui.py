@@ -1,6 +1,6 @@
 """What every page shares: the session's experiment, the sidebar, the training run and cached calls.
 
-Lives outside pages/ so that Streamlit never lists it as a page.
+Lives outside app_pages/ so that Streamlit never lists it as a page.
 
 All per-user state lives in `st.session_state` (one per browser tab), so two users of one
 server never see each other's models or runs. Pure results are cached with `st.cache_data`;
@@ -10,6 +10,7 @@ nothing is put in `st.cache_resource`, which every user of a hosted app shares.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 from typing import Any
 
@@ -18,8 +19,43 @@ import streamlit as st
 
 import sharecore
 from sharecore import codegen, pitfalls, plots, urlstate
-from sharecore.runner import BackgroundRun
+from sharecore.runner import BackgroundRun, active_runs
 from sharecore.spec import DEVICES, ModelSpec, TrainConfig
+
+
+def _keep_keras_session_while_training() -> None:
+    """Makes `keras.backend.clear_session()` wait until no sharecore run is training.
+
+    After every script run, fragment reruns included, Streamlit calls
+    `keras.backend.clear_session()` (`_clean_problem_modules` in streamlit's script_runner.py).
+    That replaces Keras's global state, resets TensorFlow's default graph, clears its kernel
+    cache and runs a full garbage collection, under a training thread that is building and
+    compiling models: with the Train page polling twice a second, the first steps of a run
+    took minutes instead of seconds. While a run is alive the call is skipped; otherwise it
+    goes through, so Streamlit's clean-up still happens between runs.
+    """
+    import keras
+
+    clear_session = keras.backend.clear_session
+    if getattr(clear_session, "waits_for_training", False):
+        return
+
+    def clear_session_unless_training(*args: Any, **kwargs: Any) -> Any:
+        if active_runs():
+            return None
+        return clear_session(*args, **kwargs)
+
+    clear_session_unless_training.waits_for_training = True  # type: ignore[attr-defined]
+    keras.backend.clear_session = clear_session_unless_training
+
+
+_keep_keras_session_while_training()
+# Streamlit also runs a full garbage collection after every script run (runner.postScriptGC),
+# also twice a second while the Train page polls. With TensorFlow, Keras, pandas and plotly
+# loaded that walks about 400,000 objects (0.3 to 0.8 s holding the GIL), which starves the
+# training thread. Freezing what the imports created moves those long-lived objects out of the
+# collector's reach; everything created later is collected as usual.
+gc.freeze()
 
 # st.session_state keys
 PRESET = "preset"  # name of the preset the spec starts from

@@ -19,6 +19,19 @@ from sharecore.training import TrainProgress, TrainResult, train
 # Runs that may train at once in this process; the rest wait. Each run uses all cores.
 MAX_CONCURRENT_RUNS = max(1, int(os.environ.get("SHARECORE_MAX_CONCURRENT_RUNS", "2")))
 _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_RUNS)
+_ACTIVE = 0  # runs whose worker thread is alive (queued or training)
+_ACTIVE_LOCK = threading.Lock()
+
+
+def active_runs() -> int:
+    """How many `BackgroundRun` workers of this process are alive (queued or training)."""
+    return _ACTIVE
+
+
+def _count_active(change: int) -> None:
+    global _ACTIVE
+    with _ACTIVE_LOCK:
+        _ACTIVE += change
 
 
 class BackgroundRun:
@@ -47,6 +60,7 @@ class BackgroundRun:
     def start(self) -> BackgroundRun:
         """Starts the worker thread; returns self."""
         self.started_at = time.perf_counter()
+        _count_active(+1)  # before the thread runs, so a caller sees the run at once
         self._thread.start()
         return self
 
@@ -86,6 +100,12 @@ class BackgroundRun:
         self.progress = progress
 
     def _work(self) -> None:
+        try:
+            self._queue_and_train()
+        finally:
+            _count_active(-1)
+
+    def _queue_and_train(self) -> None:
         while not _SLOTS.acquire(timeout=0.1):
             if self.stop_event.is_set():
                 self.error = "stopped while waiting for a free trainer; nothing was trained."

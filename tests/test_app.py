@@ -320,3 +320,32 @@ def test_adding_and_removing_uses_and_tensors_edits_the_model():
     widget(at.button, ".use.0.remove").click().run()
     assert [u.name for u in at.session_state["spec"].uses] == ["dense_2", "use_1"]
     assert not at.exception
+
+
+def test_streamlit_clean_up_between_script_runs_leaves_a_running_training_alone():
+    # Streamlit calls keras.backend.clear_session() after every script run; the app defers it
+    # while a run trains, and freezes the imported heap so the post-run garbage collection is cheap.
+    import gc
+
+    import keras
+    from keras.src.backend.common import global_state
+
+    import ui
+    from sharecore.runner import BackgroundRun
+
+    assert gc.get_freeze_count() > 100_000
+    assert keras.backend.clear_session.waits_for_training
+    run = BackgroundRun(preset("seed-dense"), TrainConfig(steps=5000)).start()
+    try:
+        deadline = time.monotonic() + 60
+        while run.progress is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        state = global_state.GLOBAL_STATE_TRACKER
+        keras.backend.clear_session()
+        assert global_state.GLOBAL_STATE_TRACKER is state
+    finally:
+        run.stop()
+    keras.backend.clear_session()
+    assert global_state.GLOBAL_STATE_TRACKER is not state
+    assert ui.active_runs() == 0

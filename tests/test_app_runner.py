@@ -66,3 +66,13 @@ def test_two_sessions_train_at_once_without_mixing_their_results():
     assert b.result.spec.name == "tied-autoencoder" and b.result.steps_done == 4
     alone = train(preset("tied-autoencoder"), TrainConfig(steps=4, batch_size=8, seed=2))
     assert b.result.history["loss"].tolist() == alone.history["loss"].tolist()
+
+
+def test_active_runs_counts_live_workers_only():
+    from sharecore.runner import active_runs
+
+    assert active_runs() == 0
+    run = BackgroundRun(preset("seed-dense"), TrainConfig(steps=5000, batch_size=8)).start()
+    assert active_runs() == 1
+    run.stop()
+    assert active_runs() == 0
