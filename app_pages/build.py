@@ -349,7 +349,7 @@ if ss.get("build.load_error"):
 spec = ui.spec()
 seed = ui.config().seed
 with view_col:
-    variant = st.segmented_control("Show the", ["tied", "untied"], default="tied", key="build.variant") or "tied"
+    variant = st.segmented_control("Model", ["tied", "untied"], default="tied", key="build.variant") or "tied"
     tied = variant == "tied"
     diagram_tab, tensors_tab, params_tab, code_tab, json_tab = st.tabs(
         ["Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON"]
