@@ -1,0 +1,82 @@
+"""The benchmarks compare like with like: same functions, same parameters, same batches. No timing here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sharecore
+from bench import dashboard
+from bench.__main__ import main
+from bench.common import MODES
+from bench.reference import REFERENCES, chain_spec, copy_weights
+from bench.trainer import BarePair
+from sharecore.spec import TrainConfig
+
+CASES = [
+    pytest.param(name, tied, id=f"{name}-{'tied' if tied else 'untied'}")
+    for name in REFERENCES
+    for tied in (True, False)
+]
+
+
+@pytest.mark.parametrize(("name", "tied"), CASES)
+def test_plain_keras_reference_counts_the_same_parameters_and_weights(name, tied):
+    make_spec, make_reference = REFERENCES[name]
+    ours, ref = sharecore.build(make_spec(), tied, seed=0), make_reference(tied)
+    assert ref.model.count_params() == ours.count_params()
+    assert len(ref.model.trainable_weights) == len(ours.trainable_weights)
+
+
+@pytest.mark.parametrize(("name", "tied"), CASES)
+def test_plain_keras_reference_computes_the_same_function_after_copying_weights(name, tied):
+    make_spec, make_reference = REFERENCES[name]
+    spec = make_spec()
+    ours, ref = sharecore.build(spec, tied, seed=0), make_reference(tied)
+    copy_weights(ours, spec, tied, ref)
+    x = np.random.default_rng(0).standard_normal((8, *spec.input_shape)).astype("float32")
+    np.testing.assert_allclose(np.asarray(ref.model(x)), np.asarray(ours(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_tied_reference_reads_one_variable_in_every_use(name):
+    ref = REFERENCES[name][1](True)
+    shared = [v for use, v in ref.kernels.items() if use != "stem"]
+    assert len(shared) == 2 and shared[0] is shared[1]
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_chain_spec_stores_one_square_tensor_or_one_copy_per_use(tied):
+    model = sharecore.build(chain_spec(uses=5, width=6), tied)
+    assert model.count_params() == (36 if tied else 5 * 36)
+
+
+def test_bare_step_takes_the_same_first_step_as_train():
+    # Same initial weights, batch and optimizer: one bare step lands where train()'s first step does.
+    spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=1, seed=3)
+    result = sharecore.train(spec, config)
+    bare = BarePair(spec, config)
+    bare.step(bare.rows[0])
+    np.testing.assert_allclose(
+        bare.models[0].get_layer("tensor_W").kernel.numpy(), result.weights["end"]["tied"]["W"], rtol=1e-5, atol=1e-6
+    )
+    for use in ("dense_1", "dense_2"):
+        got = bare.models[1].get_layer(f"copy_{use}").kernel.numpy()
+        np.testing.assert_allclose(got, result.weights["end"]["untied"][use], rtol=1e-5, atol=1e-6)
+
+
+def test_smoke_mode_runs_every_section_but_the_browser_and_writes_markdown(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    assert main(["--smoke", "--out", str(out)]) == 0
+    text = out.read_text()
+    for heading in ("## Headline", "## Models", "## Trainer", "## Growth"):
+        assert heading in text
+    assert "| fit, seed-dense tied: sharecore / plain Keras |" in text
+    assert (tmp_path / "growth.html").stat().st_size < 100_000
+
+
+def test_dashboard_section_says_why_it_skips_when_the_app_is_missing(monkeypatch):
+    monkeypatch.setattr(dashboard, "APP", "no_such_app.py")
+    section = dashboard.run(MODES["smoke"], None)
+    assert len(section.body) == 1 and section.body[0].startswith("Skipped: ")
+    assert not section.headlines
