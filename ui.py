@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import os
 from typing import Any
 
 import pandas as pd
@@ -56,6 +57,21 @@ _keep_keras_session_while_training()
 # training thread. Freezing what the imports created moves those long-lived objects out of the
 # collector's reach; everything created later is collected as usual.
 gc.freeze()
+
+
+def _warm_up_default_trainer() -> None:
+    """Compiles the default experiment's trainer in the background, once per server process.
+
+    The first training in a process spends most of its time tracing the compiled chunk of
+    steps (seconds on a small CPU). sharecore pools compiled trainers and resets them to each
+    run's own initial weights, so compiling now, while the first visitor reads the Home page,
+    makes their first Train click as fast as later ones. Set SHARECORE_WARM_UP=0 to skip.
+    """
+    if os.environ.get("SHARECORE_WARM_UP", "1") != "0":
+        BackgroundRun(sharecore.preset(urlstate.DEFAULT_PRESET), TrainConfig(steps=1)).start()
+
+
+_warm_up_default_trainer()
 
 # st.session_state keys
 PRESET = "preset"  # name of the preset the spec starts from
