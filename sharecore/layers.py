@@ -52,6 +52,21 @@ def apply_rule(rule: dict[str, Any], w: tf.Tensor) -> tf.Tensor:
     raise ValueError(f"unknown rule kind {kind!r}. Received: {rule!r}")
 
 
+def _dense(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+    """``x @ k`` over the last axis of `x`, always as one 2-D matmul.
+
+    A broadcasting batch matmul of a (batch, 1, w, in) input with a 2-D kernel corrupts the heap
+    in TensorFlow 2.21's oneDNN kernel (the process aborts or segfaults), so inputs of rank > 2
+    are flattened to (batch * ..., in) and reshaped back.
+    """
+    if x.shape.rank == 2:
+        return tf.matmul(x, k)  # (batch, in) @ (in, units)
+    y = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), k)  # (batch * ..., in) @ (in, units)
+    if x.shape[1:].is_fully_defined():  # the usual case: keep the static shape for Keras
+        return tf.reshape(y, [-1, *x.shape[1:-1], k.shape[-1]])  # (batch, ..., units)
+    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], tf.shape(k)[-1:]], 0))
+
+
 @keras.saving.register_keras_serializable(package="sharecore")
 class SharedKernel(keras.layers.Layer):
     """Owns one stored kernel (and its biases) and applies it for each of its uses.
@@ -89,7 +104,7 @@ class SharedKernel(keras.layers.Layer):
             views.append((self.name, use, w))
         k = apply_rule(cfg["rule"], w)
         if cfg["op"] == "dense":
-            y = tf.matmul(x, k)  # (batch, ..., in) @ (in, units) -> (batch, ..., units)
+            y = _dense(x, k)  # (batch, ..., in) @ (in, units) -> (batch, ..., units)
         else:
             y = tf.nn.conv2d(x, k, strides=cfg["strides"], padding=cfg["padding"].upper())  # (batch, h, w, c_out)
         if cfg["bias"] == "own":
