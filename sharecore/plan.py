@@ -252,12 +252,12 @@ def plan(spec: ModelSpec) -> Plan:
             raise ValueError(
                 f"use names must be unique and not '{INPUT_NODE}'; '{u.name}' appears twice. Received: {u.name!r}"
             )
-        if u.name in tensors:
-            # Weights are keyed by tensor name or own-kernel use name (initial_values, snapshots),
-            # so a clash made one silently overwrite the other and the build then failed.
+        if u.tensor is None and u.name in tensors:
+            # Weights are keyed by shared tensor name or own-kernel use name (initial_values,
+            # snapshots), so a clash made one silently overwrite the other and the build then failed.
             raise ValueError(
-                f"{where} has the same name as a shared tensor; tensors and uses share one set of names. "
-                f"Rename the use or the tensor. Received: {u.name!r}"
+                f"{where} has its own kernel and the same name as shared tensor '{u.name}'; the weights "
+                f"of both would be stored under one name. Rename the use or the tensor. Received: {u.name!r}"
             )
         source = u.source or previous
         if source not in node_shapes:
