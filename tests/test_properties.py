@@ -199,10 +199,11 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
         input_shape = [draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3))]
     n_uses = draw(st.integers(1, max_uses))
     names = draw(st.lists(USE_NAMES, min_size=n_uses, max_size=n_uses, unique=True))
-    # Tensors and uses share one set of names.
+    # A tensor may share its name with a use that reads a tensor, never with one that has its own kernel.
     tensor_names = draw(
-        st.lists(USE_NAMES.filter(lambda t: t not in names), min_size=n_uses, max_size=n_uses, unique=True)
+        st.lists(st.sampled_from(names) | USE_NAMES, min_size=2 * n_uses, max_size=2 * n_uses, unique=True)
     )
+    own_names: set[str] = set()
     nodes: dict[str, tuple] = {"input": tuple(input_shape)}
     tensors: dict[str, dict] = {}
     shared_bias: dict[str, int] = {}
@@ -248,13 +249,16 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
                 use["strides"] = strides
         existing = [(t, r) for t, d in tensors.items() for r in rules_that_fit(tuple(d["shape"]), op, shape, padding)]
         choice = draw(st.sampled_from(["own", "new", "existing"] if existing else ["own", "new"]))
+        if choice == "own" and name in tensors:
+            choice = "new"
         tensor = None
         if choice == "own":
             kernel = requirement
             use["kernel_shape"] = list(kernel)
+            own_names.add(name)
         elif choice == "new":
             stored, rule = draw(new_tensor_for(requirement))
-            tensor = tensor_names[len(tensors)]
+            tensor = next(t for t in tensor_names if t not in tensors and t not in own_names)
             tensors[tensor] = {"name": tensor, "shape": stored}
             if draw(st.booleans()):
                 usable = [i for i in INITIALIZERS if len(stored) >= 2 or i != "orthogonal"]
@@ -628,9 +632,12 @@ def invalid_specs(draw: st.DrawFn, kind: str) -> tuple[dict, list[str], str]:
 
     if kind == "duplicate":
         what = draw(st.sampled_from(["tensor", "use", "input_name", "tensor_name"]))
-        if what == "tensor_name" and spec["tensors"]:
-            use["name"] = draw(st.sampled_from([t["name"] for t in spec["tensors"]]))
-            return spec, [f"'{use['name']}'"], kind
+        own = [u for u in uses if "kernel_shape" in u]
+        if what == "tensor_name" and spec["tensors"] and own:
+            # A use with its own kernel may not be named like a shared tensor.
+            clash = draw(st.sampled_from(own))
+            clash["name"] = draw(st.sampled_from([t["name"] for t in spec["tensors"]]))
+            return spec, [f"'{clash['name']}'"], kind
         if what == "tensor" and spec["tensors"]:
             spec["tensors"].append(dict(spec["tensors"][0]))
             return spec, [f"'{spec['tensors'][0]['name']}'"], kind
