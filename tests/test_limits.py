@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import MappingProxyType
 
 import pytest
 
@@ -289,6 +290,12 @@ def test_from_mapping_reads_secrets_and_env_overrides_them():
     assert limits.max_uses == 32
     both = Limits.from_env({"SHARECORE_MAX_STEPS": "7"}, base=limits)
     assert (both.max_params, both.max_steps) == (5_000_000, 7)
+
+
+def test_from_mapping_accepts_any_read_only_mapping_like_st_secrets():
+    # st.secrets["sharecore"] is a read-only Mapping (streamlit's AttrDict), not a dict.
+    section = MappingProxyType({"max_params": 5_000_000, "max_steps": "20000"})
+    assert Limits.from_mapping(section) == Limits(max_params=5_000_000, max_steps=20000)
 
 
 def test_from_mapping_accepts_an_empty_section():
