@@ -20,6 +20,7 @@ import streamlit as st
 
 import sharecore
 from sharecore import codegen, pitfalls, plots, urlstate
+from sharecore.limits import SECRETS_SECTION, Limits, set_server_defaults
 from sharecore.runner import BackgroundRun, active_runs
 from sharecore.spec import DEVICES, ModelSpec, TrainConfig
 
@@ -57,6 +58,24 @@ _keep_keras_session_while_training()
 # training thread. Freezing what the imports created moves those long-lived objects out of the
 # collector's reach; everything created later is collected as usual.
 gc.freeze()
+
+
+def _server_limits_from_secrets() -> str | None:
+    """Applies the ``[sharecore]`` section of .streamlit/secrets.toml as this server's limits.
+
+    Called on every run (reading a small mapping), so that an edited secrets file takes effect
+    without a restart. Environment variables (SHARECORE_MAX_PARAMS, ...) still win. Returns
+    why the section could not be used, for the page to show; the defaults then stay in force.
+    """
+    try:
+        section = st.secrets.get(SECRETS_SECTION, {})
+    except Exception:  # no secrets file, or one that is not valid TOML: Streamlit says which
+        return None
+    try:
+        set_server_defaults(Limits.from_mapping(section))
+    except ValueError as err:
+        return f"Limits in .streamlit/secrets.toml were ignored: {err}"
+    return None
 
 
 def _warm_up_default_trainer() -> None:
@@ -159,6 +178,9 @@ def sync_url() -> None:
 
 
 def show_url_warnings() -> None:
+    limits_error = _server_limits_from_secrets()
+    if limits_error:
+        st.error(limits_error, icon=":material/error:")
     for message in st.session_state[URL_WARNINGS]:
         st.warning(message, icon=":material/link_off:")
 

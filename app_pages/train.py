@@ -16,7 +16,7 @@ ss = st.session_state
 spec = ui.spec()
 config = ui.config()
 run = ui.active_run()
-limits = Limits.from_env()
+limits = Limits.from_env()  # the server's caps: environment over secrets.toml over defaults
 
 DATASET_LABELS = {
     "teacher": "teacher: match a random untied network of the same shape",

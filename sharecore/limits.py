@@ -85,7 +85,8 @@ class Limits:
 
         Args:
             environ: the environment; defaults to `os.environ`.
-            base: the limits to start from (e.g. from secrets); defaults to `Limits()`.
+            base: the limits to start from; defaults to the process's server defaults
+                (`set_server_defaults`, e.g. from .streamlit/secrets.toml), else `Limits()`.
 
         Returns:
             The new `Limits`; variables that are not set keep the value of `base`.
@@ -94,13 +95,28 @@ class Limits:
             ValueError: naming the variable, if its value is not a whole number >= 1.
         """
         environ = os.environ if environ is None else environ
-        base = base or cls()
+        base = base or _server_defaults
         values = {}
         for f in fields(cls):
             variable = env_variable(f.name)
             if variable in environ:
                 values[f.name] = _parse_limit(environ[variable], f"environment variable {variable}")
         return replace(base, **values)
+
+
+_server_defaults = Limits()
+
+
+def set_server_defaults(limits: Limits) -> None:
+    """Sets the limits that `Limits.from_env()` starts from in this process.
+
+    A front end calls this once with what its configuration says (the dashboard reads the
+    ``[sharecore]`` section of .streamlit/secrets.toml); environment variables still win.
+    """
+    global _server_defaults
+    if not isinstance(limits, Limits):
+        raise ValueError(f"set_server_defaults takes a Limits. Received: {type(limits).__name__}")
+    _server_defaults = limits
 
 
 def env_variable(name: str) -> str:

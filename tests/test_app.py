@@ -349,3 +349,27 @@ def test_streamlit_clean_up_between_script_runs_leaves_a_running_training_alone(
     keras.backend.clear_session()
     assert global_state.GLOBAL_STATE_TRACKER is not state
     assert ui.active_runs() == 0
+
+
+@pytest.fixture
+def server_defaults_restored():
+    from sharecore.limits import Limits, set_server_defaults
+
+    yield
+    set_server_defaults(Limits())
+
+
+def test_limits_in_secrets_toml_cap_the_train_page_and_bad_ones_are_reported(server_defaults_restored):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["sharecore"] = {"max_steps": 50}
+    at.run()
+    go(at, "train")
+    assert not at.exception
+    assert at.number_input(key="train.steps").max == 50
+    bad = AppTest.from_file(APP, default_timeout=60)
+    bad.secrets["sharecore"] = {"max_stepz": 50}
+    bad.run()
+    assert not bad.exception
+    assert any(
+        "Limits in .streamlit/secrets.toml were ignored: unknown limit(s) ['max_stepz']" in e.value for e in bad.error
+    )
