@@ -75,7 +75,8 @@ class SharedKernel(keras.layers.Layer):
         if "slice_begin" in cfg:
             k = tf.slice(k, cfg["slice_begin"], cfg["slice_size"])
         if cfg["op"] == "dense":
-            y = tf.matmul(x, k)  # (batch, ..., in) @ (in, units)
+            # tensordot runs one 2-D matmul: (batch * ..., in) @ (in, units)
+            y = tf.tensordot(x, k, axes=1)  # (batch, ..., units)
         else:
             strides, padding = cfg.get("strides", 1), cfg.get("padding", "same")
             y = tf.nn.conv2d(x, k, strides, padding.upper())  # (batch, h, w, c_out)
