@@ -630,6 +630,29 @@ def loss_chart(history: pd.DataFrame, total_steps: int | None = None) -> go.Figu
     return _layout(fig, title, subtitle, hovermode="x unified")
 
 
+def _add_use_lines(
+    fig: go.Figure, vrows: pd.DataFrame, uses: list[str], colors: dict[str, str], column: str, variant: str, col: int
+) -> None:
+    """One line per use of `column` over steps, in the use's colour, into panel `col`."""
+    for use in uses:
+        urows = vrows[vrows["use"] == use].sort_values("step")
+        fig.add_trace(
+            go.Scatter(
+                x=urows["step"].to_numpy(),
+                y=urows[column].to_numpy(),
+                name=use,
+                mode=_mode(len(urows)),
+                line={"color": colors[use], "width": 1.8},
+                marker={"size": 5},
+                legendgroup=use,
+                showlegend=col == 1,
+                meta={"variant": variant, "use": use},
+            ),
+            row=1,
+            col=col,
+        )
+
+
 def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
     """How hard each use pushes on a shared tensor, per step.
 
@@ -665,23 +688,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         if vrows.empty:
             _panel_note(fig, f"no {variant} gradients recorded", col)
             continue
-        for use in uses:
-            urows = vrows[vrows["use"] == use].sort_values("step")
-            fig.add_trace(
-                go.Scatter(
-                    x=urows["step"].to_numpy(),
-                    y=urows["grad_norm"].to_numpy(),
-                    name=use,
-                    mode=_mode(len(urows)),
-                    line={"color": colors[use], "width": 1.8},
-                    marker={"size": 5},
-                    legendgroup=use,
-                    showlegend=col == 1,
-                    meta={"variant": variant, "use": use},
-                ),
-                row=1,
-                col=col,
-            )
+        _add_use_lines(fig, vrows, uses, colors, "grad_norm", variant, col)
         if variant == "tied":
             # Every use's row of a step repeats the same sum norm.
             sums = vrows.drop_duplicates("step").sort_values("step")
@@ -762,23 +769,7 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         if vrows.empty:
             _panel_note(fig, f"no {variant} gradients recorded", col)
             continue
-        for use in uses:
-            urows = vrows[vrows["use"] == use].sort_values("step")
-            fig.add_trace(
-                go.Scatter(
-                    x=urows["step"].to_numpy(),
-                    y=urows["cosine_with_others"].to_numpy(),
-                    name=use,
-                    mode=_mode(len(urows)),
-                    line={"color": colors[use], "width": 1.8},
-                    marker={"size": 5},
-                    legendgroup=use,
-                    showlegend=col == 1,
-                    meta={"variant": variant, "use": use},
-                ),
-                row=1,
-                col=col,
-            )
+        _add_use_lines(fig, vrows, uses, colors, "cosine_with_others", variant, col)
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(range=[-1.05, 1.05])
     fig.update_yaxes(title_text="cosine with the others (−1 … 1)", row=1, col=1)

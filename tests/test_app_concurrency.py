@@ -7,6 +7,7 @@ import time
 import psutil
 import pytest
 from test_app import go, open_app, trainer_threads
+from test_app import no_training_left_behind  # noqa: F401  (autouse: no run outlives a test)
 
 import sharecore
 from sharecore import urlstate
@@ -23,14 +24,6 @@ EXPERIMENTS = [
     ("albert-mlp", 0),
     ("partial-share", 0),
 ]
-
-
-@pytest.fixture(autouse=True)
-def no_training_left_behind():
-    yield
-    for thread in trainer_threads():
-        thread.join(90)
-    assert not trainer_threads(), "a training thread outlived its test"
 
 
 def test_eight_sessions_training_different_specs_at_once_each_see_only_their_own_results():
