@@ -6,8 +6,12 @@ import time
 
 import psutil
 import pytest
-from test_app import go, open_app, trainer_threads
-from test_app import no_training_left_behind  # noqa: F401  (autouse: no run outlives a test)
+from test_app import (
+    go,
+    no_training_left_behind,  # noqa: F401  (autouse: no run outlives a test)
+    open_app,
+    trainer_threads,
+)
 
 import sharecore
 from sharecore import urlstate
