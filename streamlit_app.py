@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 
-st.set_page_config(page_title="sharecore: tied vs untied weights", page_icon=":material/link:", layout="wide")
+st.set_page_config(page_title="sharecore: tied vs untied weights", page_icon="🔗", layout="wide")
 ui.init_state()
 ui.sidebar()
 ui.show_url_warnings()

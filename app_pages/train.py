@@ -135,7 +135,8 @@ def result_panel(res: sharecore.TrainResult) -> None:
     for col, variant in ((tied_col, "tied"), (untied_col, "untied")):
         loss = summary["final_loss"].get(variant)
         col.metric(f"Final loss, {variant}", "–" if loss is None else f"{loss:.4g}")
-    st.caption(f"Data: {res.dataset}. Parameters: {res.params}.")
+    counts = ", ".join(f"{variant} {n:,}" for variant, n in res.params.items())
+    st.caption(f"Data: {res.dataset}. Parameters: {counts}.")
     ui.chart(ui.loss_chart(res.history, res.config.steps), key="train.loss")
     st.page_link(ui.PAGES["gradients"], label="See the gradient flow", icon=":material/call_split:")
     st.page_link(ui.PAGES["divergence"], label="See how far the copies drift", icon=":material/compare_arrows:")
