@@ -43,7 +43,7 @@ def spec_of(**changes) -> dict:
     return data
 
 
-def check(data: dict, pattern: str) -> None:
+def check_rejected(data: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         sharecore.plan(ModelSpec.from_dict(data))
 
@@ -51,7 +51,7 @@ def check(data: dict, pattern: str) -> None:
 # The three examples of the popular recipe, each failing on shapes.
 def test_textbook_dense_chain_with_a_non_square_kernel_says_make_w_square_or_transpose():
     data = spec_of(tensors=[{"name": "W", "shape": [10, 5]}])
-    check(
+    check_rejected(
         data,
         r"use 'dense_2' needs a kernel with 5 input rows to read the 5 features of 'dense_1', but the shared "
         r"tensor 'W' gives 10\. Make 'W' square, e\.g\. \(10, 10\) or \(5, 5\), or use rule 'transpose' so the "
@@ -68,7 +68,7 @@ def test_textbook_conv_kernel_applied_to_its_own_output_says_match_the_channels(
             {"name": "conv_2", "op": "conv2d", "tensor": "K"},
         ],
     }
-    check(
+    check_rejected(
         data,
         r"use 'conv_2' receives 64 channels from 'conv_1', but the shared tensor 'K' expects 3 input channels\. "
         r"Make the kernel's input and output channels equal, e\.g\. \(3, 3, 64, 64\).*"
@@ -82,7 +82,7 @@ def test_textbook_2d_tensor_used_as_a_conv_filter_says_reshape_to_1x1():
         "tensors": [{"name": "W", "shape": [10, 5]}],
         "uses": [{"name": "conv", "op": "conv2d", "tensor": "W"}],
     }
-    check(
+    check_rejected(
         data,
         r"use 'conv': op 'conv2d' needs a 4-D kernel .* gives a 2-D kernel \(10, 5\) under rule 'identity'\. "
         r"Use rule reshape to \(1, 1, 10, 5\) for a 1x1 conv; it then computes exactly the dense op\. "
@@ -114,7 +114,7 @@ def test_textbook_2d_tensor_used_as_a_conv_filter_says_reshape_to_1x1():
 def test_invalid_use_names_the_use_and_the_fix(use_changes, pattern):
     data = spec_of()
     data["uses"][0].update(use_changes)
-    check(data, pattern)
+    check_rejected(data, pattern)
 
 
 @pytest.mark.parametrize(
@@ -138,13 +138,13 @@ def test_invalid_use_names_the_use_and_the_fix(use_changes, pattern):
     ],
 )
 def test_invalid_spec_fields_say_what_was_received(changes, pattern):
-    check(spec_of(**changes), pattern)
+    check_rejected(spec_of(**changes), pattern)
 
 
 def test_duplicate_use_names_are_rejected():
     data = spec_of()
     data["uses"][1]["name"] = "dense_1"
-    check(data, r"use names must be unique.*'dense_1' appears twice")
+    check_rejected(data, r"use names must be unique.*'dense_1' appears twice")
 
 
 def test_conv_on_a_flat_input_suggests_an_input_reshape():
@@ -153,7 +153,9 @@ def test_conv_on_a_flat_input_suggests_an_input_reshape():
         "tensors": [{"name": "W", "shape": [10, 5]}],
         "uses": [{"name": "conv", "op": "conv2d", "tensor": "W", "rule": {"kind": "reshape", "shape": [1, 1, 10, 5]}}],
     }
-    check(data, r"use 'conv': op 'conv2d' reads images \(height, width, channels\).*input_reshape, e\.g\. \[1, 1, 10\]")
+    check_rejected(
+        data, r"use 'conv': op 'conv2d' reads images \(height, width, channels\).*input_reshape, e\.g\. \[1, 1, 10\]"
+    )
 
 
 def test_malformed_json_is_a_value_error_with_the_position():

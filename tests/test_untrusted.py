@@ -92,7 +92,7 @@ def test_the_probe_spec_is_valid_and_round_trips():
     assert TrainConfig.from_dict(valid_train()) == TrainConfig(steps=3, batch_size=4)
 
 
-def expect_value_error(call: Callable[[], Any], *names: str, seconds: float = 5.0) -> str:
+def check_raises_value_error(call: Callable[[], Any], *names: str, seconds: float = 5.0) -> str:
     """Runs `call`; it must raise ValueError (nothing else), quickly, with a short message naming one of `names`."""
     start = time.perf_counter()
     try:
@@ -167,7 +167,7 @@ MALFORMED_JSON = [
 
 @pytest.mark.parametrize("text", MALFORMED_JSON, ids=range(len(MALFORMED_JSON)))
 def test_malformed_json_raises_value_error(text):
-    expect_value_error(lambda: ModelSpec.from_json(text), "spec")
+    check_raises_value_error(lambda: ModelSpec.from_json(text), "spec")
 
 
 # ----------------------------------------------------------------------------- huge inputs
@@ -198,13 +198,13 @@ HUGE = _huge_cases()
 
 @pytest.mark.parametrize(("kind", "text"), HUGE, ids=[k for k, _ in HUGE])
 def test_huge_input_is_refused_by_the_size_check_before_parsing(kind, text):
-    expect_value_error(lambda: check_spec_size(text, Limits()), "max_spec_bytes", seconds=1.0)
+    check_raises_value_error(lambda: check_spec_size(text, Limits()), "max_spec_bytes", seconds=1.0)
 
 
 @pytest.mark.parametrize(("kind", "text"), HUGE[:-1], ids=[k for k, _ in HUGE[:-1]])
 def test_huge_invalid_input_raises_a_short_value_error_quickly_even_unchecked(kind, text):
     # The app checks the size first; parsing and planning must still never hang or echo 10 MB back.
-    expect_value_error(lambda: sc.plan(ModelSpec.from_json(text)), "spec", "use", seconds=10.0)
+    check_raises_value_error(lambda: sc.plan(ModelSpec.from_json(text)), "spec", "use", seconds=10.0)
 
 
 # ----------------------------------------------------------------------------- wrong types
@@ -241,8 +241,8 @@ WRONG_TYPES = [(path, value) for path, values in _SPEC_WRONG for value in values
 )
 def test_a_wrong_type_in_any_spec_field_names_the_field(path, value):
     data = with_path(valid_spec(), path, value)
-    expect_value_error(lambda: ModelSpec.from_dict(data), where(path))
-    expect_value_error(lambda: ModelSpec.from_json(json.dumps(data)), where(path))
+    check_raises_value_error(lambda: ModelSpec.from_dict(data), where(path))
+    check_raises_value_error(lambda: ModelSpec.from_json(json.dumps(data)), where(path))
 
 
 _TRAIN_WRONG = {
@@ -260,12 +260,12 @@ WRONG_TRAIN_TYPES = [(key, value) for key, values in _TRAIN_WRONG.items() for va
 
 @pytest.mark.parametrize(("key", "value"), WRONG_TRAIN_TYPES, ids=[f"{k}={v!r}" for k, v in WRONG_TRAIN_TYPES])
 def test_a_wrong_type_in_any_training_setting_names_the_setting(key, value):
-    expect_value_error(lambda: TrainConfig.from_dict({**valid_train(), key: value}), f"train.{key}")
+    check_raises_value_error(lambda: TrainConfig.from_dict({**valid_train(), key: value}), f"train.{key}")
 
 
 @pytest.mark.parametrize("data", [None, [], "steps=5", 5, [("steps", 5)]], ids=range(5))
 def test_training_settings_that_are_not_an_object_raise_value_error(data):
-    expect_value_error(lambda: TrainConfig.from_dict(data), "train")
+    check_raises_value_error(lambda: TrainConfig.from_dict(data), "train")
 
 
 # ----------------------------------------------------------------------------- unknown keys
@@ -286,19 +286,19 @@ def test_an_unknown_key_at_any_level_is_named(level, key):
     for step in _UNKNOWN_AT[level]:
         target = target[step]
     target[key] = 1
-    message = expect_value_error(lambda: ModelSpec.from_dict(data), "unknown key")
+    message = check_raises_value_error(lambda: ModelSpec.from_dict(data), "unknown key")
     assert repr(key) in message
-    expect_value_error(lambda: ModelSpec.from_json(json.dumps(data)), "unknown key")
+    check_raises_value_error(lambda: ModelSpec.from_json(json.dumps(data)), "unknown key")
 
 
 @pytest.mark.parametrize("key", [*_UNKNOWN_KEYS, 1, None, (1, 2)], ids=repr)
 def test_an_unknown_training_setting_is_named(key):
-    expect_value_error(lambda: TrainConfig.from_dict({**valid_train(), key: 1}), "unknown key")
+    check_raises_value_error(lambda: TrainConfig.from_dict({**valid_train(), key: 1}), "unknown key")
 
 
 def test_rule_options_that_do_not_belong_to_the_rule_kind_are_refused():
     data = with_path(valid_spec(), ("uses", 0, "rule"), {"kind": "identity", "perm": [1, 0]})
-    expect_value_error(lambda: ModelSpec.from_dict(data), "'a'", "takes only")
+    check_raises_value_error(lambda: ModelSpec.from_dict(data), "'a'", "takes only")
 
 
 def test_missing_required_keys_are_named():
@@ -308,7 +308,7 @@ def test_missing_required_keys_are_named():
         for step in path:
             target = target[step]
         del target[key]
-        message = expect_value_error(lambda data=data: ModelSpec.from_dict(data), "missing required key")
+        message = check_raises_value_error(lambda data=data: ModelSpec.from_dict(data), "missing required key")
         assert key in message
 
 
@@ -358,20 +358,20 @@ _DEEP_PATHS = [
 
 @pytest.mark.parametrize("text", DEEP_JSON, ids=range(len(DEEP_JSON)))
 def test_deeply_nested_json_raises_value_error_not_recursion_error(text):
-    expect_value_error(lambda: ModelSpec.from_json(text), "spec")
+    check_raises_value_error(lambda: ModelSpec.from_json(text), "spec")
 
 
 @pytest.mark.parametrize("maker", [nested_list, nested_dict])
 @pytest.mark.parametrize("path", _DEEP_PATHS, ids=lambda path: ".".join(map(str, path)))
 def test_deeply_nested_values_in_any_field_raise_value_error_not_recursion_error(path, maker):
     data = with_path(valid_spec(), path, maker(DEPTH))
-    message = expect_value_error(lambda: ModelSpec.from_dict(data))
+    message = check_raises_value_error(lambda: ModelSpec.from_dict(data))
     assert "..." in message or "Received" in message
 
 
 @pytest.mark.parametrize("maker", [nested_list, nested_dict])
 def test_deeply_nested_training_settings_raise_value_error(maker):
-    expect_value_error(lambda: TrainConfig.from_dict({"steps": maker(DEPTH)}), "train.steps")
+    check_raises_value_error(lambda: TrainConfig.from_dict({"steps": maker(DEPTH)}), "train.steps")
 
 
 # ----------------------------------------------------------------------------- NaN, Infinity, negative numbers
@@ -409,7 +409,7 @@ def test_nan_infinity_and_negative_numbers_in_json_name_the_field(path, text):
     data = with_path(valid_spec(), path, marker)
     document = json.dumps(data).replace(f'"{marker}"', text)
     # A 0 can pass the type checks (perm [0, 0], input_slice [0, 0]); plan() then refuses it.
-    expect_value_error(lambda: sc.plan(ModelSpec.from_json(document)), where(path))
+    check_raises_value_error(lambda: sc.plan(ModelSpec.from_json(document)), where(path))
 
 
 _BAD_TRAIN_NUMBERS = {
@@ -424,13 +424,13 @@ BAD_TRAIN_NUMBERS = [(key, value) for key, values in _BAD_TRAIN_NUMBERS.items() 
 
 @pytest.mark.parametrize(("key", "value"), BAD_TRAIN_NUMBERS, ids=[f"{k}={v!r:.12}" for k, v in BAD_TRAIN_NUMBERS])
 def test_nan_infinity_and_negative_training_numbers_name_the_setting(key, value):
-    expect_value_error(lambda: TrainConfig.from_dict({**valid_train(), key: value}), f"train.{key}")
+    check_raises_value_error(lambda: TrainConfig.from_dict({**valid_train(), key: value}), f"train.{key}")
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "-1", "0", "1e309"])
 def test_nan_and_infinity_learning_rate_from_json_text(text):
     data = json.loads(json.dumps(valid_train()).replace("0.01", text))
-    expect_value_error(lambda: TrainConfig.from_dict(data), "train.learning_rate")
+    check_raises_value_error(lambda: TrainConfig.from_dict(data), "train.learning_rate")
 
 
 def bad_input_counts() -> dict[str, int]:
