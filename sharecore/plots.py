@@ -303,7 +303,8 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
                 mode="markers+text",
                 marker={"symbol": symbol, "size": size, "color": color, "line": {"color": "white", "width": 1}},
                 text=text,
-                textposition="middle right",
+                # Labels point towards the middle, so a tensor near the right edge is not cut off.
+                textposition=["middle left" if x > depth[OUTPUT_NODE] / 2 else "middle right" for x in node_x],
                 textfont={"size": 11, "color": color},
                 hovertext=hover,
                 hoverinfo="text",
@@ -772,7 +773,7 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         _add_use_lines(fig, vrows, uses, colors, "cosine_with_others", variant, col)
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(range=[-1.05, 1.05])
-    fig.update_yaxes(title_text="cosine with the others (−1 … 1)", row=1, col=1)
+    fig.update_yaxes(title_text="cosine (−1 … 1)", row=1, col=1)
     return _layout(
         fig, title, "Cosine of each use's gradient with the sum of the others': above 0 they agree", panel_title_lines=1
     )
