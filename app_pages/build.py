@@ -328,7 +328,7 @@ for col, (family, name) in zip(family_cols[1:], ui.FAMILIES.items()):
     col.button(family, key=f"build.family.{family}", on_click=ui.load_preset, args=(name,), width="stretch")
 
 status = st.container()
-edit_col, view_col = st.columns([2, 3], gap="large")
+edit_col, view_col = st.columns([5, 6], gap="medium")
 errors: list[str] = []
 with edit_col:
     draft = editor(ss[ui.DRAFT])
