@@ -254,7 +254,7 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
             node_x, node_y = [x], [y]
             shape = next(s.shape for s in spec.tensors if s.name == t)
             # One line beside the node, so the tensor row stays thin.
-            text = [f"<b>{t}</b> {_shape_text(shape)} · stored once, read by {len(group)} use{'s' * (len(group) > 1)}"]
+            text = [f"<b>{t}</b> {_shape_text(shape)}<br>stored once, read by {len(group)} use{'s' * (len(group) > 1)}"]
             hover = text
             links = [(x, y, u.use.name) for u in group]
             name, symbol, size, role = f"shared {t}", "diamond", 26, "tensor"
@@ -303,8 +303,8 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
                 mode="markers+text",
                 marker={"symbol": symbol, "size": size, "color": color, "line": {"color": "white", "width": 1}},
                 text=text,
-                # Labels point towards the middle, so a tensor near the right edge is not cut off.
-                textposition=["middle left" if x > depth[OUTPUT_NODE] / 2 else "middle right" for x in node_x],
+                # Above a tensor and beside a copy: a label that ran sideways was cut off in narrow columns.
+                textposition=("top center" if side == 1 else "bottom center") if tied else "middle right",
                 textfont={"size": 11, "color": color},
                 hovertext=hover,
                 hoverinfo="text",
