@@ -387,10 +387,10 @@ def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
     height = int(min(420, max(340, 60 * (y_range[1] - y_range[0]) + 118)))
     if tied:
         title = "Which uses read the same stored tensor?"
-        subtitle = "Tied model: each shared tensor ◆ is stored once; dashed lines go to the uses that read it"
+        subtitle = "Tied: each shared tensor ◆ is stored once; dashed lines go to its uses"
     else:
         title = "Which uses would share a tensor if tied?"
-        subtitle = "Untied model: each use stores its own copy ■, initialised from the shared tensor"
+        subtitle = "Untied: each use stores its own copy ■ of the shared tensor"
     return _layout(
         fig,
         title,
