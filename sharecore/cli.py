@@ -99,8 +99,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result.history.to_csv(out / "history.csv", index=False)
     result.gradients.to_csv(out / "gradients.csv", index=False)
     result.divergence.to_csv(out / "divergence.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(result.summary(), indent=2))
-    final = result.summary()["final_loss"]
+    summary = result.summary()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    final = summary["final_loss"]
     print(
         f"trained {spec.name} for {result.steps_done} steps on {result.device} "
         f"({result.steps_per_second:.1f} steps/s); final loss "

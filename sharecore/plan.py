@@ -7,6 +7,7 @@ received and a fix.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -218,6 +219,7 @@ def _conv_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
     return ((h - kh) // s + 1, (w - kw) // s + 1, c_out)
 
 
+@functools.lru_cache(maxsize=256)
 def plan(spec: ModelSpec) -> Plan:
     """Checks `spec` and infers all shapes.
 
@@ -229,6 +231,9 @@ def plan(spec: ModelSpec) -> Plan:
 
     Raises:
         ValueError: for any spec that cannot be built, naming the use and the fix.
+
+    Specs are frozen and hashable, so the plan is memoised: limits, data, build and train all
+    ask for it, and the app asks again on every rerun. Treat the returned plan as read-only.
     """
     tensors = {}
     for t in spec.tensors:

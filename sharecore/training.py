@@ -27,7 +27,7 @@ import tensorflow as tf
 from sharecore.data import make_dataset
 from sharecore.layers import apply_rule, record_views
 from sharecore.limits import Limits, check_limits
-from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, layer_name
+from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
 from sharecore.plan import Plan, UsePlan, plan
 from sharecore.spec import ModelSpec, Rule, TrainConfig
 
@@ -161,7 +161,7 @@ class _Variant:
         self.optimizer = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[optimizer](learning_rate=0.01)
         self.optimizer.build(self.variables)
         self.groups = {t: p.group(t) for t in p.shared_tensors}
-        self.kernels = {u.use.name: self.model.get_layer(layer_name(u, tied)).kernel for u in p.uses}
+        self.kernels = kernel_variables(self.model, p.spec, tied)
         self.masks = {u.use.name: rule_mask(u.use.rule, u.tensor_shape) for u in p.uses if u.shared}
         self.grad_keys = [(t, u.use.name) for t, group in self.groups.items() for u in group]
         self.div_keys = [
