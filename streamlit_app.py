@@ -1,21 +1,12 @@
-"""sharecore dashboard: the router. Page config, the shared sidebar, then the page the user picked."""
+"""sharecore dashboard: the router. Page config, then the page the user picked.
+
+The shared sidebar is drawn by `ui.frame()`, the first call of every page in pages/; why it
+lives there and not here is explained in ui.py, beside `frame()`.
+"""
 
 import streamlit as st
 
 import ui
 
 st.set_page_config(page_title="sharecore: tied vs untied weights", page_icon="🔗", layout="wide")
-ui.init_state()
-ui.sidebar()
-ui.show_url_warnings()
-
-st.navigation(
-    [
-        st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True),
-        st.Page(ui.PAGES["build"], title="Build", icon=":material/construction:"),
-        st.Page(ui.PAGES["train"], title="Train", icon=":material/play_arrow:"),
-        st.Page(ui.PAGES["gradients"], title="Gradient flow", icon=":material/call_split:"),
-        st.Page(ui.PAGES["divergence"], title="Divergence", icon=":material/compare_arrows:"),
-        st.Page(ui.PAGES["pitfalls"], title="Pitfalls", icon=":material/warning:"),
-    ]
-).run()
+ui.run_page(st.navigation(ui.navigation_pages()))

@@ -1,6 +1,6 @@
 """What every page shares: the session's experiment, the sidebar, the training run and cached calls.
 
-Lives outside app_pages/ so that Streamlit never lists it as a page.
+Lives outside pages/ so that Streamlit never lists it as a page.
 
 All per-user state lives in `st.session_state` (one per browser tab), so two users of one
 server never see each other's models or runs. Pure results are cached with `st.cache_data`;
@@ -13,6 +13,7 @@ import dataclasses
 import gc
 import math
 import os
+import threading
 from typing import Any
 
 import pandas as pd
@@ -104,15 +105,74 @@ RUN_ERROR = "run_error"  # why the last run could not train, or None
 URL_WARNINGS = "url_warnings"  # what the link asked for that could not be used
 
 PAGES = {
-    "home": "app_pages/home.py",
-    "build": "app_pages/build.py",
-    "train": "app_pages/train.py",
-    "gradients": "app_pages/gradients.py",
-    "divergence": "app_pages/divergence.py",
-    "pitfalls": "app_pages/pitfalls.py",
+    "home": "pages/home.py",
+    "build": "pages/build.py",
+    "train": "pages/train.py",
+    "gradients": "pages/gradients.py",
+    "divergence": "pages/divergence.py",
+    "pitfalls": "pages/pitfalls.py",
+}
+# page -> (title in the navigation, icon); the URL of a page is its file's name.
+_NAVIGATION = {
+    "home": ("Home", ":material/home:"),
+    "build": ("Build", ":material/construction:"),
+    "train": ("Train", ":material/play_arrow:"),
+    "gradients": ("Gradient flow", ":material/call_split:"),
+    "divergence": ("Divergence", ":material/compare_arrows:"),
+    "pitfalls": ("Pitfalls", ":material/warning:"),
 }
 # Starting points on the Build page: the simplest preset of each family of ops.
 FAMILIES = {"dense": "seed-dense", "conv": "seed-conv", "mixed": "seed-mixed"}
+
+
+# ----------------------------------------------------------------------------- routing
+# Why every page starts with `frame()`, and why the sidebar is drawn there.
+#
+# The design card puts the pages in a top-level `pages/` folder. Streamlit 1.67 treats a
+# `pages/` folder beside the entry file as its older multipage layout: until some run in the
+# process has called `st.navigation`, every run is routed by Streamlit itself, which runs the
+# requested page file alone (`/train` runs pages/train.py without streamlit_app.py) or, for
+# `/`, runs streamlit_app.py as a page of its own. Calling `st.navigation` switches the
+# whole process to the router for good (the documented behaviour); AppTest starts every
+# run in the older mode again.
+#
+# * A page file that runs without the router (a fresh server's first deep link) calls
+#   `st.navigation` and `st.rerun()`: the rerun repeats the same page and query string
+#   through streamlit_app.py, so the visitor sees the full app. `_ROUTED` tells the two
+#   cases apart; it is per thread because each session's script runs in its own thread.
+# * The sidebar is drawn inside the page's run, not in the router's body. Streamlit makes
+#   widget ids from the running page's hash, which is the same in both modes for a page
+#   (its URL path), while the router's own body has another hash in each mode. Drawn in the
+#   router, a fresh server's first visitor of `/` would lose their first sidebar change.
+_ROUTED = threading.local()
+
+
+def navigation_pages() -> list[st.Page]:
+    """The app's pages for `st.navigation`, Home first and default."""
+    return [
+        st.Page(PAGES[name], title=title, icon=icon, default=name == "home")
+        for name, (title, icon) in _NAVIGATION.items()
+    ]
+
+
+def run_page(page: st.Page) -> None:
+    """The router's last step: runs the page `st.navigation` picked, marked as routed."""
+    _ROUTED.active = True
+    try:
+        page.run()
+    finally:
+        _ROUTED.active = False
+
+
+def frame() -> None:
+    """The first call of every page: hands a page that runs alone to the router, then draws
+    what every page shares (session state, the sidebar and the link's warnings)."""
+    if not getattr(_ROUTED, "active", False):
+        st.navigation(navigation_pages())
+        st.rerun()
+    init_state()
+    sidebar()
+    show_url_warnings()
 
 
 # ----------------------------------------------------------------------------- session state

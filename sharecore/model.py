@@ -10,19 +10,8 @@ import numpy as np
 from sharecore.layers import SharedKernel, UseInput
 from sharecore.limits import Limits, check_limits
 from sharecore.plan import Plan, UsePlan, plan
+from sharecore.rules import apply_rule_np
 from sharecore.spec import INPUT_NODE, ModelSpec, Rule
-
-
-def apply_rule_np(rule: Rule, w: np.ndarray) -> np.ndarray:
-    """NumPy version of a rule: the kernel a use sees from stored tensor `w`."""
-    if rule.kind == "identity":
-        return w
-    if rule.kind == "transpose":
-        return np.transpose(w, rule.perm)
-    if rule.kind == "reshape":
-        return np.reshape(w, rule.shape)
-    index = tuple(slice(b, b + s) for b, s in zip(rule.begin, rule.size))
-    return w[index]
 
 
 def layer_name(use: UsePlan, tied: bool) -> str:

@@ -27,9 +27,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sharecore.model import apply_rule_np, initial_values
+from sharecore.model import initial_values
 from sharecore.params import BYTES_PER_PARAM, ParamReport
 from sharecore.plan import UsePlan, plan
+from sharecore.rules import apply_rule_np
 from sharecore.spec import INPUT_NODE, ModelSpec
 
 VARIANTS = ("tied", "untied")

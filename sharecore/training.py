@@ -29,6 +29,7 @@ from sharecore.layers import apply_rule, record_views
 from sharecore.limits import Limits, check_limits
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
 from sharecore.plan import Plan, UsePlan, plan
+from sharecore.rules import rule_mask
 from sharecore.spec import ModelSpec, Rule, TrainConfig
 
 VARIANTS = ("tied", "untied")
@@ -123,16 +124,6 @@ def rule_adjoint(rule: Rule, g: tf.Tensor, tensor_shape: tuple[int, ...]) -> tf.
         return tf.reshape(g, tensor_shape)
     pads = [[b, n - b - s] for b, s, n in zip(rule.begin, rule.size, tensor_shape)]
     return tf.pad(g, pads)
-
-
-def rule_mask(rule: Rule, tensor_shape: tuple[int, ...]) -> np.ndarray:
-    """1 where a use reads the stored tensor, 0 elsewhere."""
-    mask = np.zeros(tensor_shape, dtype="float32")
-    if rule.kind == "slice":
-        mask[tuple(slice(b, b + s) for b, s in zip(rule.begin, rule.size))] = 1.0
-    else:
-        mask[...] = 1.0
-    return mask
 
 
 def _cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:

@@ -46,7 +46,7 @@ def open_app(page: str | None = None, **query: str) -> AppTest:
 
 
 def go(at: AppTest, page: str) -> AppTest:
-    return at.switch_page(f"app_pages/{page}.py").run()
+    return at.switch_page(f"pages/{page}.py").run()
 
 
 def figures(at: AppTest) -> list[dict]:

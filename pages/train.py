@@ -12,6 +12,8 @@ from sharecore import plots
 from sharecore.limits import Limits
 from sharecore.spec import OPTIMIZERS, TrainConfig
 
+ui.frame()  # before anything else: see ui.frame
+
 ss = st.session_state
 spec = ui.spec()
 config = ui.config()

@@ -4,6 +4,8 @@ import streamlit as st
 
 import ui
 
+ui.frame()  # before anything else: see ui.frame
+
 st.title("Gradient flow")
 st.markdown(
     "In the **tied** model one tensor gets one gradient: the sum of what each use contributes. "

@@ -4,6 +4,8 @@ import streamlit as st
 
 import ui
 
+ui.frame()  # before anything else: see ui.frame
+
 st.title("Tied vs untied weights")
 st.markdown(
     "**Tied** means one tensor is used by several layers: there is one variable, every use reads it, "

@@ -5,6 +5,8 @@ import streamlit as st
 
 import ui
 
+ui.frame()  # before anything else: see ui.frame
+
 
 def shown(value) -> str:
     if isinstance(value, bool):

@@ -13,6 +13,8 @@ import ui
 from sharecore.limits import check_spec_size
 from sharecore.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
 
+ui.frame()  # before anything else: see ui.frame
+
 OWN = "(own kernel)"  # a use that reads no shared tensor
 PREVIOUS = "(previous use)"  # a use that reads the node before it
 

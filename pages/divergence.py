@@ -4,6 +4,8 @@ import streamlit as st
 
 import ui
 
+ui.frame()  # before anything else: see ui.frame
+
 st.title("Divergence")
 st.markdown(
     "Both models start with every use reading the same numbers. The tied model has one variable, so "
