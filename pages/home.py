@@ -37,9 +37,9 @@ st.page_link(
 
 spec = ui.spec()
 report = ui.param_report(spec)
-st.subheader(f"Current model: {spec.name}")
+st.subheader(f"Current model: {ui.plain(spec.name)}")
 if spec.description:
-    st.caption(spec.description)
+    st.caption(ui.plain(spec.description))
 tied, untied, saved = st.columns(3)
 tied.metric("Tied parameters", f"{report.tied_total:,}")
 untied.metric("Untied parameters", f"{report.untied_total:,}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import math
+import re
 import textwrap
 from dataclasses import dataclass, replace
 
@@ -186,7 +187,12 @@ def _shape_comment(shape: tuple[int, ...]) -> str:
 
 
 def _one_line(text: str) -> str:
-    """Text made safe for a comment: printable characters, single spaces, no line breaks."""
+    """Text made safe for a comment: printable characters, single spaces, no line breaks.
+
+    Every line break Python, str.splitlines or an editor acts on (\\n, \\r, \\x0b, \\x0c,
+    \\x1c-\\x1e, \\x85, U+2028, U+2029), NUL, bidi controls and lone surrogates are not
+    printable, so none of them can end the comment or make the file fail to encode.
+    """
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
@@ -284,11 +290,34 @@ def _trainable_weights(layers: list[_KernelLayer], tied: bool) -> int:
     return count
 
 
+# Tools read settings out of comments: Python takes a PEP 263 encoding cookie
+# (`# coding: unicode_escape`, also written `-*- coding: x -*-` or `vim: set fileencoding=x`)
+# from line 1 or 2 and then decodes the whole file with it, which turned a description's
+# printable `\u000a...` into a line of code; vim runs a modeline (`vim: set ...`) from the first
+# or last five lines. So user text never reaches lines 1-2, and in every comment that holds it
+# a space keeps `coding`, `vi`, `vim` and `ex` apart from a following ':' or '=': no line of
+# the script then matches Python's `^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+` or a modeline,
+# wherever a reader pastes it.
+_DIRECTIVE = re.compile(r"(?i)(coding|(?<!\S)(?:vim?|ex)(?:[<=>]?\d+)?)(?=[:=])")
+
+
+def _defused(text: str) -> str:
+    return _DIRECTIVE.sub(r"\1 ", text)
+
+
+def _comment_lines(text: str) -> list[str]:
+    """User text as comment lines: one logical line, wrapped, never ending the comment or read as a directive."""
+    # Defused before wrapping (so lines stay within WIDTH) and again after, because wrapping
+    # may cut a long word right before 'vim:'.
+    return [f"# {_defused(line)}" for line in textwrap.wrap(_defused(_one_line(text)), WIDTH - 2)]
+
+
 def _header(spec: ModelSpec, tied: bool) -> list[str]:
     variant = "tied" if tied else "untied"
-    lines = textwrap.wrap(f"Weight sharing in Keras 3: the spec '{_one_line(spec.name)}', {variant}.", WIDTH - 2)
-    if _one_line(spec.description):
-        lines += ["", *textwrap.wrap(_one_line(spec.description), WIDTH - 2)]
+    # Lines 1 and 2 are fixed text: Python reads an encoding cookie only there (see _DIRECTIVE).
+    lines = [f"# Weight sharing in Keras 3: the {variant} model of a spec, as a standalone script.", "#"]
+    lines += _comment_lines(f"Spec '{spec.name}'.")
+    lines += _comment_lines(spec.description)
     how = (
         "Tied: each shared tensor lives in one SharedKernel layer that is called once per "
         "use, so its variable is stored, counted, trained and saved once."
@@ -296,14 +325,17 @@ def _header(spec: ModelSpec, tied: bool) -> list[str]:
         else "Untied: every use gets its own SharedKernel layer, holding its own copy of the "
         "kernel it reads, so nothing is shared. Compare it with the tied script."
     )
-    lines += ["", *textwrap.wrap(how, WIDTH - 2)]
     saving = "keep the tie" if tied else "restore the model"
-    lines += textwrap.wrap(
-        f"SharedKernel is registered, so model.save and keras.saving.load_model {saving}. "
-        "Needs only keras, tensorflow and numpy.",
-        WIDTH - 2,
-    )
-    return [f"# {line}".rstrip() for line in lines]
+    fixed = [
+        "",
+        *textwrap.wrap(how, WIDTH - 2),
+        *textwrap.wrap(
+            f"SharedKernel is registered, so model.save and keras.saving.load_model {saving}. "
+            "Needs only keras, tensorflow and numpy.",
+            WIDTH - 2,
+        ),
+    ]
+    return lines + [f"# {line}".rstrip() for line in fixed]
 
 
 def keras_code(spec: ModelSpec, tied: bool = True) -> str:

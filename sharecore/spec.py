@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sharecore.text import forbidden_character
+
 OPS = ("dense", "conv2d")
 RULES = ("identity", "transpose", "reshape", "slice")
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "gelu", "elu", "softplus")
@@ -31,11 +33,14 @@ PADDINGS = ("same", "valid")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "gpu")
 DATASETS = ("teacher", "digits")
+TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
 INPUT_NODE = "input"
 
 # TensorFlow shapes, strides and seeds are int32 in places; bigger numbers only ever fail
 # deep inside TensorFlow (or overflow float arithmetic in plan), so they are refused here.
 MAX_INT = 2**31 - 1
+MAX_NAME_CHARS = 80  # a spec's name: one line of text
+MAX_DESCRIPTION_CHARS = 2000  # its description: may break lines with \n
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
@@ -73,6 +78,32 @@ def _check_name(where: str, value: Any) -> str:
             value,
         )
     return value
+
+
+def _check_text(where: str, value: Any, max_chars: int, multiline: bool) -> str:
+    """A spec's name (one line) or description: a string of allowed characters, not too long."""
+    if not isinstance(value, str) or len(value) > max_chars:
+        raise _fail(where, f"must be a string of at most {max_chars} characters.", value)
+    found = forbidden_character(value, multiline=multiline)
+    if found is None:
+        return value
+    position, character = found
+    if "surrogate" in character:
+        rule = (
+            "must be text without lone surrogates (U+D800..U+DFFF), which no UTF-8 file, page or "
+            "URL can hold (a JSON escape such as \\ud800 makes one)"
+        )
+    elif multiline:
+        rule = (
+            "may break lines with \\n and hold tabs, but no other control characters "
+            "(U+0000..U+001F, U+007F..U+009F) or separators (U+2028, U+2029)"
+        )
+    else:
+        rule = (
+            "must be one line of printable text: no control characters (U+0000..U+001F, "
+            "U+007F..U+009F), line breaks or separators (U+2028, U+2029)"
+        )
+    raise _fail(where, f"{rule}; found {character} at position {position}. Remove it.", value)
 
 
 def _check_choice(where: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -293,6 +324,12 @@ class ModelSpec:
     name: str = "custom"
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # Here as well as in from_dict, so that no spec (from a link, a paste, an upload, the
+        # CLI or dataclasses.replace) holds text that fails to encode or breaks a line later.
+        _check_text("spec.name", self.name, MAX_NAME_CHARS, multiline=False)
+        _check_text("spec.description", self.description, MAX_DESCRIPTION_CHARS, multiline=True)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -311,12 +348,10 @@ class ModelSpec:
             ValueError: naming the field, what was received and the allowed values.
         """
         _check_keys("spec", data, cls, ("input_shape", "uses"))
-        name = data.get("name", "custom")
-        if not isinstance(name, str) or len(name) > 80:
-            raise _fail("spec.name", "must be a string of at most 80 characters.", name)
-        description = data.get("description", "")
-        if not isinstance(description, str) or len(description) > 2000:
-            raise _fail("spec.description", "must be a string of at most 2000 characters.", description)
+        name = _check_text("spec.name", data.get("name", "custom"), MAX_NAME_CHARS, multiline=False)
+        description = _check_text(
+            "spec.description", data.get("description", ""), MAX_DESCRIPTION_CHARS, multiline=True
+        )
         tensors = data.get("tensors", [])
         uses = data["uses"]
         outputs = data.get("outputs", [])

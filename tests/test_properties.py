@@ -294,8 +294,11 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
         outputs = draw(st.permutations(leaves + [e for e in extra if e not in leaves]))
         spec["outputs"] = list(outputs)
     if draw(st.booleans()):
-        spec["name"] = draw(st.text(max_size=20))
-        spec["description"] = draw(st.text(max_size=30))
+        # Any text the spec accepts: no control characters, separators or lone surrogates
+        # (sharecore.text), except that a description may hold '\n' and tabs.
+        printable = st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"))
+        spec["name"] = draw(st.text(printable, max_size=20))
+        spec["description"] = draw(st.text(printable | st.sampled_from("\n\t"), max_size=30))
     output_shape = nodes[outputs[0]] if len(outputs) == 1 else (sum(math.prod(nodes[o]) for o in outputs),)
     return Generated(spec, nodes, output_shape, infos, leaves)
 
