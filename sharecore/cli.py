@@ -1,18 +1,30 @@
 """Command line: `python -m sharecore presets | params | train`.
 
-Bad input prints one line on stderr and exits with status 2; never a traceback.
+Bad input prints one line on stderr and exits with status 2 (a bug: one line, status 1); never
+a traceback. `train` checks its spec file and output folder before it trains, writes what it
+recorded when stopped with Ctrl-C (exit 130), and names each file it could not write (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
+import stat
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sharecore.spec import ModelSpec
 
-MAX_SPEC_BYTES = 1_000_000
+if TYPE_CHECKING:
+    from sharecore.training import TrainResult
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+OUTPUT_FILES = ("history.csv", "gradients.csv", "divergence.csv", "summary.json")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,30 +33,62 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> int:
-    print(f"sharecore: error: {message}", file=sys.stderr)
+    # One line whatever the message quotes: a path or spec name may hold a line break.
+    print(f"sharecore: error: {' '.join(message.splitlines())}", file=sys.stderr)
     return 2
+
+
+def _read_spec_file(ref: str, cap: int) -> str:
+    """The text of spec file `ref`, refusing anything but a regular file of at most `cap` bytes.
+
+    The checks come before the read: /dev/zero would otherwise be read without end and a
+    FIFO would block forever.
+    """
+    try:
+        info = os.stat(ref)
+    except OSError as err:
+        raise ValueError(f"cannot read spec file {ref!r}: {err.strerror}.") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
+        raise ValueError(f"spec {ref!r} is {kind}, not a file; give a preset name or a spec .json file.")
+    too_big = (
+        f"spec file {ref!r} is larger than {cap:,} bytes, the limit max_spec_bytes (a spec is a few kB); "
+        f"raise it with SHARECORE_MAX_SPEC_BYTES if this is really a spec."
+    )
+    if info.st_size > cap:
+        raise ValueError(too_big)
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO since the stat, opening it does not wait.
+        fd = os.open(ref, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ValueError(f"spec {ref!r} is not a regular file; give a preset name or a spec .json file.")
+            data = file.read(cap + 1)  # /proc files report size 0: the read itself is bounded too
+    except OSError as err:
+        raise ValueError(f"cannot read spec file {ref!r}: {err.strerror}.") from None
+    if len(data) > cap:
+        raise ValueError(too_big)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"spec file {ref!r} is not UTF-8 text; a spec is JSON.") from None
 
 
 def load_spec(ref: str) -> ModelSpec:
     """A preset name or the path of a spec JSON file.
 
     Raises:
-        ValueError: unknown preset, unreadable or invalid file.
+        ValueError: unknown preset; a path that is not a regular file, is too big, unreadable
+            or invalid.
     """
+    from sharecore.limits import Limits
     from sharecore.presets import preset, presets
 
     if ref in presets():
         return preset(ref)
-    path = Path(ref)
-    if not path.suffix == ".json" and not path.exists():
+    if not ref.endswith(".json") and not os.path.lexists(ref):
         raise ValueError(f"{ref!r} is neither a preset ({', '.join(presets())}) nor a spec JSON file.")
-    try:
-        if path.stat().st_size > MAX_SPEC_BYTES:
-            raise ValueError(f"spec file {ref} is larger than {MAX_SPEC_BYTES:,} bytes; a spec is a few kB.")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read spec file {ref}: {err}") from None
-    return ModelSpec.from_json(text)
+    return ModelSpec.from_json(_read_spec_file(ref, Limits.from_env().max_spec_bytes))
 
 
 def _cmd_presets(_: argparse.Namespace) -> int:
@@ -65,13 +109,89 @@ def _cmd_params(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     r = param_report(spec)
     if args.json:
-        print(json.dumps({"tied": r.tied_total, "untied": r.untied_total, "table": r.table.to_dict("records")}))
+        print(json.dumps({"tied": r.tied_total, "untied": r.untied_total, "table": r.records()}))
         return 0
-    print(r.table.to_string(index=False))
+    print(r.to_text())
     print(
         f"\ntied: {r.tied_total:,} parameters   untied: {r.untied_total:,}   tying saves {r.saved:,} ({r.ratio:.2f}x)"
     )
     return 0
+
+
+class _CtrlC:
+    """While active, the first Ctrl-C asks the run to stop and keep what it recorded; a second quits at once."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._previous = None
+        self._installed = False
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        # os.write, not print: a handler can run in the middle of another print to stderr.
+        if self.stop.is_set():
+            os.write(2, b"sharecore: second Ctrl-C: quitting at once; not all results were written.\n")
+            os._exit(EXIT_INTERRUPTED)
+        self.stop.set()
+        os.write(2, b"sharecore: stopping after the current steps to write what was recorded; Ctrl-C again quits.\n")
+
+
+def _check_writable(out: Path) -> None:
+    """Creates `out` and writes and removes a file there, so that a bad --out fails before training, not after."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".sharecore-write-test-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        probe.unlink()
+    except OSError as err:
+        reason = "it is a file" if out.is_file() else err.strerror or type(err).__name__
+        raise ValueError(
+            f"cannot write to the output folder {str(out)!r} ({reason}); choose another folder with --out."
+        ) from None
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Writes `text` to `path` whole or not at all: a write that fails half way leaves no half file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def _write_results(result: TrainResult, summary: dict, out: Path) -> dict[str, str]:
+    """Writes each of `OUTPUT_FILES` on its own, so that one failure does not lose the others.
+
+    Returns:
+        File name -> a sentence saying why it could not be written; empty when all were written.
+    """
+    texts = {
+        "history.csv": lambda: result.history.to_csv(index=False),
+        "gradients.csv": lambda: result.gradients.to_csv(index=False),
+        "divergence.csv": lambda: result.divergence.to_csv(index=False),
+        "summary.json": lambda: json.dumps(summary, indent=2),
+    }
+    problems: dict[str, str] = {}
+    for name in OUTPUT_FILES:
+        try:
+            _write_file(out / name, texts[name]())
+        except OSError as err:
+            problems[name] = f"could not write {str(out / name)!r}: {err.strerror or type(err).__name__}."
+    return problems
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -88,26 +208,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
         record_every=args.record_every,
         dataset=args.dataset,
     )
+    out = Path(args.out)
+    _check_writable(out)
     from sharecore.training import train  # TensorFlow: only once the input is known to be good
 
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"cannot create output folder {out}: {err}") from None
-    result = train(spec, config)
-    result.history.to_csv(out / "history.csv", index=False)
-    result.gradients.to_csv(out / "gradients.csv", index=False)
-    result.divergence.to_csv(out / "divergence.csv", index=False)
-    summary = result.summary()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    final = summary["final_loss"]
+    # No on_progress callback: train() would build a DataFrame of the whole history for it after every chunk.
     print(
-        f"trained {spec.name} for {result.steps_done} steps on {result.device} "
-        f"({result.steps_per_second:.1f} steps/s); final loss "
-        + ", ".join(f"{k} {v:.4f}" for k, v in final.items())
-        + f"; wrote {out}/"
+        f"training {spec.name!r} tied and untied for {config.steps} steps "
+        f"(Ctrl-C stops early and writes what was recorded)",
+        flush=True,
     )
+    with _CtrlC() as ctrl_c:
+        result = train(spec, config, stop=ctrl_c.stop)
+        interrupted = ctrl_c.stop.is_set() and result.steps_done < config.steps
+        if interrupted and (result.stop_reason or "").startswith("stopped by request"):
+            result.stop_reason = f"interrupted by Ctrl-C after step {result.steps_done}"
+        summary = result.summary()
+        problems = _write_results(result, summary, out)
+
+    written = [name for name in OUTPUT_FILES if name not in problems]
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["final_loss"].items()) or "none (no step ran)"
+    steps = f"{result.steps_done}" if result.steps_done == config.steps else f"{result.steps_done} of {config.steps}"
+    print(
+        f"trained {spec.name!r} for {steps} steps on {result.device} ({result.steps_per_second:.1f} steps/s); "
+        f"final loss {losses}" + (f"; wrote {out}/" if written else "")
+    )
+    if problems:
+        for problem in problems.values():
+            _fail(problem)
+        if written:
+            _fail(f"wrote {', '.join(written)} to {str(out)!r}; not written: {', '.join(problems)}.")
+        else:
+            _fail(
+                "nothing was written, so the results of this run are lost; choose a folder you can write to with --out."
+            )
+        return 2
+    if interrupted:
+        print(f"sharecore: {result.stop_reason}; wrote what was recorded to {str(out)!r}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if result.stop_reason:
         print(f"sharecore: warning: {result.stop_reason}", file=sys.stderr)
     return 0
@@ -138,5 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     except ValueError as err:
         return _fail(str(err))
-    except KeyboardInterrupt:
-        return _fail("interrupted")
+    except KeyboardInterrupt:  # before training started (see _CtrlC for during)
+        print("sharecore: interrupted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a bug, not bad input: still one line, and a distinct status
+        _fail(f"internal error, please report it: {type(err).__name__}: {err}")
+        return 1

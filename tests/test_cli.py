@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,11 +20,19 @@ import sharecore
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [sys.executable, "-m", "sharecore", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+        [sys.executable, "-m", "sharecore", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
     )
+
+
+def assert_errors_only(out: subprocess.CompletedProcess, lines: int = 1) -> None:
+    """Exit 2, and only `lines` one-line errors on stderr: never a traceback."""
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == lines
+    assert all(line.startswith("sharecore: error: ") for line in out.stderr.splitlines())
 
 
 def test_presets_lists_every_preset_with_its_counts():
@@ -75,6 +88,7 @@ def test_train_writes_the_three_csvs_and_a_summary(tmp_path):
             "dataset 'digits' needs a model input of 64 values",
         ),
         (("frob",), "invalid choice: 'frob'"),
+        (("params", "two\nlines.json"), "cannot read spec file 'two\\nlines.json'"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message, tmp_path):
@@ -95,3 +109,131 @@ def test_an_invalid_spec_file_names_the_use(tmp_path):
     out = run("params", str(broken))
     assert out.returncode == 2 and "spec JSON could not be parsed" in out.stderr
     assert out.stderr.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- what the CLI must not read
+def test_a_spec_path_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path):
+    fifo = tmp_path / "spec.json"
+    os.mkfifo(fifo)  # opened for reading, a FIFO without a writer blocks forever
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    # /dev/zero never ends: a read of it grew to 3 GB before the fix. The timeout turns a hang into a failure.
+    for path, kind in (
+        (fifo, "a device, pipe or socket"),
+        ("/dev/zero", "a device, pipe or socket"),
+        (folder, "a folder"),
+    ):
+        out = run("params", str(path), timeout=60)
+        assert_errors_only(out)
+        assert f"is {kind}, not a file" in out.stderr
+
+
+def test_a_spec_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as file:
+        file.truncate(50_000_000)  # sparse: 50 MB of zero bytes, which would not even parse
+    out = run("params", str(big), timeout=60)
+    assert_errors_only(out)
+    assert "larger than 200,000 bytes" in out.stderr and "SHARECORE_MAX_SPEC_BYTES" in out.stderr
+
+
+# ----------------------------------------------------------------------------- writing the results
+def test_an_output_folder_that_cannot_be_written_fails_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    # As root, permissions do not stop a write; a folder inside a regular file cannot exist for anyone.
+    out = run("train", "seed-dense", "--steps", "1", "--out", str(blocker / "sub"))
+    assert_errors_only(out)
+    assert f"cannot write to the output folder '{blocker / 'sub'}' (Not a directory)" in out.stderr
+    assert "--out" in out.stderr
+    assert out.stdout == ""  # refused before training: not even the 'training ...' line
+
+
+def test_a_write_error_after_training_writes_the_other_files_and_names_the_missing_one(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "divergence.csv").mkdir(parents=True)  # the probe passes; this one file cannot be written
+    out = run("train", "seed-mixed", "--steps", "3", "--out", str(run_dir))
+    assert_errors_only(out, lines=2)
+    first, second = out.stderr.splitlines()
+    assert f"could not write '{run_dir / 'divergence.csv'}': Is a directory." in first
+    assert "wrote history.csv, gradients.csv, summary.json" in second and "not written: divergence.csv" in second
+    history = pd.read_csv(run_dir / "history.csv")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert len(history) == 6 and summary["steps_done"] == 3
+    assert len(pd.read_csv(run_dir / "gradients.csv")) == 3 * 2 * 2  # steps x variants x uses
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        ["divergence.csv", "gradients.csv", "history.csv", "summary.json"]
+    )  # no half-written temporary file is left behind
+
+
+def test_when_no_file_can_be_written_the_cli_says_the_results_are_lost(tmp_path):
+    run_dir = tmp_path / "run"
+    for name in ("history.csv", "gradients.csv", "divergence.csv", "summary.json"):
+        (run_dir / name).mkdir(parents=True)
+    out = run("train", "seed-dense", "--steps", "1", "--out", str(run_dir))
+    assert_errors_only(out, lines=5)
+    assert "nothing was written" in out.stderr.splitlines()[-1] and "--out" in out.stderr.splitlines()[-1]
+
+
+def test_ctrl_c_writes_what_was_recorded_and_exits_130(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "SHARECORE_MAX_STEPS": "200000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sharecore", "train", "seed-dense", "--steps", "200000", "--out", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        # The CLI says 'training ...' once TensorFlow is loaded; seconds later it is some hundred steps
+        # in (on a very busy machine perhaps still compiling), and nowhere near step 200,000.
+        ready, _, _ = select.select([proc.stdout], [], [], 240)
+        assert ready, "the CLI never said it was training"
+        assert proc.stdout.readline().startswith("training 'seed-dense'")
+        time.sleep(5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    done = summary["steps_done"]
+    assert done < 200_000
+    assert summary["stop_reason"] == f"interrupted by Ctrl-C after step {done}"
+    assert f"interrupted by Ctrl-C after step {done}; wrote what was recorded to '{run_dir}'" in stderr
+    assert f"for {done} of 200000 steps" in stdout
+    history = pd.read_csv(run_dir / "history.csv")
+    assert len(history) == 2 * done
+    assert pd.read_csv(run_dir / "divergence.csv").step.max() == done  # step 0 is recorded before training
+    if done == 0:  # a machine so busy that the signal came before the first step: nothing more to compare
+        return
+    # What was written is what was trained: the library's own run of `done` steps gives the same losses.
+    again = sharecore.train(
+        sharecore.preset("seed-dense"), sharecore.TrainConfig(steps=done), limits=sharecore.Limits(max_steps=200_000)
+    )
+    np.testing.assert_allclose(history.loss, again.history.loss, rtol=1e-5)
+
+
+def test_a_second_ctrl_c_quits_at_once():
+    # The handler alone, in a process that would otherwise sleep for a minute: no training, no race.
+    code = (
+        "import time; from sharecore.cli import _CtrlC; "
+        "ctrl_c = _CtrlC().__enter__(); print('ready', flush=True); time.sleep(60); print('slept')"
+    )
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGINT)
+        assert b"Ctrl-C again quits" in proc.stderr.readline()
+        assert proc.poll() is None  # the first Ctrl-C only asks the run to stop
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and stdout == b""
+    assert stderr.startswith(b"sharecore: second Ctrl-C: quitting at once")
