@@ -3,7 +3,11 @@
 A shared link carries the preset name (when the spec is that preset unchanged) or the spec
 itself as ``base64url(zlib(JSON))``, plus every training setting that differs from the
 default. `read_state` never raises: whatever a link holds, it returns a usable state and
-the reasons it fell back to defaults, so a workshop link with a typo still opens.
+one warning for each value it could not use as asked, so a workshop link with a typo still opens.
+
+The ranges this app trains with live here, once: `fit_config` brings any settings into them
+(and says what it changed), and the Train page draws its widgets with the same bounds, so no
+widget ever changes a value silently.
 
 This module is plain Python (no Streamlit) so the CLI, notebooks and tests can use it too.
 """
@@ -12,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -24,9 +30,12 @@ from sharecore.presets import preset, presets
 from sharecore.spec import ModelSpec, SharedTensor, TrainConfig, Use
 
 __all__ = [
+    "Adjustment",
     "UrlState",
     "check_limits",
     "decode_config",
+    "digits_fits",
+    "fit_config",
     "decode_spec",
     "encode_config",
     "encode_spec",
@@ -36,8 +45,13 @@ __all__ = [
 
 # A URL longer than a few kB is cut by browsers and proxies; a real spec encodes to well under this.
 MAX_PARAM_CHARS = 8_000
+# The training settings this app accepts; steps and batch size are capped by `Limits`, and
+# record_every by the run's steps (beyond that, only the first and last step are recorded anyway).
+MIN_LEARNING_RATE = 1e-5  # smaller steps barely move the weights in the few thousand steps a run has
 MAX_LEARNING_RATE = 10.0
 MAX_SEED = 2**31 - 1  # Keras initializer seeds are 32-bit
+DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.data.digits_dataset`
+STREAMLIT_KEYS = frozenset({"embed", "embed_options"})  # Streamlit's own query parameters
 
 DEFAULT_PRESET = "seed-dense"
 
@@ -52,6 +66,7 @@ TRAIN_KEYS: dict[str, str] = {
     "every": "record_every",
     "data": "dataset",
 }
+KNOWN_KEYS = ("preset", "spec", *TRAIN_KEYS)
 _FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
@@ -63,25 +78,76 @@ class UrlState:
     preset: str  # the preset the spec starts from (the sidebar's choice)
     spec: ModelSpec
     config: TrainConfig
-    warnings: tuple[str, ...] = ()  # one sentence per value that was ignored
+    warnings: tuple[str, ...] = ()  # one sentence per value that was ignored or changed
 
 
-def _check_config_field(config: TrainConfig) -> None:
-    """The server's caps on single settings, so that one bad value in a link keeps the others."""
-    limits = Limits.from_env()
+@dataclass(frozen=True)
+class Adjustment:
+    """A training setting that `fit_config` could not use as asked."""
+
+    field: str  # the TrainConfig field, e.g. 'learning_rate'
+    asked: Any
+    used: Any
+    reason: str  # a sentence: why `asked` cannot be used
+
+
+def digits_fits(spec: ModelSpec) -> bool:
+    """Whether the digits data set fits `spec`: 64 input values (one 8x8 image) or 128 (two)."""
+    return math.prod(spec.input_shape) in DIGITS_INPUT_SIZES
+
+
+def fit_config(
+    spec: ModelSpec, config: TrainConfig, limits: Limits | None = None
+) -> tuple[TrainConfig, tuple[Adjustment, ...]]:
+    """The nearest settings this app trains `spec` with, and what had to change.
+
+    A number outside its range becomes the nearest bound (the learning rate between
+    `MIN_LEARNING_RATE` and `MAX_LEARNING_RATE`, steps and batch size within `limits`,
+    record_every at most the steps); the digits data set on a model it does not fit becomes
+    'teacher'.
+
+    Args:
+        spec: the model the settings train.
+        config: settings that `TrainConfig` accepts.
+        limits: the server's caps; default `Limits.from_env()`.
+
+    Returns:
+        The settings to use, and one `Adjustment` per value that changed (empty when none did).
+    """
+    limits = limits or Limits.from_env()
+    used: dict[str, Any] = {}
+    adjustments: list[Adjustment] = []
+
+    def adjust(name: str, value: Any, reason: str) -> None:
+        used[name] = value
+        adjustments.append(Adjustment(name, getattr(config, name), value, reason))
+
+    lr = config.learning_rate
+    if not MIN_LEARNING_RATE <= lr <= MAX_LEARNING_RATE:
+        adjust(
+            "learning_rate",
+            min(max(lr, MIN_LEARNING_RATE), MAX_LEARNING_RATE),
+            f"the learning rate must be between {MIN_LEARNING_RATE:g} and {MAX_LEARNING_RATE:g}.",
+        )
     if config.steps > limits.max_steps:
-        raise ValueError(f"train.steps: this server runs at most {limits.max_steps:,} steps. Received: {config.steps}")
+        adjust("steps", limits.max_steps, f"this server runs at most {limits.max_steps:,} steps.")
     if config.batch_size > limits.max_batch_size:
-        raise ValueError(
-            f"train.batch_size: this server uses batches of at most {limits.max_batch_size}. "
-            f"Received: {config.batch_size}"
+        adjust("batch_size", limits.max_batch_size, f"this server uses batches of at most {limits.max_batch_size}.")
+    steps = used.get("steps", config.steps)
+    if config.record_every > steps:
+        adjust(
+            "record_every",
+            steps,
+            f"the interval can be at most the run's {steps} steps; the first and last step are recorded either way.",
         )
-    if config.learning_rate > MAX_LEARNING_RATE:
-        raise ValueError(
-            f"train.learning_rate: must be at most {MAX_LEARNING_RATE:g}. Received: {config.learning_rate!r}"
+    if config.dataset == "digits" and not digits_fits(spec):
+        adjust(
+            "dataset",
+            "teacher",
+            f"the digits data set needs a model input of 64 values (one 8x8 image) or 128 (two side by side), "
+            f"and this model's input {list(spec.input_shape)} holds {math.prod(spec.input_shape)} values.",
         )
-    if config.seed > MAX_SEED:
-        raise ValueError(f"train.seed: must be at most {MAX_SEED}. Received: {config.seed}")
+    return dataclasses.replace(config, **used), tuple(adjustments)
 
 
 # ----------------------------------------------------------------------------- spec <-> text
@@ -150,6 +216,11 @@ def _format(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _shown(value: Any) -> str:
+    """A setting in a sentence: text quoted, numbers as in a link."""
+    return repr(value) if isinstance(value, str) else _format(value)
+
+
 def encode_config(config: TrainConfig) -> dict[str, str]:
     """The training settings that differ from `TrainConfig()`, as query parameters."""
     default = TrainConfig()
@@ -176,7 +247,10 @@ def _parse_field(name: str, text: str) -> Any:
 
 
 def decode_config(params: Mapping[str, Any]) -> tuple[TrainConfig, tuple[str, ...]]:
-    """Reads training settings from query parameters; a bad value keeps its default.
+    """Reads training settings from query parameters; a value `TrainConfig` refuses keeps its default.
+
+    Values that `TrainConfig` accepts but this app does not train with (a learning rate of
+    1e-9, more steps than the server runs) are kept here; `fit_config` brings them into range.
 
     Returns:
         The settings and one warning per value that was ignored.
@@ -189,7 +263,7 @@ def decode_config(params: Mapping[str, Any]) -> tuple[TrainConfig, tuple[str, ..
         text = _last(params[key])
         try:
             value = _parse_field(name, text)
-            _check_config_field(TrainConfig(**{name: value}))  # the core's check, then this app's
+            TrainConfig(**{name: value})  # the core's check
             values[name] = value
         except Exception as err:
             warnings.append(f"Ignored '{key}' in the link ({_message(err)}); using {getattr(TrainConfig(), name)!r}.")
@@ -217,10 +291,18 @@ def read_state(params: Mapping[str, Any]) -> UrlState:
             last counts).
 
     Returns:
-        The experiment, with defaults wherever the link could not be read, and a warning
-        for each such fallback.
+        The experiment, with defaults wherever the link could not be read and the nearest
+        usable value wherever it asked for one out of range, and a warning for each.
     """
     warnings: list[str] = []
+    unknown = [str(key) for key in params if key not in KNOWN_KEYS and key not in STREAMLIT_KEYS]
+    if unknown:
+        named = ", ".join(repr(key[:40]) for key in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        warnings.append(
+            f"Ignored {named} in the link: not a setting this app reads. Settings: {', '.join(KNOWN_KEYS)}."
+        )
     name = DEFAULT_PRESET
     if "preset" in params:
         asked = _last(params["preset"])
@@ -239,6 +321,12 @@ def read_state(params: Mapping[str, Any]) -> UrlState:
             warnings.append(f"Could not restore the model from the link: {err} Showing preset '{name}' instead.")
     config, config_warnings = decode_config(params)
     warnings.extend(config_warnings)
+    config, adjustments = fit_config(spec, config)
+    keys = {name: key for key, name in TRAIN_KEYS.items()}
+    warnings.extend(
+        f"Changed '{keys[a.field]}' in the link from {_shown(a.asked)} to {_shown(a.used)}: {a.reason}"
+        for a in adjustments
+    )
     try:
         check_limits(spec, config)
     except ValueError as err:

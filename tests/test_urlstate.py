@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 import zlib
@@ -12,6 +13,7 @@ import zlib
 import pytest
 
 from sharecore import preset, presets, urlstate
+from sharecore.limits import Limits
 from sharecore.spec import ModelSpec, TrainConfig
 
 
@@ -133,13 +135,11 @@ def test_an_unknown_preset_falls_back_to_the_default_with_a_warning():
         ("steps", "-3"),
         ("steps", "ten"),
         ("steps", "0"),
-        ("steps", "99999999"),
         ("batch", "1e9"),
         ("lr", "nan"),
         ("lr", "inf"),
         ("lr", "-1"),
         ("lr", "1e400"),
-        ("lr", "500"),
         ("opt", "rmsprop"),
         ("device", "tpu"),
         ("data", "imagenet"),
@@ -156,10 +156,77 @@ def test_a_bad_training_setting_keeps_its_default_and_warns(key, value):
         assert state.config.steps == 7  # the good values in the same link are kept
 
 
-def test_digits_for_a_model_without_64_or_128_inputs_is_refused_by_training_not_by_the_link():
-    # The Train page explains why digits does not fit; the link itself is well formed.
-    state = urlstate.read_state({"preset": "seed-dense", "data": "digits"})
+LIMITS = Limits.from_env()
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "used", "said"),
+    [
+        ({"lr": "1e-9"}, "learning_rate", urlstate.MIN_LEARNING_RATE, "Changed 'lr' in the link from 1e-09 to 1e-05"),
+        ({"lr": "500"}, "learning_rate", urlstate.MAX_LEARNING_RATE, "Changed 'lr' in the link from 500.0 to 10.0"),
+        ({"steps": "99999999"}, "steps", LIMITS.max_steps, f"from 99999999 to {LIMITS.max_steps}"),
+        ({"batch": "99999"}, "batch_size", LIMITS.max_batch_size, f"from 99999 to {LIMITS.max_batch_size}"),
+        ({"every": "999999"}, "record_every", 60, "Changed 'every' in the link from 999999 to 60"),
+        ({"steps": "7", "every": "9"}, "record_every", 7, "from 9 to 7"),
+        ({"data": "digits"}, "dataset", "teacher", "Changed 'data' in the link from 'digits' to 'teacher'"),
+    ],
+)
+def test_a_setting_out_of_range_becomes_the_nearest_allowed_value_and_says_so(query, field, used, said):
+    state = urlstate.read_state(query)
+    assert getattr(state.config, field) == used
+    assert len(state.warnings) == 1 and said in state.warnings[0]
+    assert urlstate.fit_config(state.spec, state.config) == (state.config, ())  # what it uses is in range
+
+
+def test_every_above_capped_steps_follows_the_cap():
+    state = urlstate.read_state({"steps": "99999999", "every": "99999999"})
+    assert state.config.steps == state.config.record_every == LIMITS.max_steps
+    assert len(state.warnings) == 2
+
+
+def test_settings_in_range_are_kept_as_they_are():
+    for name in presets():
+        spec = preset(name)
+        config = TrainConfig(
+            steps=LIMITS.max_steps,
+            batch_size=LIMITS.max_batch_size,
+            learning_rate=urlstate.MIN_LEARNING_RATE,
+            record_every=LIMITS.max_steps,
+            dataset="digits" if urlstate.digits_fits(spec) else "teacher",
+        )
+        assert urlstate.fit_config(spec, config) == (config, ())
+
+
+@pytest.mark.parametrize("shape", [(64,), (8, 8, 1), (128,), (2, 64), (10,), (63,), (8, 8, 2), (16, 16, 1)])
+def test_digits_fits_exactly_the_models_the_digits_data_set_can_feed(shape):
+    from sharecore.data import digits_dataset  # the oracle: the data set training would build
+
+    size = math.prod(shape)
+    use = {"name": "out", "op": "dense", "kernel_shape": [size, 2], "input_reshape": [size]}
+    spec = ModelSpec.from_dict({"input_shape": list(shape), "uses": [use]})
+    try:
+        digits_dataset(spec, seed=0)
+        builds = True
+    except ValueError:
+        builds = False
+    assert urlstate.digits_fits(spec) is builds
+    assert builds is (shape in [(64,), (8, 8, 1), (128,), (2, 64), (8, 8, 2)])  # 64 or 128 values
+
+
+def test_digits_on_a_model_it_fits_is_kept():
+    state = urlstate.read_state({"preset": "siamese-digits", "data": "digits"})
     assert state.config.dataset == "digits" and state.warnings == ()
+
+
+def test_unknown_keys_in_a_link_are_named_in_one_warning():
+    state = urlstate.read_state({"stpes": "9", "Lr": "0.1", "embed": "true", "steps": "5"})
+    assert state.config == TrainConfig(steps=5)
+    assert state.warnings == (
+        "Ignored 'stpes', 'Lr' in the link: not a setting this app reads. "
+        "Settings: preset, spec, steps, batch, opt, lr, seed, device, every, data.",
+    )
+    many = urlstate.read_state({f"k{i}": "1" for i in range(100)})
+    assert len(many.warnings) == 1 and many.warnings[0].startswith("Ignored 'k0', 'k1', 'k2', 'k3', 'k4' and 95 more")
 
 
 def test_urlstate_does_not_import_streamlit():
