@@ -2,36 +2,55 @@
 
 A dashboard cannot block while it trains: its Stop button must stay clickable. A
 `BackgroundRun` trains in its own thread, keeps the latest progress for the front end to
-poll, and stops after the current step when asked, keeping what it recorded. A process-wide
-limit on concurrent runs keeps a server shared by a workshop responsive: extra runs wait
-in a queue (and can be stopped while they wait).
+poll, and stops after the current chunk of steps when asked, keeping what it recorded.
+
+A server shared by a workshop stays responsive because at most `MAX_CONCURRENT_RUNS` runs
+train at once; the others wait in a first-come, first-served queue, and each knows its place
+in it (`queue_place`). A run also ends when the one who started it has gone: the front end
+hands in an `alive` check (the dashboard asks Streamlit whether the browser tab is still
+connected), and a run whose owner has been gone for `gone_after` seconds stops, so a closed
+tab frees its trainer for the next person within seconds. The wall-clock cap
+(`Limits.max_run_seconds`, enforced by `train` itself) bounds every run in any case.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sharecore.spec import ModelSpec, TrainConfig
-from sharecore.training import TrainProgress, TrainResult, train
+
+if TYPE_CHECKING:  # the worker imports TensorFlow when it starts, not the module
+    from sharecore.training import TrainProgress, TrainResult
 
 # Runs that may train at once in this process; the rest wait. Each run uses all cores.
 MAX_CONCURRENT_RUNS = max(1, int(os.environ.get("SHARECORE_MAX_CONCURRENT_RUNS", "2")))
-_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_RUNS)
-_ACTIVE = 0  # runs whose worker thread is alive (queued or training)
-_ACTIVE_LOCK = threading.Lock()
+# How long a run's owner may be gone before the run ends. Long enough to ride out a page
+# reload or a short network blip (the browser reconnects to the same session within a second
+# or two), short enough that a closed tab frees its trainer within seconds.
+OWNER_GONE_AFTER_S = 5.0
+WATCH_EVERY_S = 0.25  # how often the owner checks run
+
+_QUEUE = threading.Condition()  # guards _WAITING, _TRAINING and _watcher
+_WAITING: list[BackgroundRun] = []  # runs waiting for a trainer, first come first
+_TRAINING: list[BackgroundRun] = []  # runs holding one of the MAX_CONCURRENT_RUNS trainers
+_watcher: threading.Thread | None = None
 
 
 def active_runs() -> int:
-    """How many `BackgroundRun` workers of this process are alive (queued or training)."""
-    return _ACTIVE
+    """How many runs of this process are waiting or training."""
+    with _QUEUE:
+        return len(_WAITING) + len(_TRAINING)
 
 
-def _count_active(change: int) -> None:
-    global _ACTIVE
-    with _ACTIVE_LOCK:
-        _ACTIVE += change
+def training_runs() -> int:
+    """How many runs of this process hold a trainer now."""
+    with _QUEUE:
+        return len(_TRAINING)
 
 
 class BackgroundRun:
@@ -40,33 +59,55 @@ class BackgroundRun:
     Args:
         spec: the model spec.
         config: the training settings.
+        alive: tells whether whoever started the run is still there, e.g. whether their
+            browser tab is still connected. Called from a watcher thread a few times a
+            second, so it must be quick and thread-safe. `None`: the run never ends for
+            this reason.
+        gone_after: seconds `alive` must keep answering False before the run ends.
 
     The attributes `progress`, `result` and `error` are written by the worker thread and
     read by the front end; each is replaced whole, so a reader never sees half an update.
     """
 
-    def __init__(self, spec: ModelSpec, config: TrainConfig) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        config: TrainConfig,
+        *,
+        alive: Callable[[], bool] | None = None,
+        gone_after: float = OWNER_GONE_AFTER_S,
+    ) -> None:
         self.spec = spec
         self.config = config
+        self.alive = alive
+        self.gone_after = gone_after
         self.stop_event = threading.Event()
         self.progress: TrainProgress | None = None  # the latest progress report
         self.result: TrainResult | None = None  # set when training ends, also after a stop
         self.error: str | None = None  # set instead of `result` when training could not run
-        self.queued = True  # waiting for a free slot
+        self.queued = True  # waiting for a free trainer
+        self.abandoned = False  # ended because its owner had gone
         self.started_at: float | None = None
+        self._gone_since: float | None = None
         self._thread = threading.Thread(target=self._work, name="sharecore-train", daemon=True)
 
     # -- control
     def start(self) -> BackgroundRun:
-        """Starts the worker thread; returns self."""
+        """Joins the end of the queue and starts the worker thread; returns self."""
+        global _watcher
         self.started_at = time.perf_counter()
-        _count_active(+1)  # before the thread runs, so a caller sees the run at once
+        with _QUEUE:
+            _WAITING.append(self)  # here, not in the thread: queue order is the order of start()
+            if self.alive is not None and _watcher is None:
+                _watcher = threading.Thread(target=_watch_owners, name="sharecore-watch", daemon=True)
+                _watcher.start()
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Asks the run to end after its current step and waits up to `timeout` seconds for it."""
-        self.stop_event.set()
+        """Asks the run to end after its current chunk of steps (a waiting run leaves the queue
+        at once) and waits up to `timeout` seconds for it."""
+        self._request_stop()
         self.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -87,6 +128,12 @@ class BackgroundRun:
         return self._thread.ident is not None and not self._thread.is_alive()
 
     @property
+    def queue_place(self) -> int | None:
+        """The run's place in the queue for a trainer (1 = next), or None when not waiting."""
+        with _QUEUE:
+            return _WAITING.index(self) + 1 if self in _WAITING else None
+
+    @property
     def fraction(self) -> float:
         """Steps done / steps asked, in [0, 1]."""
         if self.result is not None:
@@ -95,27 +142,92 @@ class BackgroundRun:
             return 0.0
         return min(1.0, self.progress.step / max(1, self.progress.total))
 
+    # -- queue and owner
+    def _request_stop(self) -> None:
+        self.stop_event.set()
+        with _QUEUE:
+            if self in _WAITING:
+                _WAITING.remove(self)  # the runs behind move up now, not when the worker notices
+            _QUEUE.notify_all()
+
+    def _check_owner(self) -> None:
+        """Called by the watcher: ends the run once its owner has been gone for `gone_after` seconds."""
+        if self.alive is None or self.stop_event.is_set():
+            return
+        try:
+            here = bool(self.alive())
+        except Exception:  # a broken check must not end someone's run; the time cap still bounds it
+            here = True
+        now = time.monotonic()
+        if here:
+            self._gone_since = None
+        elif self._gone_since is None:
+            self._gone_since = now
+        elif now - self._gone_since >= self.gone_after:
+            self.abandoned = True
+            self._request_stop()
+
+    def _wait_for_trainer(self) -> bool:
+        """Blocks until this run is first in the queue and a trainer is free; False if stopped first."""
+        with _QUEUE:
+            while True:
+                if self.stop_event.is_set() or self not in _WAITING:
+                    if self in _WAITING:
+                        _WAITING.remove(self)
+                        _QUEUE.notify_all()
+                    return False
+                if _WAITING[0] is self and len(_TRAINING) < MAX_CONCURRENT_RUNS:
+                    _WAITING.pop(0)
+                    _TRAINING.append(self)
+                    self.queued = False
+                    _QUEUE.notify_all()  # the next in line may find a trainer free too
+                    return True
+                _QUEUE.wait(0.5)  # also wakes on a stop_event set directly, without notify
+
     # -- worker
     def _on_progress(self, progress: TrainProgress) -> None:
         self.progress = progress
 
     def _work(self) -> None:
-        try:
-            self._queue_and_train()
-        finally:
-            _count_active(-1)
-
-    def _queue_and_train(self) -> None:
-        while not _SLOTS.acquire(timeout=0.1):
-            if self.stop_event.is_set():
+        if not self._wait_for_trainer():
+            if self.abandoned:
+                self.error = "the page that started this run was closed while it waited for a free trainer."
+            else:
                 self.error = "stopped while waiting for a free trainer; nothing was trained."
-                return
+            return
         try:
-            self.queued = False
-            self.result = train(self.spec, self.config, on_progress=self._on_progress, stop=self.stop_event)
+            from sharecore.training import train  # TensorFlow: imported by the worker, once
+
+            result = train(self.spec, self.config, on_progress=self._on_progress, stop=self.stop_event)
+            if self.abandoned and result.stop_reason is not None:
+                result = dataclasses.replace(
+                    result,
+                    stop_reason=(
+                        f"the page that started this run was closed or lost its connection for over "
+                        f"{self.gone_after:g} s, so training stopped after step {result.steps_done} to free the "
+                        f"trainer; what was recorded is kept."
+                    ),
+                )
+            self.result = result
         except ValueError as err:
             self.error = str(err)
         except Exception as err:  # a front end shows this as a message; it must not kill the thread silently
             self.error = f"training failed: {type(err).__name__}: {err}"
         finally:
-            _SLOTS.release()
+            with _QUEUE:
+                _TRAINING.remove(self)
+                _QUEUE.notify_all()
+
+
+def _watch_owners() -> None:
+    """The watcher thread: checks the owners of waiting and training runs until none has a check."""
+    global _watcher
+    while True:
+        with _QUEUE:
+            runs = [run for run in _WAITING + _TRAINING if run.alive is not None]
+            if not runs:
+                _watcher = None
+                return
+        for run in runs:  # outside the lock: `alive` is someone else's code
+            run._check_owner()
+        time.sleep(WATCH_EVERY_S)
