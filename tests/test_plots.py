@@ -7,6 +7,8 @@ The figures are built from real tiny runs and read back from `fig.data[i].x / .y
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 
 import sharecore
 from sharecore import plots
+from sharecore.limits import check_limits
 from sharecore.model import apply_rule_np, initial_values
 from sharecore.spec import ModelSpec
 
@@ -92,13 +95,50 @@ def rows(frame: pd.DataFrame, **equal) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- the house rules
-def test_plots_module_does_not_import_streamlit():
-    # test_build checks the whole package in a fresh interpreter; this checks the builders' own imports.
-    tree = ast.parse(Path(plots.__file__).read_text())
+PLOT_MODULES = ("plots", "plotstyle", "diagram", "tensorviews", "charts")
+
+
+def module_imports(module: str) -> set[str]:
+    """The modules a sharecore module imports, at its top level and inside functions."""
+    tree = ast.parse((Path(sharecore.__file__).parent / f"{module}.py").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert "plotly.graph_objects" in imported
+    return imported | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+
+
+@pytest.mark.parametrize("module", PLOT_MODULES)
+def test_plot_modules_do_not_import_streamlit(module):
+    # test_build checks the whole package in a fresh interpreter; this checks the builders' own imports.
+    imported = module_imports(module)
+    assert any(name.startswith("sharecore") or name.startswith("plotly") for name in imported)
     assert not any(name.split(".")[0] == "streamlit" for name in imported)
+
+
+@pytest.mark.parametrize("module", ["plotstyle", "diagram", "tensorviews", "charts"])
+def test_plot_modules_import_no_tensorflow_at_their_top_level(module):
+    # tensor_views imports the Keras initializers inside the function, only when it needs them.
+    tree = ast.parse((Path(sharecore.__file__).parent / f"{module}.py").read_text())
+    top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name.split(".")[0] for name in top} & {"tensorflow", "keras"}
+    assert "sharecore.model" not in top and "sharecore.training" not in top
+
+
+def test_diagrams_param_bars_and_given_tensor_views_draw_without_importing_tensorflow():
+    # The Build page draws a spec before any model exists; only default tensor values need Keras.
+    code = (
+        "import sys, numpy as np\n"
+        "from sharecore import plots\n"
+        "from sharecore.presets import preset\n"
+        "from sharecore.params import param_report\n"
+        "spec = preset('albert-mlp')\n"
+        "plots.model_diagram(spec, tied=True); plots.model_diagram(spec, tied=False)\n"
+        "plots.param_bars(param_report(spec))\n"
+        "t = spec.tensors[0]\n"
+        "plots.tensor_views(spec, t.name, values=np.zeros(t.shape, dtype=np.float32))\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_every_chart_is_compact_white_and_titled_with_its_question(dense_run, albert_run):
@@ -287,6 +327,88 @@ def test_tensor_views_reject_an_unknown_tensor_and_values_of_the_wrong_shape():
         plots.tensor_views(spec, "W", values=np.zeros((5, 10)))
 
 
+def chain_spec(n: int, uses: int) -> ModelSpec:
+    """`uses` dense layers in a chain, all reading one (n, n) tensor W."""
+    return ModelSpec.from_dict(
+        {
+            "name": f"chain-{uses}",
+            "input_shape": [n],
+            "tensors": [{"name": "W", "shape": [n, n]}],
+            "uses": [{"name": f"dense_{i}", "op": "dense", "tensor": "W"} for i in range(uses)],
+        }
+    )
+
+
+def panel_grid(fig: go.Figure) -> list[list[str]]:
+    """The trace names of a subplot figure, row by row from the top (rows found from the y domains)."""
+    by_row: dict[tuple, list[tuple[float, str]]] = {}
+    for trace in fig.data:
+        x_axis = fig.layout["xaxis" + trace.xaxis[1:]]
+        y_axis = fig.layout["yaxis" + trace.yaxis[1:]]
+        by_row.setdefault(tuple(y_axis.domain), []).append((x_axis.domain[0], trace.name))
+    return [[name for _, name in sorted(row)] for _, row in sorted(by_row.items(), reverse=True)]
+
+
+@pytest.mark.parametrize("uses", [6, 21, 32])
+def test_tensor_views_of_many_uses_wrap_into_rows_of_at_most_six_panels(uses):
+    # 21 or more uses crashed plotly (horizontal_spacing) when every panel sat in one row.
+    spec = chain_spec(4, uses)
+    check_limits(spec)  # the largest number of uses a spec may have
+    w = np.arange(16, dtype=np.float32).reshape(4, 4)
+    fig = plots.tensor_views(spec, "W", values=w)
+    grid = panel_grid(fig)
+    assert [name for row in grid for name in row] == ["stored W"] + [f"dense_{i}" for i in range(uses)]
+    assert all(len(row) <= 6 for row in grid)
+    assert len(grid) == -(-(uses + 1) // 6)
+    assert len(grid[0]) == -(-(uses + 1) // len(grid))  # balanced: 7 panels are 4 + 3, not 6 + 1
+    for trace in fig.data:
+        np.testing.assert_array_equal(trace.z, w)
+    fig.to_json()
+
+
+def test_large_tensor_views_draw_every_kth_row_and_column_with_their_true_indices():
+    spec = ModelSpec.from_dict(
+        {
+            "name": "wide",
+            "input_shape": [1000],
+            "tensors": [{"name": "W", "shape": [1000, 2000]}],
+            "uses": [
+                {"name": "wide", "op": "dense", "tensor": "W"},
+                {"name": "back", "op": "dense", "tensor": "W", "rule": "transpose"},
+            ],
+        }
+    )
+    w = np.random.default_rng(0).normal(size=(1000, 2000)).astype(np.float32)
+    fig = plots.tensor_views(spec, "W", values=w)
+    stored, wide, back = fig.data
+    # Three panels share a budget of 80,000 cells: at most 163 rows and columns each.
+    np.testing.assert_array_equal(stored.z, w[::7, ::13])
+    np.testing.assert_array_equal(stored.y, np.arange(0, 1000, 7))
+    np.testing.assert_array_equal(stored.x, np.arange(0, 2000, 13))
+    np.testing.assert_array_equal(wide.z, w[::7, ::13])
+    np.testing.assert_array_equal(back.z, w.T[::13, ::7])
+    assert sum(t.z.size for t in fig.data) <= 80_000
+    assert [a.text.split("<br>")[-1] for a in fig.layout.annotations[:3]] == [
+        "every 7th row, 13th col",
+        "every 7th row, 13th col",
+        "every 13th row, 7th col",
+    ]
+    assert "Too large to draw whole" in fig.layout.title.subtitle.text
+    # The color scale still spans every stored value, not only the ones drawn.
+    assert fig.layout.coloraxis.cmax == np.abs(w).max()
+
+
+@pytest.mark.parametrize(("n", "uses"), [(1414, 1), (316, 20), (250, 32)], ids=["one-2M", "20x316", "32x250"])
+def test_tensor_views_of_the_largest_allowed_specs_stay_under_half_a_megabyte_of_json(n, uses):
+    spec = chain_spec(n, uses)
+    check_limits(spec)
+    w = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    fig = plots.tensor_views(spec, "W", values=w)
+    assert len(fig.to_json()) < 500_000  # 22 MB for one (1000, 2000) tensor before panels were sampled
+    assert len(plots.model_diagram(spec, tied=False).to_json()) < 100_000
+    assert len(plots.param_bars(sharecore.param_report(spec)).to_json()) < 100_000
+
+
 # ----------------------------------------------------------------------------- parameter bars
 @pytest.mark.parametrize("name", ["seed-dense", "albert-mlp", "seed-conv"])
 def test_param_bars_equal_the_report_use_by_use_and_state_the_totals(name):
@@ -441,27 +563,52 @@ def test_divergence_heatmap_explains_a_step_before_the_first_record(albert_run):
 
 
 # ----------------------------------------------------------------------------- weights
-def test_weight_histograms_draw_every_stored_value_before_and_after(dense_run):
+def numpy_counts(trace, values: np.ndarray) -> np.ndarray:
+    """NumPy's counts of `values` on the bins a bar trace draws (its centres ± half its width)."""
+    edges = np.append(np.asarray(trace.x) - trace.width / 2, trace.x[-1] + trace.width / 2)
+    counts, _ = np.histogram(values, bins=edges)
+    return counts
+
+
+def test_weight_histograms_count_every_stored_value_before_and_after(dense_run):
     w = dense_run.weights
     fig = plots.weight_histograms(w)
+    everything = np.concatenate([a.ravel() for ph in w.values() for v in ph.values() for a in v.values()])
     for variant, names in (("tied", ["W"]), ("untied", ["dense_1", "dense_2"])):
         for phase in ("start", "end"):
             trace = one_trace(fig, variant=variant, phase=phase)
-            np.testing.assert_array_equal(trace.x, np.concatenate([w[phase][variant][n].ravel() for n in names]))
+            values = np.concatenate([w[phase][variant][n].ravel() for n in names])
+            np.testing.assert_array_equal(trace.y, numpy_counts(trace, values))
+            assert trace.y.sum() == values.size  # the bins span every value, the extremes included
         assert one_trace(fig, variant=variant, phase="end").marker.color == plots.VARIANT_COLORS[variant]
-    # One bin grid for all four histograms, so their shapes compare.
-    assert len({(t.xbins.start, t.xbins.end, t.xbins.size) for t in fig.data}) == 1
+    # One bin grid of 40 bins from the smallest stored value to the largest, so the shapes compare.
+    grids = {(tuple(t.x), t.width) for t in fig.data}
+    assert len(grids) == 1
+    centres, width = grids.pop()
+    assert len(centres) == 40
+    assert centres[0] - width / 2 == pytest.approx(everything.min())
+    assert centres[-1] + width / 2 == pytest.approx(everything.max())
     assert fig.layout.barmode == "overlay"
+
+
+def test_weight_histograms_of_two_million_values_send_counts_not_values():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(1000, 1000)).astype(np.float32)
+    weights = {ph: {"tied": {"W": w}, "untied": {"a": w, "b": w + 1}} for ph in ("start", "end")}
+    fig = plots.weight_histograms(weights)
+    assert one_trace(fig, variant="untied", phase="end").y.sum() == 2_000_000
+    assert len(fig.to_json()) < 100_000  # the raw values would be about 40 MB of JSON
 
 
 def test_weight_histograms_with_a_spec_match_a_tensor_to_its_untied_copies(dense_run):
     w = dense_run.weights
     fig = plots.weight_histograms(w, "W", spec=dense_run.spec)
-    np.testing.assert_array_equal(one_trace(fig, variant="tied", phase="end").x, w["end"]["tied"]["W"].ravel())
-    np.testing.assert_array_equal(
-        one_trace(fig, variant="untied", phase="end").x,
-        np.concatenate([w["end"]["untied"]["dense_1"].ravel(), w["end"]["untied"]["dense_2"].ravel()]),
-    )
+    tied = one_trace(fig, variant="tied", phase="end")
+    np.testing.assert_array_equal(tied.y, numpy_counts(tied, w["end"]["tied"]["W"].ravel()))
+    untied = one_trace(fig, variant="untied", phase="end")
+    copies = np.concatenate([w["end"]["untied"]["dense_1"].ravel(), w["end"]["untied"]["dense_2"].ravel()])
+    np.testing.assert_array_equal(untied.y, numpy_counts(untied, copies))
+    assert untied.y.sum() == copies.size
     by_use = plots.weight_histograms(w, "dense_2", spec=dense_run.spec)
     assert one_trace(by_use, variant="tied", phase="start").meta["names"] == ["W"]
     assert one_trace(by_use, variant="untied", phase="start").meta["names"] == ["dense_2"]
@@ -470,9 +617,10 @@ def test_weight_histograms_with_a_spec_match_a_tensor_to_its_untied_copies(dense
 def test_weight_histograms_without_a_spec_draw_only_the_variant_that_stores_the_name(dense_run):
     fig = plots.weight_histograms(dense_run.weights, "dense_1")
     assert not traces(fig, variant="tied")
-    np.testing.assert_array_equal(
-        one_trace(fig, variant="untied", phase="end").x, dense_run.weights["end"]["untied"]["dense_1"].ravel()
-    )
+    untied = one_trace(fig, variant="untied", phase="end")
+    dense_1 = dense_run.weights["end"]["untied"]["dense_1"].ravel()
+    np.testing.assert_array_equal(untied.y, numpy_counts(untied, dense_1))
+    assert untied.y.sum() == dense_1.size
     assert len(empty_notes(fig)) == 1
 
 
@@ -485,7 +633,6 @@ def test_weight_histograms_reject_a_name_nothing_stores(dense_run):
 
 # ----------------------------------------------------------------------------- no data, bad names
 def test_every_builder_explains_an_empty_frame_instead_of_raising(dense_run):
-    report = sharecore.param_report(dense_run.spec)
     empty = {
         "loss": plots.loss_chart(dense_run.history.iloc[0:0]),
         "flow": plots.gradient_flow(dense_run.gradients.iloc[0:0], "W"),
@@ -493,7 +640,7 @@ def test_every_builder_explains_an_empty_frame_instead_of_raising(dense_run):
         "divergence": plots.divergence_chart(dense_run.divergence.iloc[0:0], "W"),
         "heatmap": plots.divergence_heatmap(dense_run.divergence.iloc[0:0], "W", 3),
         "weights": plots.weight_histograms({}),
-        "params": plots.param_bars(sharecore.ParamReport(report.table.iloc[0:0], 0, 0)),
+        "params": plots.param_bars(sharecore.ParamReport((), 0, 0)),
     }
     for name, fig in empty.items():
         assert not fig.data, name
