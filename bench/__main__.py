@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SECTIONS = ("models", "trainer", "growth", "dashboard")
+SECTIONS = ("models", "trainer", "growth", "dashboard", "startup")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import growth
 
             section = growth.run(mode, out_dir)
+        elif name == "startup":
+            from bench import startup
+
+            section = startup.run(mode)
         else:
             from bench import dashboard
 

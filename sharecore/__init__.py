@@ -1,47 +1,43 @@
-"""sharecore: tied versus untied weight sharing in Keras 3, built right and made visible."""
+"""sharecore: tied versus untied weight sharing in Keras 3, built right and made visible.
+
+Specs, plans, presets, parameter counts, limits and URL state are plain Python: importing
+them costs a fraction of a second. TensorFlow (about 2.6 s and 570 MB) is imported by the
+first call that builds, trains or loads a model (`build`, `train`, `load_model`, ...), so a
+CLI that lists presets answers at once and a dashboard can draw before TensorFlow is up.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sharecore.limits import Limits, check_limits
+from sharecore.params import ParamReport, param_report
+from sharecore.plan import Plan, plan, validate
+from sharecore.presets import preset, presets
+from sharecore.spec import ModelSpec, Rule, SharedTensor, TrainConfig, Use
 
 # TensorFlow's C++ start-up chatter is noise for learners; real errors still surface.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Public names that need TensorFlow -> the module that defines them, imported on first use.
+_NEEDS_TENSORFLOW = {
+    "build": "sharecore.model",
+    "initial_values": "sharecore.model",
+    "kernel_variables": "sharecore.model",
+    "load_model": "sharecore.model",
+    "TrainProgress": "sharecore.training",
+    "TrainResult": "sharecore.training",
+    "resolve_device": "sharecore.training",
+    "train": "sharecore.training",
+}
 
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with the C++ stderr lines it prints at start-up silenced.
-
-    Even with TF_CPP_MIN_LOG_LEVEL set, TensorFlow 2.21 writes absl's 'All log messages
-    before absl::InitializeLog()' lines straight to file descriptor 2, which would break the
-    CLI's promise of one line on stderr per error. Python exceptions still propagate.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except OSError:  # no usable fd 2 (some embedded hosts): import as is
-        import tensorflow  # noqa: F401
-
-        return
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-_import_tensorflow_quietly()
-
-from sharecore.limits import Limits, check_limits  # noqa: E402
-from sharecore.model import build, initial_values, kernel_variables  # noqa: E402
-from sharecore.params import ParamReport, param_report  # noqa: E402
-from sharecore.plan import Plan, plan, validate  # noqa: E402
-from sharecore.presets import preset, presets  # noqa: E402
-from sharecore.spec import ModelSpec, Rule, SharedTensor, TrainConfig, Use  # noqa: E402
-from sharecore.training import TrainProgress, TrainResult, resolve_device, train  # noqa: E402
+if TYPE_CHECKING:
+    from sharecore.model import build, initial_values, kernel_variables, load_model
+    from sharecore.training import TrainProgress, TrainResult, resolve_device, train
 
 __all__ = [
     "ModelSpec",
@@ -57,6 +53,7 @@ __all__ = [
     "build",
     "initial_values",
     "kernel_variables",
+    "load_model",
     "Limits",
     "check_limits",
     "ParamReport",
@@ -65,4 +62,61 @@ __all__ = [
     "TrainResult",
     "resolve_device",
     "train",
+    "import_tensorflow",
+    "tensorflow_ready",
 ]
+
+_TF_LOCK = threading.Lock()
+
+
+def import_tensorflow() -> None:
+    """Imports TensorFlow, Keras and sharecore's layers, with TensorFlow's start-up lines silenced.
+
+    Safe to call from several threads (a dashboard loads TensorFlow in the background while
+    pages ask for it); every call returns once the import is done. Even with
+    TF_CPP_MIN_LOG_LEVEL set, TensorFlow 2.21 writes absl's 'All log messages before
+    absl::InitializeLog()' lines straight to file descriptor 2, which would break the CLI's
+    promise of one line on stderr per error; Python exceptions still propagate.
+    """
+    if "sharecore.layers" in sys.modules:
+        return
+    with _TF_LOCK:
+        if "sharecore.layers" in sys.modules:
+            return
+        if "tensorflow" in sys.modules:
+            import sharecore.layers  # noqa: F401  registers SharedKernel for load_model
+
+            return
+        try:
+            saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        except OSError:  # no usable fd 2 (some embedded hosts): import as is
+            import sharecore.layers  # noqa: F401
+
+            return
+        os.dup2(devnull, 2)
+        try:
+            import sharecore.layers  # noqa: F401  imports tensorflow and keras
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def tensorflow_ready() -> bool:
+    """True once `import_tensorflow()` has finished in this process."""
+    return "sharecore.layers" in sys.modules
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the TensorFlow half of the public API is imported on first use.
+    module = _NEEDS_TENSORFLOW.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sharecore' has no attribute {name!r}")
+    import_tensorflow()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

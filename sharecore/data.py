@@ -8,10 +8,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from sharecore.plan import plan
-from sharecore.spec import ModelSpec
+from sharecore.model import _build_from_plan, draw, initial_values, layer_name
+from sharecore.plan import Plan, as_plan
+from sharecore.rules import apply_rule_np
+from sharecore.spec import TEACHER_POOL_SIZE, ModelSpec
 
-POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
 TEACHER_SEED_OFFSET = 7919  # the teacher is the tied model of the same spec at another seed
 
 
@@ -25,7 +26,7 @@ class Dataset:
     description: str
 
 
-def teacher_dataset(spec: ModelSpec, seed: int, pool_size: int = POOL_SIZE) -> Dataset:
+def teacher_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_POOL_SIZE) -> Dataset:
     """Inputs ~ N(0, 1); targets from a fixed random network of the same spec.
 
     The teacher is the untied model of the spec with every copy drawn independently, so it is
@@ -34,15 +35,12 @@ def teacher_dataset(spec: ModelSpec, seed: int, pool_size: int = POOL_SIZE) -> D
     `seed-mixed` identical gradients forever). Targets are scaled to unit standard deviation
     so that one learning rate suits every spec.
     """
-    # TensorFlow work; imported here so that `plan`-only users of this module stay light.
-    from sharecore.model import _build_from_plan, apply_rule_np, draw, initial_values, layer_name
-
+    p = as_plan(spec)
     rng = np.random.default_rng([seed, 1])
-    x = rng.standard_normal((pool_size, *spec.input_shape)).astype("float32")
+    x = rng.standard_normal((pool_size, *p.spec.input_shape)).astype("float32")
     teacher_seed = seed + TEACHER_SEED_OFFSET
-    p = plan(spec)
-    teacher = _build_from_plan(p, False, initial_values(spec, teacher_seed))
-    tensors = {t.name: t for t in spec.tensors}
+    teacher = _build_from_plan(p, False, initial_values(p, teacher_seed))
+    tensors = {t.name: t for t in p.spec.tensors}
     for u in p.uses:
         if u.shared:
             t = tensors[u.use.tensor]
@@ -61,7 +59,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (d.data / 16.0).astype("float32"), d.target.astype("int32")  # (1797, 64), (1797,)
 
 
-def digits_dataset(spec: ModelSpec, seed: int) -> Dataset:
+def digits_dataset(spec: ModelSpec | Plan, seed: int) -> Dataset:
     """scikit-learn's bundled 8x8 digits.
 
     64 inputs: classify the digit (10 classes). 128 inputs: two digits side by side,
@@ -70,7 +68,7 @@ def digits_dataset(spec: ModelSpec, seed: int) -> Dataset:
     Raises:
         ValueError: if the spec's input does not hold 64 or 128 values.
     """
-    plan(spec)
+    spec = as_plan(spec).spec
     size = math.prod(spec.input_shape)
     images, labels = _digits()
     if size == 64:
@@ -93,8 +91,8 @@ def digits_dataset(spec: ModelSpec, seed: int) -> Dataset:
     )
 
 
-def make_dataset(spec: ModelSpec, name: str, seed: int) -> Dataset:
-    """The data set `name` ('teacher' or 'digits') for `spec`."""
+def make_dataset(spec: ModelSpec | Plan, name: str, seed: int) -> Dataset:
+    """The data set `name` ('teacher' or 'digits') for `spec` (or its `Plan`)."""
     if name == "teacher":
         return teacher_dataset(spec, seed)
     if name == "digits":

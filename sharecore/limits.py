@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from sharecore.data import POOL_SIZE as TEACHER_POOL_SIZE  # the teacher runs the model once over it
-from sharecore.plan import Plan, plan
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore.plan import Plan, as_plan
+from sharecore.spec import TEACHER_POOL_SIZE, ModelSpec, TrainConfig
 
 BYTES_PER_VALUE = 4  # float32
 # Training keeps each node's forward value, its gradient and about as much again in
@@ -41,6 +40,11 @@ class Limits:
     max_input_size: int = 65536  # values per input sample, e.g. 64 * 64 * 16
     max_uses: int = 32  # uses (layer calls) in one spec
     max_spec_bytes: int = 200_000  # size of an uploaded or pasted spec JSON
+    # Wall-clock seconds one run may take, compile included; checked between chunks of steps.
+    # 5000 steps of the default preset take about 55 s with two runs training at once on a
+    # 2-core server that is busy with other work (about 95 steps/s each), and 250 s at the
+    # slowest rate seen in a workshop (20 steps/s): a run someone meant fits; a forgotten one ends.
+    max_run_seconds: int = 300
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -220,15 +224,18 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
     return activation_values(p) * BYTES_PER_VALUE * samples
 
 
-def check_limits(spec: ModelSpec, config: TrainConfig | None = None, limits: Limits | None = None) -> None:
+def check_limits(spec: ModelSpec | Plan, config: TrainConfig | None = None, limits: Limits | None = None) -> Plan:
     """Checks `spec` (and `config`) against `limits`, before anything is allocated.
 
     Pure Python on the spec and its plan; call it before `build` or `train`.
 
     Args:
-        spec: the model spec.
+        spec: the model spec, or its `Plan`.
         config: the training settings; `None` checks the spec as `TrainConfig()` would train it.
         limits: the caps; `None` reads them with `Limits.from_env()`.
+
+    Returns:
+        The spec's `Plan`, for the caller to hand down instead of planning again.
 
     Raises:
         ValueError: for the first cap exceeded, naming the cap, the value and how to raise it;
@@ -236,6 +243,8 @@ def check_limits(spec: ModelSpec, config: TrainConfig | None = None, limits: Lim
     """
     limits = limits or Limits.from_env()
     config = config or TrainConfig()
+    planned = spec if isinstance(spec, Plan) else None
+    spec = spec.spec if isinstance(spec, Plan) else spec
     name = f"spec '{spec.name}'"
     # Cheap counts first, so that a huge spec is refused before plan() walks it.
     if len(spec.uses) > limits.max_uses:
@@ -284,7 +293,7 @@ def check_limits(spec: ModelSpec, config: TrainConfig | None = None, limits: Lim
             "batch_size",
             "Use a smaller batch_size",
         )
-    p = plan(spec)
+    p = planned or as_plan(spec)
     # Both models are built and trained side by side; cap the larger.
     params, variant = max((untied_params(p), "untied model"), (tied_params(p), "tied model"))
     if params > limits.max_params:
@@ -307,6 +316,7 @@ def check_limits(spec: ModelSpec, config: TrainConfig | None = None, limits: Lim
             f"count, or {_how_to_raise('max_activation_mb')}. "
             f"Received: max_activation_mb={limits.max_activation_mb}, estimate_bytes={needed}"
         )
+    return p
 
 
 def check_spec_size(text: str | bytes, limits: Limits | None = None) -> None:

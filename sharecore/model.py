@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -9,7 +10,7 @@ import numpy as np
 
 from sharecore.layers import SharedKernel, UseInput
 from sharecore.limits import Limits, check_limits
-from sharecore.plan import Plan, UsePlan, plan
+from sharecore.plan import Plan, UsePlan, as_plan
 from sharecore.rules import apply_rule_np
 from sharecore.spec import INPUT_NODE, ModelSpec, Rule
 
@@ -26,14 +27,14 @@ def _seed_for(seed: int, key: str) -> int:
     return int(np.random.SeedSequence([seed, *key.encode()]).generate_state(1)[0] % (2**31 - 1))
 
 
-def initial_values(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
+def initial_values(spec: ModelSpec | Plan, seed: int = 0) -> dict[str, np.ndarray]:
     """The initial value of every stored tensor, by shared tensor name or own-kernel use name.
 
     Tied and untied models are both initialised from these numbers, so for the same seed they
-    compute the same function before training.
+    compute the same function before training. `spec` may be its `Plan`.
     """
-    p = plan(spec)
-    values = {t.name: draw(t.initializer, t.shape, seed, t.name) for t in spec.tensors}
+    p = as_plan(spec)
+    values = {t.name: draw(t.initializer, t.shape, seed, t.name) for t in p.spec.tensors}
     for u in p.uses:
         if u.use.tensor is None:
             values[u.use.name] = draw("glorot_uniform", u.tensor_shape, seed, "own/" + u.use.name)
@@ -78,9 +79,8 @@ def build(spec: ModelSpec, tied: bool, seed: int = 0, limits: Limits | None = No
     Raises:
         ValueError: if the spec cannot be built or exceeds the limits (before any TensorFlow work).
     """
-    check_limits(spec, None, limits)
-    p = plan(spec)
-    return _build_from_plan(p, tied, initial_values(spec, seed))
+    p = check_limits(spec, None, limits)
+    return _build_from_plan(p, tied, initial_values(p, seed))
 
 
 def _build_from_plan(p: Plan, tied: bool, init: dict[str, np.ndarray]) -> keras.Model:
@@ -134,7 +134,28 @@ def _identifier(name: str) -> str:
     return cleaned if cleaned[:1].isalpha() else f"m_{cleaned}"
 
 
-def kernel_variables(model: keras.Model, spec: ModelSpec, tied: bool) -> dict[str, keras.Variable]:
-    """The stored kernel variable of each use, by use name (tied uses share one)."""
-    p = plan(spec)
+def kernel_variables(model: keras.Model, spec: ModelSpec | Plan, tied: bool) -> dict[str, keras.Variable]:
+    """The stored kernel variable of each use, by use name (tied uses share one); `spec` may be its `Plan`."""
+    p = as_plan(spec)
     return {u.use.name: model.get_layer(layer_name(u, tied)).kernel for u in p.uses}
+
+
+def load_model(path: str | os.PathLike[str]) -> keras.Model:
+    """Loads a model saved with `model.save(path)`, ties included.
+
+    sharecore's layers are registered with Keras when TensorFlow is imported through sharecore,
+    so `keras.saving.load_model` can rebuild them; this function is the one documented way to
+    load, and it keeps Keras's `safe_mode` on (no code in the file is run).
+
+    Args:
+        path: a `.keras` file written by `model.save`.
+
+    Returns:
+        The model, with each shared tensor stored once as when it was saved.
+
+    Raises:
+        ValueError: if the file does not exist or is not a Keras model file.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"no saved model at {os.fspath(path)!r}; pass the path of a .keras file. Received: {path!r}")
+    return keras.saving.load_model(path, safe_mode=True)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from sharecore.plan import plan
+from sharecore.plan import Plan, as_plan
 from sharecore.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BYTES_PER_PARAM = 4  # float32
 
@@ -34,11 +37,32 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class ParamReport:
-    """The per-use table and its totals."""
+    """The per-use rows and their totals."""
 
-    table: pd.DataFrame
+    rows: tuple[tuple[Any, ...], ...]  # one per variant and use, in the order of COLUMNS
     tied_total: int
     untied_total: int
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """The rows as a DataFrame with COLUMNS (pandas is imported only when a table is asked for)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows), columns=COLUMNS)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as dicts keyed by COLUMNS (JSON-ready)."""
+        return [dict(zip(COLUMNS, row)) for row in self.rows]
+
+    def to_text(self) -> str:
+        """The rows as an aligned plain-text table (numbers right-aligned), without pandas."""
+        cells = [COLUMNS, *[[str(v) for v in row] for row in self.rows]]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+        numeric = [isinstance(v, int) for v in self.rows[0]] if self.rows else [False] * len(COLUMNS)
+        return "\n".join(
+            " ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip()
+            for row in cells
+        )
 
     @property
     def saved(self) -> int:
@@ -51,11 +75,11 @@ class ParamReport:
         return self.untied_total / self.tied_total if self.tied_total else float("nan")
 
 
-def param_report(spec: ModelSpec) -> ParamReport:
+def param_report(spec: ModelSpec | Plan) -> ParamReport:
     """Counts parameters per use for the tied and the untied model.
 
     Args:
-        spec: the model spec.
+        spec: the model spec, or its `Plan`.
 
     Returns:
         A `ParamReport`; `tied_total` and `untied_total` equal `count_params()` of
@@ -64,9 +88,10 @@ def param_report(spec: ModelSpec) -> ParamReport:
     Raises:
         ValueError: if the spec cannot be built.
     """
-    p = plan(spec)
-    tensor_sizes = {t.name: math.prod(t.shape) for t in spec.tensors}
+    p = as_plan(spec)
+    tensor_sizes = {t.name: math.prod(t.shape) for t in p.spec.tensors}
     rows = []
+    totals = {"tied": 0, "untied": 0}
     for variant in ("tied", "untied"):
         stored_tensors: set[str] = set()
         stored_shared_bias: set[str] = set()
@@ -86,21 +111,20 @@ def param_report(spec: ModelSpec) -> ParamReport:
             owned = kernel_owned + bias_owned
             # What it reads from variables another use stores.
             referenced = (u.kernel_size if kernel_owned == 0 else 0) + (bias - bias_owned)
+            totals[variant] += owned
             rows.append(
-                {
-                    "variant": variant,
-                    "use": u.use.name,
-                    "op": u.use.op,
-                    "tensor": tensor or "(own)",
-                    "rule": u.use.rule.describe(),
-                    "kernel_shape": str(u.kernel_shape),
-                    "kernel_params": u.kernel_size,
-                    "bias_params": bias,
-                    "owned_params": owned,
-                    "referenced_params": referenced,
-                    "bytes": owned * BYTES_PER_PARAM,
-                }
+                (
+                    variant,
+                    u.use.name,
+                    u.use.op,
+                    tensor or "(own)",
+                    u.use.rule.describe(),
+                    str(u.kernel_shape),
+                    u.kernel_size,
+                    bias,
+                    owned,
+                    referenced,
+                    owned * BYTES_PER_PARAM,
+                )
             )
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    totals = table.groupby("variant")["owned_params"].sum()
-    return ParamReport(table, int(totals["tied"]), int(totals["untied"]))
+    return ParamReport(tuple(rows), totals["tied"], totals["untied"])

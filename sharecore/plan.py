@@ -232,8 +232,8 @@ def plan(spec: ModelSpec) -> Plan:
     Raises:
         ValueError: for any spec that cannot be built, naming the use and the fix.
 
-    Specs are frozen and hashable, so the plan is memoised: limits, data, build and train all
-    ask for it, and the app asks again on every rerun. Treat the returned plan as read-only.
+    Specs are frozen and hashable, so the plan is memoised for the app, which asks again on
+    every rerun. Treat the returned plan as read-only.
     """
     tensors = {}
     for t in spec.tensors:
@@ -356,6 +356,15 @@ def plan(spec: ModelSpec) -> Plan:
     else:
         output_shape = (sum(math.prod(node_shapes[o]) for o in outputs),)
     return Plan(spec, tuple(use_plans), node_shapes, outputs, output_shape)
+
+
+def as_plan(spec: ModelSpec | Plan) -> Plan:
+    """The plan of `spec`; a `Plan` is handed through as it is.
+
+    Entry points (`build`, `train`, `check_limits`) plan once and hand the `Plan` down, so the
+    functions below them take either and never plan the same spec again.
+    """
+    return spec if isinstance(spec, Plan) else plan(spec)
 
 
 def validate(spec: ModelSpec) -> None:

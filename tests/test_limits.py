@@ -37,6 +37,7 @@ LIMIT_NAMES = [
     "max_input_size",
     "max_uses",
     "max_spec_bytes",
+    "max_run_seconds",
 ]
 
 
