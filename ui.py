@@ -3,8 +3,9 @@
 Lives outside pages/ so that Streamlit never lists it as a page.
 
 All per-user state lives in `st.session_state` (one per browser tab), so two users of one
-server never see each other's models or runs. Pure results are cached with `st.cache_data`;
-nothing is put in `st.cache_resource`, which every user of a hosted app shares.
+server never see each other's models or runs. Pure results are cached in one byte-bounded
+cache (`_cache`, see "cached pure calls"); nothing is put in `st.cache_resource`, which every
+user of a hosted app shares.
 """
 
 from __future__ import annotations
@@ -13,17 +14,24 @@ import dataclasses
 import gc
 import math
 import os
+import re
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
 import sharecore
-from sharecore import codegen, pitfalls, plots, urlstate
+from sharecore import codegen, urlstate
+from sharecore.cache import ByIdentity, ByteLRU
 from sharecore.limits import SECRETS_SECTION, Limits, set_server_defaults
-from sharecore.runner import BackgroundRun, active_runs
+from sharecore.runner import BackgroundRun, active_runs, training_runs
 from sharecore.spec import DEVICES, ModelSpec, TrainConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sharecore import pitfalls
 
 
 def _keep_keras_session_while_training() -> None:
@@ -52,13 +60,18 @@ def _keep_keras_session_while_training() -> None:
     keras.backend.clear_session = clear_session_unless_training
 
 
-_keep_keras_session_while_training()
-# Streamlit also runs a full garbage collection after every script run (runner.postScriptGC),
-# also twice a second while the Train page polls. With TensorFlow, Keras, pandas and plotly
-# loaded that walks about 400,000 objects (0.3 to 0.8 s holding the GIL), which starves the
-# training thread. Freezing what the imports created moves those long-lived objects out of the
-# collector's reach; everything created later is collected as usual.
-gc.freeze()
+def _freeze_imported_objects() -> None:
+    """Moves the objects the imports created out of the garbage collector's reach.
+
+    Streamlit also runs a full garbage collection after every script run (runner.postScriptGC),
+    also twice a second while the Train page polls. With TensorFlow, Keras, pandas and plotly
+    loaded that walks about 400,000 objects (0.3 to 0.8 s holding the GIL), which starves the
+    training thread. Frozen objects are skipped; everything created later is collected as usual.
+    """
+    gc.freeze()
+
+
+_freeze_imported_objects()
 
 
 def _server_limits_from_secrets() -> str | None:
@@ -79,19 +92,61 @@ def _server_limits_from_secrets() -> str | None:
     return None
 
 
-def _warm_up_default_trainer() -> None:
-    """Compiles the default experiment's trainer in the background, once per server process.
+def _load_tensorflow_then_warm_up() -> None:
+    """After the server's first page, in a background thread: imports TensorFlow, then compiles
+    the default trainer.
 
-    The first training in a process spends most of its time tracing the compiled chunk of
-    steps (seconds on a small CPU). sharecore pools compiled trainers and resets them to each
-    run's own initial weights, so compiling now, while the first visitor reads the Home page,
-    makes their first Train click as fast as later ones. Set SHARECORE_WARM_UP=0 to skip.
+    Nothing the Home page, the sidebar or the parameter counts show needs TensorFlow, so the
+    first visitor sees them at once while TensorFlow (about 2.6 s and 570 MB) loads here; pages
+    that need it wait with a status (`wait_for_tensorflow`). The first training in a process
+    then spends most of its time tracing the compiled chunk of steps; sharecore pools compiled
+    trainers and resets them to each run's own initial weights, so compiling the default
+    experiment now makes the first Train click as fast as later ones. SHARECORE_WARM_UP=0
+    skips the compile (TensorFlow still loads in the background). A visitor who clicked Train
+    while TensorFlow was loading is compiling a trainer already; a second compile beside it
+    would only slow theirs down, so the warm-up is skipped then.
     """
-    if os.environ.get("SHARECORE_WARM_UP", "1") != "0":
+    sharecore.import_tensorflow()
+    _keep_keras_session_while_training()
+    _freeze_imported_objects()
+    if os.environ.get("SHARECORE_WARM_UP", "1") != "0" and not active_runs():
         BackgroundRun(sharecore.preset(urlstate.DEFAULT_PRESET), TrainConfig(steps=1)).start()
 
 
-_warm_up_default_trainer()
+_LOADER = threading.Thread(target=_load_tensorflow_then_warm_up, name="sharecore-load-tensorflow", daemon=True)
+_LOADER_LOCK = threading.Lock()
+
+
+def start_loading_tensorflow() -> None:
+    """Starts `_load_tensorflow_then_warm_up` once per server process (this module is imported once).
+
+    Called when a page has been drawn, not when this module is imported: importing TensorFlow
+    holds the GIL for seconds, and the first page would be drawn that much later.
+    """
+    with _LOADER_LOCK:
+        if _LOADER.ident is None:
+            _LOADER.start()
+
+
+def tensorflow_or_status(what: str) -> bool:
+    """True once TensorFlow is loaded; until then shows a short status in place of `what` and
+    reruns the page when TensorFlow is up, so the rest of the page never waits for it."""
+    if sharecore.tensorflow_ready():
+        return True
+    start_loading_tensorflow()
+
+    @st.fragment(run_every=1.0)
+    def status() -> None:
+        if sharecore.tensorflow_ready():
+            st.rerun()
+        st.info(
+            f"Loading TensorFlow for {what}: the server has just started, so this takes a few seconds once.",
+            icon=":material/hourglass_top:",
+        )
+
+    status()
+    return False
+
 
 # st.session_state keys
 PRESET = "preset"  # name of the preset the spec starts from
@@ -123,6 +178,33 @@ _NAVIGATION = {
 }
 # Starting points on the Build page: the simplest preset of each family of ops.
 FAMILIES = {"dense": "seed-dense", "conv": "seed-conv", "mixed": "seed-mixed"}
+
+
+# ----------------------------------------------------------------------------- user text
+# Every character Streamlit's Markdown parser gives a meaning: emphasis, code, links and
+# images (`![](http://...)` made the browser fetch an external image), HTML, tables, math,
+# entities, directives (`:red[...]`) and, at the start of a line, headings, lists, quotes
+# and rules. CommonMark lets any ASCII punctuation be escaped with a backslash, and the
+# reader sees the character itself.
+_MARKDOWN_SIGNIFICANT = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:&@=])")
+# After parsing, where a backslash no longer counts, Streamlit rewrites the text itself: it
+# links `http://...`, `www.` and e-mail addresses, draws `:material/icon:`, `:streamlit:`
+# and `:emoji:`, and turns ` -> `, ` -- `, ` <= ` into arrows and dashes (checked in
+# Chromium: escaped URLs still became links). A WORD JOINER (U+2060: invisible, never a line
+# break) inside each such pattern stops the rewrite and leaves the text as the reader sees it.
+_REWRITTEN = re.compile(r"(?<=:)(?=\S)|(?=@)|(?i:(?<=www)(?=\.))|(?<=[-<>=~])(?=[-<>=~])")
+WORD_JOINER = "\u2060"
+
+
+def plain(text: str) -> str:
+    """User text (a spec's name or description, an error quoting it) for any element that renders
+    Markdown (markdown, caption, subheader, info, warning, error, labels and help): shown as
+    written, never as markup, a link or an icon."""
+    lines = [
+        _MARKDOWN_SIGNIFICANT.sub(r"\\\1", _REWRITTEN.sub(WORD_JOINER, line.strip())) for line in str(text).split("\n")
+    ]
+    # Leading spaces would make an indented code block; a hard break keeps the user's lines.
+    return "  \n".join(lines)
 
 
 # ----------------------------------------------------------------------------- routing
@@ -162,6 +244,7 @@ def run_page(page: st.Page) -> None:
         page.run()
     finally:
         _ROUTED.active = False
+    start_loading_tensorflow()  # after the first page is drawn; at once on every later run
 
 
 def frame() -> None:
@@ -240,9 +323,9 @@ def sync_url() -> None:
 def show_url_warnings() -> None:
     limits_error = _server_limits_from_secrets()
     if limits_error:
-        st.error(limits_error, icon=":material/error:")
+        st.error(plain(limits_error), icon=":material/error:")
     for message in st.session_state[URL_WARNINGS]:
-        st.warning(message, icon=":material/link_off:")
+        st.warning(plain(message), icon=":material/link_off:")  # they quote the link's text
 
 
 def check_spec(candidate: ModelSpec, train: TrainConfig | None = None) -> None:
@@ -264,11 +347,16 @@ def _on_device() -> None:
 
 
 def sidebar() -> None:
-    """The controls every page shares: preset, seed and device."""
+    """The controls every page shares: preset, seed and device.
+
+    Each page draws them (see `frame`), so on every page they are new widgets to Streamlit;
+    their values are set from the session's experiment on every run, which their callbacks
+    have already updated, so they always show the experiment and never a widget default.
+    """
     ss = st.session_state
-    ss.setdefault("sidebar.preset", preset_name())
-    ss.setdefault("sidebar.seed", config().seed)
-    ss.setdefault("sidebar.device", config().device)
+    ss["sidebar.preset"] = preset_name()
+    ss["sidebar.seed"] = config().seed
+    ss["sidebar.device"] = config().device
     with st.sidebar:
         st.selectbox(
             "Preset",
@@ -295,8 +383,9 @@ def sidebar() -> None:
             on_change=_on_device,
             help="'auto' trains on a GPU when TensorFlow sees one, else on the CPU.",
         )
-        if active_run() is not None:
-            st.caption(":material/hourglass: Training is running.")
+        run = active_run()
+        if run is not None:  # drawn on full reruns only: the Train page's live panel has the details
+            st.caption(f":material/hourglass: {'Waiting for a free trainer' if run.queued else 'Training is running'}.")
         st.caption("The URL holds this experiment: copy it to share.")
 
 
@@ -313,7 +402,44 @@ def start_training() -> None:
     except ValueError as err:
         ss[RUN_ERROR] = str(err)
         return
-    ss[RUN] = BackgroundRun(spec(), config()).start()
+    ss[RUN] = BackgroundRun(spec(), config(), alive=_browser_connected()).start()
+
+
+def _browser_connected() -> Callable[[], bool] | None:
+    """A thread-safe check that this session's browser tab is still connected; None outside a server.
+
+    A run whose tab has gone ends within seconds (`BackgroundRun(alive=...)`), so a closed tab
+    frees its trainer for the next person. Why the server's own connection state rather than a
+    heartbeat from the page: closing a tab closes its websocket, and Streamlit drops the session
+    from its active ones at once; a hidden tab keeps its websocket open, because the server's
+    pings are answered by the browser itself, not by page scripts. A heartbeat sent by a polling
+    fragment depends on page timers, which Chrome throttles in hidden tabs to once a second and,
+    after five minutes hidden, to once a minute: a participant reading their slides would lose
+    their run, or the timeout would have to be minutes long. A reload or a short network drop
+    reconnects to the same session well within the runner's grace (OWNER_GONE_AFTER_S). Without
+    a server to ask (AppTest, a bare `python` run) only the wall-clock cap bounds a run.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    # AppTest's stand-in runtime answers with a mock, which counts as connected.
+    return lambda: bool(runtime.is_active_session(session_id))
+
+
+def queue_text(run: BackgroundRun) -> str | None:
+    """The run's place in the queue for a trainer, in words; None when it is not waiting."""
+    place = run.queue_place
+    if place is None:
+        return None
+    training = training_runs()
+    return (
+        f"Waiting for a free trainer: you are number {place} in the queue "
+        f"({training} run{'' if training == 1 else 's'} training)."
+    )
 
 
 def stop_training() -> None:
@@ -351,6 +477,9 @@ def wait_for_run(every: float = 1.0) -> None:
         # The fragment must draw something: an empty fragment is not re-run by the browser.
         if not run.running:
             st.rerun()
+        waiting = queue_text(run)
+        if waiting:
+            st.caption(f":material/hourglass: {waiting}")
         step = run.progress.step if run.progress else 0
         st.progress(run.fraction, text=f"Training: step {step} of {run.config.steps}")
 
@@ -382,7 +511,7 @@ def need_result() -> sharecore.TrainResult | None:
         wait_for_run()
     elif res.spec != spec():
         st.caption(
-            f"These results are for the model trained last ('{res.spec.name}'); the model has changed "
+            f"These results are for the model trained last ('{plain(res.spec.name)}'); the model has changed "
             "since. Train again to see the current one."
         )
     return res
@@ -414,60 +543,87 @@ def digits_allowed(spec_: ModelSpec) -> bool:
 
 
 # ----------------------------------------------------------------------------- cached pure calls
-# Results are keyed by their arguments (frozen specs, DataFrames), so a cache entry holds
-# nothing that one user could reach with another user's inputs.
-@st.cache_data(max_entries=128, show_spinner=False)
+# One cache for the process, bounded by bytes (sharecore/cache.py): entry counts said nothing
+# about memory, since one figure can be 5 kB or 0.5 MB. Keys hold everything a result depends
+# on: frozen specs and reports by value, a finished run's frames and weights by identity (they
+# never change, and hashing millions of rows on every rerun would cost more than drawing). A key
+# holds nothing that one user could reach with another user's inputs. Values are shared, not
+# copied: pages only hand them to `chart` (st.plotly_chart copies a figure via to_dict()) or
+# read them, never modify them.
+CACHE_MB = 64
+_cache = ByteLRU(CACHE_MB * 2**20)
+
+
+def _plots():
+    """The plot builders, imported on first use: Home and the sidebar need neither them nor pandas."""
+    from sharecore import plots
+
+    return plots
+
+
 def param_report(spec_: ModelSpec) -> sharecore.ParamReport:
-    return sharecore.param_report(spec_)
+    return _cache.get_or_compute(("param_report", spec_), lambda: sharecore.param_report(spec_))
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
 def model_diagram(spec_: ModelSpec, tied: bool):
-    return plots.model_diagram(spec_, tied=tied)
+    return _cache.get_or_compute(("model_diagram", spec_, tied), lambda: _plots().model_diagram(spec_, tied=tied))
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
 def tensor_views(spec_: ModelSpec, tensor: str, seed: int):
-    return plots.tensor_views(spec_, tensor, seed=seed)
+    return _cache.get_or_compute(
+        ("tensor_views", spec_, tensor, seed), lambda: _plots().tensor_views(spec_, tensor, seed=seed)
+    )
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
 def param_bars(report: sharecore.ParamReport):
-    return plots.param_bars(report)
+    return _cache.get_or_compute(("param_bars", report), lambda: _plots().param_bars(report))
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
 def keras_code(spec_: ModelSpec, tied: bool) -> str:
-    return codegen.keras_code(spec_, tied=tied)
+    return _cache.get_or_compute(("keras_code", spec_, tied), lambda: codegen.keras_code(spec_, tied=tied))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def loss_chart(history: pd.DataFrame, total_steps: int | None):
-    return plots.loss_chart(history, total_steps=total_steps)
+    # Keyed by the frame itself: a run hands out a new history frame once per chunk of steps, so
+    # the live panel, which polls twice a second in every tab that watches, draws it once per chunk.
+    return _cache.get_or_compute(
+        ("loss_chart", ByIdentity(history), total_steps), lambda: _plots().loss_chart(history, total_steps=total_steps)
+    )
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def gradient_figures(gradients: pd.DataFrame, tensor: str) -> tuple[Any, Any]:
-    return plots.gradient_flow(gradients, tensor), plots.gradient_cosine(gradients, tensor)
+    return _cache.get_or_compute(
+        ("gradient_figures", ByIdentity(gradients), tensor),
+        lambda: (_plots().gradient_flow(gradients, tensor), _plots().gradient_cosine(gradients, tensor)),
+    )
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def divergence_chart(divergence: pd.DataFrame, tensor: str, spec_: ModelSpec):
-    return plots.divergence_chart(divergence, tensor, spec=spec_)
+    return _cache.get_or_compute(
+        ("divergence_chart", ByIdentity(divergence), tensor, spec_),
+        lambda: _plots().divergence_chart(divergence, tensor, spec=spec_),
+    )
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def divergence_heatmap(divergence: pd.DataFrame, tensor: str, step: int, spec_: ModelSpec):
-    return plots.divergence_heatmap(divergence, tensor, step, variant="untied", spec=spec_)
+    return _cache.get_or_compute(
+        ("divergence_heatmap", ByIdentity(divergence), tensor, step, spec_),
+        lambda: _plots().divergence_heatmap(divergence, tensor, step, variant="untied", spec=spec_),
+    )
 
 
 def weight_histograms(res: sharecore.TrainResult, name: str | None):
-    # Not cached: hashing every weight array on each rerun costs more than drawing the figure.
-    return plots.weight_histograms(res.weights, name=name, spec=res.spec)
+    # Keyed by the run: its weights never change once it has finished.
+    return _cache.get_or_compute(
+        ("weight_histograms", ByIdentity(res), name),
+        lambda: _plots().weight_histograms(res.weights, name=name, spec=res.spec),
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the demonstrations on tiny models…")
 def all_pitfalls(seed: int) -> list[pitfalls.PitfallResult]:
+    from sharecore import pitfalls  # TensorFlow
+
     return pitfalls.all_pitfalls(seed=seed)
 
 

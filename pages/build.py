@@ -12,6 +12,7 @@ import sharecore
 import ui
 from sharecore.limits import check_spec_size
 from sharecore.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
+from sharecore.text import safe_file_name
 
 ui.frame()  # before anything else: see ui.frame
 
@@ -161,7 +162,7 @@ def tensor_editor(draft: dict) -> list[dict]:
                 key=key("tensor", i, "remove"),
                 on_click=remove_tensor,
                 args=(i,),
-                help=f"Remove {name}",
+                help=ui.plain(f"Remove {name}"),
             )
         tensors.append({"name": name, "shape": shape, "initializer": init})
     st.button("Add shared tensor", icon=":material/add:", key=key("tensor", "add"), on_click=add_tensor)
@@ -216,7 +217,8 @@ def rule_editor(u: dict, i: int, tensor_shape: Any) -> dict:
 
 
 def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict:
-    label = f"{i + 1}. {u.get('name')}: {u.get('op')} reading {u.get('tensor') or 'its own kernel'}"
+    # Draft names are what the user typed, valid or not: shown as text, never as Markdown.
+    label = ui.plain(f"{i + 1}. {u.get('name')}: {u.get('op')} reading {u.get('tensor') or 'its own kernel'}")
     with st.expander(label, expanded=i < 2):
         name_col, op_col, tensor_col = st.columns(3)
         with name_col:
@@ -282,7 +284,11 @@ def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict
             with padding_col:
                 out["padding"] = select("Padding", PADDINGS, key("use", i, "padding"), u.get("padding", "same"))
         st.button(
-            f"Remove {name}", icon=":material/delete:", key=key("use", i, "remove"), on_click=remove_use, args=(i,)
+            ui.plain(f"Remove {name}"),
+            icon=":material/delete:",
+            key=key("use", i, "remove"),
+            on_click=remove_use,
+            args=(i,),
         )
     return out
 
@@ -343,10 +349,10 @@ try:
         ui.set_spec(candidate, reload_editor=False)
 except Exception as err:  # the core raises ValueError; the fallback keeps any surprise on screen, not a traceback
     with status:
-        st.error(str(err), icon=":material/error:")
+        st.error(ui.plain(str(err)), icon=":material/error:")
         st.caption("The views show the last valid model until the spec is fixed.")
 if ss.get("build.load_error"):
-    status.error(ss["build.load_error"], icon=":material/error:")
+    status.error(ui.plain(ss["build.load_error"]), icon=":material/error:")
 
 spec = ui.spec()
 seed = ui.config().seed
@@ -364,7 +370,8 @@ with view_col:
             st.info("This model shares no tensor: every use has its own kernel.")
         else:
             st.caption("The stored tensor, and the kernel each use makes from it through its rule.")
-            ui.chart(ui.tensor_views(spec, tensor, seed), key="build.tensor_views")
+            if ui.tensorflow_or_status("the initial weights"):
+                ui.chart(ui.tensor_views(spec, tensor, seed), key="build.tensor_views")
     with params_tab:
         report = ui.param_report(spec)
         tied_col, untied_col, saved_col = st.columns(3)
@@ -379,7 +386,7 @@ with view_col:
         st.download_button(
             "Download script",
             code,
-            file_name=f"{spec.name}_{variant}.py",
+            file_name=safe_file_name(spec.name, f"_{variant}.py"),
             mime="text/x-python",
             on_click="ignore",
             icon=":material/download:",
@@ -389,7 +396,7 @@ with view_col:
         st.download_button(
             "Download spec JSON",
             spec.to_json(),
-            file_name=f"{spec.name}.json",
+            file_name=safe_file_name(spec.name, ".json"),
             mime="application/json",
             on_click="ignore",
             icon=":material/download:",

@@ -25,7 +25,8 @@ st.markdown(
     "Each demonstration builds a tiny model both ways and measures it when this page runs: "
     "the broken recipe on the left, the sharecore way on the right."
 )
-for i, pit in enumerate(ui.all_pitfalls(ui.config().seed)):
+results = ui.all_pitfalls(ui.config().seed) if ui.tensorflow_or_status("the demonstrations") else []
+for i, pit in enumerate(results):
     st.subheader(f"{i + 1}. {pit.title}")
     st.markdown(pit.explanation)
     # The two measurements that differ first are the headline; the table has them all.

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import streamlit as st
 
 import sharecore
 import ui
-from sharecore import plots
+from sharecore import urlstate
 from sharecore.limits import Limits
 from sharecore.spec import OPTIMIZERS, TrainConfig
+from sharecore.text import safe_file_name
 
 ui.frame()  # before anything else: see ui.frame
 
@@ -24,40 +27,65 @@ DATASET_LABELS = {
     "teacher": "teacher: match a random untied network of the same shape",
     "digits": "digits: 8x8 handwritten digits",
 }
+# The settings widgets: their session-state keys and labels, by TrainConfig field.
+SETTING_WIDGETS = {
+    "dataset": "train.dataset",
+    "optimizer": "train.optimizer",
+    "learning_rate": "train.learning_rate",
+    "steps": "train.steps",
+    "batch_size": "train.batch_size",
+    "record_every": "train.record_every",
+}
+SETTING_KEYS = {key: name for name, key in SETTING_WIDGETS.items()}
+SETTING_LABELS = {
+    "dataset": "Dataset",
+    "optimizer": "Optimizer",
+    "learning_rate": "Learning rate",
+    "steps": "Steps",
+    "batch_size": "Batch size",
+    "record_every": "Record every (steps)",
+}
 
 
 def settings(config: TrainConfig) -> TrainConfig | None:
-    """The settings widgets; returns the settings they hold, or None after showing why they are invalid."""
-    datasets = ["teacher", "digits"] if ui.digits_allowed(spec) else ["teacher"]
-    initial = {
-        "train.dataset": config.dataset if config.dataset in datasets else "teacher",
-        "train.optimizer": config.optimizer,
-        "train.learning_rate": float(config.learning_rate),
-        "train.steps": config.steps,
-        "train.batch_size": config.batch_size,
-        "train.record_every": config.record_every,
-    }
-    for k, value in initial.items():
-        ss.setdefault(k, value)
-    if ss["train.dataset"] not in datasets:
-        ss["train.dataset"] = "teacher"
+    """The settings widgets; returns the settings they hold, or None after showing why they are invalid.
+
+    The widgets' bounds are urlstate's ranges. Streamlit silently resets a value outside a
+    widget's bounds, so the held values are first brought into range by `urlstate.fit_config`,
+    and each change is shown.
+    """
+    for key, name in SETTING_KEYS.items():
+        ss.setdefault(key, getattr(config, name))
+    held = dataclasses.replace(config, **{name: ss[key] for key, name in SETTING_KEYS.items()})
+    _, adjustments = urlstate.fit_config(spec, held, limits)
+    for a in adjustments:
+        ss[SETTING_WIDGETS[a.field]] = a.used
+        st.warning(
+            ui.plain(f"{SETTING_LABELS[a.field]} {a.asked!r} cannot be used: {a.reason} Using {a.used!r}."),
+            icon=":material/tune:",
+        )
+    ss["train.learning_rate"] = float(ss["train.learning_rate"])  # a float widget needs a float
+    datasets = ["teacher", "digits"] if urlstate.digits_fits(spec) else ["teacher"]
     disabled = run is not None
     data_col, opt_col, lr_col = st.columns([3, 1, 1])
     with data_col:
-        dataset = st.radio("Dataset", datasets, key="train.dataset", format_func=DATASET_LABELS.get, disabled=disabled)
+        dataset = st.radio(
+            SETTING_LABELS["dataset"], datasets, key="train.dataset", format_func=DATASET_LABELS.get, disabled=disabled
+        )
         if "digits" not in datasets:
             st.caption(
                 f"digits needs a model input of 64 values (one 8x8 image) or 128 (two side by side); "
                 f"this model's input {list(spec.input_shape)} holds another number. Try preset 'siamese-digits'."
             )
     with opt_col:
-        optimizer = st.selectbox("Optimizer", OPTIMIZERS, key="train.optimizer", disabled=disabled)
+        optimizer = st.selectbox(SETTING_LABELS["optimizer"], OPTIMIZERS, key="train.optimizer", disabled=disabled)
     with lr_col:
         learning_rate = st.number_input(
-            "Learning rate",
-            min_value=1e-5,
-            max_value=10.0,
-            step=0.001,
+            SETTING_LABELS["learning_rate"],
+            min_value=urlstate.MIN_LEARNING_RATE,
+            max_value=urlstate.MAX_LEARNING_RATE,
+            # A tenth of the value's decade: +/- move 0.01 by 0.001 and 0.0003 by 0.00001.
+            step=10.0 ** (math.floor(math.log10(ss["train.learning_rate"])) - 1),
             format="%.4g",
             key="train.learning_rate",
             disabled=disabled,
@@ -65,11 +93,16 @@ def settings(config: TrainConfig) -> TrainConfig | None:
     steps_col, batch_col, every_col = st.columns(3)
     with steps_col:
         steps = st.number_input(
-            "Steps", min_value=1, max_value=limits.max_steps, step=10, key="train.steps", disabled=disabled
+            SETTING_LABELS["steps"],
+            min_value=1,
+            max_value=limits.max_steps,
+            step=10,
+            key="train.steps",
+            disabled=disabled,
         )
     with batch_col:
         batch_size = st.number_input(
-            "Batch size",
+            SETTING_LABELS["batch_size"],
             min_value=1,
             max_value=limits.max_batch_size,
             step=8,
@@ -78,9 +111,9 @@ def settings(config: TrainConfig) -> TrainConfig | None:
         )
     with every_col:
         record_every = st.number_input(
-            "Record every (steps)",
+            SETTING_LABELS["record_every"],
             min_value=1,
-            max_value=limits.max_steps,
+            max_value=int(steps),  # urlstate.fit_config's range: beyond the steps nothing more is recorded
             step=1,
             key="train.record_every",
             help="Gradients and divergence are recorded every k steps (and at the first and last step).",
@@ -99,7 +132,7 @@ def settings(config: TrainConfig) -> TrainConfig | None:
         )
         ui.check_spec(spec, new)
     except ValueError as err:
-        st.error(str(err), icon=":material/error:")
+        st.error(ui.plain(str(err)), icon=":material/error:")
         return None
     return new
 
@@ -114,19 +147,19 @@ def live_panel() -> None:
         progress = run.progress
         if run.stop_event.is_set():
             st.info("Stopping: the run ends after its current chunk of steps.", icon=":material/stop_circle:")
-        elif run.queued:
-            st.info("Waiting for a free trainer: other runs on this server come first.", icon=":material/hourglass:")
+        elif waiting := ui.queue_text(run):  # read once: the place can change between two reads
+            st.info(waiting, icon=":material/hourglass:")
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
         if progress is not None:
-            ui.chart(plots.loss_chart(progress.history, total_steps=run.config.steps), key="train.live_loss")
+            ui.chart(ui.loss_chart(progress.history, run.config.steps), key="train.live_loss")
 
     live()
 
 
 def result_panel(res: sharecore.TrainResult) -> None:
     if res.stop_reason:
-        st.warning(res.stop_reason, icon=":material/stop_circle:")
+        st.warning(ui.plain(res.stop_reason), icon=":material/stop_circle:")
     if res.spec != spec or res.config != config:
         st.caption("These results are from the last run; the model or settings have changed since.")
     summary = res.summary()
@@ -145,17 +178,17 @@ def result_panel(res: sharecore.TrainResult) -> None:
     st.markdown("**Downloads**")
     cols = st.columns(5)
     downloads = [
-        ("Spec (JSON)", res.spec.to_json(), f"{res.spec.name}.json", "application/json"),
-        ("Loss history (CSV)", res.history.to_csv(index=False), f"{res.spec.name}_history.csv", "text/csv"),
-        ("Gradients (CSV)", res.gradients.to_csv(index=False), f"{res.spec.name}_gradients.csv", "text/csv"),
-        ("Divergence (CSV)", res.divergence.to_csv(index=False), f"{res.spec.name}_divergence.csv", "text/csv"),
-        ("Summary (JSON)", json.dumps(summary, indent=2), f"{res.spec.name}_summary.json", "application/json"),
+        ("Spec (JSON)", res.spec.to_json(), ".json", "application/json"),
+        ("Loss history (CSV)", res.history.to_csv(index=False), "_history.csv", "text/csv"),
+        ("Gradients (CSV)", res.gradients.to_csv(index=False), "_gradients.csv", "text/csv"),
+        ("Divergence (CSV)", res.divergence.to_csv(index=False), "_divergence.csv", "text/csv"),
+        ("Summary (JSON)", json.dumps(summary, indent=2), "_summary.json", "application/json"),
     ]
-    for col, (label, data, file_name, mime) in zip(cols, downloads):
+    for col, (label, data, suffix, mime) in zip(cols, downloads):
         col.download_button(
             label,
             data,
-            file_name=file_name,
+            file_name=safe_file_name(res.spec.name, suffix),  # the name is the user's: never a path
             mime=mime,
             on_click="ignore",
             icon=":material/download:",
@@ -165,7 +198,7 @@ def result_panel(res: sharecore.TrainResult) -> None:
 
 st.title("Train")
 st.caption(
-    f"Model '{spec.name}': the tied and the untied model start from the same numbers (seed {config.seed}) "
+    f"Model '{ui.plain(spec.name)}': the tied and the untied model start from the same numbers (seed {config.seed}) "
     "and see the same batches."
 )
 new = settings(config)
@@ -192,13 +225,14 @@ stop_col.button(
     width="stretch",
 )
 with device_col:
-    try:
-        st.caption(f"Trains on {ui.device_name(config.device)}.")
-    except ValueError as err:
-        st.error(str(err), icon=":material/error:")
+    if ui.tensorflow_or_status("the device list"):
+        try:
+            st.caption(f"Trains on {ui.device_name(config.device)}.")
+        except ValueError as err:
+            st.error(ui.plain(str(err)), icon=":material/error:")
 
 if ss[ui.RUN_ERROR]:
-    st.error(ss[ui.RUN_ERROR], icon=":material/error:")
+    st.error(ui.plain(ss[ui.RUN_ERROR]), icon=":material/error:")
 if run is not None:
     live_panel()
 elif ui.result() is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -284,6 +285,62 @@ def test_a_tampered_url_warns_and_falls_back_to_defaults():
     assert at.session_state["config"] == TrainConfig()
 
 
+def shown(alert) -> str:
+    """An alert's text as the reader sees it: ui.plain escapes Markdown with backslashes."""
+    return re.sub(r"\\(.)", r"\1", alert.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "used", "said", "in_url"),
+    [
+        ({"lr": "1e-9"}, "learning_rate", 1e-5, "Changed 'lr' in the link from 1e-09 to 1e-05", "1e-05"),
+        ({"every": "999999"}, "record_every", 60, "Changed 'every' in the link from 999999 to 60", "60"),
+        ({"data": "digits"}, "dataset", "teacher", "Changed 'data' in the link from 'digits' to 'teacher'", None),
+    ],
+)
+def test_a_link_value_out_of_range_is_replaced_by_the_nearest_allowed_one_with_a_warning(
+    query, field, used, said, in_url
+):
+    at = open_app("train", preset="seed-dense", **query)
+    assert not at.exception
+    assert [said in shown(w) for w in at.warning] == [True]
+    widget = at.radio(key="train.dataset") if field == "dataset" else at.number_input(key=f"train.{field}")
+    assert widget.value == used
+    assert getattr(at.session_state["config"], field) == used
+    key = next(iter(query))
+    assert at.query_params.get(key) == in_url  # the URL now holds what is used ('teacher' is the default)
+
+
+def test_the_train_page_says_when_it_changes_a_setting_that_no_longer_fits():
+    at = open_app("train", preset="siamese-digits", data="digits")
+    assert at.radio(key="train.dataset").value == "digits" and not at.warning
+    at.sidebar.selectbox(key="sidebar.preset").set_value("seed-dense").run()
+    assert [shown(w) for w in at.warning] == [
+        "Dataset 'digits' cannot be used: the digits data set needs a model input of 64 values (one 8x8 image) "
+        "or 128 (two side by side), and this model's input [10] holds 10 values. Using 'teacher'."
+    ]
+    assert at.radio(key="train.dataset").value == "teacher" and at.session_state["config"].dataset == "teacher"
+
+    at.number_input(key="train.record_every").set_value(30).run()
+    assert not at.warning
+    at.number_input(key="train.steps").set_value(10).run()
+    assert [shown(w) for w in at.warning] == [
+        "Record every (steps) 30 cannot be used: the interval can be at most the run's 10 steps; "
+        "the first and last step are recorded either way. Using 10."
+    ]
+    assert at.number_input(key="train.record_every").max == 10
+    assert at.session_state["config"] == TrainConfig(steps=10, record_every=10)
+    at.run()
+    assert not at.warning and not at.exception  # said once, when it happened
+
+
+def test_the_learning_rate_steps_by_a_tenth_of_its_decade():
+    at = open_app("train", lr="0.0003")
+    assert at.number_input(key="train.learning_rate").step == pytest.approx(1e-5)
+    at.number_input(key="train.learning_rate").set_value(0.05).run()
+    assert at.number_input(key="train.learning_rate").step == pytest.approx(1e-3)
+
+
 def test_changing_the_preset_in_the_sidebar_updates_the_url():
     at = open_app()
     at.sidebar.selectbox(key="sidebar.preset").set_value("albert-mlp").run()
@@ -297,7 +354,7 @@ def test_uploaded_spec_loads_and_a_binary_file_is_an_error():
     at = open_app("build")
     at.file_uploader(key="build.upload").upload("bad.json", b"\xff\xd8\xff\xe0 not text", "application/json").run()
     assert not at.exception
-    assert "not UTF-8 text" in at.error[0].value
+    assert "not UTF-8 text" in shown(at.error[0])
     at = open_app("build")
     spec = dataclasses.replace(preset("seed-mixed"), name="uploaded")
     at.file_uploader(key="build.upload").upload("mine.json", spec.to_json().encode(), "application/json").run()
@@ -371,5 +428,5 @@ def test_limits_in_secrets_toml_cap_the_train_page_and_bad_ones_are_reported(ser
     bad.run()
     assert not bad.exception
     assert any(
-        "Limits in .streamlit/secrets.toml were ignored: unknown limit(s) ['max_stepz']" in e.value for e in bad.error
+        "Limits in .streamlit/secrets.toml were ignored: unknown limit(s) ['max_stepz']" in shown(e) for e in bad.error
     )

@@ -12,6 +12,7 @@ in docs/ are made: `SHARECORE_SCREENSHOTS=docs .venv/bin/pytest tests/test_brows
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -106,9 +107,15 @@ def _healthy(url: str) -> bool:
 def server(tmp_path_factory) -> Iterator[Server]:
     """`streamlit run streamlit_app.py` on a free local port; killed with its process group at the end."""
     require_chromium()  # no browser, no reason to start a server
+    with run_server(tmp_path_factory.mktemp("streamlit") / "server.log") as app:
+        yield app
+
+
+@contextlib.contextmanager
+def run_server(log: Path, **env_overrides: str) -> Iterator[Server]:
+    """A fresh `streamlit run streamlit_app.py` on a free local port, with `env_overrides` set."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **env_overrides}
     command = [
         sys.executable,
         "-m",
