@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+from sharecore.rules import split_pairs
 
 ui.frame()  # before anything else: see ui.frame
 
@@ -19,8 +20,20 @@ if res is not None:
     if tensor is None:
         st.info("No shared tensor of the trained model has two or more uses, so there are no copies to compare.")
     else:
-        ui.chart(ui.divergence_chart(res.divergence, tensor, res.spec), key="divergence.chart")
-        if ui.uses_of(res.spec, tensor) >= 3:
+        shape = next(t.shape for t in res.spec.tensors if t.name == tensor)
+        compared, apart = split_pairs([(u.name, u.rule) for u in res.spec.uses if u.tensor == tensor], shape)
+        if apart:
+            # Divergence is measured on the entries both uses read; these pairs read none in common.
+            names = ", ".join(f"{a} and {b}" for a, b in apart)
+            st.info(
+                f"Not compared: {names} read no common entry of {tensor} (their slices lie side by side), so "
+                "there is nothing on which their weights could differ. They are left out of the chart and "
+                "of the divergence CSV.",
+                icon=":material/info:",
+            )
+        if compared:
+            ui.chart(ui.divergence_chart(res.divergence, tensor, res.spec), key="divergence.chart")
+        if len(compared) >= 2 and ui.uses_of(res.spec, tensor) >= 3:
             steps = sorted(int(s) for s in res.divergence["step"].unique())
             step = st.select_slider("Step", steps, value=steps[-1], key="divergence.step")
             ui.chart(ui.divergence_heatmap(res.divergence, tensor, step, res.spec), key="divergence.heatmap")

@@ -11,6 +11,8 @@ chosen by `record_every` the trainer records, inside the compiled step:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
 import threading
@@ -23,13 +25,14 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from tensorflow.python.eager import context as tf_context
 
 from sharecore.data import make_dataset
 from sharecore.layers import apply_rule, record_views
-from sharecore.limits import Limits, check_limits
+from sharecore.limits import SECRETS_SECTION, Limits, check_limits, env_variable
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
-from sharecore.plan import Plan, UsePlan, plan
-from sharecore.rules import rule_mask
+from sharecore.plan import Plan, UsePlan
+from sharecore.rules import rule_mask, split_pairs
 from sharecore.spec import ModelSpec, Rule, TrainConfig
 
 VARIANTS = ("tied", "untied")
@@ -126,13 +129,67 @@ def rule_adjoint(rule: Rule, g: tf.Tensor, tensor_shape: tuple[int, ...]) -> tf.
     return tf.pad(g, pads)
 
 
-def _cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    a, b = tf.reshape(a, [-1]), tf.reshape(b, [-1])
-    denom = tf.norm(a) * tf.norm(b)
-    return tf.where(denom > 0, tf.reduce_sum(a * b) / tf.maximum(denom, 1e-30), tf.constant(float("nan")))
+def _row_cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Cosine between matching rows of two (rows, size) tensors; NaN where a row is all zeros."""
+    denom = tf.norm(a, axis=1) * tf.norm(b, axis=1)  # (rows,)
+    return tf.where(denom > 0, tf.reduce_sum(a * b, 1) / tf.maximum(denom, 1e-30), float("nan"))
+
+
+class _PairLayout:
+    """How one shared tensor's pairs of uses are compared in a fixed number of ops per pair offset.
+
+    The views of a tensor's n uses are stacked as rows (uses, size), each row zero outside what its
+    use reads. The pairs (i, i + d) for one offset d are rows [:n-d] against rows [d:], so the
+    compiled step holds one small block of ops per offset (at most n - 1), not one per pair: with a
+    block per pair, compile time and memory grew with the square of the uses. Differences are taken
+    entry by entry (not from Gram matrices), so tied pairs, whose rows are equal, are exactly 0.
+    """
+
+    def __init__(self, group: tuple[UsePlan, ...]) -> None:
+        shape = group[0].tensor_shape
+        self.pairs, self.apart = split_pairs([(u.use.name, u.use.rule) for u in group], shape)
+        row = {u.use.name: i for i, u in enumerate(group)}
+        self.offsets = sorted({row[b] - row[a] for a, b in self.pairs})
+        start = dict(zip(self.offsets, itertools.accumulate([0, *(len(group) - d for d in self.offsets)])))
+        # Where each compared pair lands in the offset blocks laid end to end.
+        self.index = np.array([start[row[b] - row[a]] + row[a] for a, b in self.pairs], dtype="int32")
+        # Only slices read part of the tensor; every other rule reads all of it and needs no mask.
+        partial = any(u.use.rule.kind == "slice" for u in group)
+        self.masks = np.stack([rule_mask(u.use.rule, shape).ravel() for u in group]) if partial else None
+
+    def compare(self, views: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """||Wa - Wb|| and cosine(Wa, Wb) on the entries both read, for each compared pair, from (uses, size) views."""
+        n = int(views.shape[0])
+        masks = None if self.masks is None else tf.constant(self.masks)  # (uses, size), one constant
+        distances, cosines = [], []
+        for d in self.offsets:
+            a, b = views[: n - d], views[d:]  # (n - d, size): uses i and i + d
+            if masks is not None:
+                a, b = a * masks[d:], b * masks[: n - d]  # each on what the other reads
+            distances.append(tf.norm(a - b, axis=1))
+            cosines.append(_row_cosine(a, b))
+        return tf.gather(tf.concat(distances, 0), self.index), tf.gather(tf.concat(cosines, 0), self.index)
 
 
 # ----------------------------------------------------------------------------- one variant
+@functools.cache
+def _optimizer_class(name: str) -> type:
+    """Keras's SGD or Adam, minus the all-reduce of the gradients over replicas.
+
+    A trainer runs on one replica, where the all-reduce is a sum over one and changes no number.
+    But Keras's TensorFlow optimizer calls it in every trace, and TensorFlow registers a custom
+    gradient for it in a process-wide registry that is never emptied; that entry holds the whole
+    traced graph, so every trainer ever made stayed in memory (about 7 MB for a 4-use chain).
+    """
+    base = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[name]
+
+    class OneReplica(base):
+        def _all_reduce_sum_gradients(self, grads_and_vars: list) -> list:
+            return list(grads_and_vars)
+
+    return OneReplica
+
+
 class _Variant:
     """One model (tied or untied) with its optimizer, its head and what it records."""
 
@@ -149,15 +206,17 @@ class _Variant:
             list(self.head.trainable_variables) if self.head else []
         )
         self.var_index = {id(v): i for i, v in enumerate(self.variables)}
-        self.optimizer = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[optimizer](learning_rate=0.01)
+        self.optimizer = _optimizer_class(optimizer)(learning_rate=0.01, name=optimizer)
         self.optimizer.build(self.variables)
         self.groups = {t: p.group(t) for t in p.shared_tensors}
-        self.kernels = kernel_variables(self.model, p.spec, tied)
+        self.kernels = kernel_variables(self.model, p, tied)
         self.masks = {u.use.name: rule_mask(u.use.rule, u.tensor_shape) for u in p.uses if u.shared}
         self.grad_keys = [(t, u.use.name) for t, group in self.groups.items() for u in group]
-        self.div_keys = [
-            (t, a.use.name, b.use.name) for t, group in self.groups.items() for a, b in itertools.combinations(group, 2)
-        ]
+        # Divergence compares two uses on the entries both read; a pair that shares none (two slices
+        # side by side) has nothing to compare and is not recorded.
+        layouts = {t: _PairLayout(group) for t, group in self.groups.items() if len(group) > 1}
+        self.pairs = {t: layout for t, layout in layouts.items() if layout.pairs}
+        self.div_keys = [(t, a, b) for t, layout in self.pairs.items() for a, b in layout.pairs]
         # ||W0|| on what each pair reads; a variable so that a compiled trainer serves any seed.
         self.w0_norms = tf.Variable(tf.zeros([len(self.div_keys)]), trainable=False)
 
@@ -207,8 +266,12 @@ class _Variant:
         return loss, acc, finite, stats
 
     def _stats(self, by_use: dict[str, tf.Tensor], var_grads: list[tf.Tensor]) -> tf.Tensor:
+        # Whole-tensor ops on the stacked uses of each tensor, never one block of ops per use or pair:
+        # the compiled step (and its compile time and memory) then grows linearly with the uses.
         values = []
-        for _, group in self.groups.items():
+        for group in self.groups.values():
+            if not group:
+                continue
             if self.tied:
                 # Contributions are the gradients w.r.t. each use's view of the one variable;
                 # autodiff has already mapped them back through the rules.
@@ -221,12 +284,13 @@ class _Variant:
                     for u in group
                 ]
                 total = tf.add_n(contribs)
-            total_norm = tf.norm(total)
-            for g in contribs:
-                cos = _cosine(g, total - g) if len(group) > 1 else tf.constant(float("nan"))
-                values += [tf.norm(g), total_norm, cos]
-        values += self._divergence_values()
-        return tf.stack(values) if values else tf.zeros([0])
+            g = tf.stack([tf.reshape(c, [-1]) for c in contribs])  # (uses, size)
+            total = tf.reshape(total, [1, -1])  # (1, size)
+            n = len(group)
+            cos = _row_cosine(g, total - g) if n > 1 else tf.fill([n], float("nan"))
+            values.append(tf.reshape(tf.stack([tf.norm(g, axis=1), tf.fill([n], tf.norm(total)), cos], 1), [-1]))
+        values.append(self._divergence_values())
+        return tf.concat(values, 0)  # grad_norm, sum_norm, cosine per use; distance, cosine per pair
 
     def _tensor_view(self, u: UsePlan) -> tf.Tensor:
         """The use's current weights mapped into its shared tensor's shape."""
@@ -236,23 +300,23 @@ class _Variant:
             k = apply_rule(u.use.rule.to_dict(), k)
         return rule_adjoint(u.use.rule, k, u.tensor_shape)
 
-    def _divergence_values(self) -> list[tf.Tensor]:
-        """Per pair of uses: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read."""
-        values = []
-        views: dict[str, tf.Tensor] = {}
-        for i, (t, a, b) in enumerate(self.div_keys):
-            for name in (a, b):
-                if name not in views:
-                    views[name] = self._tensor_view(next(u for u in self.groups[t] if u.use.name == name))
-            mask = self.masks[a] * self.masks[b]
-            wa, wb = views[a] * mask, views[b] * mask
-            values += [tf.norm(wa - wb) / self.w0_norms[i], _cosine(wa, wb)]
-        return values
+    def _divergence_values(self) -> tf.Tensor:
+        """Per compared pair, in `div_keys` order: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read."""
+        if not self.div_keys:
+            return tf.zeros([0])
+        distances, cosines = [], []
+        for t, layout in self.pairs.items():
+            views = tf.stack([tf.reshape(self._tensor_view(u), [-1]) for u in self.groups[t]])  # (uses, size)
+            distance, cosine = layout.compare(views)
+            distances.append(distance)
+            cosines.append(cosine)
+        relative = tf.concat(distances, 0) / self.w0_norms
+        return tf.reshape(tf.stack([relative, tf.concat(cosines, 0)], 1), [-1])  # distance, cosine per pair
 
     def divergence_now(self) -> dict[tuple[str, str, str], tuple[float, float]]:
         """The divergence of the current weights, computed eagerly."""
-        flat = [float(v) for v in self._divergence_values()]
-        return {key: (flat[2 * i], flat[2 * i + 1]) for i, key in enumerate(self.div_keys)}
+        flat = self._divergence_values().numpy()
+        return {key: (float(flat[2 * i]), float(flat[2 * i + 1])) for i, key in enumerate(self.div_keys)}
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """The stored kernels, by shared tensor name (tied) or use name (copies and own kernels)."""
@@ -309,6 +373,23 @@ class _Trainer:
             stats = stats.write(i, tf.concat([o[3] for o in outs], axis=0))
         return losses.stack(), accs.stack(), stats.stack(), finite
 
+    def release(self) -> None:
+        """Frees what the compiled chunk keeps in TensorFlow; the trainer cannot run afterwards.
+
+        TensorFlow 2.21 unregisters a traced function's own definition when the function is
+        garbage-collected, but keeps the functions nested in it (the step loop's body and
+        condition, every `tf.cond` branch) in the eager context for good: about 8 MB per trainer
+        of a 4-use chain, and a trainer was made for every spec a server ever trained.
+        """
+        chunk, self.chunk = self.chunk, None
+        if chunk is None or not chunk.experimental_get_tracing_count():
+            return
+        graph = chunk.get_concrete_function().graph  # the one trace (fixed input signature): no new trace
+        context = tf_context.context()
+        for f in graph.as_graph_def().library.function:
+            if context.has_function(f.signature.name):
+                context.remove_function(f.signature.name)
+
 
 _POOL: dict[tuple, list[_Trainer]] = {}
 _POOL_ORDER: list[tuple] = []
@@ -325,6 +406,7 @@ def _checkout(key: tuple, make: Callable[[], _Trainer]) -> _Trainer:
 
 
 def _checkin(key: tuple, trainer: _Trainer) -> None:
+    evicted = []
     with _POOL_LOCK:
         _POOL.setdefault(key, []).append(trainer)
         if key in _POOL_ORDER:
@@ -332,10 +414,12 @@ def _checkin(key: tuple, trainer: _Trainer) -> None:
         _POOL_ORDER.append(key)
         while sum(len(v) for v in _POOL.values()) > POOL_SIZE:
             oldest = _POOL_ORDER[0]
-            _POOL[oldest].pop(0)
+            evicted.append(_POOL[oldest].pop(0))
             if not _POOL[oldest]:
                 del _POOL[oldest]
                 _POOL_ORDER.pop(0)
+    for old in evicted:  # idle, out of the pool: nobody can run it any more
+        old.release()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -363,19 +447,21 @@ def train(
         limits: caps on size and run length; default `Limits.from_env()`.
 
     Returns:
-        A `TrainResult`. A run that stops early (stop request or a non-finite loss or
-        weight) says why in `stop_reason` and keeps everything recorded before.
+        A `TrainResult`. A run that stops early (stop request, the wall-clock cap
+        `limits.max_run_seconds`, or a non-finite loss or weight) says why in `stop_reason`
+        and keeps everything recorded before.
 
     Raises:
         ValueError: for an impossible spec, dataset or device, or a spec or run over the
             limits, before any training.
     """
     config = config or TrainConfig()
-    check_limits(spec, config, limits)
-    p = plan(spec)
+    limits = limits or Limits.from_env()
+    began = time.perf_counter()  # the wall-clock cap (limits.max_run_seconds) counts from here
+    p = check_limits(spec, config, limits)  # the one plan of this run, handed down from here
     device = resolve_device(config.device)
-    data = make_dataset(spec, config.dataset, config.seed)
-    init = initial_values(spec, config.seed)
+    data = make_dataset(p, config.dataset, config.seed)
+    init = initial_values(p, config.seed)
     chunk = progress_every or min(50, max(1, math.ceil(config.steps / 20)))
     rng = np.random.default_rng([config.seed, 3])
     all_idx = rng.integers(0, len(data.x), (config.steps, config.batch_size)).astype("int32")
@@ -384,7 +470,15 @@ def train(
     history: list[tuple] = []
     gradients: list[tuple] = []
     divergence: list[tuple] = []
-    key = (spec, data.classes, config.optimizer, config.batch_size, device)
+    # What the compiled chunk depends on: not the spec's name or description, so a renamed or
+    # re-described spec (a workshop's "my-model-2") reuses the trainer its shapes compiled.
+    key = (
+        dataclasses.replace(spec, name="", description=""),
+        data.classes,
+        config.optimizer,
+        config.batch_size,
+        device,
+    )
 
     def frame() -> pd.DataFrame:
         return pd.DataFrame(history, columns=["step", "variant", "loss", "accuracy"])
@@ -410,6 +504,9 @@ def train(
             while steps_done < config.steps:
                 if stop is not None and stop.is_set():
                     stop_reason = f"stopped by request after step {steps_done}"
+                    break
+                if time.perf_counter() - began > limits.max_run_seconds:
+                    stop_reason = _over_time(limits, steps_done, config.steps)
                     break
                 first, last = steps_done, min(steps_done + chunk, config.steps)
                 try:
@@ -469,6 +566,15 @@ def train(
         dataset=data.description,
         params=params,
         compile_seconds=compile_seconds,
+    )
+
+
+def _over_time(limits: Limits, steps_done: int, steps: int) -> str:
+    return (
+        f"the run reached this server's time limit of {limits.max_run_seconds:,} s (max_run_seconds) after step "
+        f"{steps_done} of {steps}; training stopped and kept what was recorded. Train fewer steps, or raise the "
+        f"limit with the environment variable {env_variable('max_run_seconds')} or in .streamlit/secrets.toml "
+        f"under [{SECRETS_SECTION}] max_run_seconds."
     )
 
 
