@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import test_browser
 from tests.conftest import require_chromium
 from tests.test_browser import (
-    CHROMIUM_ARGS,
     EXCEPTION,
     PAGES,
     VIEWPORT,
@@ -27,22 +27,12 @@ from tests.test_browser import (
     wait_until_idle,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+browser = test_browser.browser  # the module-wide Chromium fixture
 
 NAV_LINK = '[data-testid="stSidebarNavLink"]'
 NAV_TITLES = ["Home", "Build", "Train", "Gradient flow", "Divergence", "Pitfalls"]
 SIDEBAR = '[data-testid="stSidebar"]'
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    executable = require_chromium()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -53,9 +43,9 @@ def fresh_server(tmp_path) -> Iterator[Server]:
         yield app
 
 
-def open_tab(chromium, server: Server):
+def open_tab(browser, server: Server):
     """A new browser context (a new Streamlit session) that only reaches the local server."""
-    context = chromium.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(90_000)
     context.route(
         "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
@@ -78,9 +68,9 @@ def check_full_app(page, title: str, preset: str, seed: int) -> None:
 
 
 @pytest.mark.parametrize("name", list(PAGES))
-def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(chromium, fresh_server, name):
+def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(browser, fresh_server, name):
     path, title = PAGES[name]
-    page = open_tab(chromium, fresh_server)
+    page = open_tab(browser, fresh_server)
     page.goto(f"{fresh_server.url}/{path}?preset=seed-conv&seed=5")
     check_full_app(page, title, "seed-conv", 5)
     # A reload is a new session on a server that has left the older mode: still the same page.
@@ -89,8 +79,8 @@ def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(chrom
     page.context.close()
 
 
-def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_change(chromium, fresh_server):
-    page = open_tab(chromium, fresh_server)
+def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_change(browser, fresh_server):
+    page = open_tab(browser, fresh_server)
     page.goto(fresh_server.url)
     wait_for_page(page, PAGES["home"][1])
     seed = page.locator(SIDEBAR).get_by_label("Seed", exact=True)
@@ -103,7 +93,7 @@ def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_chang
     page.locator(NAV_LINK, has_text="Train").click()
     check_full_app(page, "Train", "seed-dense", 7)
     # ... and a second visitor starts from the defaults, while a reload of the link keeps it.
-    other = open_tab(chromium, fresh_server)
+    other = open_tab(browser, fresh_server)
     other.goto(fresh_server.url)
     check_full_app(other, PAGES["home"][1], "seed-dense", 0)
     page.reload()
@@ -112,13 +102,13 @@ def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_chang
     other.context.close()
 
 
-def test_five_visitors_arriving_at_once_on_a_fresh_server_each_see_the_full_app(chromium, fresh_server):
+def test_five_visitors_arriving_at_once_on_a_fresh_server_each_see_the_full_app(browser, fresh_server):
     visits = [("home", "seed-mixed", 1), ("train", "seed-conv", 2), ("build", "albert-mlp", 3)]
     visits += [("divergence", "partial-share", 4), ("gradients", "tied-autoencoder", 5)]
     pages = []
     started = time.monotonic()
     for name, preset, seed in visits:  # all requests go out before any page is waited for
-        page = open_tab(chromium, fresh_server)
+        page = open_tab(browser, fresh_server)
         page.goto(f"{fresh_server.url}/{PAGES[name][0]}?preset={preset}&seed={seed}", wait_until="commit")
         pages.append(page)
     for page, (name, preset, seed) in zip(pages, visits):
