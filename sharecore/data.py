@@ -26,6 +26,9 @@ class Dataset:
     description: str
 
 
+TEACHER_CHUNK = 32  # samples per forward pass of the teacher
+
+
 def teacher_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_POOL_SIZE) -> Dataset:
     """Inputs ~ N(0, 1); targets from a fixed random network of the same spec.
 
@@ -46,7 +49,10 @@ def teacher_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_
             t = tensors[u.use.tensor]
             fresh = draw(t.initializer, t.shape, teacher_seed, f"{t.name}/{u.use.name}")
             teacher.get_layer(layer_name(u, False)).kernel.assign(apply_rule_np(u.use.rule, fresh))
-    y = np.asarray(teacher(x, training=False), dtype="float32")
+    # A few samples at a time: the whole pool at once held a conv net's activations for all of it.
+    y = np.concatenate(
+        [np.asarray(teacher(x[i : i + TEACHER_CHUNK], training=False)) for i in range(0, pool_size, TEACHER_CHUNK)]
+    ).astype("float32")
     y = y / max(float(y.std()), 1e-6)
     return Dataset(x, y, 0, f"teacher: a random untied network of the same spec (seed {teacher_seed})")
 

@@ -5,14 +5,17 @@ chosen by `record_every` the trainer records, inside the compiled step:
 
 * gradients: each use's contribution to its shared tensor's gradient (in the tensor's own
   shape), the norm of their sum, and the cosine between a use and the other uses;
-* divergence: for every pair of uses of a shared tensor, how far apart their weights are,
-  read from the variables themselves (tied: one variable, so exactly 0).
+* divergence: for every pair of uses of a shared tensor, how far apart their weights are on
+  the entries both read, from the variables themselves (tied: one variable, so exactly 0). A
+  pair that reads no common entry (two slices side by side) has nothing to compare and is left out.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
+import gc
 import itertools
 import math
 import threading
@@ -25,7 +28,6 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tensorflow.python.eager import context as tf_context
 
 from sharecore.data import make_dataset
 from sharecore.layers import apply_rule, record_views
@@ -210,6 +212,10 @@ class _Variant:
         self.optimizer.build(self.variables)
         self.groups = {t: p.group(t) for t in p.shared_tensors}
         self.kernels = kernel_variables(self.model, p, tied)
+        self.kernel_uses: dict[int, list[str]] = {}  # id(kernel variable) -> the uses that read it
+        for use, k in self.kernels.items():
+            self.kernel_uses.setdefault(id(k), []).append(use)
+        self.viewless = [v for v in self.variables if id(v) not in self.kernel_uses]  # biases, the head
         self.masks = {u.use.name: rule_mask(u.use.rule, u.tensor_shape) for u in p.uses if u.shared}
         self.grad_keys = [(t, u.use.name) for t, group in self.groups.items() for u in group]
         # Divergence compares two uses on the entries both read; a pair that shares none (two slices
@@ -251,13 +257,18 @@ class _Variant:
         """One optimizer step. Returns loss, accuracy, whether all is finite, and the stats vector."""
         with tf.GradientTape() as tape, record_views() as views:
             loss, acc = self._loss(x, y)
-        grads = tape.gradient(loss, self.variables + [v for _, _, v in views])
-        var_grads, view_grads = grads[: len(self.variables)], grads[len(self.variables) :]
+        # Every kernel is read through one view per use, so a kernel's gradient is the sum of its
+        # views' gradients; only biases and the head are asked for as variables. (Asking for a kernel
+        # together with views of it kept every traced graph alive for good in TensorFlow 2.21.)
+        grads = tape.gradient(loss, [v for _, _, v in views] + self.viewless)
+        by_use = {use: g for (_, use, _), g in zip(views, grads)}
+        by_id = dict(zip(map(id, self.viewless), grads[len(views) :]))
+        by_id.update({k: _sum_or_none([by_use[u] for u in uses]) for k, uses in self.kernel_uses.items()})
+        var_grads = [by_id[id(v)] for v in self.variables]
         self.optimizer.apply_gradients(zip(var_grads, self.variables))
         finite = tf.math.is_finite(loss)
         for v in self.variables:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(v)))
-        by_use = {use: g for (_, use, _), g in zip(views, view_grads)}
         stats = tf.cond(
             record,
             lambda: self._stats(by_use, var_grads),
@@ -327,6 +338,11 @@ class _Variant:
         return out
 
 
+def _sum_or_none(grads: list[tf.Tensor | None]) -> tf.Tensor | None:
+    present = [g for g in grads if g is not None]
+    return tf.add_n(present) if present else None
+
+
 def _zeros(p: Plan) -> dict[str, np.ndarray]:
     values = {t.name: np.zeros(t.shape, "float32") for t in p.spec.tensors}
     values.update({u.use.name: np.zeros(u.tensor_shape, "float32") for u in p.uses if not u.shared})
@@ -345,6 +361,9 @@ class _Trainer:
     def __init__(self, p: Plan, classes: int, optimizer: str, batch_size: int, input_dtype: tf.DType) -> None:
         self.variants = [_Variant(p, tied, classes, optimizer) for tied in (True, False)]
         y_spec = tf.TensorSpec([None], tf.int32) if classes else tf.TensorSpec([None, *p.output_shape], tf.float32)
+        # autograph=False: the step's control flow is written as tf.while_loop and tf.cond, so nothing
+        # needs converting. With AutoGraph on, tracing parsed and rewrote the source of every method
+        # and Keras layer it reached: about two thirds of a first run's compile time.
         self.chunk = tf.function(
             self._chunk,
             input_signature=[
@@ -353,42 +372,46 @@ class _Trainer:
                 tf.TensorSpec([None, batch_size], tf.int32),
                 tf.TensorSpec([None], tf.bool),
             ],
+            autograph=False,
         )
 
     def _chunk(self, pool_x: tf.Tensor, pool_y: tf.Tensor, idx: tf.Tensor, record: tf.Tensor) -> tuple:
+        """Trains len(idx) steps, or up to and without the first step whose loss or weights are not finite.
+
+        Returns per step done: losses (steps, 2), accuracies (steps, 2), the stats vectors; and
+        the finiteness of both variants at the last step tried.
+        """
         n = tf.shape(idx)[0]
         size = sum(v.stats_size for v in self.variants)
-        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2])
-        accs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2])
-        stats = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[size])
-        finite = tf.ones([2], tf.bool)
-        for i in tf.range(n):
+
+        def more(i, finite, losses, accs, stats):
+            return tf.logical_and(i < n, tf.reduce_all(finite))
+
+        def step(i, finite, losses, accs, stats):
             x, y = tf.gather(pool_x, idx[i]), tf.gather(pool_y, idx[i])  # (batch, ...) each
             outs = [v.train_step(x, y, record[i]) for v in self.variants]
-            finite = tf.stack([o[2] for o in outs])
-            if not tf.reduce_all(finite):
-                break
-            losses = losses.write(i, tf.stack([o[0] for o in outs]))
-            accs = accs.write(i, tf.stack([o[1] for o in outs]))
-            stats = stats.write(i, tf.concat([o[3] for o in outs], axis=0))
-        return losses.stack(), accs.stack(), stats.stack(), finite
+            return (
+                i + 1,
+                tf.stack([o[2] for o in outs]),
+                losses.write(i, tf.stack([o[0] for o in outs])),
+                accs.write(i, tf.stack([o[1] for o in outs])),
+                stats.write(i, tf.concat([o[3] for o in outs], axis=0)),
+            )
 
-    def release(self) -> None:
-        """Frees what the compiled chunk keeps in TensorFlow; the trainer cannot run afterwards.
-
-        TensorFlow 2.21 unregisters a traced function's own definition when the function is
-        garbage-collected, but keeps the functions nested in it (the step loop's body and
-        condition, every `tf.cond` branch) in the eager context for good: about 8 MB per trainer
-        of a 4-use chain, and a trainer was made for every spec a server ever trained.
-        """
-        chunk, self.chunk = self.chunk, None
-        if chunk is None or not chunk.experimental_get_tracing_count():
-            return
-        graph = chunk.get_concrete_function().graph  # the one trace (fixed input signature): no new trace
-        context = tf_context.context()
-        for f in graph.as_graph_def().library.function:
-            if context.has_function(f.signature.name):
-                context.remove_function(f.signature.name)
+        tried, finite, losses, accs, stats = tf.while_loop(
+            more,
+            step,
+            (
+                tf.constant(0),
+                tf.ones([2], tf.bool),
+                tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2]),
+                tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2]),
+                tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[size]),
+            ),
+        )
+        # A step that was not finite was written too; it is not a step done.
+        done = tried - tf.cast(tf.logical_not(tf.reduce_all(finite)), tf.int32)
+        return losses.stack()[:done], accs.stack()[:done], stats.stack()[:done], finite
 
 
 _POOL: dict[tuple, list[_Trainer]] = {}
@@ -406,7 +429,7 @@ def _checkout(key: tuple, make: Callable[[], _Trainer]) -> _Trainer:
 
 
 def _checkin(key: tuple, trainer: _Trainer) -> None:
-    evicted = []
+    evicted = False
     with _POOL_LOCK:
         _POOL.setdefault(key, []).append(trainer)
         if key in _POOL_ORDER:
@@ -414,12 +437,40 @@ def _checkin(key: tuple, trainer: _Trainer) -> None:
         _POOL_ORDER.append(key)
         while sum(len(v) for v in _POOL.values()) > POOL_SIZE:
             oldest = _POOL_ORDER[0]
-            evicted.append(_POOL[oldest].pop(0))
+            _POOL[oldest].pop(0)
+            evicted = True
             if not _POOL[oldest]:
                 del _POOL[oldest]
                 _POOL_ORDER.pop(0)
-    for old in evicted:  # idle, out of the pool: nobody can run it any more
-        old.release()
+    _give_back_memory(collect=evicted)
+
+
+def _give_back_memory(collect: bool) -> None:
+    """Frees an evicted trainer now, and hands freed memory back to the operating system.
+
+    A traced graph is a web of reference cycles that only a full garbage collection frees, and with
+    TensorFlow's many long-lived objects Python runs one rarely: evicted trainers piled up for a
+    while (a few MB each). An eviction comes with a new trainer's compile (seconds), so the
+    collection (a fraction of that) is paid only then. glibc keeps freed memory for reuse instead
+    of returning it, so a run's transient peak (a teacher data set, a conv net's activations) stayed
+    in the server's resident memory; `malloc_trim` returns it (Linux with glibc only).
+    """
+    if collect:
+        gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018  (absent outside glibc)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _glibc()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -463,17 +514,25 @@ def train(
     data = make_dataset(p, config.dataset, config.seed)
     init = initial_values(p, config.seed)
     chunk = progress_every or min(50, max(1, math.ceil(config.steps / 20)))
-    rng = np.random.default_rng([config.seed, 3])
-    all_idx = rng.integers(0, len(data.x), (config.steps, config.batch_size)).astype("int32")
+    # Each chunk draws its batches' indices from one generator as it starts: the same numbers as
+    # drawing (steps, batch_size) at once, without holding them all (100,000 steps at batch 512
+    # took 400 MB while they were drawn).
+    batches = np.random.default_rng([config.seed, 3])
     steps = np.arange(1, config.steps + 1)
     recorded = (steps == 1) | (steps % config.record_every == 0) | (steps == config.steps)
     history: list[tuple] = []
     gradients: list[tuple] = []
     divergence: list[tuple] = []
-    # What the compiled chunk depends on: not the spec's name or description, so a renamed or
-    # re-described spec (a workshop's "my-model-2") reuses the trainer its shapes compiled.
+    # What the compiled chunk depends on: not the spec's name, description or initializers (the
+    # initial values are assigned per run), so a renamed or re-described spec (a workshop's
+    # "my-model-2") reuses the trainer its shapes compiled.
     key = (
-        dataclasses.replace(spec, name="", description=""),
+        dataclasses.replace(
+            spec,
+            name="",
+            description="",
+            tensors=tuple(dataclasses.replace(t, initializer="glorot_uniform") for t in spec.tensors),
+        ),
         data.classes,
         config.optimizer,
         config.batch_size,
@@ -513,7 +572,12 @@ def train(
                     losses, accs, stats, finite = (
                         t.numpy()
                         for t in trainer.chunk(
-                            pool_x, pool_y, tf.constant(all_idx[first:last]), tf.constant(recorded[first:last])
+                            pool_x,
+                            pool_y,
+                            tf.constant(
+                                batches.integers(0, len(data.x), (last - first, config.batch_size)).astype("int32")
+                            ),
+                            tf.constant(recorded[first:last]),
                         )
                     )
                 except tf.errors.ResourceExhaustedError:
