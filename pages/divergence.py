@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from sharecore.rules import split_pairs
+from sharecore.charts import pairs_left_out
 
 ui.frame()  # before anything else: see ui.frame
 
@@ -20,13 +20,12 @@ if res is not None:
     if tensor is None:
         st.info("No shared tensor of the trained model has two or more uses, so there are no copies to compare.")
     else:
-        shape = next(t.shape for t in res.spec.tensors if t.name == tensor)
-        compared, apart = split_pairs([(u.name, u.rule) for u in res.spec.uses if u.tensor == tensor], shape)
+        compared, apart = pairs_left_out(res.spec, tensor)
         if apart:
             # Divergence is measured on the entries both uses read; these pairs read none in common.
-            names = ", ".join(f"{a} and {b}" for a, b in apart)
+            names = ui.plain(", ".join(f"{a} and {b}" for a, b in apart))
             st.info(
-                f"Not compared: {names} read no common entry of {tensor} (their slices lie side by side), so "
+                f"Not compared: {names} read no common entry of {ui.plain(tensor)} (their slices lie side by side), so "
                 "there is nothing on which their weights could differ. They are left out of the chart and "
                 "of the divergence CSV.",
                 icon=":material/info:",

@@ -30,6 +30,7 @@ from sharecore.plotstyle import (
     _variants,
     use_colors,
 )
+from sharecore.rules import split_pairs
 from sharecore.spec import ModelSpec
 
 HISTOGRAM_BINS = 40  # bins of the weight histograms, on one grid from the smallest value to the largest
@@ -261,6 +262,13 @@ def _pair_rows(divergence: pd.DataFrame, tensor: str, spec: ModelSpec | None) ->
         if len(group) < 2:
             return divergence.iloc[0:0], (
                 f"Only one use ({group[0].use.name}) reads {tensor}, so there is no pair of copies to compare."
+                if group
+                else f"No use reads {tensor}, so there is no pair of copies to compare."
+            )
+        if not pairs_left_out(spec, tensor)[0]:
+            return divergence.iloc[0:0], (
+                f"No two uses of {tensor} read a common entry (their slices lie side by side), so no pair "
+                "has anything to compare."
             )
     if divergence.empty:
         return divergence, "No divergence recorded yet: it appears once training starts."
@@ -273,6 +281,28 @@ def _pair_rows(divergence: pd.DataFrame, tensor: str, spec: ModelSpec | None) ->
             f"Tensors with pairs: {', '.join(known)}."
         )
     return rows, ""
+
+
+def pairs_left_out(spec: ModelSpec, tensor: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(pairs of uses of `tensor` that divergence compares, pairs it leaves out), in model order.
+
+    A pair is compared on the entries both uses read; a pair that reads no common entry (two
+    slices side by side) has nothing to compare and is not recorded.
+    """
+    group = plan(spec).group(tensor)
+    if not group:
+        return [], []
+    return split_pairs([(u.use.name, u.use.rule) for u in group], group[0].tensor_shape)
+
+
+def _left_out_note(spec: ModelSpec | None, tensor: str, most: int = 3) -> str:
+    """' · left out, no common entry: a ↔ c, c ↔ d' for a subtitle, or ''."""
+    apart = pairs_left_out(spec, tensor)[1] if spec is not None else []
+    if not apart:
+        return ""
+    names = ", ".join(f"{a} ↔ {b}" for a, b in apart[:most])
+    more = f" and {len(apart) - most} more" if len(apart) > most else ""
+    return f" · left out, no common entry: {names}{more}"
 
 
 def _pair_uses(rows: pd.DataFrame) -> list[str]:
@@ -344,7 +374,8 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
     return _layout(
         fig,
         title,
-        f"Each pair of uses of {tensor}, on the entries both read; tied stays at 0 and 1",
+        f"Each pair of uses of {tensor}, on the entries both read; tied stays at 0 and 1"
+        + _left_out_note(spec, tensor),
         panel_title_lines=1,
     )
 
@@ -372,7 +403,9 @@ def divergence_heatmap(
     rows, why = _pair_rows(divergence, tensor, spec)
     if rows.empty:
         return _message(f"Which uses of {tensor} have drifted apart?", why)
-    uses = _pair_uses(rows)
+    # Every use of the tensor, in model order, also one whose pairs were all left out.
+    named = [u.use.name for u in plan(spec).group(tensor)] if spec is not None else []
+    uses = list(dict.fromkeys([*named, *_pair_uses(rows)]))
     vrows = rows[rows["variant"] == variant]
     recorded = sorted(int(s) for s in vrows["step"].unique())
     at = max((s for s in recorded if s <= step), default=None)
@@ -381,14 +414,16 @@ def divergence_heatmap(
         note = f"first recorded step is {recorded[0]}" if recorded else f"no {variant} rows recorded"
         return _message(title, f"No {variant} record at or before step {step} ({note}).")
     index = {u: i for i, u in enumerate(uses)}
-    matrix = np.zeros((len(uses), len(uses)))
+    # Blank, not 0, for a pair that was not compared (no common entry): 0 would read "identical".
+    matrix = np.full((len(uses), len(uses)), np.nan)
+    np.fill_diagonal(matrix, 0.0)
     for r in vrows[vrows["step"] == at].itertuples():
         i, j = index[r.use_a], index[r.use_b]
         matrix[i, j] = matrix[j, i] = r.relative_distance
     top = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 0.0
     fig = go.Figure(
         go.Heatmap(
-            z=matrix,
+            z=[[None if np.isnan(v) else float(v) for v in row] for row in matrix],
             x=uses,
             y=uses,
             zmin=0,
@@ -403,7 +438,8 @@ def divergence_heatmap(
     fig.update_xaxes(title_text="use", constrain="domain")
     fig.update_yaxes(title_text="use", autorange="reversed", scaleanchor="x", constrain="domain")
     shown = f"step {at}" if at == step else f"step {at}, the last recorded step at or before {step}"
-    return _layout(fig, title, f"{variant} model · ‖Wa − Wb‖ / ‖W0‖ at {shown}", height=360)
+    left_out = " · blank: no common entry to compare" if np.isnan(matrix).any() else ""
+    return _layout(fig, title, f"{variant} model · ‖Wa − Wb‖ / ‖W0‖ at {shown}{left_out}", height=360)
 
 
 # ----------------------------------------------------------------------------- weights

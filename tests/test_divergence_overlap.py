@@ -7,11 +7,12 @@ to compare: it is left out of the records (and the page says so), never recorded
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import sharecore
-from sharecore import urlstate
+from sharecore import cli, plots, urlstate
 from sharecore.spec import ModelSpec, TrainConfig
 from tests.test_app import APP, train_until_done
 
@@ -99,3 +100,49 @@ def test_the_divergence_page_names_the_pairs_left_out():
     assert not at.exception
     notes = " ".join(i.value for i in at.info)
     assert "a and c" in notes and "c and d" in notes and "b and c" not in notes
+
+
+def pairs_in(fig) -> set[tuple[str, str]]:
+    return {tuple(t.meta["pair"]) for t in fig.data}
+
+
+def test_the_chart_draws_exactly_the_recorded_pairs_and_names_the_ones_left_out(result):
+    spec = sliced_spec(STARTS)
+    fig = plots.divergence_chart(result.divergence, "W", spec=spec)
+    assert pairs_in(fig) == set(zip(result.divergence.use_a, result.divergence.use_b))
+    assert {t.meta["variant"] for t in fig.data} == {"tied", "untied"}
+    subtitle = fig.layout.title.subtitle.text
+    assert "a ↔ c" in subtitle and "c ↔ d" in subtitle and "a ↔ b" not in subtitle
+
+
+def test_the_heatmap_leaves_pairs_without_a_common_entry_blank_not_zero(result):
+    fig = plots.divergence_heatmap(result.divergence, "W", CONFIG.steps, spec=sliced_spec(STARTS))
+    z, uses = fig.data[0].z, list(fig.data[0].x)
+    assert uses == list(STARTS)
+    for (a, b), shared in PAIRS.items():
+        i, j = uses.index(a), uses.index(b)
+        assert (z[i][j] is None) == (not shared) and (z[j][i] is None) == (not shared)
+    assert all(z[i][i] == 0 for i in range(len(uses)))
+
+
+def test_uses_that_share_no_entry_at_all_record_no_rows_and_the_chart_says_why():
+    # The case: W (10, 8), one use reads columns 0-3, the other 4-7.
+    spec = sliced_spec({"a": 0, "b": 4})
+    result = sharecore.train(spec, CONFIG)
+    assert result.divergence.empty
+    assert result.stop_reason is None and np.isfinite(result.history.loss).all()
+    fig = plots.divergence_chart(result.divergence, "W", spec=spec)
+    assert not fig.data
+    assert "No two uses of W read a common entry" in fig.layout.annotations[0].text
+
+
+def test_the_cli_csv_holds_the_pairs_the_chart_draws(tmp_path):
+    path = tmp_path / "slices.json"
+    path.write_text(sliced_spec(STARTS).to_json())
+    out = tmp_path / "run"
+    assert cli.main(["train", str(path), "--steps", "3", "--batch-size", "8", "--out", str(out)]) == 0
+    csv = pd.read_csv(out / "divergence.csv")
+    assert not csv[["relative_distance", "cosine"]].isna().any().any()
+    assert (csv[csv.variant == "tied"].relative_distance == 0).all()
+    fig = plots.divergence_chart(csv, "W", spec=sliced_spec(STARTS))
+    assert pairs_in(fig) == set(zip(csv.use_a, csv.use_b)) == {pair for pair, shared in PAIRS.items() if shared}
