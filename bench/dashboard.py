@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import REPO, Headline, Mode, Section, median, note, table
+from bench.common import REPO, Headline, Mode, Section, median, memory_mb, note, table
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -73,16 +73,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _memory_mb(pid: int) -> dict[str, float]:
-    """The process's current (VmRSS) and peak (VmHWM) resident memory, in MiB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
 
 
 # A what-if server: Streamlit ends every script run (each 0.5 s tick of the Train page's live
@@ -208,16 +198,16 @@ def measure(mode: Mode, log: Path, out: dict, what_if: bool = False) -> None:
                     out["train_first"] = _train(page, train_limit)
                 except PlaywrightTimeout:
                     out["train_first"], out["train_timed_out"] = train_limit, True
-                    out["rss_1"] = _memory_mb(proc.pid)
+                    out["rss_1"] = memory_mb(proc.pid)
                     note(f"{label}: first Train -> charts took more than {train_limit:.0f} s; stopping here")
                     return
                 note(f"{label}: first Train -> charts {out['train_first']:.2f} s")
-                out["rss_1"] = _memory_mb(proc.pid)
+                out["rss_1"] = memory_mb(proc.pid)
                 out["reruns"] = [_rerun(page, v) for v in [2, 1] * (reruns // 2)]
                 note(f"{label}: reruns " + ", ".join(f"{t:.2f}" for t in out["reruns"]))
                 out["train_warm"] = [_train(page, train_limit) for _ in range(runs - 1)]
                 note(f"{label}: later runs " + ", ".join(f"{t:.2f}" for t in out["train_warm"]))
-                out["rss_n"] = _memory_mb(proc.pid)
+                out["rss_n"] = memory_mb(proc.pid)
         finally:
             browser.close()
 

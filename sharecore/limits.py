@@ -2,7 +2,7 @@
 
 `check_limits(spec, config)` runs in plain Python on the spec and its `plan`, before any
 TensorFlow work, and raises a `ValueError` that says which cap was hit, by how much and how
-to raise it. The defaults fit a hosted server with about 1 GB of RAM. Raise them locally with
+to raise it. The defaults fit a hosted server with about 1.2 GB of RAM (two runs at once). Raise them locally with
 an environment variable (``SHARECORE_MAX_PARAMS=10000000``) or in ``.streamlit/secrets.toml``::
 
     [sharecore]
@@ -19,12 +19,20 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sharecore.plan import Plan, as_plan
-from sharecore.spec import TEACHER_POOL_SIZE, ModelSpec, TrainConfig
+from sharecore.spec import DIGITS_INPUT_SIZES, DIGITS_POOL_SIZE, TEACHER_POOL_SIZE, ModelSpec, TrainConfig
 
 BYTES_PER_VALUE = 4  # float32
 # Training keeps each node's forward value, its gradient and about as much again in
 # TensorFlow workspace, so a training step needs about three times the forward activations.
 TRAINING_FACTOR = 3
+# Convolutions on the CPU take far more than their values: oneDNN keeps reordered copies and
+# workspaces of inputs, outputs and kernels for the forward pass and both gradients, and the
+# data pool's inputs and targets are held as NumPy arrays and as tensors. Fitted to the peaks
+# `python -m bench --only memory` measured over conv shapes (kernels 1-5, images 7-56, batches
+# 8-512): a step took up to 17 times a conv net's forward values per sample, and the pool up to
+# 4.5 times its inputs and targets. A spec with a conv2d use is estimated with these factors.
+CONV_TRAINING_FACTOR = 17
+CONV_POOL_FACTOR_HALVES = 9  # 4.5, in halves to keep the estimate in whole bytes
 MB = 2**20
 SECRETS_SECTION = "sharecore"
 
@@ -33,12 +41,24 @@ SECRETS_SECTION = "sharecore"
 class Limits:
     """Caps checked before a model is built or trained. All are whole numbers >= 1."""
 
-    max_params: int = 2_000_000  # parameters of the larger of the tied and untied models
-    max_activation_mb: int = 256  # estimated activation memory of one training run, in MiB
+    # The defaults keep a server within its memory budget (README, "Limits") with two runs at
+    # the caps at once; `python -m bench --only memory` measures the worst cases they allow. Two
+    # runs of a 2,000,000-parameter dense kernel took about 370 MB over the server's baseline;
+    # of 1,000,000, about 200 MB.
+    max_params: int = 1_000_000  # parameters of the larger of the tied and untied models
+    # The least that keeps every preset trainable at its default batch of 32 (seed-conv's estimate
+    # is 214 MiB; it measured 140-185 MiB over the server's baseline).
+    max_activation_mb: int = 224  # estimated activation memory of one training run, in MiB
     max_steps: int = 5000  # optimizer steps per run
     max_batch_size: int = 512  # samples per batch
     max_input_size: int = 65536  # values per input sample, e.g. 64 * 64 * 16
-    max_uses: int = 32  # uses (layer calls) in one spec
+    # A use adds linearly to the compiled step (issue 8); what grows with the square of the uses
+    # is what a run records, capped by max_recorded_rows.
+    max_uses: int = 16  # uses (layer calls) in one spec
+    # Each recorded step keeps a row per use and per pair of uses of a shared tensor, for both
+    # models: one run of 32 uses recorded at each of 5000 steps kept 5.3 million rows in 1.7 GB;
+    # two runs of 360,000 rows at once took about 250 MB (`python -m bench --only memory`).
+    max_recorded_rows: int = 400_000  # gradient and divergence rows one run records
     max_spec_bytes: int = 200_000  # size of an uploaded or pasted spec JSON
     # Wall-clock seconds one run may take, compile included; checked between chunks of steps.
     # 5000 steps of the default preset take about 55 s with two runs training at once on a
@@ -195,6 +215,32 @@ def tied_params(p: Plan) -> int:
     return total
 
 
+def recorded_steps(config: TrainConfig) -> int:
+    """How many steps a run records: step 1, every `record_every`-th step and the last one."""
+    steps, every = config.steps, config.record_every
+    if steps <= 1:
+        return steps
+    return steps // every + (every > 1) + (steps % every != 0)
+
+
+def rows_per_recorded_step(p: Plan) -> int:
+    """Rows a recorded step adds, both models: one per use of a shared tensor, one per pair of its uses.
+
+    Every pair is counted; pairs that read no common entry are not recorded, so this is an upper bound.
+    """
+    return 2 * sum(len(p.group(t)) for t in p.shared_tensors) + _pair_rows(p)
+
+
+def _pair_rows(p: Plan) -> int:
+    """Divergence rows of one recorded step, both models (also recorded once at step 0)."""
+    return 2 * sum(len(p.group(t)) * (len(p.group(t)) - 1) // 2 for t in p.shared_tensors)
+
+
+def recorded_rows(p: Plan, config: TrainConfig) -> int:
+    """Gradient and divergence rows a run records: every recorded step, and the divergence at step 0."""
+    return rows_per_recorded_step(p) * recorded_steps(config) + _pair_rows(p)
+
+
 def activation_values(p: Plan) -> int:
     """Values one sample creates in a forward pass: the input, every use's input copy and output.
 
@@ -214,14 +260,44 @@ def activation_values(p: Plan) -> int:
 def activation_bytes(p: Plan, config: TrainConfig) -> int:
     """Estimated activation memory of one training run, in bytes.
 
-    ``values per sample * 4 bytes * (3 * batch_size + 512 if the data set is 'teacher')``:
-    a training step keeps forward values, gradients and workspace for a batch (3x), and the
-    teacher data set runs the model once over its pool of 512 samples.
+    Dense specs: ``values per sample * 4 bytes * (3 * batch_size + 512 if the data set is
+    'teacher')``: a training step keeps forward values, gradients and workspace for a batch (3x),
+    and the teacher data set runs the model over its pool of 512 samples.
+
+    Specs with a conv2d use: ``4 bytes * (17 * values per sample * batch_size + 4.5 * (input +
+    output values per sample) * pool size)``, the factors measured (`CONV_TRAINING_FACTOR`).
     """
+    if any(u.use.op == "conv2d" for u in p.uses):
+        pool = _pool_size(p, config)
+        io = math.prod(p.spec.input_shape) + math.prod(p.output_shape)
+        step = CONV_TRAINING_FACTOR * activation_values(p) * config.batch_size
+        return BYTES_PER_VALUE * (step + CONV_POOL_FACTOR_HALVES * io * pool // 2)
     samples = TRAINING_FACTOR * config.batch_size
     if config.dataset == "teacher":
         samples += TEACHER_POOL_SIZE
     return activation_values(p) * BYTES_PER_VALUE * samples
+
+
+def _pool_size(p: Plan, config: TrainConfig) -> int:
+    """Samples in the run's data pool; 0 for digits on a spec that cannot take them (the data set refuses it)."""
+    if config.dataset == "teacher":
+        return TEACHER_POOL_SIZE
+    return DIGITS_POOL_SIZE if math.prod(p.spec.input_shape) in DIGITS_INPUT_SIZES else 0
+
+
+def _activation_formula(p: Plan, config: TrainConfig) -> str:
+    """How `activation_bytes` counted, for the message that refuses a run."""
+    values = _count(activation_values(p))
+    if any(u.use.op == "conv2d" for u in p.uses):
+        pool = _pool_size(p, config)
+        io = _count(math.prod(p.spec.input_shape) + math.prod(p.output_shape))
+        return (
+            f"a convolutional net: {values} values per sample x 4 bytes x {CONV_TRAINING_FACTOR} x batch_size "
+            f"{config.batch_size}, plus its {io} input and output values per sample x 4 bytes x 4.5 x the "
+            f"{pool}-sample data pool"
+        )
+    pool = f" plus one pass over the {TEACHER_POOL_SIZE}-sample teacher pool" if config.dataset == "teacher" else ""
+    return f"{values} values per sample x 4 bytes x 3 x batch_size {config.batch_size}{pool}"
 
 
 def check_limits(spec: ModelSpec | Plan, config: TrainConfig | None = None, limits: Limits | None = None) -> Plan:
@@ -306,14 +382,39 @@ def check_limits(spec: ModelSpec | Plan, config: TrainConfig | None = None, limi
             variant,
             "Make the tensors or kernels smaller",
         )
+    per_step, rows = rows_per_recorded_step(p), recorded_rows(p, config)
+    if rows > limits.max_recorded_rows:
+        most = (limits.max_recorded_rows - _pair_rows(p)) // per_step  # recorded steps that fit
+        if most >= 2:  # step 1 and the last step, at least
+            # Enough: at most steps // k + 2 steps are recorded; then the least k that fits.
+            enough = config.steps if most == 2 else -(-config.steps // (most - 2))
+            every = next(
+                k
+                for k in range(max(config.record_every, config.steps // most), enough + 1)
+                if recorded_steps(replace(config, record_every=k)) <= most
+            )
+            fix = (
+                f"Record every {every:,} steps or more (record_every is {config.record_every:,}), "
+                "train fewer steps or use fewer uses of the shared tensors"
+            )
+        else:
+            fix = "Use fewer uses of the shared tensors"
+        raise _exceeds(
+            "the training run",
+            "max_recorded_rows",
+            limits.max_recorded_rows,
+            rows,
+            "recorded rows",
+            f"{_count(per_step)} gradient and divergence rows per recorded step x "
+            f"{_count(recorded_steps(config))} recorded steps, and step 0's divergence",
+            fix,
+        )
     needed = activation_bytes(p, config)
     if needed > limits.max_activation_mb * MB:
-        pool = f" plus one pass over the {TEACHER_POOL_SIZE}-sample teacher pool" if config.dataset == "teacher" else ""
         raise ValueError(
             f"training {name} needs about {_count(-(-needed // MB))} MiB of activations, which exceeds the "
-            f"limit of {limits.max_activation_mb:,} MiB ({_count(activation_values(p))} values per sample x "
-            f"4 bytes x 3 x batch_size {config.batch_size}{pool}). Use a smaller batch_size, input or channel "
-            f"count, or {_how_to_raise('max_activation_mb')}. "
+            f"limit of {limits.max_activation_mb:,} MiB ({_activation_formula(p, config)}). Use a smaller "
+            f"batch_size, input or channel count, or {_how_to_raise('max_activation_mb')}. "
             f"Received: max_activation_mb={limits.max_activation_mb}, estimate_bytes={needed}"
         )
     return p

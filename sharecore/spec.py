@@ -34,6 +34,8 @@ OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "gpu")
 DATASETS = ("teacher", "digits")
 TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
+DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.data.digits_dataset`
+DIGITS_POOL_SIZE = 1797  # scikit-learn's 8x8 digits: the pool of the 'digits' data set
 INPUT_NODE = "input"
 
 # TensorFlow shapes, strides and seeds are int32 in places; bigger numbers only ever fail

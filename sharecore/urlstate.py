@@ -27,7 +27,7 @@ from typing import Any
 
 from sharecore.limits import Limits, check_limits
 from sharecore.presets import preset, presets
-from sharecore.spec import ModelSpec, SharedTensor, TrainConfig, Use
+from sharecore.spec import DIGITS_INPUT_SIZES, ModelSpec, SharedTensor, TrainConfig, Use
 
 __all__ = [
     "Adjustment",
@@ -50,7 +50,6 @@ MAX_PARAM_CHARS = 8_000
 MIN_LEARNING_RATE = 1e-5  # smaller steps barely move the weights in the few thousand steps a run has
 MAX_LEARNING_RATE = 10.0
 MAX_SEED = 2**31 - 1  # Keras initializer seeds are 32-bit
-DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.data.digits_dataset`
 STREAMLIT_KEYS = frozenset({"embed", "embed_options"})  # Streamlit's own query parameters
 
 DEFAULT_PRESET = "seed-dense"

@@ -35,7 +35,7 @@ def test_each_waiting_session_sees_its_place_in_the_queue_and_moves_up(monkeypat
     first = open_app("train", steps="20")
     until(lambda: runner.active_runs() == 0, "the server's warm-up run has ended")
     # Someone else's long run holds the only trainer.
-    blocker = BackgroundRun(preset("seed-dense"), TrainConfig(steps=1_000_000, batch_size=4)).start()
+    blocker = BackgroundRun(preset("seed-dense"), TrainConfig(steps=1_000_000, batch_size=4, record_every=1000)).start()
     second = None
     try:
         until(lambda: blocker.progress is not None, "the long run trains")

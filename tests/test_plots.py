@@ -19,7 +19,7 @@ import pytest
 
 import sharecore
 from sharecore import plots
-from sharecore.limits import check_limits
+from sharecore.limits import Limits, check_limits
 from sharecore.model import apply_rule_np, initial_values
 from sharecore.spec import ModelSpec
 
@@ -349,11 +349,16 @@ def panel_grid(fig: go.Figure) -> list[list[str]]:
     return [[name for _, name in sorted(row)] for _, row in sorted(by_row.items(), reverse=True)]
 
 
+# Caps a local user may raise the defaults to (the hosted defaults before issue 8): the figures must
+# stay bounded for any spec a server with raised limits accepts, not only for the default caps.
+RAISED = Limits(max_uses=32, max_params=2_000_000)
+
+
 @pytest.mark.parametrize("uses", [6, 21, 32])
 def test_tensor_views_of_many_uses_wrap_into_rows_of_at_most_six_panels(uses):
     # 21 or more uses crashed plotly (horizontal_spacing) when every panel sat in one row.
     spec = chain_spec(4, uses)
-    check_limits(spec)  # the largest number of uses a spec may have
+    check_limits(spec, limits=RAISED)  # up to the largest number of uses a raised cap allows
     w = np.arange(16, dtype=np.float32).reshape(4, 4)
     fig = plots.tensor_views(spec, "W", values=w)
     grid = panel_grid(fig)
@@ -401,7 +406,7 @@ def test_large_tensor_views_draw_every_kth_row_and_column_with_their_true_indice
 @pytest.mark.parametrize(("n", "uses"), [(1414, 1), (316, 20), (250, 32)], ids=["one-2M", "20x316", "32x250"])
 def test_tensor_views_of_the_largest_allowed_specs_stay_under_half_a_megabyte_of_json(n, uses):
     spec = chain_spec(n, uses)
-    check_limits(spec)
+    check_limits(spec, limits=RAISED)
     w = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
     fig = plots.tensor_views(spec, "W", values=w)
     assert len(fig.to_json()) < 500_000  # 22 MB for one (1000, 2000) tensor before panels were sampled

@@ -25,7 +25,9 @@ def one_trainer(monkeypatch):
     runs: list[BackgroundRun] = []
 
     def start(steps: int = LONG, **kwargs) -> BackgroundRun:
-        run = BackgroundRun(preset("seed-dense"), TrainConfig(steps=steps, batch_size=4), **kwargs).start()
+        # Long runs record every 1000th step, within max_recorded_rows.
+        config = TrainConfig(steps=steps, batch_size=4, record_every=max(1, steps // 1000))
+        run = BackgroundRun(preset("seed-dense"), config, **kwargs).start()
         runs.append(run)
         return run
 
@@ -117,7 +119,7 @@ def test_a_run_whose_owner_stays_or_whose_check_fails_trains_to_the_end(one_trai
 def test_the_wall_clock_cap_stops_a_run_and_keeps_what_it_recorded():
     spec = preset("seed-dense")
     train(spec, TrainConfig(steps=1, batch_size=4))  # compiles the trainer, so the cap times training
-    limits = Limits(max_steps=LONG, max_run_seconds=1)
+    limits = Limits(max_steps=LONG, max_run_seconds=1, max_recorded_rows=10**9)  # the time cap ends it
     capped = train(spec, TrainConfig(steps=LONG, batch_size=4), limits=limits)
 
     n = capped.steps_done
@@ -130,7 +132,7 @@ def test_the_wall_clock_cap_stops_a_run_and_keeps_what_it_recorded():
     )
     # What was kept is the start of the same run: equal to training those n steps alone.
     assert sorted(capped.history["step"].unique()) == list(range(1, n + 1))
-    alone = train(spec, TrainConfig(steps=n, batch_size=4), limits=Limits(max_steps=LONG))  # no 1 s cap here
+    alone = train(spec, TrainConfig(steps=n, batch_size=4), limits=Limits(max_steps=LONG, max_recorded_rows=10**9))
     assert alone.stop_reason is None
     assert capped.history["loss"].tolist() == pytest.approx(alone.history["loss"].tolist(), rel=1e-6)
     print(f"1 s cap: {n} steps kept ({capped.seconds:.2f} s of training)")
