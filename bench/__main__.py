@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SECTIONS = ("models", "trainer", "growth", "dashboard", "startup")
+SECTIONS = ("models", "trainer", "growth", "dashboard", "startup", "memory", "compile", "soak")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -75,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
             from bench import startup
 
             section = startup.run(mode)
+        elif name == "compile":
+            from bench import compile as compile_cost
+
+            section = compile_cost.run(mode)
+        elif name == "soak":
+            from bench import soak
+
+            section = soak.run(mode)
+        elif name == "memory":
+            from bench import memory
+
+            section = memory.run(mode)
         else:
             from bench import dashboard
 

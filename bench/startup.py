@@ -56,7 +56,22 @@ def _cli(root: Path, argv: list[str]) -> tuple[float, float]:
     return seconds, int(line[-1].split()[1]) / 1024
 
 
-def _fresh_server(root: Path, browser) -> dict[str, float]:
+def _floor_app() -> Path:
+    """A one-line Streamlit app with the Home page's title: what Streamlit and Chromium alone take."""
+    root = Path(tempfile.mkdtemp(prefix="sharecore-floor-"))
+    (root / "streamlit_app.py").write_text(f"import streamlit as st\n\nst.title({HOME_TITLE!r})\n")
+    return root
+
+
+def _tensorflow_import_s() -> float:
+    """Wall seconds of `import tensorflow` alone in a fresh process."""
+    code = "import time; t = time.perf_counter(); import tensorflow; print(time.perf_counter() - t)"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _fresh_server(root: Path, browser, home_only: bool = False) -> dict[str, float]:
     """Seconds from `streamlit run` to Home painted, navigation drawn, and the first chart after
     going to Train and clicking it as soon as it can be clicked."""
     port = _free_port()
@@ -82,6 +97,8 @@ def _fresh_server(root: Path, browser) -> dict[str, float]:
                 time.sleep(0.05)
         page.get_by_role("heading", name=HOME_TITLE).wait_for(timeout=180_000)
         out["home"] = time.perf_counter() - start
+        if home_only:
+            return out
         page.wait_for_function(f"document.querySelectorAll('{NAV_LINK}').length >= 6", timeout=180_000)
         out["nav"] = time.perf_counter() - start
         page.locator(NAV_LINK, has_text="Train").click()
@@ -108,6 +125,7 @@ def run(mode: Mode) -> Section:
     rounds = {"smoke": 1, "quick": 2, "full": 4}[mode.name]
     cli: dict[tuple[str, str], list[tuple[float, float]]] = {}
     server: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    floor: list[dict[str, float]] = []  # a one-line app's Home painted; `import tensorflow` alone
     try:
         with _worktree(BEFORE_REF) as before:
             sides = {"before": before, "after": REPO}
@@ -123,7 +141,10 @@ def run(mode: Mode) -> Section:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 try:
+                    floor_root = _floor_app()
                     for r in range(rounds):
+                        floor.append({"home": _fresh_server(floor_root, browser, home_only=True)["home"]})
+                        floor[-1]["tensorflow"] = _tensorflow_import_s()
                         for side, root in sides.items():
                             m = _fresh_server(root, browser)
                             server[side].append(m)
@@ -182,5 +203,15 @@ def run(mode: Mode) -> Section:
             section.headlines.append(
                 Headline(f"startup: server start -> {label}", median(a), target, median(a) <= limit, " s")
             )
-    section.add(*table(["what", "before", "after", "target"], rows))
+    section.add(*table(["what", "before", "after", "target"], rows), "")
+    if floor:
+        home = median([m["home"] for m in floor])
+        tf_s = median([m["tensorflow"] for m in floor])
+        section.add(
+            "What this machine allows, measured in the same rounds: a one-line Streamlit app (`st.title` of "
+            f"the same heading) paints its title **{home:.1f} s** after `streamlit run` starts (Streamlit's "
+            f"start-up and Chromium loading its front end, nothing of sharecore); `import tensorflow` alone "
+            f"takes **{tf_s:.1f} s** in a fresh process. A first chart needs both, then the first trainer's "
+            "compile and the run, with Chromium drawing on the same two cores."
+        )
     return section

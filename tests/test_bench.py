@@ -80,3 +80,14 @@ def test_dashboard_section_says_why_it_skips_when_the_app_is_missing(monkeypatch
     section = dashboard.run(MODES["smoke"], None)
     assert len(section.body) == 1 and section.body[0].startswith("Skipped: ")
     assert not section.headlines
+
+
+@pytest.mark.slow
+def test_compile_and_soak_sections_run_in_fresh_processes_and_write_their_tables(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    assert main(["--smoke", "--only", "compile", "--only", "soak", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## Compile: tracing cost and memory against the number of uses" in text
+    assert "| 4 | 6 |" in text  # the 4-use point: 6 pairs
+    assert "## Soak: memory over many runs of different specs" in text
+    assert "| soak: RSS growth over 8 runs cycling the presets |" in text
