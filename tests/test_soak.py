@@ -1,0 +1,44 @@
+"""A soak: 30 runs cycling the presets in one fresh process grow its memory by at most 10 %.
+
+Seven presets do not fit the six idle trainers of the pool, so every run compiles a trainer and
+evicts one: what an evicted trainer (its models, its traced graph) leaves behind shows up here.
+The first cycle is TensorFlow's and the pool's one-time cost (every preset's trainer compiled
+once, the digits data loaded) and is the baseline, as in `bench.soak`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import sharecore
+from bench.soak import growth
+from sharecore import training
+from tests.test_layout import ROOT
+
+pytestmark = pytest.mark.slow
+
+RUNS, STEPS = 30, 20
+TARGET_PERCENT = 10.0
+
+
+def test_thirty_runs_cycling_the_presets_grow_memory_by_at_most_ten_percent():
+    assert len(sharecore.presets()) > training.POOL_SIZE, "every run must evict a trainer for this to test eviction"
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--worker", json.dumps({"runs": RUNS, "steps": STEPS})],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    rss = [round(x) for x in r["rss_mb"]]
+    print(f"RSS after each run (MB): {rss}")
+    assert len(rss) == RUNS
+    assert growth(r) <= TARGET_PERCENT, f"RSS grew {growth(r):.1f} % after the first cycle: {rss}"
