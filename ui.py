@@ -10,6 +10,7 @@ user of a hosted app shares.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
@@ -101,7 +102,8 @@ def _load_tensorflow_then_warm_up() -> None:
     that need it wait with a status (`wait_for_tensorflow`). The first training in a process
     then spends most of its time tracing the compiled chunk of steps; sharecore pools compiled
     trainers and resets them to each run's own initial weights, so compiling the default
-    experiment now makes the first Train click as fast as later ones. SHARECORE_WARM_UP=0
+    experiment now (`warm_up`: no training, no place in the queue) makes the first Train click
+    as fast as later ones, and a click during the compile waits for it. SHARECORE_WARM_UP=0
     skips the compile (TensorFlow still loads in the background). A visitor who clicked Train
     while TensorFlow was loading is compiling a trainer already; a second compile beside it
     would only slow theirs down, so the warm-up is skipped then.
@@ -110,7 +112,11 @@ def _load_tensorflow_then_warm_up() -> None:
     _keep_keras_session_while_training()
     _freeze_imported_objects()
     if os.environ.get("SHARECORE_WARM_UP", "1") != "0" and not active_runs():
-        BackgroundRun(sharecore.preset(urlstate.DEFAULT_PRESET), TrainConfig(steps=1)).start()
+        from sharecore.training import warm_up  # TensorFlow is loaded by now
+
+        # A server whose limits refuse the default experiment skips it; its Train page says why.
+        with contextlib.suppress(ValueError):
+            warm_up(sharecore.preset(urlstate.DEFAULT_PRESET), TrainConfig())
 
 
 _LOADER = threading.Thread(target=_load_tensorflow_then_warm_up, name="sharecore-load-tensorflow", daemon=True)

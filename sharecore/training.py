@@ -420,11 +420,28 @@ _POOL_LOCK = threading.Lock()
 POOL_SIZE = 6  # idle compiled trainers kept for reuse (each is a few small models and a graph)
 
 
+# Keys whose trainer `warm_up` is compiling now, each with an event set when it is in the pool.
+_WARMING: dict[tuple, threading.Event] = {}
+WARM_UP_WAIT_S = 60.0  # the longest a run waits for a warm-up's compile before compiling its own
+
+
 def _checkout(key: tuple, make: Callable[[], _Trainer]) -> _Trainer:
+    """An idle trainer for `key` from the pool, or a new one from `make`.
+
+    A run whose trainer a warm-up is compiling waits for it: a second compile beside the first
+    would take longer than the rest of the first (the workshop's first Train clicks after a
+    server starts).
+    """
     with _POOL_LOCK:
         idle = _POOL.get(key)
         if idle:
             return idle.pop()
+        warming = _WARMING.get(key)
+    if warming is not None and warming.wait(WARM_UP_WAIT_S):
+        with _POOL_LOCK:
+            idle = _POOL.get(key)
+            if idle:  # another run may have taken it first
+                return idle.pop()
     return make()
 
 
@@ -471,6 +488,55 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
+
+
+def _pool_key(p: Plan, classes: int, config: TrainConfig, device: str) -> tuple:
+    """What the compiled chunk depends on.
+
+    Not the spec's name, description or initializers (the initial values are assigned per run),
+    so a renamed or re-described spec (a workshop's "my-model-2") reuses the trainer its shapes
+    compiled.
+    """
+    spec = dataclasses.replace(
+        p.spec,
+        name="",
+        description="",
+        tensors=tuple(dataclasses.replace(t, initializer="glorot_uniform") for t in p.spec.tensors),
+    )
+    return (spec, classes, config.optimizer, config.batch_size, device)
+
+
+def warm_up(spec: ModelSpec, config: TrainConfig | None = None) -> float:
+    """Compiles the trainer `train(spec, config)` would use and leaves it in the pool, without training.
+
+    A server calls it once TensorFlow is loaded, for its default experiment, so that the first
+    Train click is as fast as later ones; a run that starts while this compiles waits for it
+    instead of compiling a second trainer beside it. Returns the seconds spent (0 if a trainer
+    was there already or is being compiled).
+
+    Raises:
+        ValueError: as `train` would, for an impossible spec or run, before any TensorFlow work.
+    """
+    config = config or TrainConfig()
+    p = check_limits(spec, config)
+    device = resolve_device(config.device)
+    classes = make_dataset(p, config.dataset, config.seed).classes
+    key = _pool_key(p, classes, config, device)
+    with _POOL_LOCK:
+        if _POOL.get(key) or key in _WARMING:
+            return 0.0
+        done = _WARMING[key] = threading.Event()
+    start = time.perf_counter()
+    try:
+        with tf.device(device):
+            trainer = _Trainer(p, classes, config.optimizer, config.batch_size, tf.float32)
+            trainer.chunk.get_concrete_function()
+        _checkin(key, trainer)
+    finally:
+        with _POOL_LOCK:
+            del _WARMING[key]
+        done.set()
+    return time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------- the run
@@ -523,21 +589,7 @@ def train(
     history: list[tuple] = []
     gradients: list[tuple] = []
     divergence: list[tuple] = []
-    # What the compiled chunk depends on: not the spec's name, description or initializers (the
-    # initial values are assigned per run), so a renamed or re-described spec (a workshop's
-    # "my-model-2") reuses the trainer its shapes compiled.
-    key = (
-        dataclasses.replace(
-            spec,
-            name="",
-            description="",
-            tensors=tuple(dataclasses.replace(t, initializer="glorot_uniform") for t in spec.tensors),
-        ),
-        data.classes,
-        config.optimizer,
-        config.batch_size,
-        device,
-    )
+    key = _pool_key(p, data.classes, config, device)
 
     def frame() -> pd.DataFrame:
         return pd.DataFrame(history, columns=["step", "variant", "loss", "accuracy"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import threading
+import time
 import weakref
 
 import numpy as np
@@ -64,3 +66,78 @@ def test_a_spec_that_only_changes_initializers_reuses_the_trainer_and_trains_as_
     pd.testing.assert_frame_equal(fresh.history, reused.history)
     pd.testing.assert_frame_equal(fresh.divergence, reused.divergence)
     np.testing.assert_array_equal(fresh.weights["end"]["tied"]["W"], reused.weights["end"]["tied"]["W"])
+
+
+def graph_size(trainer) -> int:
+    """Ops in a trainer's compiled chunk, the functions nested in it (loop body, cond branches) included."""
+    graph = trainer.chunk.get_concrete_function().graph.as_graph_def()
+    return len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
+
+
+def test_the_compiled_step_grows_linearly_with_the_uses_of_one_tensor(monkeypatch):
+    # Issue 8.2: a block of ops per pair of uses made compile time and memory grow with the square of
+    # the uses (32 uses of one (16, 16) tensor: 92 s and 720 MB). Twice the uses must add about
+    # twice the ops: with ops per pair, going from 8 to 16 uses adds about 4 times what 4 to 8 adds.
+    monkeypatch.setattr(training, "_POOL", {})
+    monkeypatch.setattr(training, "_POOL_ORDER", [])
+    sizes = {}
+    for uses in (4, 8, 16):
+        spec = sharecore.ModelSpec.from_dict(
+            {
+                "input_shape": [16],
+                "tensors": [{"name": "W", "shape": [16, 16]}],
+                "uses": [{"name": f"d{i}", "op": "dense", "tensor": "W", "activation": "tanh"} for i in range(uses)],
+            }
+        )
+        sharecore.train(spec, TrainConfig(steps=1, batch_size=4))
+        (trainer,) = [t for key, trainers in training._POOL.items() if len(key[0].uses) == uses for t in trainers]
+        sizes[uses] = graph_size(trainer)
+    growth = (sizes[16] - sizes[8]) / (sizes[8] - sizes[4])
+    print(f"ops in the compiled chunk: {sizes}; 8 -> 16 uses adds {growth:.2f} x what 4 -> 8 adds")
+    assert growth < 2.5, sizes
+
+
+def test_a_run_started_during_a_warm_up_waits_for_its_trainer_instead_of_compiling_another(monkeypatch):
+    # A server warms up its default experiment's trainer once TensorFlow is loaded; a Train click
+    # during that compile used to compile a second trainer beside it (the first Train click after a
+    # server start took 2.6 s against 1.3 s for later ones).
+    monkeypatch.setattr(training, "_POOL", {})
+    monkeypatch.setattr(training, "_POOL_ORDER", [])
+    made = []
+
+    class SlowTrainer(training._Trainer):
+        def __init__(self, *args, **kwargs):
+            made.append(threading.current_thread().name)
+            super().__init__(*args, **kwargs)
+            time.sleep(1.0)  # the run below starts while this compile is surely in flight
+
+    monkeypatch.setattr(training, "_Trainer", SlowTrainer)
+    spec = sharecore.preset("partial-share")
+    warming = threading.Thread(target=training.warm_up, args=(spec, CONFIG), name="warm-up")
+    warming.start()
+    deadline = time.monotonic() + 120
+    while not training._WARMING and warming.is_alive():
+        assert time.monotonic() < deadline, "the warm-up never started compiling"
+        time.sleep(0.01)
+    result = sharecore.train(spec, CONFIG)
+    warming.join()
+    assert made == ["warm-up"]  # one trainer, compiled by the warm-up, used by the run
+    assert result.compile_seconds < 0.5
+    assert not training._WARMING
+    # The warmed-up trainer trains the same numbers as a trainer compiled for the run itself.
+    monkeypatch.setattr(training, "_POOL", {})
+    monkeypatch.setattr(training, "_POOL_ORDER", [])
+    fresh = sharecore.train(spec, CONFIG)
+    pd.testing.assert_frame_equal(fresh.history, result.history)
+    pd.testing.assert_frame_equal(fresh.divergence, result.divergence)
+
+
+def test_a_warm_up_compiles_without_training_and_twice_is_once(monkeypatch):
+    monkeypatch.setattr(training, "_POOL", {})
+    monkeypatch.setattr(training, "_POOL_ORDER", [])
+    spec = sharecore.preset("seed-dense")
+    assert training.warm_up(spec, CONFIG) > 0
+    assert training.warm_up(spec, CONFIG) == 0.0  # the trainer is in the pool already
+    (trainer,) = [t for trainers in training._POOL.values() for t in trainers]
+    assert trainer.chunk.experimental_get_tracing_count() == 1
+    assert sharecore.train(spec, CONFIG).compile_seconds < 0.5
