@@ -19,12 +19,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import sharecore
 from bench.common import memory_mb
-from sharecore.limits import Limits
 from sharecore.spec import TrainConfig
 from tests import test_browser
 from tests.test_browser import (
     ERROR,
-    PAGE_S,
     ROOT,
     TRAIN_S,
     Server,
@@ -42,9 +40,6 @@ browser = test_browser.browser
 new_tab = test_browser.new_tab
 
 TRAINERS = 2  # SHARECORE_MAX_CONCURRENT_RUNS of this module's server
-# A closed tab's run ends after the owner check's grace (5 s) and the chunk of steps in flight;
-# the old behaviour (train to the end, minutes here) is far beyond this bound.
-CLOSED_RUN_ENDS_S = 15
 # The workshop load test: a closed tab's trainer goes to the next run in the queue within this.
 FREED_WITHIN_S = 10
 # The README's memory budget for a server with two runs training at once ("Limits" section).
@@ -57,7 +52,7 @@ LONG_EVERY = 100
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[Server]:
-    """A server with TRAINERS trainers, long runs allowed, and no warm-up run to take a place in the queue.
+    """A server with TRAINERS trainers, long runs allowed, and no warm-up compile.
 
     One per test (a few seconds each): a server that has just served one load test answers the
     next one's clicks more slowly, and its peak memory would count both.
@@ -122,47 +117,6 @@ def start_training_in_tabs(open_tab, server: Server, queries: list[str]) -> list
                 f"of its Train click; it shows:\n{main_text(page)[-1500:]}\nServer log:\n{server.log_tail(1500)}"
             )
     return tabs
-
-
-def test_waiting_tabs_see_their_place_and_closed_tabs_free_their_trainers_within_seconds(new_tab, server):
-    # Tabs 1 and 2 start runs far longer than the test; tabs 3 and 4 the default preset's 5000 steps.
-    long_steps, steps = 100_000, 5000
-    queries = [
-        f"seed=1&steps={long_steps}&every={LONG_EVERY}",
-        f"seed=2&steps={long_steps}&every={LONG_EVERY}",
-        f"seed=3&steps={steps}",
-        f"seed=4&steps={steps}",
-    ]
-    tabs = start_training_in_tabs(new_tab, server, queries)
-    first, second, third, fourth = tabs
-
-    for page in (first, second):
-        wait_for_state(page, "training", TRAIN_S, min_step=1)
-    assert WAITING.search(main_text(third)).groups() == ("1", str(TRAINERS))
-    assert WAITING.search(main_text(fourth)).groups() == ("2", str(TRAINERS))
-
-    # Two participants close their tabs in the middle of their runs.
-    first.close()
-    second.close()
-    closed = time.monotonic()
-    # Their runs end and free both trainers: the two waiting tabs start training.
-    started = [wait_for_state(page, "training", CLOSED_RUN_ENDS_S) - closed for page in (third, fourth)]
-    server.timings["tabs closed -> both waiting runs have a trainer"] = max(started)
-    print(f"closed tabs' trainers were free for tab 3 after {started[0]:.1f} s and tab 4 after {started[1]:.1f} s")
-
-    # Each remaining tab gets its own complete result.
-    clicked = time.monotonic()
-    for page, seed in ((third, 3), (fourth, 4)):
-        wait_for_results(page, server, Limits().max_run_seconds + PAGE_S)  # the cap ends any run before
-        assert_no_exception(page)
-        assert f"(seed {seed})" in main_text(page)
-        assert metric(page, "Steps") == f"{steps} / {steps}", main_text(page)[-800:]
-        report = sharecore.param_report(sharecore.preset("seed-dense"))
-        parameters = next(line for line in main_text(page).splitlines() if "Parameters" in line)
-        assert f"tied {report.tied_total:,}" in parameters and f"untied {report.untied_total:,}" in parameters
-        speed = metric(page, "Steps per second")
-        print(f"seed-dense, {steps} steps, two runs at once, four tabs polling: {speed} steps per second (seed {seed})")
-    server.timings["two 5000-step runs: trainers free -> both results"] = time.monotonic() - clicked
 
 
 def server_pid(server: Server) -> int:
