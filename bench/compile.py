@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import REPO, Mode, Section, note, table
@@ -144,6 +145,20 @@ def in_fresh_process(module: str, args: dict, source: Path | None = None, timeou
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def worker_main(module: str, worker: Callable[..., dict], example: dict) -> None:
+    """The `--worker` end of `in_fresh_process`: calls `worker(**args)` and prints its JSON answer.
+
+    With SHARECORE_SOURCE set, that folder's `sharecore` is imported (each worker imports it
+    inside the function, after this).
+    """
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        if os.environ.get("SHARECORE_SOURCE"):
+            sys.path.insert(0, os.environ["SHARECORE_SOURCE"])
+        print(json.dumps(worker(**json.loads(sys.argv[2]))))
+    else:
+        sys.exit(f"usage: python -m {module} --worker '{json.dumps(example)}' (or run python -m bench)")
+
+
 def _cells(r: dict) -> list:
     return [
         r["uses"],
@@ -204,10 +219,4 @@ def run(mode: Mode) -> Section:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        if os.environ.get("SHARECORE_SOURCE"):
-            sys.path.insert(0, os.environ["SHARECORE_SOURCE"])
-        point = json.loads(sys.argv[2])
-        print(json.dumps(worker(point["uses"], point["width"])))
-    else:
-        sys.exit('usage: python -m bench.compile --worker \'{"uses": 8, "width": 16}\' (or run python -m bench)')
+    worker_main("bench.compile", worker, {"uses": 8, "width": 16})

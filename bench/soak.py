@@ -12,14 +12,11 @@ The same is measured on the code of `bench.compile.REFERENCE_COMMIT` when the mo
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import tempfile
 from pathlib import Path
 
 from bench.common import Headline, Mode, Section, note, table
-from bench.compile import REFERENCE_COMMIT, in_fresh_process, reference_source
+from bench.compile import REFERENCE_COMMIT, in_fresh_process, reference_source, worker_main
 
 TARGET = 10.0  # percent, as the README promises for a server over several runs
 
@@ -138,10 +135,4 @@ def run(mode: Mode) -> Section:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        if os.environ.get("SHARECORE_SOURCE"):
-            sys.path.insert(0, os.environ["SHARECORE_SOURCE"])
-        point = json.loads(sys.argv[2])
-        print(json.dumps(worker(point["runs"], point["steps"])))
-    else:
-        sys.exit('usage: python -m bench.soak --worker \'{"runs": 30, "steps": 20}\' (or run python -m bench)')
+    worker_main("bench.soak", worker, {"runs": 30, "steps": 20})
