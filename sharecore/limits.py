@@ -267,7 +267,7 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
     Specs with a conv2d use: ``4 bytes * (17 * values per sample * batch_size + 4.5 * (input +
     output values per sample) * pool size)``, the factors measured (`CONV_TRAINING_FACTOR`).
     """
-    if any(u.use.op == "conv2d" for u in p.uses):
+    if _has_conv(p):
         pool = _pool_size(p, config)
         io = math.prod(p.spec.input_shape) + math.prod(p.output_shape)
         step = CONV_TRAINING_FACTOR * activation_values(p) * config.batch_size
@@ -276,6 +276,11 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
     if config.dataset == "teacher":
         samples += TEACHER_POOL_SIZE
     return activation_values(p) * BYTES_PER_VALUE * samples
+
+
+def _has_conv(p: Plan) -> bool:
+    """Whether the spec has a conv2d use: its activations are estimated with the conv factors."""
+    return any(u.use.op == "conv2d" for u in p.uses)
 
 
 def _pool_size(p: Plan, config: TrainConfig) -> int:
@@ -288,7 +293,7 @@ def _pool_size(p: Plan, config: TrainConfig) -> int:
 def _activation_formula(p: Plan, config: TrainConfig) -> str:
     """How `activation_bytes` counted, for the message that refuses a run."""
     values = _count(activation_values(p))
-    if any(u.use.op == "conv2d" for u in p.uses):
+    if _has_conv(p):
         pool = _pool_size(p, config)
         io = _count(math.prod(p.spec.input_shape) + math.prod(p.output_shape))
         return (
