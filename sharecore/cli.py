@@ -207,10 +207,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         record_every=args.record_every,
         dataset=args.dataset,
+        distribute=args.distribute,
+        replicas=args.replicas,
     )
     out = Path(args.out)
     _check_writable(out)
     from sharecore.training import train  # TensorFlow: only once the input is known to be good
+
+    if config.distribute != "none":
+        from sharecore.devices import make_strategy
+
+        make_strategy(config)  # its errors before training starts; train() reuses it
 
     # No on_progress callback: train() would build a DataFrame of the whole history for it after every chunk.
     print(
@@ -268,6 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default="auto")
     t.add_argument("--record-every", type=int, default=1)
     t.add_argument("--dataset", default="teacher")
+    t.add_argument(
+        "--distribute",
+        default="none",
+        help="none | mirrored (replicas on this machine) | multi-worker (the machines TF_CONFIG names)",
+    )
+    t.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="with mirrored: how many replicas (N logical CPUs on a CPU host, the first N GPUs on a GPU host); "
+        "0: every GPU, or one CPU",
+    )
     t.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
     try:
         args = parser.parse_args(argv)

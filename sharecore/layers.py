@@ -16,6 +16,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+import sharecore.devices  # noqa: F401  (GPU memory growth on and TF32 off, before any sharecore op)
+
 _local = threading.local()
 
 

@@ -33,6 +33,7 @@ PADDINGS = ("same", "valid")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "gpu")
 DATASETS = ("teacher", "digits")
+DISTRIBUTE = ("none", "mirrored", "multi-worker")
 TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
 DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.data.digits_dataset`
 DIGITS_POOL_SIZE = 1797  # scikit-learn's 8x8 digits: the pool of the 'digits' data set
@@ -391,6 +392,22 @@ class ModelSpec:
 
 
 # ----------------------------------------------------------------------------- training settings
+def check_batch_split(batch_size: int, replicas: int) -> None:
+    """Each replica trains on an equal slice of every batch.
+
+    Raises:
+        ValueError: if `batch_size` does not divide by `replicas`, with the nearest sizes that do.
+    """
+    if batch_size % replicas:
+        fits = batch_size - batch_size % replicas or replicas
+        raise _fail(
+            "train.batch_size",
+            f"must divide evenly by the {replicas} replicas, so that each trains on an equal slice of every "
+            f"batch; use {fits} or {fits + replicas}.",
+            batch_size,
+        )
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of one side-by-side training run of the tied and untied models."""
@@ -403,6 +420,10 @@ class TrainConfig:
     device: str = "auto"  # 'auto' | 'cpu' | 'gpu'
     record_every: int = 1  # record gradients and divergence every k steps (and at the last step)
     dataset: str = "teacher"  # 'teacher' (fits any spec) | 'digits' (8x8 images, 64 or 128 inputs)
+    # 'none': one device | 'mirrored': replicas on this machine's devices | 'multi-worker': the
+    # machines TF_CONFIG names. Replicas split each batch evenly; the records are the same as one device's.
+    distribute: str = "none"
+    replicas: int = 0  # devices for 'mirrored'; 0: every GPU, or the CPU devices TensorFlow has
 
     def __post_init__(self) -> None:
         _check_int("train.steps", self.steps)
@@ -416,6 +437,18 @@ class TrainConfig:
         _check_choice("train.device", self.device, DEVICES)
         _check_int("train.record_every", self.record_every)
         _check_choice("train.dataset", self.dataset, DATASETS)
+        _check_choice("train.distribute", self.distribute, DISTRIBUTE)
+        _check_int("train.replicas", self.replicas, minimum=0)
+        if self.distribute == "none" and self.replicas > 1:
+            raise _fail("train.replicas", "needs train.distribute 'mirrored'.", self.replicas)
+        if self.distribute == "multi-worker" and self.replicas:
+            raise _fail(
+                "train.replicas",
+                "must be 0 with 'multi-worker', which uses every GPU of each worker (or its CPU).",
+                self.replicas,
+            )
+        if self.replicas:
+            check_batch_split(self.batch_size, self.replicas)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

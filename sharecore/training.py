@@ -12,6 +12,7 @@ chosen by `record_every` the trainer records, inside the compiled step:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import functools
@@ -30,12 +31,13 @@ import pandas as pd
 import tensorflow as tf
 
 from sharecore.data import make_dataset
+from sharecore.devices import describe, make_strategy, resolve_device
 from sharecore.layers import apply_rule, record_views
 from sharecore.limits import SECRETS_SECTION, Limits, check_limits, env_variable
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
 from sharecore.plan import Plan, UsePlan
 from sharecore.rules import rule_mask, split_pairs
-from sharecore.spec import ModelSpec, Rule, TrainConfig
+from sharecore.spec import ModelSpec, Rule, TrainConfig, check_batch_split
 
 VARIANTS = ("tied", "untied")
 
@@ -89,28 +91,6 @@ class TrainResult:
             "params": self.params,
             "final_loss": {r.variant: float(r.loss) for r in last.itertuples()},
         }
-
-
-# ----------------------------------------------------------------------------- devices
-def resolve_device(device: str) -> str:
-    """Maps 'cpu' | 'gpu' | 'auto' to a TensorFlow device name.
-
-    Raises:
-        ValueError: if 'gpu' is asked for and TensorFlow sees none.
-    """
-    gpus = tf.config.list_logical_devices("GPU")
-    if device == "gpu":
-        if not gpus:
-            raise ValueError(
-                "device 'gpu' was requested, but TensorFlow sees no GPU on this machine. Use "
-                "device 'cpu' (or 'auto', which picks a GPU when there is one). Received: device='gpu'"
-            )
-        return gpus[0].name
-    if device == "auto" and gpus:
-        return gpus[0].name
-    if device not in ("auto", "cpu"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu'. Received: device={device!r}")
-    return tf.config.list_logical_devices("CPU")[0].name
 
 
 # ----------------------------------------------------------------------------- rules in tensor space
@@ -253,14 +233,28 @@ class _Variant:
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         return loss, acc
 
-    def train_step(self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """One optimizer step. Returns loss, accuracy, whether all is finite, and the stats vector."""
-        with tf.GradientTape() as tape, record_views() as views:
+    def train_step(
+        self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor, replica: tf.distribute.ReplicaContext | None = None
+    ) -> tuple[tf.Tensor, ...]:
+        """One optimizer step. Returns loss, accuracy, whether all is finite, and the stats vector.
+
+        Under a strategy, `replica` is the context of the replica that holds this slice of the batch;
+        the step's gradients, loss and accuracy are then summed over the replicas, so that every
+        replica records and applies the numbers of the whole batch.
+        """
+        with tf.GradientTape() as tape, record_views() as views:  # views: this replica's own
             loss, acc = self._loss(x, y)
+            if replica is not None:
+                # Each replica's mean over its 1/n of the batch, divided by n and summed over the
+                # replicas below, is the mean over the whole batch.
+                loss, acc = loss / replica.num_replicas_in_sync, acc / replica.num_replicas_in_sync
         # Every kernel is read through one view per use, so a kernel's gradient is the sum of its
         # views' gradients; only biases and the head are asked for as variables. (Asking for a kernel
         # together with views of it kept every traced graph alive for good in TensorFlow 2.21.)
         grads = tape.gradient(loss, [v for _, _, v in views] + self.viewless)
+        if replica is not None:
+            # Here, before tf.cond(record, ...): an all-reduce inside a branch fails.
+            grads, loss, acc = _all_reduce(replica, grads, loss, acc)
         by_use = {use: g for (_, use, _), g in zip(views, grads)}
         by_id = dict(zip(map(id, self.viewless), grads[len(views) :]))
         by_id.update({k: _sum_or_none([by_use[u] for u in uses]) for k, uses in self.kernel_uses.items()})
@@ -338,6 +332,16 @@ class _Variant:
         return out
 
 
+def _all_reduce(
+    replica: tf.distribute.ReplicaContext, grads: list[tf.Tensor | None], loss: tf.Tensor, acc: tf.Tensor
+) -> tuple[list[tf.Tensor | None], tf.Tensor, tf.Tensor]:
+    """Sums a step's gradients (per use, so the records stay per use), loss and accuracy over the replicas, in one call."""
+    present = [g for g in grads if g is not None]
+    summed = iter(replica.all_reduce(tf.distribute.ReduceOp.SUM, [*present, loss, acc]))
+    grads = [None if g is None else next(summed) for g in grads]
+    return grads, next(summed), next(summed)
+
+
 def _sum_or_none(grads: list[tf.Tensor | None]) -> tf.Tensor | None:
     present = [g for g in grads if g is not None]
     return tf.add_n(present) if present else None
@@ -358,8 +362,20 @@ class _Trainer:
     state), so a second run does not trace again. A trainer serves one run at a time.
     """
 
-    def __init__(self, p: Plan, classes: int, optimizer: str, batch_size: int, input_dtype: tf.DType) -> None:
-        self.variants = [_Variant(p, tied, classes, optimizer) for tied in (True, False)]
+    def __init__(
+        self,
+        p: Plan,
+        classes: int,
+        optimizer: str,
+        batch_size: int,
+        input_dtype: tf.DType,
+        strategy: tf.distribute.Strategy | None = None,
+    ) -> None:
+        # Under a strategy, every variable (weights, optimizer slots) is made in its scope: one
+        # mirrored variable per tensor, so a shared tensor stays one variable on every replica.
+        self.strategy = strategy
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            self.variants = [_Variant(p, tied, classes, optimizer) for tied in (True, False)]
         y_spec = tf.TensorSpec([None], tf.int32) if classes else tf.TensorSpec([None, *p.output_shape], tf.float32)
         # autograph=False: the step's control flow is written as tf.while_loop and tf.cond, so nothing
         # needs converting. With AutoGraph on, tracing parsed and rewrote the source of every method
@@ -389,7 +405,10 @@ class _Trainer:
 
         def step(i, finite, losses, accs, stats):
             x, y = tf.gather(pool_x, idx[i]), tf.gather(pool_y, idx[i])  # (batch, ...) each
-            outs = [v.train_step(x, y, record[i]) for v in self.variants]
+            if self.strategy is None:
+                outs = [v.train_step(x, y, record[i]) for v in self.variants]
+            else:
+                outs = self._replicated_step(x, y, record[i])
             return (
                 i + 1,
                 tf.stack([o[2] for o in outs]),
@@ -412,6 +431,20 @@ class _Trainer:
         # A step that was not finite was written too; it is not a step done.
         done = tried - tf.cast(tf.logical_not(tf.reduce_all(finite)), tf.int32)
         return losses.stack()[:done], accs.stack()[:done], stats.stack()[:done], finite
+
+    def _replicated_step(self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
+        """One step of both variants on every replica, each on its slice of the batch; what they return is summed
+        over the replicas inside the step, so the first local replica's values are the whole batch's."""
+
+        def on_replica(x: tf.Tensor, y: tf.Tensor, record: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
+            replica = tf.distribute.get_replica_context()
+            size = tf.shape(x)[0] // replica.num_replicas_in_sync
+            start = replica.replica_id_in_sync_group * size  # the global replica id, over every worker
+            x, y = x[start : start + size], y[start : start + size]  # (batch / replicas, ...) each
+            return [v.train_step(x, y, record, replica) for v in self.variants]
+
+        per_replica = self.strategy.run(on_replica, args=(x, y, record))
+        return tf.nest.map_structure(lambda t: self.strategy.experimental_local_results(t)[0], per_replica)
 
 
 _POOL: dict[tuple, list[_Trainer]] = {}
@@ -490,12 +523,16 @@ def _glibc() -> ctypes.CDLL | None:
 _LIBC = _glibc()
 
 
-def _pool_key(p: Plan, classes: int, config: TrainConfig, device: str) -> tuple:
+def _pool_key(
+    p: Plan, classes: int, config: TrainConfig, device: str, strategy: tf.distribute.Strategy | None = None
+) -> tuple:
     """What the compiled chunk depends on.
 
     Not the spec's name, description or initializers (the initial values are assigned per run),
     so a renamed or re-described spec (a workshop's "my-model-2") reuses the trainer its shapes
-    compiled.
+    compiled. The strategy is part of it: a trainer's variables belong to the strategy they were
+    made under (by identity; a pooled trainer holds its strategy, so the id is not reused while
+    the trainer waits in the pool).
     """
     spec = dataclasses.replace(
         p.spec,
@@ -503,7 +540,8 @@ def _pool_key(p: Plan, classes: int, config: TrainConfig, device: str) -> tuple:
         description="",
         tensors=tuple(dataclasses.replace(t, initializer="glorot_uniform") for t in p.spec.tensors),
     )
-    return (spec, classes, config.optimizer, config.batch_size, device)
+    where = None if strategy is None else (type(strategy).__name__, id(strategy))
+    return (spec, classes, config.optimizer, config.batch_size, device, where)
 
 
 def warm_up(spec: ModelSpec, config: TrainConfig | None = None) -> float:
@@ -548,6 +586,7 @@ def train(
     stop: threading.Event | None = None,
     progress_every: int | None = None,
     limits: Limits | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainResult:
     """Trains the tied and untied models of `spec` side by side.
 
@@ -562,6 +601,10 @@ def train(
         stop: when set, the run ends after the current chunk and returns what it recorded.
         progress_every: steps per chunk; default about 20 chunks a run (at most 50 steps).
         limits: caps on size and run length; default `Limits.from_env()`.
+        strategy: a `tf.distribute` strategy to train under, e.g. a `MultiWorkerMirroredStrategy`
+            made at the start of the program; default the one `config.distribute` asks for
+            (`sharecore.devices.make_strategy`). Each replica trains on an equal slice of every
+            batch, and the records are those of one device with the same batch.
 
     Returns:
         A `TrainResult`. A run that stops early (stop request, the wall-clock cap
@@ -569,16 +612,22 @@ def train(
         and keeps everything recorded before.
 
     Raises:
-        ValueError: for an impossible spec, dataset or device, or a spec or run over the
-            limits, before any training.
+        ValueError: for an impossible spec, dataset or device, a spec or run over the limits, or a
+            batch that does not split evenly over the replicas, before any training.
     """
     config = config or TrainConfig()
     limits = limits or Limits.from_env()
     began = time.perf_counter()  # the wall-clock cap (limits.max_run_seconds) counts from here
     p = check_limits(spec, config, limits)  # the one plan of this run, handed down from here
+    strategy = strategy or make_strategy(config)
+    if strategy is not None:
+        check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
     device = resolve_device(config.device)
-    data = make_dataset(p, config.dataset, config.seed)
-    init = initial_values(p, config.seed)
+    where = describe(strategy, device)
+    # Everything of the run on its device, the data and initial values too (device 'cpu' on a GPU host).
+    with tf.device(device):
+        data = make_dataset(p, config.dataset, config.seed)
+        init = initial_values(p, config.seed)
     chunk = progress_every or min(50, max(1, math.ceil(config.steps / 20)))
     # Each chunk draws its batches' indices from one generator as it starts: the same numbers as
     # drawing (steps, batch_size) at once, without holding them all (100,000 steps at batch 512
@@ -589,13 +638,16 @@ def train(
     history: list[tuple] = []
     gradients: list[tuple] = []
     divergence: list[tuple] = []
-    key = _pool_key(p, data.classes, config, device)
+    key = _pool_key(p, data.classes, config, device, strategy)
 
     def frame() -> pd.DataFrame:
         return pd.DataFrame(history, columns=["step", "variant", "loss", "accuracy"])
 
-    with tf.device(device):
-        trainer = _checkout(key, lambda: _Trainer(p, data.classes, config.optimizer, config.batch_size, tf.float32))
+    # A strategy places the replicas' ops itself; under an outer device scope they would all go there.
+    with tf.device(device) if strategy is None else contextlib.nullcontext():
+        trainer = _checkout(
+            key, lambda: _Trainer(p, data.classes, config.optimizer, config.batch_size, tf.float32, strategy)
+        )
         try:
             variants = trainer.variants
             for v in variants:
@@ -632,12 +684,8 @@ def train(
                             tf.constant(recorded[first:last]),
                         )
                     )
-                except tf.errors.ResourceExhaustedError:
-                    stop_reason = (
-                        f"{device} ran out of memory between steps {first + 1} and {last}; training stopped and "
-                        f"kept what was recorded. Use a smaller batch size (now {config.batch_size}) or "
-                        f"smaller tensors, or train on the CPU."
-                    )
+                except tf.errors.OpError as err:
+                    stop_reason = _device_failure(err, where, first, last, config, strategy is not None)
                     break
                 for i in range(len(losses)):
                     step = first + i + 1
@@ -667,7 +715,7 @@ def train(
     return TrainResult(
         spec=spec,
         config=config,
-        device=device,
+        device=where,
         steps_done=steps_done,
         stop_reason=stop_reason,
         history=frame(),
@@ -683,6 +731,28 @@ def train(
         params=params,
         compile_seconds=compile_seconds,
     )
+
+
+def _device_failure(
+    err: tf.errors.OpError, where: str, first: int, last: int, config: TrainConfig, distributed: bool
+) -> str:
+    """The stop reason for a TensorFlow error during a chunk: out of memory, a device or driver
+    failure, or (distributed) a replica or worker that failed or stopped answering."""
+    steps = f"between steps {first + 1} and {last}"
+    if isinstance(err, tf.errors.ResourceExhaustedError):
+        return (
+            f"{where} ran out of memory {steps}; training stopped and kept what was recorded. Use a smaller batch "
+            f"size (now {config.batch_size}) or smaller tensors, or train on the CPU."
+        )
+    detail = (err.message or "").strip().splitlines()
+    detail = f"{type(err).__name__}: {detail[0][:300]}" if detail else type(err).__name__
+    fix = (
+        "A replica or worker failed or stopped answering: check that every worker is running and can reach the "
+        "others, then train again."
+        if distributed
+        else "On a GPU this is usually the driver or cuDNN: train on the CPU (device 'cpu') to go on."
+    )
+    return f"TensorFlow failed on {where} {steps} ({detail}); training stopped and kept what was recorded. {fix}"
 
 
 def _over_time(limits: Limits, steps_done: int, steps: int) -> str:

@@ -218,3 +218,43 @@ def test_batches_drawn_chunk_by_chunk_are_the_batches_of_one_draw():
     first = float(np.mean((np.asarray(tied(data.x[idx[0]])) - data.y[idx[0]]) ** 2))
     step1 = many.history[(many.history["step"] == 1) & (many.history["variant"] == "tied")]["loss"].item()
     assert step1 == pytest.approx(first, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (tf.errors.ResourceExhaustedError, "ran out of memory between steps 4 and 6"),
+        (tf.errors.InternalError, "TensorFlow failed on /device:CPU:0 between steps 4 and 6 (InternalError: cuDNN"),
+        (tf.errors.UnknownError, "TensorFlow failed on /device:CPU:0 between steps 4 and 6 (UnknownError: cuDNN"),
+    ],
+)
+def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monkeypatch, error, says):
+    """A GPU's out-of-memory or cuDNN failure (raised here on the CPU) is a stop, not a crash."""
+    from sharecore import training
+
+    spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=6, batch_size=8, seed=5)
+    real_checkout, calls = training._checkout, []
+
+    def failing_checkout(key, make):
+        trainer = real_checkout(key, make)
+        chunk = trainer.chunk
+
+        def chunk_that_fails_second(*args):
+            calls.append(len(calls))
+            if len(calls) == 2:
+                raise error(None, None, "cuDNN launch failure: CUDNN_STATUS_EXECUTION_FAILED\nsecond line")
+            return chunk(*args)
+
+        chunk_that_fails_second.get_concrete_function = chunk.get_concrete_function
+        monkeypatch.setattr(trainer, "chunk", chunk_that_fails_second)
+        return trainer
+
+    monkeypatch.setattr(training, "_checkout", failing_checkout)
+    result = sharecore.train(spec, config, progress_every=3)
+    assert says in result.stop_reason
+    assert "training stopped and kept what was recorded" in result.stop_reason
+    assert "second line" not in result.stop_reason
+    assert result.steps_done == 3
+    assert list(result.history.step.unique()) == [1, 2, 3]
+    full = sharecore.train(spec, config)  # the kept records are the first steps of an undisturbed run
+    np.testing.assert_array_equal(result.history.loss, full.history.loss[:6])
