@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SECTIONS = ("models", "trainer", "growth", "dashboard", "startup", "memory", "compile", "soak")
+SECTIONS = ("models", "trainer", "growth", "dashboard", "startup", "memory", "compile", "soak", "distribute", "gpu")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -87,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import memory
 
             section = memory.run(mode)
+        elif name == "distribute":
+            from bench import distribute
+
+            section = distribute.run(mode)
+        elif name == "gpu":
+            from bench import gpu
+
+            section = gpu.run(mode)
         else:
             from bench import dashboard
 

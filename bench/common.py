@@ -160,6 +160,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_line() -> str:
+    """The GPUs TensorFlow sees, and so where runs with device 'auto' (every section's default) go."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "none visible to TensorFlow: every run here is on the CPU"
+    names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+    return f"{', '.join(names)}: runs with device 'auto' (every section but `gpu`'s CPU side) go to GPU:0"
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -189,7 +200,8 @@ def machine_lines(mode: Mode) -> list[str]:
     rows = [
         ["Date (UTC)", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")],
         ["Mode", f"`{mode.name}` ({mode.rounds} alternating rounds per comparison)"],
-        ["CPU", f"{cpu_model()}, {os.cpu_count()} logical cores ({usable} usable), no GPU used"],
+        ["CPU", f"{cpu_model()}, {os.cpu_count()} logical cores ({usable} usable)"],
+        ["GPU", gpu_line()],
         ["Load average at start (1, 5, 15 min)", load],
         ["OS", platform.platform()],
         [

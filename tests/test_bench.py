@@ -85,9 +85,53 @@ def test_dashboard_section_says_why_it_skips_when_the_app_is_missing(monkeypatch
 @pytest.mark.slow
 def test_compile_and_soak_sections_run_in_fresh_processes_and_write_their_tables(tmp_path):
     out = tmp_path / "RESULTS.md"
-    assert main(["--smoke", "--only", "compile", "--only", "soak", "--out", str(out)]) == 0
+    assert main(["--smoke", "--only", "compile", "--only", "soak", "--only", "distribute", "--out", str(out)]) == 0
     text = out.read_text()
     assert "## Compile: tracing cost and memory against the number of uses" in text
     assert "| 4 | 6 |" in text  # the 4-use point: 6 pairs
     assert "## Soak: memory over many runs of different specs" in text
     assert "| soak: RSS growth over 8 runs cycling the presets |" in text
+    assert "## Distribute: one device against MirroredStrategy over 2 logical CPUs" in text
+    assert "MirroredStrategy over 2 replicas (CPU:0, CPU:1)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| seed-dense | "))
+    assert float(row.split("|")[-2]) < 1e-5  # the records of both runs agree
+
+
+def test_gpu_section_says_it_skipped_on_a_machine_without_a_gpu():
+    from bench import gpu
+
+    section = gpu.run(MODES["smoke"])
+    assert section.body[0].startswith("Skipped: TensorFlow sees no GPU on this machine.")
+    assert not section.headlines
+
+
+def test_gpu_section_reports_a_gpu_hosts_figures(monkeypatch):
+    """What a GPU host's workers answer (faked here: this machine has none) becomes the section's table."""
+    import tensorflow as tf
+
+    from bench import gpu
+
+    hygiene = {
+        "gpus": ["/physical_device:GPU:0"],
+        "memory_growth": True,
+        "tf32": False,
+        "peak_mb": 312.0,
+        "name": "A100",
+    }
+    mirrored = {"gpus": ["/physical_device:GPU:0"], "memory_growth": False, "tf32": False}
+    for name in gpu.PRESETS:
+        hygiene[name] = {"speeds": {"tied": [30.0, 40.0, 50.0], "untied": [20.0, 20.0, 25.0]}, "gpu_vs_cpu": 2e-6}
+        mirrored[name] = {
+            "speeds": {"one GPU": [10.0, 10.0, 10.0], "mirrored": [15.0, 15.0, 16.0]},
+            "difference": 3e-7,
+            "device": "MirroredStrategy over 2 replicas (GPU:0, GPU:1)",
+        }
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu"] if kind == "GPU" else [])
+    monkeypatch.setattr(
+        gpu, "in_fresh_process", lambda module, args: hygiene if args["part"] == "hygiene" else mirrored
+    )
+    section = gpu.run(MODES["smoke"])
+    text = "\n".join(section.body)
+    assert "GPU: A100 (/physical_device:GPU:0); memory growth on, TF32 off; peak GPU memory of the runs 312 MB" in text
+    assert "| seed-conv | 40 | 20 | 2.00 (1.50-2.00) | 2.0e-06 | 1.50 (1.50-1.60) | 3.0e-07 |" in text
+    assert [h.value for h in section.headlines] == [2.0, 1.5, 2.0, 1.5]
