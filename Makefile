@@ -4,22 +4,44 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
 
-.PHONY: run test quick bench bench-full lint format clean
+.PHONY: run test quick bench bench-full lint format clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# requirements.txt pins tensorflow-cpu on Linux x86-64. A venv that already has the `tensorflow`
+# distribution (e.g. tensorflow[and-cuda] for a GPU, README "GPU") keeps it: pip gets the list
+# without the tensorflow-cpu line, so the CPU wheel is never installed beside or over it.
 $(VENV)/.installed: requirements.txt $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@tf=$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("tensorflow"))' 2>/dev/null); \
+	req=requirements.txt; \
+	if [ -n "$$tf" ]; then \
+		echo "make: keeping the tensorflow $$tf installed in $(VENV); not installing tensorflow-cpu"; \
+		req=$(VENV)/requirements-keep-tf.txt; \
+		grep -v '^tensorflow-cpu' requirements.txt > "$$req"; \
+	fi; \
+	echo "$(BIN)/python -m pip install --quiet -r $$req"; \
+	$(BIN)/python -m pip install --quiet -r "$$req"
 	touch $@
 
+# The dev tools only: requirements-dev.txt's `-r requirements.txt` is what the rule above installs.
 $(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	grep -v '^-r ' requirements-dev.txt > $(VENV)/requirements-dev-only.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements-dev-only.txt
 	touch $@
 
 run: $(VENV)/.installed
 	$(BIN)/python -m streamlit run streamlit_app.py --server.port $(PORT)
+
+# The hosted demo in a container (Dockerfile; README "Hosting a demo"), where Docker runs.
+demo:
+	@docker info >/dev/null 2>&1 || { \
+		echo "make demo needs Docker (docker info failed: no Docker, or its daemon is not running); 'make run' runs the app without it." >&2; \
+		exit 1; }
+	docker build -t sharecore-demo .
+	@echo "sharecore demo on http://localhost:$(PORT) (Ctrl-C stops it)"
+	docker run --rm -p $(PORT):8501 sharecore-demo
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .

@@ -21,6 +21,8 @@ PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
 # What the design card puts at the top level, plus the tooling it allows and the shared UI module.
 TOP_LEVEL = {"streamlit_app.py", "pages", "sharecore", "tests", "requirements.txt", ".streamlit", "README.md"}
 ALLOWED_EXTRA = {"Makefile", "pyproject.toml", ".ci", "bench", "docs", "ui.py", "requirements-dev.txt"}
+# The hosted demo (README, "Hosting a demo"): the image, its build context's exclusions, the settings profile.
+ALLOWED_EXTRA |= {"Dockerfile", ".dockerignore", "deploy"}
 
 
 def _tracked_top_level() -> set[str]:
