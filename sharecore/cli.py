@@ -173,6 +173,13 @@ def _write_file(path: Path, text: str) -> None:
         raise
 
 
+def _output_files(result: TrainResult) -> tuple[str, ...]:
+    """`OUTPUT_FILES`, with heldout.csv for a data set that has a held-out split (tokens)."""
+    if result.heldout.empty:
+        return OUTPUT_FILES
+    return (*OUTPUT_FILES[:3], "heldout.csv", OUTPUT_FILES[3])
+
+
 def _write_results(result: TrainResult, summary: dict, out: Path) -> dict[str, str]:
     """Writes each of `OUTPUT_FILES` on its own, so that one failure does not lose the others.
 
@@ -185,8 +192,9 @@ def _write_results(result: TrainResult, summary: dict, out: Path) -> dict[str, s
         "divergence.csv": lambda: result.divergence.to_csv(index=False),
         "summary.json": lambda: json.dumps(summary, indent=2),
     }
+    texts["heldout.csv"] = lambda: result.heldout.to_csv(index=False)
     problems: dict[str, str] = {}
-    for name in OUTPUT_FILES:
+    for name in _output_files(result):
         try:
             _write_file(out / name, texts[name]())
         except OSError as err:
@@ -233,7 +241,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         summary = result.summary()
         problems = _write_results(result, summary, out)
 
-    written = [name for name in OUTPUT_FILES if name not in problems]
+    written = [name for name in _output_files(result) if name not in problems]
     losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["final_loss"].items()) or "none (no step ran)"
     steps = f"{result.steps_done}" if result.steps_done == config.steps else f"{result.steps_done} of {config.steps}"
     print(

@@ -20,8 +20,8 @@ import textwrap
 from dataclasses import dataclass, replace
 
 from sharecore.params import param_report
-from sharecore.plan import Plan, UsePlan, plan
-from sharecore.spec import INPUT_NODE, ModelSpec
+from sharecore.plan import Plan, UsePlan, plan, rule_output_shape
+from sharecore.spec import INPUT_NODE, ModelSpec, Rule
 
 WIDTH = 88  # line length of the generated script (ruff's and black's default)
 _INDENT = "    "
@@ -37,10 +37,14 @@ class SharedKernel(keras.layers.Layer):
 
     Args:
         shape: the stored kernel shape.
-        uses: the settings of each use, by use name: "op" ("dense" or "conv2d"); the
-            view of the kernel it reads ("transpose": perm, "reshape": shape, or
-            "slice_begin" and "slice_size"; none reads the kernel as stored);
-            "strides" and "padding" (conv2d); "bias" ("own" or "shared", with
+        uses: the settings of each use, by use name: "op" ("embedding", whose
+            kernel is (vocab, dim); "dense"; "conv2d"; or "conv2d_transpose", whose
+            kernel is (kh, kw, c_out, c_in)); the view of
+            the kernel it reads ("transpose": perm, "reshape": shape,
+            "slice_begin" and "slice_size", "rot90": quarter turns in axes 0 and 1,
+            or "flip": axis; or "views": a list of such views, applied in order;
+            none reads the kernel as stored);
+            "strides" and "padding" (the convs); "bias" ("own" or "shared", with
             "units"); "activation".
         initializer: the Keras initializer of the kernel.
     """
@@ -69,15 +73,33 @@ class SharedKernel(keras.layers.Layer):
         cfg = self.uses[use]
         # Views are linear, so autodiff maps each use's gradient back into the kernel.
         k = self.kernel
-        if "transpose" in cfg:
-            k = tf.transpose(k, cfg["transpose"])
-        if "reshape" in cfg:
-            k = tf.reshape(k, cfg["reshape"])
-        if "slice_begin" in cfg:
-            k = tf.slice(k, cfg["slice_begin"], cfg["slice_size"])
-        if cfg["op"] == "dense":
+        for view in cfg.get("views", [cfg]):  # one view, or several in order
+            if "transpose" in view:
+                k = tf.transpose(k, view["transpose"])
+            if "reshape" in view:
+                k = tf.reshape(k, view["reshape"])
+            if "slice_begin" in view:
+                k = tf.slice(k, view["slice_begin"], view["slice_size"])
+            if "rot90" in view:  # keras.ops.rot90 scrambles non-square half turns
+                k = tf.experimental.numpy.rot90(k, view["rot90"], axes=(0, 1))
+            if "flip" in view:
+                k = tf.reverse(k, [view["flip"]])
+        if cfg["op"] == "embedding":
+            # Row t of the (vocab, dim) table for token id t.
+            y = tf.gather(k, tf.cast(x, "int32"))  # (batch, seq, dim)
+        elif cfg["op"] == "dense":
             # tensordot runs one 2-D matmul: (batch * ..., in) @ (in, units)
             y = tf.tensordot(x, k, axes=1)  # (batch, ..., units)
+        elif cfg["op"] == "conv2d_transpose":
+            # conv2d's input gradient: it reads a conv2d kernel (kh, kw, a, b), as it
+            # is, as the kernel of a transposed conv from b channels back to a.
+            strides, padding = cfg.get("strides", 1), cfg.get("padding", "same")
+            kh, kw, c_out, _ = k.shape
+            h, w = x.shape[1] * strides, x.shape[2] * strides
+            if padding == "valid":  # as keras.layers.Conv2DTranspose
+                h, w = h + max(kh - strides, 0), w + max(kw - strides, 0)
+            shape = tf.stack([tf.shape(x)[0], h, w, c_out])  # the op needs the batch
+            y = tf.nn.conv2d_transpose(x, k, shape, strides, padding.upper())
         else:
             strides, padding = cfg.get("strides", 1), cfg.get("padding", "same")
             y = tf.nn.conv2d(x, k, strides, padding.upper())  # (batch, h, w, c_out)
@@ -256,19 +278,36 @@ def _kernel_layers(p: Plan, tied: bool) -> list[_KernelLayer]:
     return list(layers.values())
 
 
+def _view_settings(rule: Rule, tensor_shape: tuple[int, ...]) -> list[tuple[str, _Group | str]]:
+    """The settings of the view a use reads: one view's keys, or "views" with each step's, in order."""
+    views: list[tuple[tuple[str, str], ...]] = []
+    shape = tensor_shape
+    for step in rule.steps:
+        if step.kind == "transpose":
+            perm = step.perm if step.perm is not None else tuple(reversed(range(len(shape))))
+            views.append((('"transpose": ', _list(perm)),))
+        elif step.kind == "reshape":
+            views.append((('"reshape": ', _list(step.shape)),))
+        elif step.kind == "slice":
+            views.append((('"slice_begin": ', _list(step.begin)), ('"slice_size": ', _list(step.size))))
+        elif step.kind == "rot90":
+            views.append((('"rot90": ', str(step.k)),))
+        elif step.kind == "flip":
+            views.append((('"flip": ', str(step.axis)),))
+        # The shape the next step reads, for a transpose without a perm; plan has checked every step.
+        shape = rule_output_shape(step, shape, "rule")
+    if len(views) <= 1:  # identity steps write nothing: the kernel is read as it is
+        return [item for view in views for item in view]
+    return [('"views": ', _Group("[", tuple(("", _Group("{", view, "}")) for view in views), "]"))]
+
+
 def _use_settings(u: UsePlan, tied: bool) -> _Group:
     """The `uses` entry of one use: only the settings that differ from the defaults."""
     use, rule = u.use, u.use.rule
-    items: list[tuple[str, str]] = [('"op": ', _str(use.op))]
+    items: list[tuple[str, _Group | str]] = [('"op": ', _str(use.op))]
     if tied and u.shared:
-        if rule.kind == "transpose":
-            perm = rule.perm if rule.perm is not None else tuple(reversed(range(len(u.tensor_shape))))
-            items.append(('"transpose": ', _list(perm)))
-        elif rule.kind == "reshape":
-            items.append(('"reshape": ', _list(rule.shape)))
-        elif rule.kind == "slice":
-            items += [('"slice_begin": ', _list(rule.begin)), ('"slice_size": ', _list(rule.size))]
-    if use.op == "conv2d":
+        items += _view_settings(rule, u.tensor_shape)
+    if use.op in ("conv2d", "conv2d_transpose"):
         if use.strides != 1:
             items.append(('"strides": ', str(use.strides)))
         if use.padding != "same":
@@ -276,7 +315,7 @@ def _use_settings(u: UsePlan, tied: bool) -> _Group:
     if use.bias != "none":
         # Untied copies cannot share a bias either: each use gets its own.
         bias = use.bias if tied else "own"
-        items += [('"bias": ', _str(bias)), ('"units": ', str(u.kernel_shape[-1]))]
+        items += [('"bias": ', _str(bias)), ('"units": ', str(u.units))]
     if use.activation != "linear":
         items.append(('"activation": ', _str(use.activation)))
     return _Group("{", tuple(items), "}")
@@ -375,7 +414,10 @@ def keras_code(spec: ModelSpec, tied: bool = True) -> str:
     out += _wiring_lines(p, layers, layer_vars, names, tied)
     count = report.tied_total if tied else report.untied_total
     batch_shape = (4, *spec.input_shape)
-    batch = _call("np.random.default_rng(0).standard_normal", _tuple(batch_shape), dtype='"float32"')
+    if spec.input_vocab:  # token ids
+        batch = _call("np.random.default_rng(0).integers", "0", str(spec.input_vocab), _tuple(batch_shape))
+    else:
+        batch = _call("np.random.default_rng(0).standard_normal", _tuple(batch_shape), dtype='"float32"')
     out += [
         "",
         'if __name__ == "__main__":',
@@ -410,7 +452,10 @@ def _wiring_lines(
     layer_of = {u.use.name: layer_vars[layer.keras_name] for layer in layers for u in layer.uses}
     node_vars = {INPUT_NODE: "inputs"} | {u.use.name: names.node(u.use.name) for u in p.uses}
     input_shape = tuple(p.spec.input_shape)
-    inputs = _call("keras.Input", shape=_tuple(input_shape), name=_str(INPUT_NODE))
+    if p.spec.input_vocab:  # token ids, which the embedding looks up
+        inputs = _call("keras.Input", shape=_tuple(input_shape), dtype='"int32"', name=_str(INPUT_NODE))
+    else:
+        inputs = _call("keras.Input", shape=_tuple(input_shape), name=_str(INPUT_NODE))
     out = _statement("inputs", inputs, _shape_comment(input_shape))
     for u in p.uses:
         use, x = u.use, node_vars[u.source]

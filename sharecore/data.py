@@ -20,10 +20,13 @@ TEACHER_SEED_OFFSET = 7919  # the teacher is the tied model of the same spec at 
 class Dataset:
     """A pool of samples; batches are drawn from it."""
 
-    x: np.ndarray  # (n, *input_shape) float32
-    y: np.ndarray  # (n, *output_shape) float32 targets, or (n,) int32 class labels
+    x: np.ndarray  # (n, *input_shape) float32, or (n, seq) int32 token ids
+    y: np.ndarray  # (n, *output_shape) float32 targets, (n,) int32 class labels, or (n, seq) int32 next tokens
     classes: int  # 0 for regression
     description: str
+    # Samples never trained on, for the held-out loss; None where the data set has no split yet.
+    heldout_x: np.ndarray | None = None
+    heldout_y: np.ndarray | None = None
 
 
 TEACHER_CHUNK = 32  # samples per forward pass of the teacher
@@ -40,7 +43,10 @@ def teacher_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_
     """
     p = as_plan(spec)
     rng = np.random.default_rng([seed, 1])
-    x = rng.standard_normal((pool_size, *p.spec.input_shape)).astype("float32")
+    if p.spec.input_vocab:  # a token model's input: random token ids
+        x = rng.integers(0, p.spec.input_vocab, (pool_size, *p.spec.input_shape)).astype("int32")
+    else:
+        x = rng.standard_normal((pool_size, *p.spec.input_shape)).astype("float32")
     teacher_seed = seed + TEACHER_SEED_OFFSET
     teacher = _build_from_plan(p, False, initial_values(p, teacher_seed))
     tensors = {t.name: t for t in p.spec.tensors}
@@ -76,6 +82,11 @@ def digits_dataset(spec: ModelSpec | Plan, seed: int) -> Dataset:
     """
     spec = as_plan(spec).spec
     size = math.prod(spec.input_shape)
+    if spec.input_vocab:
+        raise ValueError(
+            f"dataset 'digits' holds images, but spec '{spec.name}' reads token ids (input_vocab "
+            f"{spec.input_vocab}). Use dataset 'tokens' or 'teacher'. Received: dataset='digits'"
+        )
     images, labels = _digits()
     if size == 64:
         return Dataset(images.reshape(-1, *spec.input_shape), labels, 10, "8x8 digits: which digit (10 classes)")
@@ -97,10 +108,65 @@ def digits_dataset(spec: ModelSpec | Plan, seed: int) -> Dataset:
     )
 
 
+TOKENS_HELDOUT = 128  # held-out sequences of the 'tokens' data set
+TOKENS_CONCENTRATION = 0.1  # Dirichlet concentration of each row of the chain: a few likely successors per token
+
+
+def tokens_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_POOL_SIZE) -> Dataset:
+    """Next-token prediction on sequences from a fixed random Markov chain; no download.
+
+    Each token's successors are drawn from a Dirichlet(0.1) row of the chain's transition matrix,
+    so most tokens have a few likely successors: the next token is predictable from the current
+    one, and a language model (embedding -> block -> logits) learns it in a few hundred steps.
+    The best any model can do is to always predict the likeliest successor; the description
+    gives that accuracy. `TOKENS_HELDOUT` more sequences from the same chain are held out.
+
+    Raises:
+        ValueError: if the spec does not read token ids or does not output (seq, vocab) logits.
+    """
+    p = as_plan(spec)
+    vocab, shape = p.spec.input_vocab, p.spec.input_shape
+    if not vocab:
+        raise ValueError(
+            f"dataset 'tokens' is sequences of token ids, but spec '{p.spec.name}' reads float features. "
+            f"Give it an input_vocab and an 'embedding' use (preset tied-lm), or use dataset 'teacher'. "
+            f"Received: input_vocab=None"
+        )
+    if p.output_shape != (*shape, vocab):
+        raise ValueError(
+            f"dataset 'tokens' predicts the next token at each position, so the model must output "
+            f"logits of shape {(*shape, vocab)} (sequence, vocab), but spec '{p.spec.name}' outputs "
+            f"{p.output_shape}. End with a dense use of {vocab} units, e.g. rule 'transpose' on the "
+            f"embedding table. Received: output shape={p.output_shape}"
+        )
+    rng = np.random.default_rng([seed, 4])
+    transition = rng.dirichlet(np.full(vocab, TOKENS_CONCENTRATION), size=vocab)  # (vocab, vocab), rows sum to 1
+    cumulative = np.cumsum(transition, axis=1)
+    n, seq = pool_size + TOKENS_HELDOUT, shape[0]
+    tokens = np.empty((n, seq + 1), dtype="int32")
+    tokens[:, 0] = rng.integers(0, vocab, n)
+    for t in range(seq):  # next token: inverse CDF of the current token's row
+        u = rng.random((n, 1))
+        tokens[:, t + 1] = np.minimum((u > cumulative[tokens[:, t]]).sum(axis=1), vocab - 1)
+    x, y = tokens[:, :-1], tokens[:, 1:]  # (n, seq) each: y is x shifted by one
+    best = float(transition.max(axis=1).mean())
+    return Dataset(
+        x[:pool_size],
+        y[:pool_size],
+        vocab,
+        f"tokens: next token of a fixed random Markov chain over {vocab} tokens (the best possible "
+        f"accuracy is about {best:.2f})",
+        heldout_x=x[pool_size:],
+        heldout_y=y[pool_size:],
+    )
+
+
 def make_dataset(spec: ModelSpec | Plan, name: str, seed: int) -> Dataset:
-    """The data set `name` ('teacher' or 'digits') for `spec` (or its `Plan`)."""
+    """The data set `name` ('teacher', 'digits' or 'tokens') for `spec` (or its `Plan`)."""
     if name == "teacher":
         return teacher_dataset(spec, seed)
     if name == "digits":
         return digits_dataset(spec, seed)
-    raise ValueError(f"unknown dataset {name!r}. Choose 'teacher' or 'digits'.")
+    if name == "tokens":
+        return tokens_dataset(spec, seed)
+    raise ValueError(f"unknown dataset {name!r}. Choose 'teacher', 'digits' or 'tokens'.")

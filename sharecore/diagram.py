@@ -43,6 +43,10 @@ def _node_hover(u: UsePlan, tied: bool) -> str:
         )
     else:
         kernel = f"stores its own kernel {_shape_text(u.kernel_shape)}"
+    if u.use.op == "conv2d_transpose":
+        # Its channel axes are conv2d's the other way round, so a reader of the shape needs telling.
+        c_out, c_in = u.kernel_shape[-2:]
+        kernel += f"<br>kernel axes (height, width, out, in): {c_in} -> {c_out} channels"
     return (
         f"<b>{u.use.name}</b> ({u.use.op}, {u.use.activation})<br>reads node '{u.source}' "
         f"{_shape_text(u.in_shape)} -> {_shape_text(u.out_shape)}<br>{kernel}<br>bias: {u.use.bias}"

@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 import sharecore.devices  # noqa: F401  (GPU memory growth on and TF32 off, before any sharecore op)
+from sharecore.plan import conv_transpose_length
 
 _local = threading.local()
 
@@ -51,7 +52,33 @@ def apply_rule(rule: dict[str, Any], w: tf.Tensor) -> tf.Tensor:
         return tf.reshape(w, rule["shape"])
     if kind == "slice":
         return tf.slice(w, rule["begin"], rule["size"])
+    if kind == "rot90":
+        return rot90(w, rule["k"])
+    if kind == "flip":
+        return tf.reverse(w, [rule["axis"]])
+    if kind == "compose":
+        for step in rule["rules"]:
+            w = apply_rule(step, w)
+        return w
     raise ValueError(f"unknown rule kind {kind!r}. Received: {rule!r}")
+
+
+def rot90(w: tf.Tensor, k: int) -> tf.Tensor:
+    """``numpy.rot90(w, k, axes=(0, 1))``: k quarter turns in the first two axes of `w` (rank >= 2).
+
+    Written with reverse and transpose (as NumPy does) rather than `keras.ops.rot90`, whose
+    TensorFlow form scrambles the entries of a half turn (k=2) when axes 0 and 1 differ in
+    length (Keras 3.15).
+    """
+    k %= 4
+    swap = [1, 0, *range(2, w.shape.rank)]  # axes 0 and 1 exchanged
+    if k == 1:
+        return tf.transpose(tf.reverse(w, [1]), swap)
+    if k == 2:
+        return tf.reverse(w, [0, 1])
+    if k == 3:
+        return tf.reverse(tf.transpose(w, swap), [1])
+    return w
 
 
 def _dense(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
@@ -67,6 +94,23 @@ def _dense(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
     if x.shape[1:].is_fully_defined():  # the usual case: keep the static shape for Keras
         return tf.reshape(y, [-1, *x.shape[1:-1], k.shape[-1]])  # (batch, ..., units)
     return tf.reshape(y, tf.concat([tf.shape(x)[:-1], tf.shape(k)[-1:]], 0))
+
+
+def _conv2d_transpose(x: tf.Tensor, k: tf.Tensor, strides: int, padding: str) -> tf.Tensor:
+    """``tf.nn.conv2d_transpose`` with filter `k` (kh, kw, c_out, c_in), sized as Keras's Conv2DTranspose.
+
+    The op is the gradient of conv2d with respect to its input, so it reads the filter in conv2d's
+    layout with the channel roles swapped: the kernel of a conv2d from a to b channels, as it is,
+    is the kernel of the transposed conv from b back to a (the tied conv autoencoder).
+    """
+    kh, kw, c_out = k.shape[0], k.shape[1], k.shape[2]
+    # The op needs the output shape spelled out, batch included. Spatial sizes are static in
+    # sharecore models (so Keras sees the output shape); the dynamic ones are the fallback.
+    h = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+    w = x.shape[2] if x.shape[2] is not None else tf.shape(x)[2]
+    out_h, out_w = conv_transpose_length(h, kh, strides, padding), conv_transpose_length(w, kw, strides, padding)
+    output_shape = tf.stack([tf.shape(x)[0], out_h, out_w, c_out])  # (batch, h', w', c_out)
+    return tf.nn.conv2d_transpose(x, k, output_shape, strides=strides, padding=padding.upper())
 
 
 @keras.saving.register_keras_serializable(package="sharecore")
@@ -105,8 +149,13 @@ class SharedKernel(keras.layers.Layer):
             w = tf.identity(w)
             views.append((self.name, use, w))
         k = apply_rule(cfg["rule"], w)
-        if cfg["op"] == "dense":
+        if cfg["op"] == "embedding":
+            # Row t of the (vocab, dim) table for token id t; its gradient adds into the rows read.
+            y = tf.gather(k, tf.cast(x, tf.int32))  # (batch, seq) -> (batch, seq, dim)
+        elif cfg["op"] == "dense":
             y = _dense(x, k)  # (batch, ..., in) @ (in, units) -> (batch, ..., units)
+        elif cfg["op"] == "conv2d_transpose":
+            y = _conv2d_transpose(x, k, cfg["strides"], cfg["padding"])  # (batch, h * s, w * s, c_out) for 'same'
         else:
             y = tf.nn.conv2d(x, k, strides=cfg["strides"], padding=cfg["padding"].upper())  # (batch, h, w, c_out)
         if cfg["bias"] == "own":

@@ -30,7 +30,7 @@ TRAINING_FACTOR = 3
 # data pool's inputs and targets are held as NumPy arrays and as tensors. Fitted to the peaks
 # `python -m bench --only memory` measured over conv shapes (kernels 1-5, images 7-56, batches
 # 8-512): a step took up to 17 times a conv net's forward values per sample, and the pool up to
-# 4.5 times its inputs and targets. A spec with a conv2d use is estimated with these factors.
+# 4.5 times its inputs and targets. A spec with a conv2d (or conv2d_transpose) use is estimated with these factors.
 CONV_TRAINING_FACTOR = 17
 CONV_POOL_FACTOR_HALVES = 9  # 4.5, in halves to keep the estimate in whole bytes
 MB = 2**20
@@ -264,8 +264,8 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
     'teacher')``: a training step keeps forward values, gradients and workspace for a batch (3x),
     and the teacher data set runs the model over its pool of 512 samples.
 
-    Specs with a conv2d use: ``4 bytes * (17 * values per sample * batch_size + 4.5 * (input +
-    output values per sample) * pool size)``, the factors measured (`CONV_TRAINING_FACTOR`).
+    Specs with a conv2d or conv2d_transpose use: ``4 bytes * (17 * values per sample * batch_size +
+    4.5 * (input + output values per sample) * pool size)``, the factors measured (`CONV_TRAINING_FACTOR`).
     """
     if _has_conv(p):
         pool = _pool_size(p, config)
@@ -279,8 +279,9 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
 
 
 def _has_conv(p: Plan) -> bool:
-    """Whether the spec has a conv2d use: its activations are estimated with the conv factors."""
-    return any(u.use.op == "conv2d" for u in p.uses)
+    """Whether the spec has a conv2d or conv2d_transpose use: its activations are estimated with the conv factors."""
+    # A transposed conv runs the same oneDNN kernels (it is conv2d's input gradient), so the same workspaces.
+    return any(u.use.op in ("conv2d", "conv2d_transpose") for u in p.uses)
 
 
 def _pool_size(p: Plan, config: TrainConfig) -> int:

@@ -54,7 +54,7 @@ def _use_config(u: UsePlan, tied: bool) -> dict[str, Any]:
         "rule": rule.to_dict(),
         "activation": u.use.activation,
         "bias": u.use.bias if tied else ("none" if u.use.bias == "none" else "own"),
-        "units": u.kernel_shape[-1],
+        "units": u.units,  # the bias size: axis -2 of a conv2d_transpose kernel, else axis -1
         "strides": u.use.strides,
         "padding": u.use.padding,
     }
@@ -85,7 +85,8 @@ def build(spec: ModelSpec, tied: bool, seed: int = 0, limits: Limits | None = No
 
 def _build_from_plan(p: Plan, tied: bool, init: dict[str, np.ndarray]) -> keras.Model:
     spec = p.spec
-    inp = keras.Input(shape=spec.input_shape, name=INPUT_NODE)
+    # Token ids are whole numbers: an int input, which an embedding looks up.
+    inp = keras.Input(shape=spec.input_shape, name=INPUT_NODE, dtype="int32" if spec.input_vocab else "float32")
     nodes = {INPUT_NODE: inp}
     layers: dict[str, SharedKernel] = {}
     for u in p.uses:

@@ -11,9 +11,18 @@ import functools
 import math
 from dataclasses import dataclass
 
-from sharecore.spec import INPUT_NODE, ModelSpec, Rule, Use
+from sharecore.spec import INPUT_NODE, MAX_INT, ModelSpec, Rule, Use
 
 Shape = tuple[int, ...]
+
+
+def output_units(op: str, kernel_shape: Shape) -> int:
+    """The output units (channels) of `op` with a kernel of `kernel_shape`: the size of its bias.
+
+    Every op's kernel ends in its output units except conv2d_transpose, whose kernel is
+    tf.nn.conv2d_transpose's filter (kh, kw, c_out, c_in): its outputs are on axis -2.
+    """
+    return kernel_shape[-2] if op == "conv2d_transpose" else kernel_shape[-1]
 
 
 @dataclass(frozen=True)
@@ -37,8 +46,13 @@ class UsePlan:
         return math.prod(self.kernel_shape)
 
     @property
+    def units(self) -> int:
+        """Output units (channels) of the op: the size of its bias."""
+        return output_units(self.use.op, self.kernel_shape)
+
+    @property
     def bias_size(self) -> int:
-        return 0 if self.use.bias == "none" else self.kernel_shape[-1]
+        return 0 if self.use.bias == "none" else self.units
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,39 @@ class Plan:
 def rule_output_shape(rule: Rule, shape: Shape, where: str) -> Shape:
     """The kernel shape that `rule` makes from a tensor of `shape`, or a ValueError."""
     if rule.kind == "identity":
+        return shape
+    if rule.kind == "compose":
+        if not rule.steps:
+            raise ValueError(
+                f"{where}: a composed rule needs at least one step, e.g. a slice then a transpose. "
+                f"Received: rule={rule.to_dict()}"
+            )
+        for i, step in enumerate(rule.steps):
+            # A step reads the previous step's output, so the message names the step and that shape.
+            shape = rule_output_shape(
+                step, shape, f"{where}: step {i} ('{step.describe()}') of the composed rule, on shape {shape}"
+            )
+        return shape
+    if rule.kind == "rot90":
+        if isinstance(rule.k, bool) or not isinstance(rule.k, int):
+            raise ValueError(
+                f"{where}: rule 'rot90' needs k, a whole number of quarter turns, e.g. 1. Received: k={rule.k!r}"
+            )
+        if len(shape) < 2:
+            raise ValueError(
+                f"{where}: rule 'rot90' turns the first two (spatial) axes, so it needs a tensor of at least "
+                f"2 axes, but this one has {len(shape)}. Use rule 'flip' on a vector, or reshape it first in a "
+                f"composed rule. Received: k={rule.k}, tensor shape={shape}"
+            )
+        # An odd number of quarter turns swaps the two axes it turns.
+        return (shape[1], shape[0], *shape[2:]) if rule.k % 2 else shape
+    if rule.kind == "flip":
+        rank = len(shape)
+        if isinstance(rule.axis, bool) or not isinstance(rule.axis, int) or not -rank <= rule.axis < rank:
+            raise ValueError(
+                f"{where}: rule 'flip' needs an axis from {-rank} to {rank - 1}, one of the tensor's {rank} "
+                f"axes. Received: axis={rule.axis!r}, tensor shape={shape}"
+            )
         return shape
     if rule.kind == "transpose":
         perm = rule.perm if rule.perm is not None else tuple(reversed(range(len(shape))))
@@ -174,26 +221,34 @@ def _dense_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
     return in_shape[:-1] + (kernel[1],)
 
 
-def _conv_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
+def _check_conv_ranks(u: Use, in_shape: Shape, kernel: Shape, source: str, layout: str, hint: str) -> None:
+    """A convolution (conv2d or conv2d_transpose) needs a 4-D kernel and an image input.
+
+    Args:
+        layout: the kernel's axes as the message names them, e.g. 'height, width, in_channels, out_channels'.
+        hint: what to do with a 2-D kernel (read through rule reshape as a 1x1 kernel).
+    """
     where = f"use '{u.name}'"
     if len(kernel) != 4:
-        hint = ""
-        if len(kernel) == 2:
-            hint = (
-                f" Use rule reshape to (1, 1, {kernel[0]}, {kernel[1]}) for a 1x1 conv; "
-                f"it then computes exactly the dense op."
-            )
         raise ValueError(
-            f"{where}: op 'conv2d' needs a 4-D kernel (height, width, in_channels, out_channels), "
-            f"but {_kernel_origin(u)} gives a {len(kernel)}-D kernel {kernel} under rule "
-            f"'{u.rule.describe()}'.{hint} Received: kernel shape={kernel}"
+            f"{where}: op '{u.op}' needs a 4-D kernel ({layout}), but {_kernel_origin(u)} gives a "
+            f"{len(kernel)}-D kernel {kernel} under rule '{u.rule.describe()}'.{hint if len(kernel) == 2 else ''} "
+            f"Received: kernel shape={kernel}"
         )
     if len(in_shape) != 3:
         raise ValueError(
-            f"{where}: op 'conv2d' reads images (height, width, channels), but '{source}' gives "
+            f"{where}: op '{u.op}' reads images (height, width, channels), but '{source}' gives "
             f"shape {in_shape}. Set input_reshape, e.g. [1, 1, {math.prod(in_shape)}]. "
             f"Received: input shape={in_shape}"
         )
+
+
+def _conv_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
+    where = f"use '{u.name}'"
+    hint = (
+        f" Use rule reshape to (1, 1, {kernel[0]}, {kernel[-1]}) for a 1x1 conv; it then computes exactly the dense op."
+    )
+    _check_conv_ranks(u, in_shape, kernel, source, "height, width, in_channels, out_channels", hint)
     kh, kw, c_in, c_out = kernel
     h, w, c = in_shape
     if c != c_in:
@@ -217,6 +272,107 @@ def _conv_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
             f"kernel shape={kernel}"
         )
     return ((h - kh) // s + 1, (w - kw) // s + 1, c_out)
+
+
+def conv_transpose_length(length: int, kernel: int, stride: int, padding: str) -> int:
+    """One spatial output length of conv2d_transpose, as `keras.layers.Conv2DTranspose` has it.
+
+    'same': `length * stride`; 'valid': `(length - 1) * stride + kernel`, or `length * stride`
+    when the stride is wider than the kernel. Either way a conv2d with the same kernel, strides
+    and padding maps the output back to `length`, so a decoder restores its encoder's input size.
+    `length` may be a scalar tensor (an unknown spatial size at trace time).
+    """
+    if padding == "same":
+        return length * stride
+    return length * stride + max(kernel - stride, 0)
+
+
+def _conv_transpose_out(u: Use, in_shape: Shape, kernel: Shape, source: str) -> Shape:
+    where = f"use '{u.name}'"
+    hint = (
+        f" Use rule reshape to (1, 1, {kernel[0]}, {kernel[-1]}) for a 1x1 transposed conv "
+        f"from {kernel[-1]} channels to {kernel[0]}."
+    )
+    _check_conv_ranks(u, in_shape, kernel, source, "height, width, out_channels, in_channels", hint)
+    # tf.nn.conv2d_transpose's filter layout: the last axis is the *input* channels. A conv2d
+    # kernel (kh, kw, a, b) maps a channels to b; read as it is by this op it maps b back to a.
+    kh, kw, c_out, c_in = kernel
+    h, w, c = in_shape
+    if c != c_in:
+        if not u.tensor:
+            fix = f"Set kernel_shape to ({kh}, {kw}, {c_out}, {c})"
+        elif c == c_out:
+            fix = (
+                f"A conv2d_transpose kernel is (height, width, out_channels, in_channels), the reverse "
+                f"of conv2d's: feed this use the {c_in}-channel output of a conv2d that reads "
+                f"'{u.tensor}', or use rule transpose with perm [0, 1, 3, 2] to read {c} input channels"
+            )
+        else:
+            fix = f"Give '{u.tensor}' {c} channels on its last axis, or feed this use {c_in} channels"
+        raise ValueError(
+            f"{where} receives {c} channels from '{source}', but {_kernel_origin(u)} expects {c_in} "
+            f"input channels on its last axis. {fix}. Received: input shape={in_shape}, kernel shape={kernel}"
+        )
+    out_h = conv_transpose_length(h, kh, u.strides, u.padding)
+    out_w = conv_transpose_length(w, kw, u.strides, u.padding)
+    if max(out_h, out_w) > MAX_INT:
+        raise ValueError(
+            f"{where}: strides {u.strides} make the output {out_h}x{out_w}, larger than the {MAX_INT} "
+            f"TensorFlow takes per dimension. Use smaller strides (or a smaller input or kernel). "
+            f"Received: strides={u.strides}, input shape={in_shape}, kernel shape={kernel}"
+        )
+    return (out_h, out_w, c_out)
+
+
+def _check_tokens(spec: ModelSpec, u: Use, source: str, kernel: Shape) -> None:
+    """Token ids feed embeddings, and only embeddings: a (vocab, dim) table with one row per token id."""
+    where = f"use '{u.name}'"
+    if u.op != "embedding":
+        if source == INPUT_NODE and spec.input_vocab is not None:
+            raise ValueError(
+                f"{where}: op '{u.op}' reads the input, which holds token ids (input_vocab "
+                f"{spec.input_vocab}), not features. Put an 'embedding' use first and read its output. "
+                f"Received: op={u.op!r}, source='input'"
+            )
+        return
+    if u.input_slice is not None or u.input_reshape is not None:
+        raise ValueError(
+            f"{where}: op 'embedding' looks up each token id as it is; remove input_slice and "
+            f"input_reshape. Received: input_slice={u.input_slice}, input_reshape={u.input_reshape}"
+        )
+    if source != INPUT_NODE or spec.input_vocab is None:
+        got = "float features" if source == INPUT_NODE else f"the float output of '{source}'"
+        raise ValueError(
+            f"{where}: op 'embedding' reads token ids, but its source gives {got}. Give the spec an "
+            f"input_vocab (the number of token ids) and read the input. Received: source={source!r}, "
+            f"input_vocab={spec.input_vocab}"
+        )
+    if len(spec.input_shape) != 1:
+        raise ValueError(
+            f"{where}: token ids come as one sequence per sample, shape (seq,). Received: "
+            f"input_shape={spec.input_shape}"
+        )
+    if len(kernel) != 2:
+        raise ValueError(
+            f"{where}: op 'embedding' needs a 2-D table (vocab, dim), but {_kernel_origin(u)} gives "
+            f"{kernel} under rule '{u.rule.describe()}'. Received: kernel shape={kernel}"
+        )
+    if kernel[0] != spec.input_vocab:
+        fix = "Use rule 'transpose'" if kernel[1] == spec.input_vocab else f"Give the table {spec.input_vocab} rows"
+        raise ValueError(
+            f"{where}: the input has {spec.input_vocab} token ids (input_vocab), so the table needs "
+            f"{spec.input_vocab} rows, but {_kernel_origin(u)} gives {kernel[0]}. {fix}, or set "
+            f"input_vocab to {kernel[0]}. Received: kernel shape={kernel}, input_vocab={spec.input_vocab}"
+        )
+    if u.strides != 1 or u.padding != "same":
+        raise ValueError(
+            f"{where}: strides and padding apply to convolutions; leave them at 1 and 'same' for an "
+            f"embedding. Received: strides={u.strides}, padding={u.padding!r}"
+        )
+    if u.bias != "none":
+        raise ValueError(
+            f"{where}: an embedding looks rows up and adds no bias; set bias 'none'. Received: bias={u.bias!r}"
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -303,17 +459,22 @@ def plan(spec: ModelSpec) -> Plan:
             tensor_shape = tensors[u.tensor].shape
         kernel_shape = rule_output_shape(u.rule, tensor_shape, where)
         in_shape = _input_shape(u, source, node_shapes[source])
-        if u.op == "dense":
+        _check_tokens(spec, u, source, kernel_shape)
+        if u.op == "embedding":
+            out_shape = (*in_shape, kernel_shape[1])  # (seq, dim): one row of the table per token
+        elif u.op == "dense":
             if u.strides != 1 or u.padding != "same":
                 raise ValueError(
-                    f"{where}: strides and padding apply to conv2d only; leave them at 1 and 'same' "
-                    f"for dense. Received: strides={u.strides}, padding={u.padding!r}"
+                    f"{where}: strides and padding apply to conv2d and conv2d_transpose only; leave them "
+                    f"at 1 and 'same' for dense. Received: strides={u.strides}, padding={u.padding!r}"
                 )
             out_shape = _dense_out(u, in_shape, kernel_shape, source)
+        elif u.op == "conv2d_transpose":
+            out_shape = _conv_transpose_out(u, in_shape, kernel_shape, source)
         else:
             out_shape = _conv_out(u, in_shape, kernel_shape, source)
         if u.bias == "shared":
-            channels = kernel_shape[-1]
+            channels = output_units(u.op, kernel_shape)
             first = bias_channels.setdefault(u.tensor, (u.name, channels))
             if first[1] != channels:
                 raise ValueError(

@@ -117,6 +117,63 @@ _PRESETS: dict[str, dict[str, Any]] = {
         ],
         "outputs": ["wide", "narrow"],
     },
+    "tied-lm": {
+        "description": "A tiny language model with tied input and output embeddings (Press & Wolf 2017, "
+        "as in GPT-2): one table E (32 tokens, 16 dims) embeds the token ids; after a dense tanh block, "
+        "transpose(E) turns each position's 16 values into logits over the 32 tokens. Train it on "
+        "dataset 'tokens' (next-token prediction).",
+        "input_shape": [8],
+        "input_vocab": 32,
+        "tensors": [{"name": "E", "shape": [32, 16]}],
+        "uses": [
+            {"name": "embed", "op": "embedding", "tensor": "E"},
+            {"name": "block", "op": "dense", "kernel_shape": [16, 16], "activation": "tanh"},
+            {"name": "logits", "op": "dense", "tensor": "E", "rule": "transpose"},
+        ],
+    },
+    "albert-embedding": {
+        "description": "ALBERT's factorized, tied embedding (Lan et al. 2020): token ids are embedded "
+        "with a small table E (32 tokens, 4 dims) and projected up by P (4, 16); after a dense tanh "
+        "block, the logits come back down through transpose(P) and transpose(E), so both are shared "
+        "by the input and the output. Train it on dataset 'tokens'.",
+        "input_shape": [8],
+        "input_vocab": 32,
+        "tensors": [{"name": "E", "shape": [32, 4]}, {"name": "P", "shape": [4, 16]}],
+        "uses": [
+            {"name": "embed", "op": "embedding", "tensor": "E"},
+            {"name": "project_up", "op": "dense", "tensor": "P"},
+            {"name": "block", "op": "dense", "kernel_shape": [16, 16], "activation": "tanh"},
+            {"name": "project_down", "op": "dense", "tensor": "P", "rule": "transpose"},
+            {"name": "logits", "op": "dense", "tensor": "E", "rule": "transpose"},
+        ],
+    },
+    "rotation-tied-conv": {
+        "description": "A rotation-tied (p4) convolution, as in group-equivariant CNNs (Cohen & Welling "
+        "2016): one 3x3 kernel K (1 -> 4 channels) reads the image as it is and under rotations of "
+        "90, 180 and 270 degrees; the four outputs are concatenated. Rotating the input rotates "
+        "the outputs and swaps them around, which 4 untied kernels do not guarantee.",
+        "input_shape": [8, 8, 1],
+        "tensors": [{"name": "K", "shape": [3, 3, 1, 4]}],
+        "uses": [
+            {"name": f"rot{k * 90}", "op": "conv2d", "tensor": "K", "source": "input", "activation": "tanh"}
+            | ({"rule": {"kind": "rot90", "k": k}} if k else {})
+            for k in range(4)
+        ],
+        "outputs": ["rot0", "rot90", "rot180", "rot270"],
+    },
+    "conv-autoencoder": {
+        "description": "A tied convolutional autoencoder on 8x8 images: the encoder conv (stride 2, "
+        "tanh) maps 1 channel to 4 with K (3, 3, 1, 4); the decoder's transposed conv (stride 2) "
+        "reads the same K, as it is, to map the 4 channels back to 1 at 8x8.",
+        "input_shape": [8, 8, 1],
+        "tensors": [{"name": "K", "shape": [3, 3, 1, 4]}],
+        "uses": [
+            {"name": "encoder", "op": "conv2d", "tensor": "K", "strides": 2, "activation": "tanh"},
+            # tf.nn.conv2d_transpose's kernel is (kh, kw, c_out, c_in): conv2d's layout with the
+            # channel roles swapped, so the identity rule gives the decoder the encoder's kernel.
+            {"name": "decoder", "op": "conv2d_transpose", "tensor": "K", "strides": 2},
+        ],
+    },
 }
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from sharecore.text import forbidden_character
 
-OPS = ("dense", "conv2d")
-RULES = ("identity", "transpose", "reshape", "slice")
+OPS = ("dense", "conv2d", "embedding", "conv2d_transpose")
+RULES = ("identity", "transpose", "reshape", "slice", "rot90", "flip", "compose")
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "gelu", "elu", "softplus")
 INITIALIZERS = (
     "glorot_uniform",
@@ -32,7 +32,7 @@ BIAS_POLICIES = ("none", "own", "shared")
 PADDINGS = ("same", "valid")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "gpu")
-DATASETS = ("teacher", "digits")
+DATASETS = ("teacher", "digits", "tokens")
 DISTRIBUTE = ("none", "mirrored", "multi-worker")
 TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
 DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.data.digits_dataset`
@@ -44,6 +44,7 @@ INPUT_NODE = "input"
 MAX_INT = 2**31 - 1
 MAX_NAME_CHARS = 80  # a spec's name: one line of text
 MAX_DESCRIPTION_CHARS = 2000  # its description: may break lines with \n
+MAX_RULE_STEPS = 16  # steps in one composed rule: more is never needed and only slows every check
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
@@ -125,6 +126,15 @@ def _check_int(where: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def _check_whole(where: str, value: Any, example: str, bound: int | None = None) -> int:
+    """A whole number of either sign (a rule's quarter turns or axis), at most `bound` from 0."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, f"must be a whole number, e.g. {example}.", value)
+    if bound is not None and abs(value) > bound:
+        raise _fail(where, f"must be between {-bound} and {bound}.", value)
+    return value
+
+
 def _check_shape(where: str, value: Any, minimum: int = 1, rank: tuple[int, int] = (1, 4)) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)):
         raise _fail(where, "must be a list of whole numbers, e.g. [10, 5].", value)
@@ -166,14 +176,34 @@ class Rule:
     """How a use turns a shared tensor into its own kernel.
 
     Every rule is linear (a view), so a use's gradient maps back into the shared
-    tensor's shape exactly.
+    tensor's shape exactly. A 'compose' rule applies its steps in order (for example a
+    slice, then a transpose); its steps are never composed themselves (`from_dict`
+    flattens one level of nesting).
+
+    A 'rot90' rule keeps `k % 4`: rotating by k and by k % 4 give the same kernel, and
+    one form per view makes equal rules equal specs (one cache entry, one URL). So
+    ``{"kind": "rot90", "k": -1}`` reads back as ``k=3``, which `numpy.rot90` agrees with.
     """
 
-    kind: str = "identity"  # 'identity' | 'transpose' | 'reshape' | 'slice'
+    kind: str = "identity"  # 'identity' | 'transpose' | 'reshape' | 'slice' | 'rot90' | 'flip' | 'compose'
     shape: tuple[int, ...] | None = None  # reshape: the target kernel shape
     perm: tuple[int, ...] | None = None  # transpose: axis order; None reverses the axes
     begin: tuple[int, ...] | None = None  # slice: first index on each axis
     size: tuple[int, ...] | None = None  # slice: extent on each axis
+    k: int | None = None  # rot90: quarter turns from axis 0 towards axis 1, as numpy.rot90; stored as k % 4
+    axis: int | None = None  # flip: the axis to reverse; negative counts from the last axis, as in NumPy
+    rules: tuple[Rule, ...] | None = None  # compose: the steps, applied in order
+
+    def __post_init__(self) -> None:
+        if self.kind == "rot90" and isinstance(self.k, int) and not isinstance(self.k, bool):
+            object.__setattr__(self, "k", self.k % 4)
+
+    @property
+    def steps(self) -> tuple[Rule, ...]:
+        """The single (not composed) rules this rule applies, in order: itself, or a composed rule's steps."""
+        if self.kind != "compose":
+            return (self,)
+        return tuple(step for rule in self.rules or () for step in rule.steps)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
@@ -181,13 +211,35 @@ class Rule:
             value = getattr(self, key)
             if value is not None:
                 out[key] = list(value)
+        for key in ("k", "axis"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.rules is not None:
+            out["rules"] = [step.to_dict() for step in self.steps]
         return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "rule") -> Rule:
-        """Reads a rule from a dict, or from a bare name such as ``"transpose"``."""
+        """Reads a rule from a dict, from a bare name such as ``"transpose"``, or from a list.
+
+        A list of rules is the composed rule of those steps, as is ``{"kind": "compose",
+        "rules": [...]}``: ``[{"kind": "slice", "begin": [0, 0], "size": [4, 4]}, "transpose"]``.
+
+        Raises:
+            ValueError: naming the field (and the step of a composed rule), what was received
+                and the allowed values.
+        """
+        return cls._from_dict(data, where, depth=0)
+
+    @classmethod
+    def _from_dict(cls, data: Any, where: str, depth: int) -> Rule:
+        """`from_dict` at nesting `depth`: a composed rule's steps are read at depth + 1."""
+        steps_where = where if isinstance(data, list) else f"{where}.rules"
         if isinstance(data, str):
             data = {"kind": data}
+        elif isinstance(data, list):
+            data = {"kind": "compose", "rules": data}
         _check_keys(where, data, cls, ("kind",))
         kind = _check_choice(f"{where}.kind", data["kind"], RULES)
         allowed = {
@@ -195,6 +247,9 @@ class Rule:
             "transpose": ("perm",),
             "reshape": ("shape",),
             "slice": ("begin", "size"),
+            "rot90": ("k",),
+            "flip": ("axis",),
+            "compose": ("rules",),
         }[kind]
         extra = sorted(k for k in data if k != "kind" and k not in allowed)
         if extra:
@@ -211,7 +266,46 @@ class Rule:
                 raise _fail(where, "rule 'slice' needs 'begin' and 'size' lists, one entry per axis.", data)
             kwargs["begin"] = _check_shape(f"{where}.begin", data["begin"], minimum=0)
             kwargs["size"] = _check_shape(f"{where}.size", data["size"])
+        if kind == "rot90":
+            # numpy.rot90's default: one quarter turn.
+            kwargs["k"] = _check_whole(f"{where}.k", data.get("k", 1), "1 (a quarter turn) or -1 (back)")
+        if kind == "flip":
+            if "axis" not in data:
+                raise _fail(where, "rule 'flip' needs the 'axis' to reverse, e.g. 0.", data)
+            kwargs["axis"] = _check_whole(f"{where}.axis", data["axis"], "0 (the first axis)", bound=MAX_INT)
+        if kind == "compose":
+            kwargs["rules"] = cls._compose_steps(data, data.get("rules"), where, steps_where, depth)
         return cls(**kwargs)
+
+    @classmethod
+    def _compose_steps(cls, data: dict, steps: Any, where: str, steps_where: str, depth: int) -> tuple[Rule, ...]:
+        """The steps of a composed rule, with a composed step replaced by its own steps."""
+        if not isinstance(steps, list) or not steps:
+            raise _fail(
+                steps_where,
+                "a composed rule needs a non-empty list of rules, applied in order, e.g. "
+                '[{"kind": "slice", "begin": [0, 0], "size": [4, 4]}, "transpose"].',
+                steps,
+            )
+        if depth > 1:
+            # One level is flattened; deeper nesting adds nothing and would let a link recurse without end.
+            raise _fail(
+                where,
+                "composed rules nest one level deep at most. Write this rule's steps into the list that holds it.",
+                data,
+            )
+        flat: list[Rule] = []
+        if len(steps) <= MAX_RULE_STEPS:
+            for i, step in enumerate(steps):
+                flat += cls._from_dict(step, f"{steps_where}[{i}]", depth + 1).steps
+        if len(steps) > MAX_RULE_STEPS or len(flat) > MAX_RULE_STEPS:
+            raise _fail(
+                steps_where,
+                f"a composed rule holds at most {MAX_RULE_STEPS} steps (counting the steps of a composed step). "
+                "Merge steps, e.g. two transposes into one.",
+                f"{max(len(steps), len(flat))} steps",
+            )
+        return tuple(flat)
 
     def describe(self) -> str:
         """A short human label, e.g. ``reshape (1, 1, 10, 5)``."""
@@ -221,6 +315,13 @@ class Rule:
             return f"transpose {self.perm}"
         if self.kind == "slice":
             return f"slice begin={self.begin} size={self.size}"
+        if self.kind == "rot90":
+            return f"rot90 k={self.k}"
+        if self.kind == "flip":
+            return f"flip axis={self.axis}"
+        if self.kind == "compose":
+            # ' then ', not an arrow: tensor views and diagrams already use '→' for "gives".
+            return " then ".join(step.describe() for step in self.steps) or "compose"
         return self.kind
 
 
@@ -251,7 +352,8 @@ class Use:
     """One layer use: an op applied with a kernel read from a tensor through a rule."""
 
     name: str
-    op: str  # 'dense' (kernel (in, out)) or 'conv2d' (kernel (kh, kw, c_in, c_out))
+    op: str  # 'dense' (kernel (in, out)), 'conv2d' (kernel (kh, kw, c_in, c_out)) or 'embedding' (kernel (vocab, dim))
+    # ... or 'conv2d_transpose' (kernel (kh, kw, c_out, c_in), tf.nn.conv2d_transpose's filter layout)
     tensor: str | None = None  # the shared tensor it reads; None = its own kernel of `kernel_shape`
     rule: Rule = field(default_factory=Rule)  # shared tensor -> this op's kernel
     kernel_shape: tuple[int, ...] | None = None  # only for an own (unshared) kernel
@@ -260,8 +362,8 @@ class Use:
     source: str | None = None  # node it reads: 'input' or an earlier use; None = the previous use
     input_slice: tuple[int, int] | None = None  # [start, stop) of the flattened input features
     input_reshape: tuple[int, ...] | None = None  # reshape of the (sliced) input per sample
-    strides: int = 1  # conv2d only
-    padding: str = "same"  # conv2d only: 'same' | 'valid'
+    strides: int = 1  # conv2d and conv2d_transpose only
+    padding: str = "same"  # conv2d and conv2d_transpose only: 'same' | 'valid'
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -326,15 +428,20 @@ class ModelSpec:
     outputs: tuple[str, ...] = ()  # nodes to output; () = the last use. Several are flattened and concatenated.
     name: str = "custom"
     description: str = ""
+    # The input is integer token ids in [0, input_vocab), shape `input_shape` (seq,), read by an
+    # `embedding` use; None: the input is float features.
+    input_vocab: int | None = None
 
     def __post_init__(self) -> None:
         # Here as well as in from_dict, so that no spec (from a link, a paste, an upload, the
         # CLI or dataclasses.replace) holds text that fails to encode or breaks a line later.
         _check_text("spec.name", self.name, MAX_NAME_CHARS, multiline=False)
         _check_text("spec.description", self.description, MAX_DESCRIPTION_CHARS, multiline=True)
+        if self.input_vocab is not None:
+            _check_int("spec.input_vocab", self.input_vocab, minimum=2)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
             "input_shape": list(self.input_shape),
@@ -342,6 +449,9 @@ class ModelSpec:
             "uses": [u.to_dict() for u in self.uses],
             "outputs": list(self.outputs),
         }
+        if self.input_vocab is not None:  # only token models carry the key
+            out["input_vocab"] = self.input_vocab
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelSpec:
@@ -373,6 +483,7 @@ class ModelSpec:
             tensors=tuple(SharedTensor.from_dict(t, f"spec.tensors[{i}]") for i, t in enumerate(tensors)),
             uses=tuple(Use.from_dict(u, f"spec.uses[{i}]") for i, u in enumerate(uses)),
             outputs=tuple(outputs),
+            input_vocab=data.get("input_vocab"),
         )
 
     def to_json(self, indent: int | None = 2) -> str:

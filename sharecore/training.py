@@ -32,11 +32,11 @@ import tensorflow as tf
 
 from sharecore.data import make_dataset
 from sharecore.devices import describe, make_strategy, resolve_device
-from sharecore.layers import apply_rule, record_views
+from sharecore.layers import apply_rule, record_views, rot90
 from sharecore.limits import SECRETS_SECTION, Limits, check_limits, env_variable
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
-from sharecore.plan import Plan, UsePlan
-from sharecore.rules import rule_mask, split_pairs
+from sharecore.plan import Plan, UsePlan, rule_output_shape
+from sharecore.rules import reads_part, rule_mask, split_pairs
 from sharecore.spec import ModelSpec, Rule, TrainConfig, check_batch_split
 
 VARIANTS = ("tied", "untied")
@@ -69,6 +69,9 @@ class TrainResult:
     dataset: str = ""
     params: dict[str, int] = field(default_factory=dict)  # variant -> count_params()
     compile_seconds: float = 0.0  # tracing the compiled chunk; 0 when a compiled trainer was reused
+    # step, variant, loss, accuracy on the data set's held-out samples (at step 0 and after every
+    # chunk of steps); empty for a data set without a held-out split
+    heldout: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["step", "variant", "loss", "accuracy"]))
 
     @property
     def steps_per_second(self) -> float:
@@ -90,16 +93,36 @@ class TrainResult:
             "steps_per_second": round(self.steps_per_second, 2),
             "params": self.params,
             "final_loss": {r.variant: float(r.loss) for r in last.itertuples()},
+            **self._final_heldout(),
         }
+
+    def _final_heldout(self) -> dict[str, dict[str, float]]:
+        if self.heldout.empty:
+            return {}
+        last = self.heldout[self.heldout.step == self.heldout.step.max()]
+        return {"final_heldout_loss": {r.variant: float(r.loss) for r in last.itertuples()}}
 
 
 # ----------------------------------------------------------------------------- rules in tensor space
 def rule_adjoint(rule: Rule, g: tf.Tensor, tensor_shape: tuple[int, ...]) -> tf.Tensor:
     """Maps a kernel-shaped tensor back into the stored tensor's shape (the rule's adjoint).
 
-    For identity, transpose and reshape this is the inverse; for slice it places the slice
-    into a zero tensor. Gradients of a use's kernel map back to the shared tensor this way.
+    For identity, transpose, reshape, rot90 and flip this is the inverse; for slice it places
+    the slice into a zero tensor; for a composed rule it is its steps' adjoints in reverse
+    order. Gradients of a use's kernel map back to the shared tensor this way.
     """
+    if rule.kind == "compose":
+        # Each step's adjoint needs the shape that step was given: the stored shape, then each output.
+        shapes = [tensor_shape]
+        for i, step in enumerate(rule.steps[:-1]):
+            shapes.append(rule_output_shape(step, shapes[-1], f"rule step {i}"))
+        for step, shape in zip(reversed(rule.steps), reversed(shapes)):
+            g = rule_adjoint(step, g, shape)
+        return g
+    if rule.kind == "rot90":
+        return rot90(g, -rule.k)  # turning back is the inverse
+    if rule.kind == "flip":
+        return tf.reverse(g, [rule.axis])  # a flip is its own inverse
     if rule.kind == "identity":
         return g
     if rule.kind == "transpose":
@@ -135,8 +158,8 @@ class _PairLayout:
         start = dict(zip(self.offsets, itertools.accumulate([0, *(len(group) - d for d in self.offsets)])))
         # Where each compared pair lands in the offset blocks laid end to end.
         self.index = np.array([start[row[b] - row[a]] + row[a] for a, b in self.pairs], dtype="int32")
-        # Only slices read part of the tensor; every other rule reads all of it and needs no mask.
-        partial = any(u.use.rule.kind == "slice" for u in group)
+        # Only slices (alone or as a step) read part of the tensor; every other rule reads all of it.
+        partial = any(reads_part(u.use.rule) for u in group)
         self.masks = np.stack([rule_mask(u.use.rule, shape).ravel() for u in group]) if partial else None
 
     def compare(self, views: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -179,7 +202,9 @@ class _Variant:
         self.plan, self.tied, self.name = p, tied, "tied" if tied else "untied"
         self.model = _build_from_plan(p, tied, _zeros(p))
         self.head = None
-        if classes:
+        # A token model outputs its own logits (seq, vocab), one next-token prediction per position.
+        self.logits = bool(classes and p.spec.input_vocab)
+        if classes and not self.logits:
             # Classification needs a readout. It is the same (seeded) for both variants and is
             # not part of the spec's parameter count.
             self.head = keras.layers.Dense(classes, name="head")
@@ -224,11 +249,14 @@ class _Variant:
         )
 
     # -- pieces of the compiled step
-    def _loss(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        out = self.model(x, training=True)
-        if self.head is None:
+    def _loss(self, x: tf.Tensor, y: tf.Tensor, training: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+        out = self.model(x, training=training)
+        if self.logits:
+            logits = out  # (batch, seq, vocab); y: (batch, seq) next tokens
+        elif self.head is None:
             return tf.reduce_mean(tf.square(out - y)), tf.constant(float("nan"))
-        logits = self.head(tf.reshape(out, [tf.shape(out)[0], -1]))  # (batch, classes)
+        else:
+            logits = self.head(tf.reshape(out, [tf.shape(out)[0], -1]))  # (batch, classes)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         return loss, acc
@@ -252,6 +280,9 @@ class _Variant:
         # views' gradients; only biases and the head are asked for as variables. (Asking for a kernel
         # together with views of it kept every traced graph alive for good in TensorFlow 2.21.)
         grads = tape.gradient(loss, [v for _, _, v in views] + self.viewless)
+        # An embedding's gradient comes as IndexedSlices (the rows its tokens read); the records and
+        # the sums over uses take whole tensors.
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         if replica is not None:
             # Here, before tf.cond(record, ...): an all-reduce inside a branch fails.
             grads, loss, acc = _all_reduce(replica, grads, loss, acc)
@@ -376,20 +407,32 @@ class _Trainer:
         self.strategy = strategy
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             self.variants = [_Variant(p, tied, classes, optimizer) for tied in (True, False)]
-        y_spec = tf.TensorSpec([None], tf.int32) if classes else tf.TensorSpec([None, *p.output_shape], tf.float32)
+        if not classes:
+            y_spec = tf.TensorSpec([None, *p.output_shape], tf.float32)
+        elif p.spec.input_vocab:  # next tokens, one per position
+            y_spec = tf.TensorSpec([None, *p.spec.input_shape], tf.int32)
+        else:
+            y_spec = tf.TensorSpec([None], tf.int32)
         # autograph=False: the step's control flow is written as tf.while_loop and tf.cond, so nothing
         # needs converting. With AutoGraph on, tracing parsed and rewrote the source of every method
         # and Keras layer it reached: about two thirds of a first run's compile time.
+        x_spec = tf.TensorSpec([None, *p.spec.input_shape], input_dtype)
         self.chunk = tf.function(
             self._chunk,
             input_signature=[
-                tf.TensorSpec([None, *p.spec.input_shape], input_dtype),
+                x_spec,
                 y_spec,
                 tf.TensorSpec([None, batch_size], tf.int32),
                 tf.TensorSpec([None], tf.bool),
             ],
             autograph=False,
         )
+        self.evaluate = tf.function(self._evaluate, input_signature=[x_spec, y_spec], autograph=False)
+
+    def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Loss and accuracy of both variants on held-out samples, (2,) each; no step is taken."""
+        outs = [v._loss(x, y, training=False) for v in self.variants]
+        return tf.stack([o[0] for o in outs]), tf.stack([o[1] for o in outs])
 
     def _chunk(self, pool_x: tf.Tensor, pool_y: tf.Tensor, idx: tf.Tensor, record: tf.Tensor) -> tuple:
         """Trains len(idx) steps, or up to and without the first step whose loss or weights are not finite.
@@ -523,6 +566,10 @@ def _glibc() -> ctypes.CDLL | None:
 _LIBC = _glibc()
 
 
+def _input_dtype(p: Plan) -> tf.DType:
+    return tf.int32 if p.spec.input_vocab else tf.float32  # token ids, or float features
+
+
 def _pool_key(
     p: Plan, classes: int, config: TrainConfig, device: str, strategy: tf.distribute.Strategy | None = None
 ) -> tuple:
@@ -567,7 +614,7 @@ def warm_up(spec: ModelSpec, config: TrainConfig | None = None) -> float:
     start = time.perf_counter()
     try:
         with tf.device(device):
-            trainer = _Trainer(p, classes, config.optimizer, config.batch_size, tf.float32)
+            trainer = _Trainer(p, classes, config.optimizer, config.batch_size, _input_dtype(p))
             trainer.chunk.get_concrete_function()
         _checkin(key, trainer)
     finally:
@@ -646,7 +693,7 @@ def train(
     # A strategy places the replicas' ops itself; under an outer device scope they would all go there.
     with tf.device(device) if strategy is None else contextlib.nullcontext():
         trainer = _checkout(
-            key, lambda: _Trainer(p, data.classes, config.optimizer, config.batch_size, tf.float32, strategy)
+            key, lambda: _Trainer(p, data.classes, config.optimizer, config.batch_size, _input_dtype(p), strategy)
         )
         try:
             variants = trainer.variants
@@ -657,6 +704,20 @@ def train(
             for v in variants:
                 _append_divergence(divergence, 0, v.name, v.divergence_now())
             pool_x, pool_y = tf.constant(data.x), tf.constant(data.y)
+            heldout: list[tuple] = []
+            if data.heldout_x is not None:
+                heldout_x, heldout_y = tf.constant(data.heldout_x), tf.constant(data.heldout_y)
+
+                def evaluate(step: int) -> None:
+                    losses, accs = (t.numpy() for t in trainer.evaluate(heldout_x, heldout_y))
+                    heldout.extend((step, v.name, float(losses[j]), float(accs[j])) for j, v in enumerate(variants))
+
+                evaluate(0)
+            else:
+
+                def evaluate(step: int) -> None:
+                    pass
+
             stop_reason = None
             steps_done = 0
             # Trace before the clock starts, so that steps per second measure training only.
@@ -696,6 +757,8 @@ def train(
                             _append_stats(gradients, divergence, step, v, stats[i, offset : offset + v.stats_size])
                         offset += v.stats_size
                 steps_done = first + len(losses)
+                if steps_done > first:
+                    evaluate(steps_done)
                 if not finite.all():
                     bad = [v.name for v, ok in zip(variants, finite) if not ok]
                     stop_reason = (
@@ -730,6 +793,7 @@ def train(
         dataset=data.description,
         params=params,
         compile_seconds=compile_seconds,
+        heldout=pd.DataFrame(heldout, columns=["step", "variant", "loss", "accuracy"]),
     )
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sharecore.limits import Limits, check_limits
+from sharecore.plan import plan
 from sharecore.presets import preset, presets
 from sharecore.spec import DIGITS_INPUT_SIZES, ModelSpec, SharedTensor, TrainConfig, Use
 
@@ -34,8 +35,10 @@ __all__ = [
     "UrlState",
     "check_limits",
     "decode_config",
+    "datasets_for",
     "digits_fits",
     "fit_config",
+    "tokens_fit",
     "decode_spec",
     "encode_config",
     "encode_spec",
@@ -91,8 +94,25 @@ class Adjustment:
 
 
 def digits_fits(spec: ModelSpec) -> bool:
-    """Whether the digits data set fits `spec`: 64 input values (one 8x8 image) or 128 (two)."""
-    return math.prod(spec.input_shape) in DIGITS_INPUT_SIZES
+    """Whether the digits data set fits `spec`: 64 float input values (one 8x8 image) or 128 (two)."""
+    return not spec.input_vocab and math.prod(spec.input_shape) in DIGITS_INPUT_SIZES
+
+
+def tokens_fit(spec: ModelSpec) -> bool:
+    """Whether the tokens data set fits `spec`: token ids in, next-token logits (seq, vocab) out."""
+    if not spec.input_vocab:
+        return False
+    try:
+        return plan(spec).output_shape == (*spec.input_shape, spec.input_vocab)
+    except ValueError:
+        return False
+
+
+def datasets_for(spec: ModelSpec) -> tuple[str, ...]:
+    """The data sets `spec` can train on, its own task first (a language model's is 'tokens')."""
+    if tokens_fit(spec):
+        return ("tokens", "teacher")
+    return ("teacher", "digits") if digits_fits(spec) else ("teacher",)
 
 
 def fit_config(
@@ -145,6 +165,13 @@ def fit_config(
             "teacher",
             f"the digits data set needs a model input of 64 values (one 8x8 image) or 128 (two side by side), "
             f"and this model's input {list(spec.input_shape)} holds {math.prod(spec.input_shape)} values.",
+        )
+    if config.dataset == "tokens" and not tokens_fit(spec):
+        adjust(
+            "dataset",
+            "teacher",
+            "the tokens data set needs a model that reads token ids (input_vocab) and outputs next-token "
+            "logits (sequence, vocab), as preset 'tied-lm' does.",
         )
     return dataclasses.replace(config, **used), tuple(adjustments)
 

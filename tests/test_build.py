@@ -20,11 +20,18 @@ EXPECTED = {
     "albert-mlp": (1024, 3072, 2, 6),
     "siamese-digits": (4680, 9360, 2, 4),
     "partial-share": (80, 120, 1, 2),
+    "conv-autoencoder": (36, 72, 1, 2),
+    "tied-lm": (768, 1280, 2, 3),
+    "albert-embedding": (448, 640, 3, 5),
+    "rotation-tied-conv": (36, 144, 1, 4),
 }
 
 
 def batch(spec: ModelSpec, n: int = 4, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, *spec.input_shape)).astype("float32")
+    rng = np.random.default_rng(seed)
+    if spec.input_vocab:  # token ids
+        return rng.integers(0, spec.input_vocab, (n, *spec.input_shape)).astype("int32")
+    return rng.standard_normal((n, *spec.input_shape)).astype("float32")
 
 
 def test_every_preset_has_an_expected_count():
@@ -299,3 +306,24 @@ def test_a_use_named_shared_with_its_own_bias_does_not_collide_with_the_shared_b
     assert report.tied_total == 120 and report.untied_total == 220
     assert sharecore.build(spec, tied=True).count_params() == 120
     assert sharecore.build(spec, tied=False).count_params() == 220
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_rotation_tied_conv_is_equivariant_to_quarter_turns_only_when_tied(tied):
+    """p4 lifting: rotating the image rotates each output and shifts it to the next rotation's slot."""
+    model = sharecore.build(sharecore.preset("rotation-tied-conv"), tied=tied, seed=1)
+    if not tied:  # trained apart, untied copies stop being rotations of each other
+        for layer in model.layers:
+            if getattr(layer, "kernel", None) is not None:
+                layer.kernel.assign(np.random.default_rng(5).standard_normal(layer.kernel.shape).astype("float32"))
+    x = batch(sharecore.preset("rotation-tied-conv"), n=2)
+
+    def outputs(images: np.ndarray) -> np.ndarray:
+        return np.asarray(model(images)).reshape(2, 4, 8, 8, 4)  # (batch, rotation, h, w, c)
+
+    plain, turned = outputs(x), outputs(np.ascontiguousarray(np.rot90(x, 1, axes=(1, 2))))
+    error = max(np.abs(turned[:, r] - np.rot90(plain[:, r - 1], 1, axes=(1, 2))).max() for r in range(4))
+    if tied:
+        assert error < 1e-5
+    else:
+        assert error > 0.1

@@ -84,7 +84,10 @@ def _printed_count(printed: str) -> int:
 
 
 def _random_batch(spec: ModelSpec, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(5, *spec.input_shape)).astype("float32")
+    rng = np.random.default_rng(seed)
+    if spec.input_vocab:  # token ids
+        return rng.integers(0, spec.input_vocab, (5, *spec.input_shape)).astype("int32")
+    return rng.normal(size=(5, *spec.input_shape)).astype("float32")
 
 
 @pytest.mark.parametrize(("name", "tied"), CASES)
@@ -179,9 +182,9 @@ def test_generated_code_compiles_and_imports_only_keras_tensorflow_and_numpy() -
             assert "sharecore" not in code, name
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
-def test_generated_code_is_ruff_formatted_and_lint_clean_at_88_columns(tmp_path: Path) -> None:
-    for name, spec in SPECS.items():
+def assert_ruff_clean(specs: dict[str, ModelSpec], tmp_path: Path) -> None:
+    """The generated scripts of `specs`, tied and untied, are ruff-formatted and lint clean at 88 columns."""
+    for name, spec in specs.items():
         for tied in (True, False):
             (tmp_path / f"{name.replace('-', '_')}_{tied}.py").write_text(keras_code(spec, tied))
     ruff = [sys.executable, "-m", "ruff"]
@@ -198,6 +201,12 @@ def test_generated_code_is_ruff_formatted_and_lint_clean_at_88_columns(tmp_path:
 
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
     assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert len(list(tmp_path.glob("*.py"))) == 2 * len(specs)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
+def test_generated_code_is_ruff_formatted_and_lint_clean_at_88_columns(tmp_path: Path) -> None:
+    assert_ruff_clean(SPECS, tmp_path)
 
 
 def test_same_spec_gives_the_same_text() -> None:

@@ -85,10 +85,21 @@ def conv_out(in_shape: tuple, kernel: tuple, strides: int, padding: str) -> tupl
     return ((h - kh) // strides + 1, (w - kw) // strides + 1, units)
 
 
+def conv_transpose_out(in_shape: tuple, kernel: tuple, strides: int, padding: str) -> tuple:
+    """As keras.layers.Conv2DTranspose: 'same' h * s; 'valid' also the kernel's overhang past the last stride."""
+    h, w, _ = in_shape
+    kh, kw, units, _ = kernel
+    if padding == "same":
+        return (h * strides, w * strides, units)
+    return (h * strides + max(kh - strides, 0), w * strides + max(kw - strides, 0), units)
+
+
 def fits(op: str, kernel: tuple, in_shape: tuple, padding: str) -> bool:
     """Whether `kernel` can serve `op` on `in_shape` (the rules of the op, stated independently)."""
     if op == "dense":
         return len(kernel) == 2 and kernel[0] == in_shape[-1]
+    if op == "conv2d_transpose":
+        return len(kernel) == 4 and kernel[3] == in_shape[2]  # any kernel fits: it spreads each pixel
     return (
         len(kernel) == 4
         and kernel[2] == in_shape[2]
@@ -105,7 +116,22 @@ def rule_kernel(rule: dict, shape: tuple) -> tuple:
         return tuple(shape[p] for p in perm)
     if rule["kind"] == "reshape":
         return tuple(rule["shape"])
+    if rule["kind"] == "rot90":  # an odd number of quarter turns swaps the first two axes
+        return (shape[1], shape[0], *shape[2:]) if rule.get("k", 1) % 2 else shape
+    if rule["kind"] == "flip":
+        return shape
+    if rule["kind"] == "compose":
+        for step in rule["rules"]:
+            shape = rule_kernel(step if isinstance(step, dict) else {"kind": step}, shape)
+        return shape
     return tuple(rule["size"])
+
+
+def as_rule_dict(rule: dict | str | list) -> dict:
+    """A rule as written in a spec (a dict, a bare name, or a list of steps) as a dict."""
+    if isinstance(rule, list):
+        return {"kind": "compose", "rules": rule}
+    return rule if isinstance(rule, dict) else {"kind": rule}
 
 
 def rules_that_fit(shape: tuple, op: str, in_shape: tuple, padding: str) -> list[dict]:
@@ -123,6 +149,13 @@ def rules_that_fit(shape: tuple, op: str, in_shape: tuple, padding: str) -> list
                 candidates.append({"kind": "slice", "begin": [b0, 0], "size": [k_in, shape[1]]})
                 if shape[1] > 1:
                     candidates.append({"kind": "slice", "begin": [b0, 1], "size": [k_in, shape[1] - 1]})
+    elif op == "conv2d_transpose":  # kernel (kh, kw, out, in): the input's channels on axis 3
+        c = in_shape[2]
+        for kh, kw in itertools.product((1, 2, 3), repeat=2):
+            if size % (kh * kw * c) == 0:
+                candidates.append({"kind": "reshape", "shape": [kh, kw, size // (kh * kw * c), c]})
+        if rank == 4 and shape[3] >= c:
+            candidates.append({"kind": "slice", "begin": [0, 0, 0, shape[3] - c], "size": [*shape[:3], c]})
     else:
         c = in_shape[2]
         for kh, kw in itertools.product((1, 2, 3), repeat=2):
@@ -162,6 +195,24 @@ def new_tensor_for(draw: st.DrawFn, kernel: tuple) -> tuple[list[int], dict]:
     if kind == "reshape":
         stored = draw(factorizations(math.prod(kernel), draw(st.integers(1, 4))))
         return stored, {"kind": "reshape", "shape": list(kernel)}
+    if kind == "rot90" and rank >= 2:
+        k = draw(st.integers(-3, 6))  # any whole number: sharecore keeps it mod 4
+        stored = [kernel[1], kernel[0], *kernel[2:]] if k % 2 else list(kernel)
+        return stored, {"kind": "rot90", "k": k}
+    if kind == "flip":
+        return list(kernel), {"kind": "flip", "axis": draw(st.integers(-rank, rank - 1))}
+    if kind == "compose":
+        # A slice of a bigger stored tensor, then a transpose (or a turn) into the kernel.
+        perm = draw(st.permutations(range(rank)))
+        middle = [0] * rank
+        for i, p in enumerate(perm):
+            middle[p] = kernel[i]
+        pads = draw(st.lists(st.integers(0, 2), min_size=rank, max_size=rank))
+        begin = [draw(st.integers(0, p)) for p in pads]
+        steps = [{"kind": "slice", "begin": begin, "size": middle}, {"kind": "transpose", "perm": list(perm)}]
+        return [m + p for m, p in zip(middle, pads)], draw(
+            st.sampled_from([{"kind": "compose", "rules": steps}, steps])
+        )
     pads = draw(st.lists(st.integers(0, 2), min_size=rank, max_size=rank))
     begin = [draw(st.integers(0, p)) for p in pads]
     return [k + p for k, p in zip(kernel, pads)], {"kind": "slice", "begin": begin, "size": list(kernel)}
@@ -218,7 +269,8 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
             use["source"] = source
         consumed.add(source)
         shape = nodes[source]
-        op = draw(st.sampled_from(OPS))
+        # The ops on float features; an embedding reads token ids, which this input never is.
+        op = draw(st.sampled_from(("dense", "conv2d", "conv2d_transpose")))
         use["op"] = op
         flat = math.prod(shape)
         if draw(st.integers(0, 3)) == 0:
@@ -226,8 +278,8 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
             stop = draw(st.integers(start + 1, flat))
             use["input_slice"] = [start, stop]
             shape, flat = (stop - start,), stop - start
-        if op == "conv2d" and len(shape) != 3 or draw(st.integers(0, 3)) == 0:
-            rank = 3 if op == "conv2d" else draw(st.integers(1, 3))
+        if op != "dense" and len(shape) != 3 or draw(st.integers(0, 3)) == 0:
+            rank = 3 if op != "dense" else draw(st.integers(1, 3))
             shape = tuple(draw(factorizations(flat, rank)))
             use["input_reshape"] = list(shape)
         padding, strides = "same", 1
@@ -237,12 +289,9 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
             padding = draw(st.sampled_from(PADDINGS))
             strides = draw(st.integers(1, 2))
             kmax_h, kmax_w = (3, 3) if padding == "same" else (min(3, shape[0]), min(3, shape[1]))
-            requirement = (
-                draw(st.integers(1, kmax_h)),
-                draw(st.integers(1, kmax_w)),
-                shape[2],
-                draw(st.integers(1, 4)),
-            )
+            kh, kw, units = draw(st.integers(1, kmax_h)), draw(st.integers(1, kmax_w)), draw(st.integers(1, 4))
+            # conv2d_transpose's kernel is (kh, kw, out, in): the input's channels go last.
+            requirement = (kh, kw, units, shape[2]) if op == "conv2d_transpose" else (kh, kw, shape[2], units)
             if padding != "same" or draw(st.booleans()):
                 use["padding"] = padding
             if strides != 1 or draw(st.booleans()):
@@ -263,7 +312,7 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
             if draw(st.booleans()):
                 usable = [i for i in INITIALIZERS if len(stored) >= 2 or i != "orthogonal"]
                 tensors[tensor]["initializer"] = draw(st.sampled_from(usable))
-            kernel = rule_kernel(rule if isinstance(rule, dict) else {"kind": rule}, tuple(stored))
+            kernel = rule_kernel(as_rule_dict(rule), tuple(stored))
         else:
             tensor, rule = draw(st.sampled_from(existing))
             kernel = rule_kernel(rule, tuple(tensors[tensor]["shape"]))
@@ -273,14 +322,20 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
                 use["rule"] = rule
         assert fits(op, kernel, shape, padding), (op, kernel, shape, padding)
         bias = draw(st.sampled_from(BIAS_POLICIES if tensor else ("none", "own")))
-        if bias == "shared" and shared_bias.setdefault(tensor, kernel[-1]) != kernel[-1]:
+        units = kernel[-2] if op == "conv2d_transpose" else kernel[-1]
+        if bias == "shared" and shared_bias.setdefault(tensor, units) != units:
             bias = "own"
         if bias != "none" or draw(st.booleans()):
             use["bias"] = bias
         activation = draw(st.sampled_from(ACTIVATIONS))
         if activation != "linear" or draw(st.booleans()):
             use["activation"] = activation
-        out = shape[:-1] + (kernel[1],) if op == "dense" else conv_out(shape, kernel, strides, padding)
+        if op == "dense":
+            out = shape[:-1] + (kernel[1],)
+        elif op == "conv2d_transpose":
+            out = conv_transpose_out(shape, kernel, strides, padding)
+        else:
+            out = conv_out(shape, kernel, strides, padding)
         nodes[name] = out
         uses.append(use)
         infos.append(UseInfo(name, op, source, nodes[source], shape, kernel, tensor, out))
@@ -308,7 +363,8 @@ def independent_param_counts(g: Generated) -> tuple[int, int]:
     tensor_shapes = {t["name"]: t["shape"] for t in g.spec["tensors"]}
     tied, untied, seen = 0, 0, set()
     for info, use in zip(g.uses, g.spec["uses"]):
-        bias = info.kernel[-1] if use.get("bias", "none") != "none" else 0
+        units = info.kernel[-2] if info.op == "conv2d_transpose" else info.kernel[-1]
+        bias = units if use.get("bias", "none") != "none" else 0
         untied += math.prod(info.kernel) + bias
         if info.tensor is None:
             tied += math.prod(info.kernel) + bias
@@ -724,7 +780,7 @@ def _wrong_shape(draw: st.DrawFn, spec: dict, g: Generated, i: int) -> tuple[dic
     if readers_of_input:
         options.append("input_shape")
     choice = draw(st.sampled_from(options))
-    in_axis = 0 if info.op == "dense" else 2  # the kernel axis that must match the input
+    in_axis = {"dense": 0, "conv2d": 2}.get(info.op, 3)  # the kernel axis that must match the input
     if choice == "own_kernel":
         use["kernel_shape"][in_axis] += d
         return spec, here
@@ -901,3 +957,66 @@ def test_any_training_settings_give_a_value_error_or_a_valid_config(data):
     except BaseException as err:  # noqa: BLE001
         pytest.fail(f"{type(err).__name__} escaped instead of ValueError: {str(err)[:500]}")
     assert sc.TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+# ----------------------------------------------------------------------------- token models
+@st.composite
+def token_specs(draw: st.DrawFn) -> tuple[dict, tuple[int, int]]:
+    """A language model: embedding (vocab, dim), an optional own block, logits by a tied or own output.
+
+    Returns the spec and its (tied, untied) parameter counts, counted here.
+    """
+    vocab, dim, seq = draw(st.integers(2, 12)), draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    uses: list[dict] = [{"name": "embed", "op": "embedding", "tensor": "E"}]
+    block = draw(st.booleans())
+    if block:
+        uses.append({"name": "block", "op": "dense", "kernel_shape": [dim, dim], "activation": "tanh"})
+    tied_output = draw(st.booleans())
+    if tied_output:
+        uses.append({"name": "logits", "op": "dense", "tensor": "E", "rule": "transpose"})
+    else:
+        uses.append({"name": "logits", "op": "dense", "kernel_shape": [dim, vocab]})
+    spec = {"input_shape": [seq], "input_vocab": vocab, "tensors": [{"name": "E", "shape": [vocab, dim]}], "uses": uses}
+    table, block_size = vocab * dim, dim * dim * block
+    untied = 2 * table + block_size
+    tied = (table if tied_output else 2 * table) + block_size
+    return spec, (tied, untied)
+
+
+@examples("valid_end_to_end", shrink=False)
+@given(token_specs())
+def test_every_generated_token_model_counts_builds_trains_on_tokens_and_saves_its_tie(tmp_path_factory, case):
+    data, (tied_count, untied_count) = case
+    spec = ModelSpec.from_dict(data)
+    report = sc.param_report(spec)
+    assert (report.tied_total, report.untied_total) == (tied_count, untied_count)
+    tied, untied = sc.build(spec, True, seed=1), sc.build(spec, False, seed=1)
+    assert (tied.count_params(), untied.count_params()) == (tied_count, untied_count)
+    x = np.random.default_rng(0).integers(0, data["input_vocab"], (3, *data["input_shape"])).astype("int32")
+    np.testing.assert_allclose(np.asarray(tied(x)), np.asarray(untied(x)), rtol=1e-5, atol=1e-6)
+    result = sc.train(spec, sc.TrainConfig(**{**SMALL_CONFIG.to_dict(), "dataset": "tokens"}))
+    assert result.stop_reason is None and np.isfinite(result.history.loss).all()
+    path = tmp_path_factory.mktemp("lm") / "m.keras"
+    tied.save(path)
+    loaded = sc.load_model(path)
+    assert len(loaded.trainable_weights) == len(tied.trainable_weights)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(tied(x)), atol=1e-6)
+
+
+@examples("valid_plan")
+@given(token_specs(), st.sampled_from(["vocab", "float input", "dense on ids", "bias", "rank"]))
+def test_every_broken_token_model_is_a_value_error_that_names_the_use(case, breakage):
+    data, _ = case
+    data = json.loads(json.dumps(data))
+    if breakage == "vocab":
+        data["input_vocab"] += 1
+    elif breakage == "float input":
+        del data["input_vocab"]
+    elif breakage == "dense on ids":
+        data["uses"][0] = {"name": "embed", "op": "dense", "kernel_shape": [data["input_shape"][0], 2]}
+    elif breakage == "bias":
+        data["uses"][0]["bias"] = "own"
+    else:
+        data["input_shape"] = [*data["input_shape"], 2]
+    with pytest.raises(ValueError, match="use 'embed'"):
+        sc.plan(ModelSpec.from_dict(data))
