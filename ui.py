@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import math
 import os
 import re
 import threading
@@ -183,7 +182,13 @@ _NAVIGATION = {
     "pitfalls": ("Pitfalls", ":material/warning:"),
 }
 # Starting points on the Build page: the simplest preset of each family of ops.
-FAMILIES = {"dense": "seed-dense", "conv": "seed-conv", "mixed": "seed-mixed"}
+FAMILIES = {
+    "dense": "seed-dense",
+    "conv": "seed-conv",
+    "mixed": "seed-mixed",
+    "language model": "tied-lm",
+    "autoencoder": "conv-autoencoder",
+}
 
 
 # ----------------------------------------------------------------------------- user text
@@ -313,10 +318,18 @@ def set_config(new: TrainConfig) -> None:
 
 
 def load_preset(name: str) -> None:
-    """Switches to preset `name` (sidebar and Build editor follow)."""
+    """Switches to preset `name` (sidebar and Build editor follow).
+
+    A language model comes with its own task: its data set becomes 'tokens'. (A data set that the
+    new model cannot train on is changed by the Train page, which says so.)
+    """
     st.session_state[PRESET] = name
     st.session_state["sidebar.preset"] = name
-    set_spec(sharecore.preset(name), reload_editor=True)
+    new = sharecore.preset(name)
+    set_spec(new, reload_editor=True)
+    if urlstate.datasets_for(new)[0] == "tokens" and config().dataset != "tokens":
+        set_config(dataclasses.replace(config(), dataset="tokens"))
+        st.session_state["train.dataset"] = "tokens"
 
 
 def sync_url() -> None:
@@ -543,11 +556,6 @@ def uses_of(spec_: ModelSpec, tensor: str) -> int:
     return sum(u.tensor == tensor for u in spec_.uses)
 
 
-def digits_allowed(spec_: ModelSpec) -> bool:
-    """The digits data set needs 64 inputs (one 8x8 image) or 128 (two side by side)."""
-    return math.prod(spec_.input_shape) in (64, 128)
-
-
 # ----------------------------------------------------------------------------- cached pure calls
 # One cache for the process, bounded by bytes (sharecore/cache.py): entry counts said nothing
 # about memory, since one figure can be 5 kB or 0.5 MB. Keys hold everything a result depends
@@ -589,11 +597,12 @@ def keras_code(spec_: ModelSpec, tied: bool) -> str:
     return _cache.get_or_compute(("keras_code", spec_, tied), lambda: codegen.keras_code(spec_, tied=tied))
 
 
-def loss_chart(history: pd.DataFrame, total_steps: int | None):
+def loss_chart(history: pd.DataFrame, total_steps: int | None, heldout: pd.DataFrame | None = None):
     # Keyed by the frame itself: a run hands out a new history frame once per chunk of steps, so
     # the live panel, which polls twice a second in every tab that watches, draws it once per chunk.
     return _cache.get_or_compute(
-        ("loss_chart", ByIdentity(history), total_steps), lambda: _plots().loss_chart(history, total_steps=total_steps)
+        ("loss_chart", ByIdentity(history), total_steps, None if heldout is None else ByIdentity(heldout)),
+        lambda: _plots().loss_chart(history, total_steps=total_steps, heldout=heldout),
     )
 
 

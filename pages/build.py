@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any
 
@@ -178,7 +179,8 @@ def rule_editor(u: dict, i: int, tensor_shape: Any) -> dict:
         RULES,
         key("use", i, "rule"),
         rule.get("kind", "identity"),
-        help="How this use turns the shared tensor into its kernel: as it is, transposed, reshaped or a slice.",
+        help="How this use turns the shared tensor into its kernel: as it is, transposed, reshaped, a slice, "
+        "turned by quarter turns, flipped, or several of these in order (compose).",
     )
     out: dict[str, Any] = {"kind": kind}
     base = tensor_shape if isinstance(tensor_shape, list) else []
@@ -201,6 +203,29 @@ def rule_editor(u: dict, i: int, tensor_shape: Any) -> dict:
         )
         if perm is not None:
             out["perm"] = perm
+    elif kind == "rot90":
+        k = key("use", i, "rule_k")
+        ss.setdefault(k, int(rule.get("k", 1)) % 4)
+        out["k"] = st.selectbox(
+            "Quarter turns", [1, 2, 3], key=k, help="Turns the kernel's first two (spatial) axes by k x 90 degrees."
+        )
+    elif kind == "flip":
+        k = key("use", i, "rule_axis")
+        ss.setdefault(k, int(rule.get("axis", 0)))
+        out["axis"] = st.number_input("Flip axis", min_value=-8, max_value=7, step=1, key=k)
+    elif kind == "compose":
+        steps = rule.get("rules", [{"kind": "identity"}])
+        raw = text(
+            "Steps, applied in order (JSON)",
+            key("use", i, "rule_steps"),
+            json.dumps(steps),
+            placeholder='e.g. [{"kind": "slice", "begin": [0, 0], "size": [4, 4]}, "transpose"]',
+        )
+        try:
+            out["rules"] = json.loads(raw)
+        except ValueError as err:
+            errors.append(f"use '{name}' composed rule: the steps are not valid JSON ({err}). Received: {raw[:200]!r}")
+            out["rules"] = steps
     elif kind == "slice":
         begin_col, size_col = st.columns(2)
         with begin_col:
@@ -275,7 +300,7 @@ def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict
                 f"use '{name}' input reshape",
                 optional=True,
             )
-        if op == "conv2d":
+        if op in ("conv2d", "conv2d_transpose"):
             strides_col, padding_col = st.columns(2)
             with strides_col:
                 k = key("use", i, "strides")
@@ -296,9 +321,27 @@ def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict
 def editor(draft: dict) -> dict:
     """Draws the editor from `draft`; returns the draft as the widgets now hold it."""
     new: dict[str, Any] = {"name": draft.get("name", "custom"), "description": draft.get("description", "")}
-    new["input_shape"] = parse_shape(
-        text("Input shape (per sample)", key("input_shape"), shape_text(draft["input_shape"])), "input shape"
-    )
+    shape_col, vocab_col = st.columns([3, 2])
+    with shape_col:
+        new["input_shape"] = parse_shape(
+            text("Input shape (per sample)", key("input_shape"), shape_text(draft["input_shape"])), "input shape"
+        )
+    with vocab_col:
+        vocab = parse_shape(
+            text(
+                "Token vocabulary",
+                key("input_vocab"),
+                shape_text([draft["input_vocab"]] if draft.get("input_vocab") else None),
+                placeholder="empty = float features",
+                help="Set it when the input is token ids (one sequence per sample), read by an embedding use.",
+            ),
+            "token vocabulary",
+            optional=True,
+        )
+    if isinstance(vocab, list) and len(vocab) == 1:
+        new["input_vocab"] = vocab[0]
+    elif vocab is not None:
+        new["input_vocab"] = vocab  # refused by the spec check, with its message
     st.markdown("**Shared tensors**")
     new["tensors"] = tensor_editor(draft)
     st.markdown("**Uses**, in order")

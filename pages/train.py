@@ -26,6 +26,7 @@ limits = Limits.from_env()  # the server's caps: environment over secrets.toml o
 DATASET_LABELS = {
     "teacher": "teacher: match a random untied network of the same shape",
     "digits": "digits: 8x8 handwritten digits",
+    "tokens": "tokens: predict the next token of a random Markov chain",
 }
 # The settings widgets: their session-state keys and labels, by TrainConfig field.
 SETTING_WIDGETS = {
@@ -65,14 +66,14 @@ def settings(config: TrainConfig) -> TrainConfig | None:
             icon=":material/tune:",
         )
     ss["train.learning_rate"] = float(ss["train.learning_rate"])  # a float widget needs a float
-    datasets = ["teacher", "digits"] if urlstate.digits_fits(spec) else ["teacher"]
+    datasets = list(urlstate.datasets_for(spec))
     disabled = run is not None
     data_col, opt_col, lr_col = st.columns([3, 1, 1])
     with data_col:
         dataset = st.radio(
             SETTING_LABELS["dataset"], datasets, key="train.dataset", format_func=DATASET_LABELS.get, disabled=disabled
         )
-        if "digits" not in datasets:
+        if "digits" not in datasets and not spec.input_vocab:
             st.caption(
                 f"digits needs a model input of 64 values (one 8x8 image) or 128 (two side by side); "
                 f"this model's input {list(spec.input_shape)} holds another number. Try preset 'siamese-digits'."
@@ -179,7 +180,7 @@ def result_panel(res: sharecore.TrainResult) -> None:
         col.metric(f"Final loss, {variant}", "–" if loss is None else f"{loss:.4g}")
     counts = ", ".join(f"{variant} {n:,}" for variant, n in res.params.items())
     st.caption(f"Data: {res.dataset}. Parameters: {counts}.")
-    ui.chart(ui.loss_chart(res.history, res.config.steps), key="train.loss")
+    ui.chart(ui.loss_chart(res.history, res.config.steps, res.heldout), key="train.loss")
     st.page_link(ui.PAGES["gradients"], label="See the gradient flow", icon=":material/call_split:")
     st.page_link(ui.PAGES["divergence"], label="See how far the copies drift", icon=":material/compare_arrows:")
     st.markdown("**Downloads**")

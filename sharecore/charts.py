@@ -37,15 +37,18 @@ HISTOGRAM_BINS = 40  # bins of the weight histograms, on one grid from the small
 
 
 # ----------------------------------------------------------------------------- training curves
-def loss_chart(history: pd.DataFrame, total_steps: int | None = None) -> go.Figure:
+def loss_chart(history: pd.DataFrame, total_steps: int | None = None, heldout: pd.DataFrame | None = None) -> go.Figure:
     """Training loss per step, tied vs untied, and accuracy on a second axis when there is one.
 
     Args:
         history: `TrainResult.history` (or `TrainProgress.history`): step, variant, loss, accuracy.
         total_steps: fixes the x range to [1, total_steps], so a live chart does not rescale.
+        heldout: `TrainResult.heldout` (step, variant, loss, accuracy on held-out samples), drawn
+            dashed; None or empty draws none.
 
     Returns:
-        The figure; loss traces are named "<variant> loss", accuracy traces "<variant> accuracy".
+        The figure; loss traces are named "<variant> loss", accuracy traces "<variant> accuracy",
+        held-out loss traces "<variant> held-out loss".
     """
     title = "Does sharing change how fast the loss falls?"
     has_accuracy = not history.empty and bool(history["accuracy"].notna().any())
@@ -93,11 +96,29 @@ def loss_chart(history: pd.DataFrame, total_steps: int | None = None) -> go.Figu
                 ),
                 secondary_y=True,
             )
+    has_heldout = heldout is not None and not heldout.empty
+    for variant in _variants(heldout) if has_heldout else []:
+        rows = heldout[heldout["variant"] == variant].sort_values("step")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["step"].to_numpy(),
+                y=rows["loss"].to_numpy(),
+                name=f"{variant} held-out loss",
+                mode="lines+markers",
+                line={"color": VARIANT_COLORS.get(variant, NEUTRAL), "width": 2, "dash": "dash"},
+                marker={"size": 6, "symbol": "diamond"},
+                meta={"variant": variant, "metric": "held-out loss"},
+            ),
+            secondary_y=False,
+        )
     fig.update_xaxes(title_text=STEP_AXIS, range=x_range)
     fig.update_yaxes(title_text=loss_label, secondary_y=False)
     if has_accuracy:
         fig.update_yaxes(title_text="accuracy (fraction correct)", range=[0, 1.02], secondary_y=True, showgrid=False)
-    subtitle = "Same start, same batches; solid = loss" + (", dotted = accuracy (right axis)" if has_accuracy else "")
+    styles = ["dashed = held-out loss (samples never trained on)"] * has_heldout
+    styles += ["dotted = accuracy (right axis)"] * has_accuracy
+    # Line styles are named only when there is more than one to tell apart.
+    subtitle = "Same start, same batches" + ("; " + ", ".join(["solid = training loss", *styles]) if styles else "")
     return _layout(fig, title, subtitle, hovermode="x unified")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from sharecore import preset, urlstate
+from sharecore import preset, train, urlstate
 from sharecore.spec import ModelSpec, TrainConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
@@ -160,6 +160,38 @@ def test_family_buttons_load_a_starting_model():
     at.button(key="build.family.conv").click().run()
     assert at.session_state["spec"] == preset("seed-conv")
     assert at.sidebar.selectbox(key="sidebar.preset").value == "seed-conv"
+
+
+@pytest.mark.parametrize(
+    ("family", "name", "counts"),
+    [("language model", "tied-lm", ["768", "1,280"]), ("autoencoder", "conv-autoencoder", ["36", "72"])],
+)
+def test_the_language_model_and_autoencoder_families_load_and_show_their_counts(family, name, counts):
+    at = open_app("build")
+    at.button(key=f"build.family.{family}").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["spec"] == preset(name)
+    assert [m.value for m in at.metric][:2] == counts
+
+
+def test_the_rule_editor_edits_quarter_turns_flips_and_composed_rules():
+    at = open_app("build", preset="rotation-tied-conv")
+    assert not at.exception and not at.error
+    # rot270 reads K turned 3 times; make it 1 turn: the spec follows.
+    widget(at.selectbox, "use.3.rule_k").set_value(1).run()
+    assert not at.error
+    assert at.session_state["spec"].uses[3].rule.k == 1
+    # A composed rule from JSON, and its own error for JSON that is not.
+    widget(at.selectbox, "use.3.rule").set_value("compose").run()
+    widget(at.text_input, "use.3.rule_steps").set_value(
+        '[{"kind": "flip", "axis": 0}, {"kind": "rot90", "k": 2}]'
+    ).run()
+    assert not at.error
+    rule = at.session_state["spec"].uses[3].rule
+    assert [(r.kind, r.axis, r.k) for r in rule.rules] == [("flip", 0, None), ("rot90", None, 2)]
+    widget(at.text_input, "use.3.rule_steps").set_value("[{not json").run()
+    assert "composed rule: the steps are not valid JSON" in shown(at.error[0])
+    assert at.session_state["spec"].uses[3].rule == rule  # the last valid model stays
 
 
 def test_pasted_json_loads_and_bad_json_is_an_error_not_an_exception():
@@ -430,3 +462,31 @@ def test_limits_in_secrets_toml_cap_the_train_page_and_bad_ones_are_reported(ser
     assert any(
         "Limits in .streamlit/secrets.toml were ignored: unknown limit(s) ['max_stepz']" in shown(e) for e in bad.error
     )
+
+
+def test_picking_tied_lm_halves_the_table_and_trains_on_the_token_task():
+    """Issue 11's newcomer: build tied-lm, see the count, train on next-token prediction with a held-out loss."""
+    at = open_app()
+    at.sidebar.selectbox(key="sidebar.preset").set_value("tied-lm").run()
+    go(at, "train")
+    assert at.radio(key="train.dataset").options == [
+        "tokens: predict the next token of a random Markov chain",
+        "teacher: match a random untied network of the same shape",
+    ]
+    assert at.radio(key="train.dataset").value == "tokens"
+    train_until_done(at)
+    assert not at.exception
+    result = at.session_state["result"]
+    assert result.config.dataset == "tokens" and result.params == {"tied": 768, "untied": 1280}
+    oracle = train(preset("tied-lm"), TrainConfig(dataset="tokens"))
+    np.testing.assert_array_equal(result.history.loss, oracle.history.loss)
+    np.testing.assert_array_equal(result.heldout.loss, oracle.heldout.loss)
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "Markov chain over 32 tokens" in text
+    # Back to a float model: the token task does not fit it; the page says so and uses the teacher.
+    at.sidebar.selectbox(key="sidebar.preset").set_value("seed-dense").run()
+    assert [shown(w) for w in at.warning] == [
+        "Dataset 'tokens' cannot be used: the tokens data set needs a model that reads token ids (input_vocab) "
+        "and outputs next-token logits (sequence, vocab), as preset 'tied-lm' does. Using 'teacher'."
+    ]
+    assert at.session_state["config"].dataset == "teacher"

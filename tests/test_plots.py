@@ -671,3 +671,21 @@ def test_an_unknown_tensor_name_raises_a_value_error_that_lists_the_known_ones(d
 def test_divergence_heatmap_rejects_an_unknown_variant(dense_run):
     with pytest.raises(ValueError, match=r"'tied' or 'untied'. Received: variant='both'"):
         plots.divergence_heatmap(dense_run.divergence, "W", 3, variant="both")
+
+
+def test_loss_chart_draws_held_out_loss_dashed_and_names_the_styles_only_when_there_are_several():
+    history = pd.DataFrame(
+        {
+            "step": [1, 1, 2, 2],
+            "variant": ["tied", "untied"] * 2,
+            "loss": [3.0, 3.0, 2.0, 2.5],
+            "accuracy": [np.nan] * 4,
+        }
+    )
+    heldout = pd.DataFrame({"step": [0, 0, 2, 2], "variant": ["tied", "untied"] * 2, "loss": [3.1, 3.1, 2.2, 2.7]})
+    fig = plots.loss_chart(history, 2, heldout)
+    dashed = {t.name: list(t.y) for t in fig.data if t.line.dash == "dash"}
+    assert dashed == {"tied held-out loss": [3.1, 2.2], "untied held-out loss": [3.1, 2.7]}
+    assert "solid = training loss, dashed = held-out loss" in fig.layout.title.subtitle.text
+    plain = plots.loss_chart(history, 2)
+    assert "solid" not in plain.layout.title.subtitle.text and all(t.line.dash is None for t in plain.data)
