@@ -16,7 +16,14 @@ from bench.reference import REFERENCES, copy_weights
 TARGET = 0.95
 BATCH = 32
 # Timed fit steps per run in quick mode; conv steps cost about 20 times a dense one.
-QUICK_STEPS = {"seed-dense": 60, "dense-256": 40, "seed-conv": 10, "seed-mixed": 60}
+QUICK_STEPS = {
+    "seed-dense": 60,
+    "dense-256": 40,
+    "seed-conv": 10,
+    "seed-mixed": 60,
+    "tied-lm": 60,
+    "conv-autoencoder": 60,
+}
 SKIP = 4  # fit steps at the start of each timed fit that are not timed (the first fit traces in step 1)
 
 
@@ -70,7 +77,10 @@ def run(mode: Mode) -> Section:
         spec = make_spec()
         n = steps(mode, QUICK_STEPS[name], minimum=SKIP + 3)
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((n * BATCH, *spec.input_shape)).astype("float32")
+        if spec.input_vocab:  # token ids
+            x = rng.integers(0, spec.input_vocab, (n * BATCH, *spec.input_shape)).astype("int32")
+        else:
+            x = rng.standard_normal((n * BATCH, *spec.input_shape)).astype("float32")
         for tied in (True, False):
             keras.backend.clear_session()
             ours = sharecore.build(spec, tied, seed=0)

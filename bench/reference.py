@@ -12,6 +12,9 @@ here computes the same function the way a Keras user would write it by hand:
 its tied reference is the smallest custom layer that can: one `add_weight` and
 `keras.ops.reshape`. Its untied reference is a plain `Dense` and a plain `Conv2D`.
 
+`tied-lm` tied is Keras's own `ReversibleEmbedding(tie_weights=True)`; `conv-autoencoder` tied is one
+`add_weight` read by `keras.ops.conv` and `keras.ops.conv_transpose`, for the same reason.
+
 `tests/test_bench.py` checks that each reference has sharecore's parameter count and weight
 count, and computes the same outputs once `copy_weights` has given it sharecore's weights.
 """
@@ -128,12 +131,60 @@ def seed_mixed(tied: bool) -> Reference:
     return Reference(keras.Model(inp, out), kernels)
 
 
+def tied_lm(tied: bool) -> Reference:
+    """Token ids -> embedding E (32, 16) -> dense tanh block (16, 16) -> logits over 32 tokens.
+
+    Tied: Keras's own tied embedding, `ReversibleEmbedding(tie_weights=True)`, whose reverse call
+    multiplies by the transposed table. Untied: an `Embedding` and an output `Dense`.
+    """
+    inp = keras.Input((8,), dtype="int32", name="input")
+    block = keras.layers.Dense(16, activation="tanh", use_bias=False, name="block")
+    if tied:
+        table = keras.layers.ReversibleEmbedding(32, 16, tie_weights=True, name="E")
+        out = table(block(table(inp)), reverse=True)  # (batch, 8, 32)
+        kernels = {"embed": table.embeddings, "block": block.kernel, "logits": table.embeddings}
+        return Reference(keras.Model(inp, out), kernels)
+    embed = keras.layers.Embedding(32, 16, name="embed")
+    logits = keras.layers.Dense(32, use_bias=False, name="logits")
+    out = logits(block(embed(inp)))
+    return Reference(keras.Model(inp, out), {"embed": embed.embeddings, "block": block.kernel, "logits": logits.kernel})
+
+
+class ConvAndTranspose(keras.layers.Layer):
+    """One (3, 3, 1, 4) kernel read by a strided conv (1 -> 4 channels, tanh) and, as it is, by the
+    transposed conv back (4 -> 1): plain Keras cannot give a `Conv2D` and a `Conv2DTranspose` one
+    variable, so this is the smallest hand-written layer that does."""
+
+    def build(self, input_shape: tuple) -> None:
+        self.kernel = self.add_weight(name="kernel", shape=(3, 3, input_shape[-1], 4))
+
+    def call(self, x: Any) -> Any:
+        h = keras.ops.tanh(keras.ops.conv(x, self.kernel, strides=2, padding="same"))  # (batch, 4, 4, 4)
+        # conv_transpose's kernel is (kh, kw, out, in): the conv's kernel with its channel roles swapped.
+        return keras.ops.conv_transpose(h, self.kernel, strides=2, padding="same")  # (batch, 8, 8, 1)
+
+
+def conv_autoencoder(tied: bool) -> Reference:
+    """8x8x1 images -> Conv2D(4, 3, strides 2, tanh) -> Conv2DTranspose(1, 3, strides 2)."""
+    inp = keras.Input((8, 8, 1), name="input")
+    if tied:
+        both = ConvAndTranspose(name="K")
+        out = both(inp)
+        return Reference(keras.Model(inp, out), {"encoder": both.kernel, "decoder": both.kernel})
+    encoder = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="tanh", use_bias=False, name="encoder")
+    decoder = keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same", use_bias=False, name="decoder")
+    out = decoder(encoder(inp))
+    return Reference(keras.Model(inp, out), {"encoder": encoder.kernel, "decoder": decoder.kernel})
+
+
 # Each benchmark spec and its plain-Keras reference, by the spec's name.
 REFERENCES: dict[str, tuple[Callable[[], ModelSpec], Callable[[bool], Reference]]] = {
     "seed-dense": (lambda: preset("seed-dense"), lambda tied: dense_chain(10, tied)),
     "dense-256": (lambda: dense_chain_spec(256), lambda tied: dense_chain(256, tied)),
     "seed-conv": (lambda: preset("seed-conv"), seed_conv),
     "seed-mixed": (lambda: preset("seed-mixed"), seed_mixed),
+    "tied-lm": (lambda: preset("tied-lm"), tied_lm),
+    "conv-autoencoder": (lambda: preset("conv-autoencoder"), conv_autoencoder),
 }
 
 

@@ -27,7 +27,7 @@ from sharecore.data import make_dataset
 from sharecore.spec import ModelSpec, TrainConfig
 
 TARGETS = {1: 0.8, 10: 0.95}  # record_every -> minimum ratio to the bare step
-QUICK_STEPS = {"seed-dense": 150, "seed-mixed": 150, "seed-conv": 16}
+QUICK_STEPS = {"seed-dense": 150, "seed-mixed": 150, "seed-conv": 16, "tied-lm": 150, "conv-autoencoder": 150}
 BARE_CHUNK = 50  # steps per call of the bare chunk
 
 
@@ -106,7 +106,7 @@ def train_case(spec: ModelSpec, config: TrainConfig) -> Callable[[], float]:
 
 
 def run(mode: Mode) -> Section:
-    names = ("seed-dense",) if mode.name == "smoke" else ("seed-dense", "seed-mixed", "seed-conv")
+    names = ("seed-dense",) if mode.name == "smoke" else tuple(QUICK_STEPS)
     section = Section("Trainer: sharecore.train against the bare compiled step")
     rows, cold_rows = [], []
     for name in names:
