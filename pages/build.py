@@ -433,6 +433,7 @@ with view_col:
             mime="text/x-python",
             on_click="ignore",
             icon=":material/download:",
+            key="build.download_code",
         )
         st.code(code, language="python")
     with json_tab:

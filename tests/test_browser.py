@@ -454,3 +454,42 @@ def test_three_tabs_train_at_once_and_each_sees_only_its_own_results(new_tab, se
             [report.tied_total, report.untied_total]
         ), f"{preset} shows {parameters!r}"
     server.timings["three tabs: first click -> all three results (10 steps each)"] = time.monotonic() - started
+
+
+def test_a_newcomer_builds_tied_lm_trains_it_on_tokens_and_gets_keras_code_that_runs(new_tab, server, tmp_path):
+    """Issue 11's walk: the language model family, its counts, the token task with a held-out loss, the code."""
+    page = new_tab()
+    goto(page, server, "build")
+    page.locator(".st-key-build-family-language-model button").click()
+    # The click's rerun may not have started yet: wait for its counts, not only for an idle page.
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')].some(e => e.innerText.trim() === '768')""",
+        timeout=PAGE_S * 1000,
+    )
+    wait_until_idle(page)
+    assert_no_exception(page)
+    assert (metric(page, "Tied"), metric(page, "Untied")) == ("768", "1,280")
+    page.get_by_role("tab", name="Keras code").click()
+    with page.expect_download() as download:
+        page.locator(".st-key-build-download_code button").click()
+    script = tmp_path / "tied_lm.py"
+    download.value.save_as(script)
+    ran = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "count_params: 768" in ran.stdout and "output shape: (4, 8, 32)" in ran.stdout
+
+    click_nav(page, server, "train")
+    assert page.locator(".st-key-train-dataset input[type=radio]:checked").count() == 1
+    assert "tokens: predict the next token" in page.locator(".st-key-train-dataset").inner_text()
+    page.locator(".st-key-train-start button").click()
+    wait_for_results(page, server, TRAIN_S)
+    assert_no_exception(page)
+    legend = page.locator(".st-key-train-loss").inner_text()
+    assert "tied held-out loss" in legend and "untied held-out loss" in legend
+    assert "Markov chain over 32 tokens" in main_text(page)

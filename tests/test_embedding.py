@@ -286,3 +286,15 @@ def test_cli_trains_tied_lm_on_tokens_and_writes_the_held_out_loss(tmp_path):
     assert list(written.step.unique()) == list(library.step.unique()) == [0, *range(1, 11)]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_heldout_loss"]["tied"] == pytest.approx(library.loss.iloc[-2], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tied-lm", "albert-embedding", "rotation-tied-conv", "conv-autoencoder"])
+def test_new_presets_and_an_edited_copy_round_trip_through_a_link(name):
+    from sharecore import urlstate
+
+    spec = sc.preset(name)
+    edited = ModelSpec.from_dict({**spec.to_dict(), "name": "mine"})
+    for s in (spec, edited):
+        assert urlstate.decode_spec(urlstate.encode_spec(s)) == s
+    state = urlstate.read_state({"preset": name, "data": "tokens"})
+    assert state.spec == spec and state.config.dataset == ("tokens" if spec.input_vocab else "teacher")
