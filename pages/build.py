@@ -25,6 +25,9 @@ version = ss[ui.DRAFT_VERSION]
 
 
 # ----------------------------------------------------------------------------- small widget helpers
+MAX_STRIDES = 64  # the strides input's upper bound (a larger loaded value raises it)
+
+
 def key(*parts: object) -> str:
     """Widget keys carry the draft version, so reloading the editor gives fresh widgets."""
     return ".".join(["build", str(version), *map(str, parts)])
@@ -206,8 +209,9 @@ def rule_editor(u: dict, i: int, tensor_shape: Any) -> dict:
     elif kind == "rot90":
         k = key("use", i, "rule_k")
         ss.setdefault(k, int(rule.get("k", 1)) % 4)
+        # 0 too: a link may hold k=4 (kept as 0), and a value missing from the options would silently become 1.
         out["k"] = st.selectbox(
-            "Quarter turns", [1, 2, 3], key=k, help="Turns the kernel's first two (spatial) axes by k x 90 degrees."
+            "Quarter turns", [0, 1, 2, 3], key=k, help="Turns the kernel's first two (spatial) axes by k x 90 degrees."
         )
     elif kind == "flip":
         k = key("use", i, "rule_axis")
@@ -223,7 +227,7 @@ def rule_editor(u: dict, i: int, tensor_shape: Any) -> dict:
         )
         try:
             out["rules"] = json.loads(raw)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: thousands of nested brackets
             errors.append(f"use '{name}' composed rule: the steps are not valid JSON ({err}). Received: {raw[:200]!r}")
             out["rules"] = steps
     elif kind == "slice":
@@ -305,7 +309,9 @@ def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict
             with strides_col:
                 k = key("use", i, "strides")
                 ss.setdefault(k, u.get("strides", 1))
-                out["strides"] = st.number_input("Strides", min_value=1, max_value=8, step=1, key=k)
+                # At least the loaded value: Streamlit resets a value above max_value to the minimum, silently.
+                top = max(MAX_STRIDES, int(ss[k]) if str(ss[k]).isdigit() else 1)
+                out["strides"] = st.number_input("Strides", min_value=1, max_value=top, step=1, key=k)
             with padding_col:
                 out["padding"] = select("Padding", PADDINGS, key("use", i, "padding"), u.get("padding", "same"))
         st.button(

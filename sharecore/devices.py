@@ -130,12 +130,13 @@ def make_strategy(config: TrainConfig) -> tf.distribute.Strategy | None:
 
 
 def _replica_devices(config: TrainConfig) -> tuple[str, ...]:
-    # Physical devices first: listing logical ones starts TensorFlow, after which the CPU cannot be split.
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    # Physical devices first: listing logical ones starts TensorFlow, after which the CPU cannot be split
+    # (so device 'cpu' on a GPU host never lists the GPUs).
+    has_gpu = config.device != "cpu" and bool(tf.config.list_physical_devices("GPU"))
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")] if has_gpu else []
     if config.device == "gpu" and not gpus:
         resolve_device("gpu")  # raises the 'no GPU' message
-    if gpus and config.device != "cpu":
+    if gpus:
         if config.replicas > len(gpus):
             raise ValueError(
                 f"train.replicas is {config.replicas}, but TensorFlow sees {len(gpus)} GPU(s). Use at most "
@@ -146,7 +147,7 @@ def _replica_devices(config: TrainConfig) -> tuple[str, ...]:
     if not use_logical_cpus(n):
         have = len(tf.config.list_logical_devices("CPU"))
         raise ValueError(
-            f"train.replicas is {n} on a CPU host, which needs {n} logical CPU devices, but TensorFlow started "
+            f"train.replicas is {n} on the CPU, which needs {n} logical CPU devices, but TensorFlow started "
             f"with {have}. Call sharecore.devices.use_logical_cpus({n}) before anything else uses TensorFlow "
             f"(`python -m sharecore train --distribute mirrored --replicas {n}` does). Received: replicas={n}"
         )

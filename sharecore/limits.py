@@ -19,7 +19,14 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sharecore.plan import Plan, as_plan
-from sharecore.spec import DIGITS_INPUT_SIZES, DIGITS_POOL_SIZE, TEACHER_POOL_SIZE, ModelSpec, TrainConfig
+from sharecore.spec import (
+    DIGITS_INPUT_SIZES,
+    DIGITS_POOL_SIZE,
+    TEACHER_POOL_SIZE,
+    TOKENS_HELDOUT,
+    ModelSpec,
+    TrainConfig,
+)
 
 BYTES_PER_VALUE = 4  # float32
 # Training keeps each node's forward value, its gradient and about as much again in
@@ -275,6 +282,8 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
     samples = TRAINING_FACTOR * config.batch_size
     if config.dataset == "teacher":
         samples += TEACHER_POOL_SIZE
+    elif config.dataset == "tokens":
+        samples += TOKENS_HELDOUT  # the held-out loss: one forward pass over all of them
     return activation_values(p) * BYTES_PER_VALUE * samples
 
 
@@ -288,6 +297,8 @@ def _pool_size(p: Plan, config: TrainConfig) -> int:
     """Samples in the run's data pool; 0 for digits on a spec that cannot take them (the data set refuses it)."""
     if config.dataset == "teacher":
         return TEACHER_POOL_SIZE
+    if config.dataset == "tokens":
+        return TEACHER_POOL_SIZE + TOKENS_HELDOUT if p.spec.input_vocab else 0
     return DIGITS_POOL_SIZE if math.prod(p.spec.input_shape) in DIGITS_INPUT_SIZES else 0
 
 
@@ -302,7 +313,10 @@ def _activation_formula(p: Plan, config: TrainConfig) -> str:
             f"{config.batch_size}, plus its {io} input and output values per sample x 4 bytes x 4.5 x the "
             f"{pool}-sample data pool"
         )
-    pool = f" plus one pass over the {TEACHER_POOL_SIZE}-sample teacher pool" if config.dataset == "teacher" else ""
+    pool = {
+        "teacher": f" plus one pass over the {TEACHER_POOL_SIZE}-sample teacher pool",
+        "tokens": f" plus one pass over the {TOKENS_HELDOUT} held-out sequences",
+    }.get(config.dataset, "")
     return f"{values} values per sample x 4 bytes x 3 x batch_size {config.batch_size}{pool}"
 
 

@@ -279,7 +279,8 @@ def conv_transpose_length(length: int, kernel: int, stride: int, padding: str) -
 
     'same': `length * stride`; 'valid': `(length - 1) * stride + kernel`, or `length * stride`
     when the stride is wider than the kernel. Either way a conv2d with the same kernel, strides
-    and padding maps the output back to `length`, so a decoder restores its encoder's input size.
+    and padding maps the output back to `length`; a decoder restores its encoder's input size
+    when that size divides by the stride (7 -> 4 -> 8 at stride 2).
     `length` may be a scalar tensor (an unknown spatial size at trace time).
     """
     if padding == "same":
@@ -340,12 +341,15 @@ def _check_tokens(spec: ModelSpec, u: Use, source: str, kernel: Shape) -> None:
             f"{where}: op 'embedding' looks up each token id as it is; remove input_slice and "
             f"input_reshape. Received: input_slice={u.input_slice}, input_reshape={u.input_reshape}"
         )
-    if source != INPUT_NODE or spec.input_vocab is None:
-        got = "float features" if source == INPUT_NODE else f"the float output of '{source}'"
+    if source != INPUT_NODE:
         raise ValueError(
-            f"{where}: op 'embedding' reads token ids, but its source gives {got}. Give the spec an "
-            f"input_vocab (the number of token ids) and read the input. Received: source={source!r}, "
-            f"input_vocab={spec.input_vocab}"
+            f"{where}: op 'embedding' reads token ids, which only the input holds, but its source is "
+            f"'{source}', whose output is floats. Set its source to 'input'. Received: source={source!r}"
+        )
+    if spec.input_vocab is None:
+        raise ValueError(
+            f"{where}: op 'embedding' reads token ids, but the input holds float features. Give the spec "
+            f"an input_vocab (the number of token ids). Received: input_vocab=None"
         )
     if len(spec.input_shape) != 1:
         raise ValueError(
@@ -358,7 +362,12 @@ def _check_tokens(spec: ModelSpec, u: Use, source: str, kernel: Shape) -> None:
             f"{kernel} under rule '{u.rule.describe()}'. Received: kernel shape={kernel}"
         )
     if kernel[0] != spec.input_vocab:
-        fix = "Use rule 'transpose'" if kernel[1] == spec.input_vocab else f"Give the table {spec.input_vocab} rows"
+        if kernel[1] != spec.input_vocab:
+            fix = f"Give the table {spec.input_vocab} rows"
+        elif u.rule.kind == "transpose":
+            fix = "Remove rule 'transpose': an embedding reads the table as (vocab, dim)"
+        else:
+            fix = "Use rule 'transpose'"
         raise ValueError(
             f"{where}: the input has {spec.input_vocab} token ids (input_vocab), so the table needs "
             f"{spec.input_vocab} rows, but {_kernel_origin(u)} gives {kernel[0]}. {fix}, or set "

@@ -35,6 +35,7 @@ DEVICES = ("auto", "cpu", "gpu")
 DATASETS = ("teacher", "digits", "tokens")
 DISTRIBUTE = ("none", "mirrored", "multi-worker")
 TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
+TOKENS_HELDOUT = 128  # held-out sequences of the 'tokens' data set (its pool is TEACHER_POOL_SIZE sequences)
 DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.data.digits_dataset`
 DIGITS_POOL_SIZE = 1797  # scikit-learn's 8x8 digits: the pool of the 'digits' data set
 INPUT_NODE = "input"

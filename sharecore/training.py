@@ -179,12 +179,14 @@ class _PairLayout:
 # ----------------------------------------------------------------------------- one variant
 @functools.cache
 def _optimizer_class(name: str) -> type:
-    """Keras's SGD or Adam, minus the all-reduce of the gradients over replicas.
+    """Keras's SGD or Adam, minus its own all-reduce of the gradients over replicas.
 
-    A trainer runs on one replica, where the all-reduce is a sum over one and changes no number.
-    But Keras's TensorFlow optimizer calls it in every trace, and TensorFlow registers a custom
-    gradient for it in a process-wide registry that is never emptied; that entry holds the whole
-    traced graph, so every trainer ever made stayed in memory (about 7 MB for a 4-use chain).
+    The trainer sums each step's gradients over the replicas itself (`_all_reduce`, per use, so that
+    the records are the whole batch's); Keras's sum on top of it would double every distributed
+    gradient. On one device that sum changes no number, but Keras's TensorFlow optimizer calls it
+    in every trace, and TensorFlow registers a custom gradient for it in a process-wide registry
+    that is never emptied; that entry held the whole traced graph, so every trainer ever made
+    stayed in memory (about 7 MB for a 4-use chain).
     """
     base = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[name]
 
@@ -745,7 +747,7 @@ def train(
                             tf.constant(recorded[first:last]),
                         )
                     )
-                except tf.errors.OpError as err:
+                except DEVICE_ERRORS as err:
                     stop_reason = _device_failure(err, where, first, last, config, strategy is not None)
                     break
                 for i in range(len(losses)):
@@ -797,6 +799,19 @@ def train(
     )
 
 
+# What a device, its driver or a lost replica raises mid-run (out of memory, cuDNN, a collective that
+# timed out or was cut). Other TensorFlow errors, such as a shape mismatch, are bugs and are raised.
+DEVICE_ERRORS = (
+    tf.errors.ResourceExhaustedError,
+    tf.errors.InternalError,
+    tf.errors.UnknownError,
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+)
+
+
 def _device_failure(
     err: tf.errors.OpError, where: str, first: int, last: int, config: TrainConfig, distributed: bool
 ) -> str:
@@ -810,12 +825,15 @@ def _device_failure(
         )
     detail = (err.message or "").strip().splitlines()
     detail = f"{type(err).__name__}: {detail[0][:300]}" if detail else type(err).__name__
-    fix = (
-        "A replica or worker failed or stopped answering: check that every worker is running and can reach the "
-        "others, then train again."
-        if distributed
-        else "On a GPU this is usually the driver or cuDNN: train on the CPU (device 'cpu') to go on."
-    )
+    if distributed:
+        fix = (
+            "A replica or worker failed or stopped answering: check that every worker is running and can reach "
+            "the others, then train again."
+        )
+    elif "GPU" in where.upper():
+        fix = "On a GPU this is usually the driver or cuDNN: train on the CPU (device 'cpu') to go on."
+    else:
+        fix = "Train again; if it happens again with this spec and these settings, please report it."
     return f"TensorFlow failed on {where} {steps} ({detail}); training stopped and kept what was recorded. {fix}"
 
 

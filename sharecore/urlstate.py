@@ -163,7 +163,9 @@ def fit_config(
         adjust(
             "dataset",
             "teacher",
-            f"the digits data set needs a model input of 64 values (one 8x8 image) or 128 (two side by side), "
+            "the digits data set holds images, and this model reads token ids."
+            if spec.input_vocab
+            else f"the digits data set needs a model input of 64 values (one 8x8 image) or 128 (two side by side), "
             f"and this model's input {list(spec.input_shape)} holds {math.prod(spec.input_shape)} values.",
         )
     if config.dataset == "tokens" and not tokens_fit(spec):
@@ -247,9 +249,16 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else _format(value)
 
 
-def encode_config(config: TrainConfig) -> dict[str, str]:
-    """The training settings that differ from `TrainConfig()`, as query parameters."""
-    default = TrainConfig()
+def default_config(spec: ModelSpec | None = None) -> TrainConfig:
+    """The settings a link that names none trains `spec` with: `TrainConfig()`, on a language model's own task."""
+    if spec is not None and datasets_for(spec)[0] == "tokens":
+        return TrainConfig(dataset="tokens")
+    return TrainConfig()
+
+
+def encode_config(config: TrainConfig, spec: ModelSpec | None = None) -> dict[str, str]:
+    """The training settings that differ from `default_config(spec)`, as query parameters."""
+    default = default_config(spec)
     return {
         key: _format(getattr(config, name))
         for key, name in TRAIN_KEYS.items()
@@ -305,7 +314,7 @@ def encode_state(preset_name: str, spec: ModelSpec, config: TrainConfig) -> dict
     params = {"preset": preset_name}
     if preset_name not in presets() or spec != preset(preset_name):
         params["spec"] = encode_spec(spec)
-    params.update(encode_config(config))
+    params.update(encode_config(config, spec))
     return params
 
 
@@ -347,6 +356,8 @@ def read_state(params: Mapping[str, Any]) -> UrlState:
             warnings.append(f"Could not restore the model from the link: {err} Showing preset '{name}' instead.")
     config, config_warnings = decode_config(params)
     warnings.extend(config_warnings)
+    if "data" not in params:  # a language model's link names its data set only when it is not 'tokens'
+        config = dataclasses.replace(config, dataset=default_config(spec).dataset)
     config, adjustments = fit_config(spec, config)
     keys = {name: key for key, name in TRAIN_KEYS.items()}
     warnings.extend(

@@ -194,6 +194,22 @@ def test_the_rule_editor_edits_quarter_turns_flips_and_composed_rules():
     assert at.session_state["spec"].uses[3].rule == rule  # the last valid model stays
 
 
+def test_the_build_page_keeps_a_linked_quarter_turn_count_and_a_large_stride_and_survives_deep_json():
+    data = preset("conv-autoencoder").to_dict()
+    data["uses"][0]["rule"] = {"kind": "rot90", "k": 4}  # a full turn, kept as k=0
+    data["uses"][1]["strides"] = 16
+    data["uses"][0]["strides"] = 16
+    data["input_shape"] = [16, 16, 1]
+    spec = ModelSpec.from_dict(data)
+    at = open_app("build", spec=urlstate.encode_spec(spec))
+    assert not at.exception and not at.error
+    assert at.session_state["spec"] == spec  # the editor's widgets did not change the linked model
+    widget(at.selectbox, "use.0.rule").set_value("compose").run()
+    widget(at.text_input, "use.0.rule_steps").set_value("[" * 100_000).run()
+    assert not at.exception
+    assert "composed rule: the steps are not valid JSON" in shown(at.error[0])
+
+
 def test_pasted_json_loads_and_bad_json_is_an_error_not_an_exception():
     at = open_app("build")
     at.text_area(key="build.paste").set_value("{not json")

@@ -229,7 +229,7 @@ def test_saved_tied_lm_loads_with_one_table_and_trains_the_same(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"input_vocab": None}, "op 'embedding' reads token ids, but its source gives float features"),
+        ({"input_vocab": None}, "op 'embedding' reads token ids, but the input holds float features"),
         ({"input_vocab": 7}, r"the input has 7 token ids \(input_vocab\), so the table needs 7 rows"),
         ({"input_vocab": DIM}, "Use rule 'transpose', or set input_vocab to 12"),
         ({"input_shape": [2, 2]}, r"token ids come as one sequence per sample, shape \(seq,\)"),
@@ -298,3 +298,49 @@ def test_new_presets_and_an_edited_copy_round_trip_through_a_link(name):
         assert urlstate.decode_spec(urlstate.encode_spec(s)) == s
     state = urlstate.read_state({"preset": name, "data": "tokens"})
     assert state.spec == spec and state.config.dataset == ("tokens" if spec.input_vocab else "teacher")
+
+
+def test_the_token_chain_grows_with_the_vocabulary_not_its_square():
+    """A 20,000-token table fits the caps; a (vocab, vocab) chain took 6 GB for it."""
+    import tracemalloc
+
+    spec = lm_spec(vocab=20_000, dim=8, seq=1)
+    tracemalloc.start()
+    data = make_dataset(spec, "tokens", 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB"
+    assert data.x.shape == (512, 1) and data.x.max() < 20_000
+
+
+def test_a_language_models_link_names_its_data_set_only_when_it_is_not_tokens():
+    from sharecore import urlstate
+
+    spec = sc.preset("tied-lm")
+    assert urlstate.read_state({"preset": "tied-lm"}).config.dataset == "tokens"
+    tokens, teacher = TrainConfig(dataset="tokens"), TrainConfig(dataset="teacher")
+    assert "data" not in urlstate.encode_state("tied-lm", spec, tokens)
+    assert urlstate.encode_state("tied-lm", spec, teacher)["data"] == "teacher"
+    for config in (tokens, teacher):
+        assert urlstate.read_state(urlstate.encode_state("tied-lm", spec, config)).config == config
+    assert urlstate.read_state({"preset": "seed-dense"}).config == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"rule": "transpose"},
+            r"Remove rule 'transpose': an embedding reads the table as \(vocab, dim\)",
+        ),
+        ({"source": "embed"}, "its source is 'embed', whose output is floats. Set its source to 'input'"),
+    ],
+)
+def test_embedding_messages_name_the_fix_that_applies(change, message):
+    data = lm_spec(True).to_dict()
+    if "source" in change:  # a second embedding that reads the first one's float output
+        data["uses"].insert(1, {"name": "again", "op": "embedding", "tensor": "E", **change})
+    else:
+        data["uses"][0] |= change
+    with pytest.raises(ValueError, match=message):
+        sc.plan(ModelSpec.from_dict(data))

@@ -561,8 +561,7 @@ def invalid_specs(draw: st.DrawFn, kind: str) -> tuple[dict, list[str], str]:
             spec["tensors"][0][key] = 1
             return spec, ["spec.tensors[0]"], kind
         if level == "rule":
-            rule = use.get("rule", "identity")
-            use["rule"] = {**({"kind": rule} if isinstance(rule, str) else rule), key: 1}
+            use["rule"] = {**as_rule_dict(use.get("rule", "identity")), key: 1}
             return spec, here, kind
         use[key] = 1
         return spec, here, kind
@@ -761,8 +760,7 @@ def _wrong_shape(draw: st.DrawFn, spec: dict, g: Generated, i: int) -> tuple[dic
     if "input_reshape" in use:
         options.append("input_reshape")
     options.append("input_slice")
-    rule = use.get("rule", "identity")
-    rule = {"kind": rule} if isinstance(rule, str) else rule
+    rule = as_rule_dict(use.get("rule", "identity"))
     if info.tensor is not None:
         if rule["kind"] in ("identity", "transpose"):
             options.append("tensor_in_axis")

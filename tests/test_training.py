@@ -258,3 +258,24 @@ def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monke
     assert list(result.history.step.unique()) == [1, 2, 3]
     full = sharecore.train(spec, config)  # the kept records are the first steps of an undisturbed run
     np.testing.assert_array_equal(result.history.loss, full.history.loss[:6])
+
+
+def test_a_tensorflow_error_that_is_no_device_failure_is_raised_not_hidden_in_a_stop(monkeypatch):
+    """A shape or argument error is a bug: the run must not end quietly with part of its records."""
+    from sharecore import training
+
+    real_checkout = training._checkout
+
+    def failing_checkout(key, make):
+        trainer = real_checkout(key, make)
+
+        def chunk_that_fails(*args):
+            raise tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [8,10] vs. [8,5]")
+
+        chunk_that_fails.get_concrete_function = trainer.chunk.get_concrete_function
+        monkeypatch.setattr(trainer, "chunk", chunk_that_fails)
+        return trainer
+
+    monkeypatch.setattr(training, "_checkout", failing_checkout)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Incompatible shapes"):
+        sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=4, batch_size=8, seed=5))
