@@ -206,7 +206,9 @@ def test_the_health_check_fails_when_nothing_answers_at_port():
 
 # ----------------------------------------------------------------------------- make
 def _make(*args: str, path: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    environ = {**os.environ, **env}
+    # Not the settings of a `make test` that runs these tests: its MAKELEVEL turns "make:" into "make[1]:".
+    outer = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+    environ = {k: v for k, v in os.environ.items() if k not in outer} | env
     if path is not None:
         environ["PATH"] = f"{path}{os.pathsep}{environ['PATH']}"
     return subprocess.run(

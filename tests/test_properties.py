@@ -14,6 +14,7 @@ Examples per property (derandomized, so the same every run) are the `max_example
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -58,6 +59,11 @@ def examples(name: str, shrink: bool = True) -> settings:
 
 
 SMALL_CONFIG = sc.TrainConfig(steps=2, batch_size=4, record_every=1)
+# The server's caps with room for the activation estimate: the generator bounds counts and sizes, but a
+# conv use that reshapes a small input into a long image (1 x 360 x 90 outputs) is estimated at 300 MiB
+# for the 512-sample teacher pool. Which specs the generator draws varies from process to process
+# (Python's hash seed orders its sets of names), so such a spec turns up in some runs only.
+ROOMY = dataclasses.replace(Limits(), max_activation_mb=4096)
 USE_NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,11}", fullmatch=True).filter(lambda s: s != "input")
 
 
@@ -395,7 +401,7 @@ def test_every_generated_valid_spec_plans_to_the_independently_inferred_shapes(g
     expected = independent_param_counts(g)
     assert (report.tied_total, report.untied_total) == expected
     assert (tied_params(p), untied_params(p)) == expected
-    check_limits(spec, SMALL_CONFIG, Limits())
+    check_limits(spec, SMALL_CONFIG, ROOMY)
 
 
 def _outputs(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -409,7 +415,7 @@ def test_every_generated_valid_spec_builds_tied_and_untied_trains_and_survives_s
     # would cost about 0.3 s an example.
     spec = ModelSpec.from_dict(g.spec)
     report = sc.param_report(spec)
-    check_limits(spec, SMALL_CONFIG, Limits())
+    check_limits(spec, SMALL_CONFIG, ROOMY)
 
     tied, untied = sc.build(spec, tied=True, seed=3), sc.build(spec, tied=False, seed=3)
     assert (tied.count_params(), untied.count_params()) == (report.tied_total, report.untied_total)
@@ -434,7 +440,7 @@ def test_every_generated_valid_spec_builds_tied_and_untied_trains_and_survives_s
             assert len(loaded.trainable_weights) == len(model.trainable_weights)
             np.testing.assert_allclose(_outputs(loaded, x), expected, rtol=1e-6, atol=1e-6)
 
-    result = sc.train(spec, SMALL_CONFIG)
+    result = sc.train(spec, SMALL_CONFIG, limits=ROOMY)
     assert result.stop_reason is None, result.stop_reason
     assert result.steps_done == 2
     assert list(result.history.step) == [1, 1, 2, 2]
