@@ -8,9 +8,7 @@ variable per use; and finite differences in float64.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import math
 import re
 from typing import Any
@@ -30,7 +28,7 @@ from sharecore.plan import plan, rule_output_shape
 from sharecore.rules import apply_rule_np, read_box, rule_mask, split_pairs
 from sharecore.spec import ModelSpec, Rule, TrainConfig
 from sharecore.training import rule_adjoint
-from tests.test_codegen import assert_ruff_clean
+from tests.test_codegen import _exec_script, assert_ruff_clean
 
 # ----------------------------------------------------------------------------- the specs
 # One 3x3 kernel under its four rotations in a conv chain (p4-style), and a 2x3 kernel whose
@@ -703,14 +701,6 @@ def test_one_training_step_records_contributions_moves_and_divergence_of_numpy_o
 
 
 # ----------------------------------------------------------------------------- exported Keras code
-def _exec_script(code: str) -> tuple[dict, str]:
-    namespace: dict = {"__name__": "__main__"}
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "<keras_code>", "exec"), namespace)
-    return namespace, printed.getvalue()
-
-
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("name", PARAMS)
 def test_generated_keras_code_applies_the_rules_and_builds_the_same_model(name, tied):
