@@ -12,6 +12,7 @@ import tensorflow as tf
 import sharecore
 from bench.common import Headline, Mode, Section, alternate, best_ratio, median, ratio, spread, steps, table
 from bench.reference import REFERENCES, copy_weights
+from sharecore.data import random_inputs
 
 TARGET = 0.95
 BATCH = 32
@@ -77,10 +78,7 @@ def run(mode: Mode) -> Section:
         spec = make_spec()
         n = steps(mode, QUICK_STEPS[name], minimum=SKIP + 3)
         rng = np.random.default_rng(0)
-        if spec.input_vocab:  # token ids
-            x = rng.integers(0, spec.input_vocab, (n * BATCH, *spec.input_shape)).astype("int32")
-        else:
-            x = rng.standard_normal((n * BATCH, *spec.input_shape)).astype("float32")
+        x = random_inputs(spec, n * BATCH, rng)
         for tied in (True, False):
             keras.backend.clear_session()
             ours = sharecore.build(spec, tied, seed=0)

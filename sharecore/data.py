@@ -29,6 +29,13 @@ class Dataset:
     heldout_y: np.ndarray | None = None
 
 
+def random_inputs(spec: ModelSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` random inputs for `spec`: token ids in [0, input_vocab) for a token model, else ~ N(0, 1)."""
+    if spec.input_vocab:
+        return rng.integers(0, spec.input_vocab, (n, *spec.input_shape)).astype("int32")
+    return rng.standard_normal((n, *spec.input_shape)).astype("float32")
+
+
 TEACHER_CHUNK = 32  # samples per forward pass of the teacher
 
 
@@ -42,11 +49,7 @@ def teacher_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_
     so that one learning rate suits every spec.
     """
     p = as_plan(spec)
-    rng = np.random.default_rng([seed, 1])
-    if p.spec.input_vocab:  # a token model's input: random token ids
-        x = rng.integers(0, p.spec.input_vocab, (pool_size, *p.spec.input_shape)).astype("int32")
-    else:
-        x = rng.standard_normal((pool_size, *p.spec.input_shape)).astype("float32")
+    x = random_inputs(p.spec, pool_size, np.random.default_rng([seed, 1]))
     teacher_seed = seed + TEACHER_SEED_OFFSET
     teacher = _build_from_plan(p, False, initial_values(p, teacher_seed))
     tensors = {t.name: t for t in p.spec.tensors}

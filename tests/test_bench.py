@@ -11,6 +11,7 @@ from bench.__main__ import main
 from bench.common import MODES
 from bench.reference import REFERENCES, chain_spec, copy_weights
 from bench.trainer import BarePair
+from sharecore.data import random_inputs
 from sharecore.spec import TrainConfig
 
 CASES = [
@@ -34,11 +35,7 @@ def test_plain_keras_reference_computes_the_same_function_after_copying_weights(
     spec = make_spec()
     ours, ref = sharecore.build(spec, tied, seed=0), make_reference(tied)
     copy_weights(ours, spec, tied, ref)
-    rng = np.random.default_rng(0)
-    if spec.input_vocab:  # token ids
-        x = rng.integers(0, spec.input_vocab, (8, *spec.input_shape)).astype("int32")
-    else:
-        x = rng.standard_normal((8, *spec.input_shape)).astype("float32")
+    x = random_inputs(spec, 8, np.random.default_rng(0))
     np.testing.assert_allclose(np.asarray(ref.model(x)), np.asarray(ours(x)), rtol=1e-5, atol=1e-6)
 
 

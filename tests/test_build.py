@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import sharecore
+from sharecore.data import random_inputs
 from sharecore.layers import record_views
 from sharecore.spec import ModelSpec
 
@@ -28,10 +29,7 @@ EXPECTED = {
 
 
 def batch(spec: ModelSpec, n: int = 4, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if spec.input_vocab:  # token ids
-        return rng.integers(0, spec.input_vocab, (n, *spec.input_shape)).astype("int32")
-    return rng.standard_normal((n, *spec.input_shape)).astype("float32")
+    return random_inputs(spec, n, np.random.default_rng(seed))
 
 
 def test_every_preset_has_an_expected_count():

@@ -23,6 +23,7 @@ import pytest
 
 import sharecore
 from sharecore.codegen import keras_code
+from sharecore.data import random_inputs
 from sharecore.plan import plan
 from sharecore.spec import ModelSpec
 
@@ -84,10 +85,7 @@ def _printed_count(printed: str) -> int:
 
 
 def _random_batch(spec: ModelSpec, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if spec.input_vocab:  # token ids
-        return rng.integers(0, spec.input_vocab, (5, *spec.input_shape)).astype("int32")
-    return rng.normal(size=(5, *spec.input_shape)).astype("float32")
+    return random_inputs(spec, 5, np.random.default_rng(seed))
 
 
 @pytest.mark.parametrize(("name", "tied"), CASES)
