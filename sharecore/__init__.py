@@ -29,15 +29,16 @@ _NEEDS_TENSORFLOW = {
     "initial_values": "sharecore.model",
     "kernel_variables": "sharecore.model",
     "load_model": "sharecore.model",
-    "TrainProgress": "sharecore.training",
-    "TrainResult": "sharecore.training",
+    "TrainProgress": "sharecore.results",
+    "TrainResult": "sharecore.results",
     "resolve_device": "sharecore.training",
     "train": "sharecore.training",
 }
 
 if TYPE_CHECKING:
     from sharecore.model import build, initial_values, kernel_variables, load_model
-    from sharecore.training import TrainProgress, TrainResult, resolve_device, train
+    from sharecore.results import TrainProgress, TrainResult
+    from sharecore.training import resolve_device, train
 
 __all__ = [
     "ModelSpec",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sharecore.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from sharecore.training import TrainResult
+    from sharecore.results import TrainResult
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 OUTPUT_FILES = ("history.csv", "gradients.csv", "divergence.csv", "summary.json")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from sharecore.spec import ModelSpec, TrainConfig
 
 if TYPE_CHECKING:  # the worker imports TensorFlow when it starts, not the module
-    from sharecore.training import TrainProgress, TrainResult
+    from sharecore.results import TrainProgress, TrainResult
 
 # Runs that may train at once in this process; the rest wait. Each run uses all cores.
 MAX_CONCURRENT_RUNS = max(1, int(os.environ.get("SHARECORE_MAX_CONCURRENT_RUNS", "2")))

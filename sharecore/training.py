@@ -22,8 +22,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import keras
 import numpy as np
@@ -36,71 +34,9 @@ from sharecore.layers import apply_rule, record_views, rot90
 from sharecore.limits import SECRETS_SECTION, Limits, check_limits, env_variable
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
 from sharecore.plan import Plan, UsePlan, rule_output_shape
+from sharecore.results import TrainProgress, TrainResult
 from sharecore.rules import reads_part, rule_mask, split_pairs
 from sharecore.spec import ModelSpec, Rule, TrainConfig, check_batch_split
-
-VARIANTS = ("tied", "untied")
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class TrainProgress:
-    """What a progress callback receives."""
-
-    step: int  # steps done by both variants
-    total: int
-    history: pd.DataFrame  # the history so far
-
-
-@dataclass
-class TrainResult:
-    """Everything one run recorded. The frames are tidy (one row per observation)."""
-
-    spec: ModelSpec
-    config: TrainConfig
-    device: str  # the device it ran on, e.g. '/CPU:0'
-    steps_done: int
-    stop_reason: str | None  # None when all steps ran
-    history: pd.DataFrame  # step, variant, loss, accuracy
-    gradients: pd.DataFrame  # step, variant, tensor, use, grad_norm, sum_norm, cosine_with_others
-    divergence: pd.DataFrame  # step, variant, tensor, use_a, use_b, relative_distance, cosine
-    weights: dict[str, dict[str, dict[str, np.ndarray]]]  # phase ('start'|'end') -> variant -> name -> array
-    seconds: float  # training time, excluding the one-off compile
-    dataset: str = ""
-    params: dict[str, int] = field(default_factory=dict)  # variant -> count_params()
-    compile_seconds: float = 0.0  # tracing the compiled chunk; 0 when a compiled trainer was reused
-    # step, variant, loss, accuracy on the data set's held-out samples (at step 0 and after every
-    # chunk of steps); empty for a data set without a held-out split
-    heldout: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["step", "variant", "loss", "accuracy"]))
-
-    @property
-    def steps_per_second(self) -> float:
-        """Optimizer steps per second, counting a tied plus an untied step as one."""
-        return self.steps_done / self.seconds if self.seconds > 0 else float("nan")
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary of the run."""
-        last = self.history[self.history.step == self.history.step.max()] if len(self.history) else self.history
-        return {
-            "spec": self.spec.to_dict(),
-            "train": self.config.to_dict(),
-            "device": self.device,
-            "dataset": self.dataset,
-            "steps_done": self.steps_done,
-            "stop_reason": self.stop_reason,
-            "seconds": round(self.seconds, 3),
-            "compile_seconds": round(self.compile_seconds, 3),
-            "steps_per_second": round(self.steps_per_second, 2),
-            "params": self.params,
-            "final_loss": {r.variant: float(r.loss) for r in last.itertuples()},
-            **self._final_heldout(),
-        }
-
-    def _final_heldout(self) -> dict[str, dict[str, float]]:
-        if self.heldout.empty:
-            return {}
-        last = self.heldout[self.heldout.step == self.heldout.step.max()]
-        return {"final_heldout_loss": {r.variant: float(r.loss) for r in last.itertuples()}}
 
 
 # ----------------------------------------------------------------------------- rules in tensor space
