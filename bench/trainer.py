@@ -40,7 +40,7 @@ class BarePair:
     """
 
     def __init__(self, spec: ModelSpec, config: TrainConfig, variants: tuple[bool, ...] = (True, False)) -> None:
-        data = make_dataset(spec, config.dataset, config.seed)
+        data = make_dataset(spec, config.dataset, config.seed, config.teacher)
         if data.classes:
             raise ValueError(f"BarePair times regression (the teacher data set). Received: dataset={config.dataset!r}")
         self.pool_x, self.pool_y = tf.constant(data.x), tf.constant(data.y)

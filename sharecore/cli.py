@@ -174,7 +174,7 @@ def _write_file(path: Path, text: str) -> None:
 
 
 def _output_files(result: TrainResult) -> tuple[str, ...]:
-    """`OUTPUT_FILES`, with heldout.csv for a data set that has a held-out split (tokens)."""
+    """`OUTPUT_FILES`, with heldout.csv when the run recorded a held-out loss (every data set has a split)."""
     if result.heldout.empty:
         return OUTPUT_FILES
     return (*OUTPUT_FILES[:3], "heldout.csv", OUTPUT_FILES[3])
@@ -215,6 +215,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         record_every=args.record_every,
         dataset=args.dataset,
+        teacher=args.teacher,
         distribute=args.distribute,
         replicas=args.replicas,
     )
@@ -283,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default="auto")
     t.add_argument("--record-every", type=int, default=1)
     t.add_argument("--dataset", default="teacher")
+    t.add_argument(
+        "--teacher",
+        default="untied",
+        help="untied | tied: the random network that labels dataset 'teacher' (drawn at the seed + 7919)",
+    )
     t.add_argument(
         "--distribute",
         default="none",

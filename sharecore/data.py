@@ -1,30 +1,47 @@
-"""Training data that needs no download: a teacher task for any spec, and 8x8 digits."""
+"""Training data that needs no download: a teacher task for any spec, 8x8 digits and a token chain.
+
+Every data set has a pool that batches are drawn from and held-out samples that are never trained on."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sharecore.model import _build_from_plan, draw, initial_values, layer_name
 from sharecore.plan import Plan, as_plan
 from sharecore.rules import apply_rule_np
-from sharecore.spec import TEACHER_POOL_SIZE, TOKENS_HELDOUT, ModelSpec
+from sharecore.spec import (
+    DIGITS_HELDOUT,
+    DIGITS_POOL_SIZE,
+    TEACHER_HELDOUT,
+    TEACHER_POOL_SIZE,
+    TEACHERS,
+    TOKENS_HELDOUT,
+    ModelSpec,
+)
 
-TEACHER_SEED_OFFSET = 7919  # the teacher is the tied model of the same spec at another seed
+if TYPE_CHECKING:
+    import keras
+
+# The teacher network is drawn at the run's seed + this, so it never starts where the students start.
+TEACHER_SEED_OFFSET = 7919
+DIGITS_SPLIT_SEED = 0  # the held-out digits are the same images in every run, so runs compare on them
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A pool of samples; batches are drawn from it."""
+    """A pool of samples that batches are drawn from, and held-out samples never trained on."""
 
     x: np.ndarray  # (n, *input_shape) float32, or (n, seq) int32 token ids
     y: np.ndarray  # (n, *output_shape) float32 targets, (n,) int32 class labels, or (n, seq) int32 next tokens
     classes: int  # 0 for regression
     description: str
-    # Samples never trained on, for the held-out loss; None where the data set has no split yet.
+    # Samples never trained on, for the held-out loss; None only where none could be drawn
+    # (a teacher pool that already holds every possible token sequence).
     heldout_x: np.ndarray | None = None
     heldout_y: np.ndarray | None = None
 
@@ -39,31 +56,71 @@ def random_inputs(spec: ModelSpec, n: int, rng: np.random.Generator) -> np.ndarr
 TEACHER_CHUNK = 32  # samples per forward pass of the teacher
 
 
-def teacher_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_POOL_SIZE) -> Dataset:
-    """Inputs ~ N(0, 1); targets from a fixed random network of the same spec.
+def teacher_model(spec: ModelSpec | Plan, seed: int, tied: bool = False) -> keras.Model:
+    """The network that labels the teacher data set of a run with seed `seed`.
 
-    The teacher is the untied model of the spec with every copy drawn independently, so it is
-    not itself tied: a tied student cannot always match it, and untied copies have a reason to
-    drift apart (a tied teacher would give the copies of a symmetric model such as
-    `seed-mixed` identical gradients forever). Targets are scaled to unit standard deviation
-    so that one learning rate suits every spec.
+    It is drawn at `seed + TEACHER_SEED_OFFSET`, so it never starts where the run's students
+    start. Tied: the spec's tied model, every use reading the one drawn tensor through its rule.
+    Untied: every use of a shared tensor reads its own independent draw, so the teacher is not
+    itself tied.
     """
     p = as_plan(spec)
-    x = random_inputs(p.spec, pool_size, np.random.default_rng([seed, 1]))
     teacher_seed = seed + TEACHER_SEED_OFFSET
-    teacher = _build_from_plan(p, False, initial_values(p, teacher_seed))
-    tensors = {t.name: t for t in p.spec.tensors}
-    for u in p.uses:
-        if u.shared:
-            t = tensors[u.use.tensor]
-            fresh = draw(t.initializer, t.shape, teacher_seed, f"{t.name}/{u.use.name}")
-            teacher.get_layer(layer_name(u, False)).kernel.assign(apply_rule_np(u.use.rule, fresh))
+    teacher = _build_from_plan(p, tied, initial_values(p, teacher_seed))
+    if not tied:
+        tensors = {t.name: t for t in p.spec.tensors}
+        for u in p.uses:
+            if u.shared:
+                t = tensors[u.use.tensor]
+                fresh = draw(t.initializer, t.shape, teacher_seed, f"{t.name}/{u.use.name}")
+                teacher.get_layer(layer_name(u, False)).kernel.assign(apply_rule_np(u.use.rule, fresh))
+    return teacher
+
+
+def _outputs(model: keras.Model, x: np.ndarray) -> np.ndarray:
     # A few samples at a time: the whole pool at once held a conv net's activations for all of it.
-    y = np.concatenate(
-        [np.asarray(teacher(x[i : i + TEACHER_CHUNK], training=False)) for i in range(0, pool_size, TEACHER_CHUNK)]
+    return np.concatenate(
+        [np.asarray(model(x[i : i + TEACHER_CHUNK], training=False)) for i in range(0, len(x), TEACHER_CHUNK)]
     ).astype("float32")
-    y = y / max(float(y.std()), 1e-6)
-    return Dataset(x, y, 0, f"teacher: a random untied network of the same spec (seed {teacher_seed})")
+
+
+def teacher_dataset(
+    spec: ModelSpec | Plan,
+    seed: int,
+    pool_size: int = TEACHER_POOL_SIZE,
+    tied: bool = False,
+    heldout: int = TEACHER_HELDOUT,
+) -> Dataset:
+    """Inputs ~ N(0, 1) (token ids for a token model); targets from a fixed random network of the same spec.
+
+    The default teacher is untied (`teacher_model`): a tied student cannot always match it, and
+    untied copies have a reason to drift apart (a tied teacher gives the copies of a symmetric
+    model such as `seed-mixed` identical gradients forever). A tied teacher is a task the tied
+    student can solve exactly. Targets are scaled to unit standard deviation over the pool, so
+    that one learning rate suits every spec; `heldout` more inputs from the same distribution,
+    labelled by the same teacher and scaled by the same factor, are held out. An input that is
+    also in the pool (possible only for token ids from a small vocabulary) is not held out.
+    """
+    p = as_plan(spec)
+    # The pool's own generator, unchanged by the held-out split: a run's batches are as before.
+    x = random_inputs(p.spec, pool_size, np.random.default_rng([seed, 1]))
+    heldout_x = random_inputs(p.spec, heldout, np.random.default_rng([seed, 5]))
+    in_pool = {row.tobytes() for row in x}
+    heldout_x = heldout_x[[row.tobytes() not in in_pool for row in heldout_x]]
+    teacher = teacher_model(p, seed, tied)
+    y = _outputs(teacher, x)
+    scale = max(float(y.std()), 1e-6)
+    heldout_y = _outputs(teacher, heldout_x) / scale if len(heldout_x) else None
+    kind = "tied" if tied else "untied"
+    return Dataset(
+        x,
+        y / scale,
+        0,
+        f"teacher: a random {kind} network of the same spec, drawn at seed {seed + TEACHER_SEED_OFFSET} "
+        f"(the run's seed + {TEACHER_SEED_OFFSET}, so it never starts where the students start)",
+        heldout_x=heldout_x if len(heldout_x) else None,
+        heldout_y=heldout_y,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -74,11 +131,35 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (d.data / 16.0).astype("float32"), d.target.astype("int32")  # (1797, 64), (1797,)
 
 
-def digits_dataset(spec: ModelSpec | Plan, seed: int) -> Dataset:
-    """scikit-learn's bundled 8x8 digits.
+def digits_split() -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and the held-out digit images: a fixed split, the same in every run."""
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(DIGITS_POOL_SIZE)
+    return np.sort(order[DIGITS_HELDOUT:]), np.sort(order[:DIGITS_HELDOUT])  # (1437,), (360,)
 
-    64 inputs: classify the digit (10 classes). 128 inputs: two digits side by side,
-    classify whether they are the same digit (2 classes, balanced).
+
+def _larger_pairs(
+    images: np.ndarray, labels: np.ndarray, among: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pair per image of `among`, both images from `among`: (n, 128) pairs, (n,) 'left digit is larger'."""
+    n = len(among)
+    a = rng.choice(among, n)
+    # The right image shows another digit, any of the other nine alike: no ties, and half the pairs are 1.
+    b_class = (labels[a] + rng.integers(1, 10, n)) % 10
+    by_class = [among[labels[among] == c] for c in range(10)]
+    b = np.array([rng.choice(by_class[c]) for c in b_class])
+    return np.concatenate([images[a], images[b]], axis=1), (labels[a] > labels[b]).astype("int32")
+
+
+def digits_dataset(spec: ModelSpec | Plan, seed: int) -> Dataset:
+    """scikit-learn's bundled 8x8 digits, `DIGITS_HELDOUT` of the 1,797 images held out (`digits_split`).
+
+    64 inputs: classify the digit (10 classes). 128 inputs: two images of different digits side
+    by side; is the left digit the larger? (2 classes, balanced). Not "are they the same digit?":
+    the classifier's head is linear on the model's outputs, so it adds a score of the left
+    embedding to a score of the right one, and no such sum tells "same" from "different" (it
+    would need s(i) + t(i) > 0 and s(i) + t(j) < 0 for all i != j, and adding the two cases for
+    (i, j) and (j, i) contradicts the first). A sum can compare: s(left) - s(right). Training pairs
+    are made only of training images, held-out pairs only of held-out images.
 
     Raises:
         ValueError: if the spec's input does not hold 64 or 128 values.
@@ -91,18 +172,25 @@ def digits_dataset(spec: ModelSpec | Plan, seed: int) -> Dataset:
             f"{spec.input_vocab}). Use dataset 'tokens' or 'teacher'. Received: dataset='digits'"
         )
     images, labels = _digits()
+    train, heldout = digits_split()
+    held = f"; {len(heldout)} of the {len(labels):,} images are held out"
     if size == 64:
-        return Dataset(images.reshape(-1, *spec.input_shape), labels, 10, "8x8 digits: which digit (10 classes)")
+        x = images.reshape(-1, *spec.input_shape)
+        return Dataset(
+            x[train], labels[train], 10, f"8x8 digits: which digit (10 classes){held}", x[heldout], labels[heldout]
+        )
     if size == 128:
-        rng = np.random.default_rng([seed, 2])
-        n = len(labels)
-        a = rng.integers(0, n, n)
-        same = rng.random(n) < 0.5
-        by_class = [np.flatnonzero(labels == c) for c in range(10)]
-        b = np.array([rng.choice(by_class[labels[i]]) if s else rng.integers(0, n) for i, s in zip(a, same)])
-        pair = np.concatenate([images[a], images[b]], axis=1)  # (n, 128)
-        target = (labels[a] == labels[b]).astype("int32")
-        return Dataset(pair.reshape(-1, *spec.input_shape), target, 2, "pairs of 8x8 digits: same digit or not")
+        x, y = _larger_pairs(images, labels, train, np.random.default_rng([seed, 2]))
+        hx, hy = _larger_pairs(images, labels, heldout, np.random.default_rng([seed, 6]))
+        return Dataset(
+            x.reshape(-1, *spec.input_shape),
+            y,
+            2,
+            f"pairs of 8x8 digits: is the left digit the larger? (2 classes){held}, and held-out pairs "
+            f"are made only of them",
+            hx.reshape(-1, *spec.input_shape),
+            hy,
+        )
     raise ValueError(
         f"dataset 'digits' needs a model input of 64 values (one 8x8 image) or 128 (two images side "
         f"by side), but spec '{spec.name}' has input shape {spec.input_shape} ({size} values). "
@@ -168,12 +256,24 @@ def tokens_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_P
     )
 
 
-def make_dataset(spec: ModelSpec | Plan, name: str, seed: int) -> Dataset:
-    """The data set `name` ('teacher', 'digits' or 'tokens') for `spec` (or its `Plan`)."""
+def make_dataset(spec: ModelSpec | Plan, name: str, seed: int, teacher: str = "untied") -> Dataset:
+    """The data set `name` ('teacher', 'digits' or 'tokens') for `spec` (or its `Plan`).
+
+    Args:
+        spec: the model spec, or its `Plan`.
+        name: the data set, as `TrainConfig.dataset`.
+        seed: the run's seed.
+        teacher: 'untied' or 'tied', the network that labels the 'teacher' data set (`TrainConfig.teacher`).
+
+    Raises:
+        ValueError: for an unknown data set or teacher, or a data set the spec cannot take.
+    """
+    if teacher not in TEACHERS:
+        raise ValueError(f"unknown teacher {teacher!r}. Choose 'untied' or 'tied'. Received: teacher={teacher!r}")
     if name == "teacher":
-        return teacher_dataset(spec, seed)
+        return teacher_dataset(spec, seed, tied=teacher == "tied")
     if name == "digits":
         return digits_dataset(spec, seed)
     if name == "tokens":
         return tokens_dataset(spec, seed)
-    raise ValueError(f"unknown dataset {name!r}. Choose 'teacher', 'digits' or 'tokens'.")
+    raise ValueError(f"unknown dataset {name!r}. Choose 'teacher', 'digits' or 'tokens'. Received: dataset={name!r}")

@@ -71,7 +71,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "siamese-digits": {
         "description": "A siamese pair over two 8x8 digit images side by side (128 inputs): both "
         "towers share a 3x3 conv kernel K and a dense embedding D. With the digits data set "
-        "the task is 'are the two digits the same?'.",
+        "the task is 'is the left digit the larger?': a linear readout of the two embeddings can "
+        "compare them, but cannot tell 'same' from 'different'.",
         "input_shape": [128],
         "tensors": [{"name": "K", "shape": [3, 3, 1, 8]}, {"name": "D", "shape": [288, 16]}],
         "uses": [

@@ -33,11 +33,14 @@ PADDINGS = ("same", "valid")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "gpu")
 DATASETS = ("teacher", "digits", "tokens")
+TEACHERS = ("untied", "tied")  # the network that labels the 'teacher' data set: see `sharecore.data.teacher_dataset`
 DISTRIBUTE = ("none", "mirrored", "multi-worker")
 TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
 TOKENS_HELDOUT = 128  # held-out sequences of the 'tokens' data set (its pool is TEACHER_POOL_SIZE sequences)
+TEACHER_HELDOUT = 256  # held-out samples of the 'teacher' data set: more inputs, labelled by the same teacher
 DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.data.digits_dataset`
-DIGITS_POOL_SIZE = 1797  # scikit-learn's 8x8 digits: the pool of the 'digits' data set
+DIGITS_POOL_SIZE = 1797  # scikit-learn's 8x8 digits: all the images of the 'digits' data set
+DIGITS_HELDOUT = 360  # of them held out (20%, the same images in every run) and never trained on
 INPUT_NODE = "input"
 
 # TensorFlow shapes, strides and seeds are int32 in places; bigger numbers only ever fail
@@ -532,6 +535,9 @@ class TrainConfig:
     device: str = "auto"  # 'auto' | 'cpu' | 'gpu'
     record_every: int = 1  # record gradients and divergence every k steps (and at the last step)
     dataset: str = "teacher"  # 'teacher' (fits any spec) | 'digits' (8x8 images, 64 or 128 inputs)
+    # The network that labels the 'teacher' data set, drawn at seed + 7919: 'untied' (each use its own
+    # copy, which a tied student cannot always match) | 'tied' (the spec's own tied model, which it can).
+    teacher: str = "untied"
     # 'none': one device | 'mirrored': replicas on this machine's devices | 'multi-worker': the
     # machines TF_CONFIG names. Replicas split each batch evenly; the records are the same as one device's.
     distribute: str = "none"
@@ -549,6 +555,7 @@ class TrainConfig:
         _check_choice("train.device", self.device, DEVICES)
         _check_int("train.record_every", self.record_every)
         _check_choice("train.dataset", self.dataset, DATASETS)
+        _check_choice("train.teacher", self.teacher, TEACHERS)
         _check_choice("train.distribute", self.distribute, DISTRIBUTE)
         _check_int("train.replicas", self.replicas, minimum=0)
         if self.distribute == "none" and self.replicas > 1:

@@ -67,6 +67,7 @@ TRAIN_KEYS: dict[str, str] = {
     "device": "device",
     "every": "record_every",
     "data": "dataset",
+    "teacher": "teacher",  # read whatever the data set; it labels only the 'teacher' data set
 }
 KNOWN_KEYS = ("preset", "spec", *TRAIN_KEYS)
 _FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}

@@ -76,6 +76,19 @@ def test_train_writes_the_three_csvs_and_a_summary(tmp_path):
     pd.testing.assert_series_equal(again.history.loss, history.loss, check_exact=False, rtol=1e-5)
 
 
+def test_train_with_a_tied_teacher_records_it_and_matches_the_library(tmp_path):
+    out = run("train", "seed-dense", "--teacher", "tied", "--steps", "4", "--out", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["train"]["teacher"] == "tied"
+    assert summary["dataset"].startswith("teacher: a random tied network of the same spec, drawn at seed 7919")
+    heldout = pd.read_csv(tmp_path / "run" / "heldout.csv")
+    again = sharecore.train(sharecore.preset("seed-dense"), sharecore.TrainConfig(steps=4, teacher="tied"))
+    np.testing.assert_allclose(heldout.loss, again.heldout.loss, rtol=1e-5)
+    untied = sharecore.train(sharecore.preset("seed-dense"), sharecore.TrainConfig(steps=4))
+    assert not np.allclose(untied.heldout.loss, again.heldout.loss)  # the choice reached the data
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -83,6 +96,7 @@ def test_train_writes_the_three_csvs_and_a_summary(tmp_path):
         (("train", "seed-dense", "--steps", "0"), "train.steps: must be >= 1. Received: 0"),
         (("train", "seed-dense", "--lr", "abc"), "argument --lr: invalid float value: 'abc'"),
         (("train", "seed-dense", "--optimizer", "rmsprop"), "train.optimizer: must be one of 'sgd', 'adam'"),
+        (("train", "seed-dense", "--teacher", "shared"), "train.teacher: must be one of 'untied', 'tied'"),
         (
             ("train", "seed-conv", "--dataset", "digits", "--steps", "1"),
             "dataset 'digits' needs a model input of 64 values",
@@ -156,22 +170,23 @@ def test_a_write_error_after_training_writes_the_other_files_and_names_the_missi
     assert_errors_only(out, lines=2)
     first, second = out.stderr.splitlines()
     assert f"could not write '{run_dir / 'divergence.csv'}': Is a directory." in first
-    assert "wrote history.csv, gradients.csv, summary.json" in second and "not written: divergence.csv" in second
+    assert "wrote history.csv, gradients.csv, heldout.csv, summary.json" in second
+    assert "not written: divergence.csv" in second
     history = pd.read_csv(run_dir / "history.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(history) == 6 and summary["steps_done"] == 3
     assert len(pd.read_csv(run_dir / "gradients.csv")) == 3 * 2 * 2  # steps x variants x uses
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
-        ["divergence.csv", "gradients.csv", "history.csv", "summary.json"]
+        ["divergence.csv", "gradients.csv", "heldout.csv", "history.csv", "summary.json"]
     )  # no half-written temporary file is left behind
 
 
 def test_when_no_file_can_be_written_the_cli_says_the_results_are_lost(tmp_path):
     run_dir = tmp_path / "run"
-    for name in ("history.csv", "gradients.csv", "divergence.csv", "summary.json"):
+    for name in ("history.csv", "gradients.csv", "divergence.csv", "heldout.csv", "summary.json"):
         (run_dir / name).mkdir(parents=True)
     out = run("train", "seed-dense", "--steps", "1", "--out", str(run_dir))
-    assert_errors_only(out, lines=5)
+    assert_errors_only(out, lines=6)
     assert "nothing was written" in out.stderr.splitlines()[-1] and "--out" in out.stderr.splitlines()[-1]
 
 

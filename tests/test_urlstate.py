@@ -143,6 +143,8 @@ def test_an_unknown_preset_falls_back_to_the_default_with_a_warning():
         ("opt", "rmsprop"),
         ("device", "tpu"),
         ("data", "imagenet"),
+        ("teacher", "shared"),
+        ("teacher", "Tied"),
         ("seed", "99999999999"),
         ("every", "0"),
     ],
@@ -213,6 +215,20 @@ def test_digits_fits_exactly_the_models_the_digits_data_set_can_feed(shape):
     assert builds is (shape in [(64,), (8, 8, 1), (128,), (2, 64), (8, 8, 2)])  # 64 or 128 values
 
 
+def test_a_tied_teacher_round_trips_and_the_default_is_left_out():
+    params = urlstate.encode_state("albert-mlp", preset("albert-mlp"), TrainConfig(teacher="tied", steps=9))
+    assert params == {"preset": "albert-mlp", "steps": "9", "teacher": "tied"}
+    state = urlstate.read_state(params)
+    assert state.config == TrainConfig(teacher="tied", steps=9) and state.warnings == ()
+    assert "teacher" not in urlstate.encode_state("albert-mlp", preset("albert-mlp"), TrainConfig(teacher="untied"))
+
+
+def test_a_teacher_choice_survives_a_link_to_another_data_set():
+    # The choice only labels the teacher data set; kept, so that switching back keeps it.
+    state = urlstate.read_state({"preset": "siamese-digits", "data": "digits", "teacher": "tied"})
+    assert state.config == TrainConfig(dataset="digits", teacher="tied") and state.warnings == ()
+
+
 def test_digits_on_a_model_it_fits_is_kept():
     state = urlstate.read_state({"preset": "siamese-digits", "data": "digits"})
     assert state.config.dataset == "digits" and state.warnings == ()
@@ -223,7 +239,7 @@ def test_unknown_keys_in_a_link_are_named_in_one_warning():
     assert state.config == TrainConfig(steps=5)
     assert state.warnings == (
         "Ignored 'stpes', 'Lr' in the link: not a setting this app reads. "
-        "Settings: preset, spec, steps, batch, opt, lr, seed, device, every, data.",
+        "Settings: preset, spec, steps, batch, opt, lr, seed, device, every, data, teacher.",
     )
     many = urlstate.read_state({f"k{i}": "1" for i in range(100)})
     assert len(many.warnings) == 1 and many.warnings[0].startswith("Ignored 'k0', 'k1', 'k2', 'k3', 'k4' and 95 more")
