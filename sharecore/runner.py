@@ -64,6 +64,8 @@ class BackgroundRun:
             second, so it must be quick and thread-safe. `None`: the run never ends for
             this reason.
         gone_after: seconds `alive` must keep answering False before the run ends.
+        resume: an earlier result to continue (`config.steps` is then the new total); see
+            `sharecore.training.train`. A resumed run waits in the same queue as any other.
 
     The attributes `progress`, `result` and `error` are written by the worker thread and
     read by the front end; each is replaced whole, so a reader never sees half an update.
@@ -76,9 +78,11 @@ class BackgroundRun:
         *,
         alive: Callable[[], bool] | None = None,
         gone_after: float = OWNER_GONE_AFTER_S,
+        resume: TrainResult | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
+        self.resume = resume
         self.alive = alive
         self.gone_after = gone_after
         self.stop_event = threading.Event()
@@ -198,7 +202,9 @@ class BackgroundRun:
         try:
             from sharecore.training import train  # TensorFlow: imported by the worker, once
 
-            result = train(self.spec, self.config, on_progress=self._on_progress, stop=self.stop_event)
+            result = train(
+                self.spec, self.config, on_progress=self._on_progress, stop=self.stop_event, resume=self.resume
+            )
             if self.abandoned and result.stop_reason is not None:
                 result = dataclasses.replace(
                     result,

@@ -34,7 +34,7 @@ from sharecore.layers import apply_rule, record_views, rot90
 from sharecore.limits import SECRETS_SECTION, Limits, check_limits, env_variable
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
 from sharecore.plan import Plan, UsePlan, rule_output_shape
-from sharecore.results import TrainProgress, TrainResult
+from sharecore.results import TrainProgress, TrainResult, TrainState
 from sharecore.rules import reads_part, rule_mask, split_pairs
 from sharecore.spec import ModelSpec, Rule, TrainConfig, check_batch_split
 
@@ -543,7 +543,7 @@ def warm_up(spec: ModelSpec, config: TrainConfig | None = None) -> float:
     config = config or TrainConfig()
     p = check_limits(spec, config)
     device = resolve_device(config.device)
-    classes = make_dataset(p, config.dataset, config.seed).classes
+    classes = make_dataset(p, config.dataset, config.seed, config.teacher).classes
     key = _pool_key(p, classes, config, device)
     with _POOL_LOCK:
         if _POOL.get(key) or key in _WARMING:
@@ -572,12 +572,20 @@ def train(
     progress_every: int | None = None,
     limits: Limits | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    resume: TrainResult | None = None,
 ) -> TrainResult:
     """Trains the tied and untied models of `spec` side by side.
 
     Both start from `config.seed`'s initial weights and see the same batches. Steps run in
     compiled chunks of `progress_every` steps; progress calls and stop requests are handled
     between chunks.
+
+    With `resume`, the run carries on where an earlier result of the same spec ended: its weights,
+    optimizer state and batch order go on, and `config.steps` is the new total (to continue a run
+    of 40 steps by 20: `train(spec, dataclasses.replace(previous.config, steps=60), resume=previous)`).
+    The numbers are those of one run of the total length, up to float rounding. The learning rate
+    may change on the way (a learning-rate schedule by hand); the shapes, optimizer, batch size,
+    seed and data set may not.
 
     Args:
         spec: the model spec.
@@ -590,20 +598,25 @@ def train(
             made at the start of the program; default the one `config.distribute` asks for
             (`sharecore.devices.make_strategy`). Each replica trains on an equal slice of every
             batch, and the records are those of one device with the same batch.
+        resume: an earlier result to continue (see above); its records come first in the result.
 
     Returns:
         A `TrainResult`. A run that stops early (stop request, the wall-clock cap
         `limits.max_run_seconds`, or a non-finite loss or weight) says why in `stop_reason`
-        and keeps everything recorded before.
+        and keeps everything recorded before. Its `state` is where it ended, for `resume`;
+        None after a non-finite value or a device failure, whose weights are no place to go on from.
 
     Raises:
-        ValueError: for an impossible spec, dataset or device, a spec or run over the limits, or a
-            batch that does not split evenly over the replicas, before any training.
+        ValueError: for an impossible spec, dataset or device, a spec or run over the limits, a
+            batch that does not split evenly over the replicas, or a `resume` this run cannot
+            continue, before any training.
     """
     config = config or TrainConfig()
     limits = limits or Limits.from_env()
     began = time.perf_counter()  # the wall-clock cap (limits.max_run_seconds) counts from here
     p = check_limits(spec, config, limits)  # the one plan of this run, handed down from here
+    if resume is not None:
+        _check_resume(spec, config, resume)
     strategy = strategy or make_strategy(config)
     if strategy is not None:
         check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
@@ -611,18 +624,21 @@ def train(
     where = describe(strategy, device)
     # Everything of the run on its device, the data and initial values too (device 'cpu' on a GPU host).
     with tf.device(device):
-        data = make_dataset(p, config.dataset, config.seed)
+        data = make_dataset(p, config.dataset, config.seed, config.teacher)
         init = initial_values(p, config.seed)
     chunk = progress_every or min(50, max(1, math.ceil(config.steps / 20)))
     # Each chunk draws its batches' indices from one generator as it starts: the same numbers as
     # drawing (steps, batch_size) at once, without holding them all (100,000 steps at batch 512
     # took 400 MB while they were drawn).
     batches = np.random.default_rng([config.seed, 3])
+    if resume is not None:
+        batches.bit_generator.state = resume.state.rng  # the batches the earlier run would have drawn next
     steps = np.arange(1, config.steps + 1)
     recorded = (steps == 1) | (steps % config.record_every == 0) | (steps == config.steps)
-    history: list[tuple] = []
-    gradients: list[tuple] = []
-    divergence: list[tuple] = []
+    # A continued run's records start with the earlier run's, kept as they were.
+    history: list[tuple] = _rows(resume, "history")
+    gradients: list[tuple] = _rows(resume, "gradients")
+    divergence: list[tuple] = _rows(resume, "divergence")
     key = _pool_key(p, data.classes, config, device, strategy)
 
     def frame() -> pd.DataFrame:
@@ -636,13 +652,17 @@ def train(
         try:
             variants = trainer.variants
             for v in variants:
-                v.reset(init, config)
+                v.reset(init, config)  # also for a continued run: it sets the seed's ||W0|| for divergence
             params = {v.name: int(v.model.count_params()) for v in variants}
-            weights = {"start": {v.name: v.snapshot() for v in variants}}
-            for v in variants:
-                _append_divergence(divergence, 0, v.name, v.divergence_now())
+            if resume is None:
+                weights = {"start": {v.name: v.snapshot() for v in variants}}
+                for v in variants:
+                    _append_divergence(divergence, 0, v.name, v.divergence_now())
+            else:
+                weights = {"start": resume.weights["start"]}
+                _restore(variants, resume.state, config)
             pool_x, pool_y = tf.constant(data.x), tf.constant(data.y)
-            heldout: list[tuple] = []
+            heldout: list[tuple] = _rows(resume, "heldout")
             if data.heldout_x is not None:
                 heldout_x, heldout_y = tf.constant(data.heldout_x), tf.constant(data.heldout_y)
 
@@ -650,14 +670,16 @@ def train(
                     losses, accs = (t.numpy() for t in trainer.evaluate(heldout_x, heldout_y))
                     heldout.extend((step, v.name, float(losses[j]), float(accs[j])) for j, v in enumerate(variants))
 
-                evaluate(0)
+                if resume is None:
+                    evaluate(0)
             else:
 
                 def evaluate(step: int) -> None:
                     pass
 
             stop_reason = None
-            steps_done = 0
+            can_continue = True  # False once the weights are no place to go on from
+            steps_done = resume.state.steps_done if resume is not None else 0
             # Trace before the clock starts, so that steps per second measure training only.
             start = time.perf_counter()
             trainer.chunk.get_concrete_function()
@@ -670,7 +692,9 @@ def train(
                 if time.perf_counter() - began > limits.max_run_seconds:
                     stop_reason = _over_time(limits, steps_done, config.steps)
                     break
-                first, last = steps_done, min(steps_done + chunk, config.steps)
+                # Chunks end at multiples of `chunk`, also for a continued run, so that its held-out
+                # evaluations fall on the steps of one uninterrupted run.
+                first, last = steps_done, min((steps_done // chunk + 1) * chunk, config.steps)
                 try:
                     losses, accs, stats, finite = (
                         t.numpy()
@@ -685,6 +709,7 @@ def train(
                     )
                 except DEVICE_ERRORS as err:
                     stop_reason = _device_failure(err, where, first, last, config, strategy is not None)
+                    can_continue = False  # the chunk may have updated some weights before it failed
                     break
                 for i in range(len(losses)):
                     step = first + i + 1
@@ -698,6 +723,7 @@ def train(
                 if steps_done > first:
                     evaluate(steps_done)
                 if not finite.all():
+                    can_continue = False
                     bad = [v.name for v, ok in zip(variants, finite) if not ok]
                     stop_reason = (
                         f"the {' and '.join(bad)} model's loss or weights became non-finite (NaN or inf) at step "
@@ -710,6 +736,10 @@ def train(
                     break
             seconds = time.perf_counter() - start
             weights["end"] = {v.name: v.snapshot() for v in variants}
+            # Once, at the end: a few small arrays, so that even an instant run can be continued.
+            state = None
+            if can_continue:
+                state = TrainState(steps_done, _state_arrays(variants), batches.bit_generator.state)
         finally:
             _checkin(key, trainer)
 
@@ -727,11 +757,12 @@ def train(
             divergence, columns=["step", "variant", "tensor", "use_a", "use_b", "relative_distance", "cosine"]
         ),
         weights=weights,
-        seconds=seconds,
+        seconds=seconds + (resume.seconds if resume is not None else 0.0),
         dataset=data.description,
         params=params,
-        compile_seconds=compile_seconds,
+        compile_seconds=compile_seconds + (resume.compile_seconds if resume is not None else 0.0),
         heldout=pd.DataFrame(heldout, columns=["step", "variant", "loss", "accuracy"]),
+        state=state,
     )
 
 
@@ -780,6 +811,99 @@ def _over_time(limits: Limits, steps_done: int, steps: int) -> str:
         f"limit with the environment variable {env_variable('max_run_seconds')} or in .streamlit/secrets.toml "
         f"under [{SECRETS_SECTION}] max_run_seconds."
     )
+
+
+# ----------------------------------------------------------------------------- continuing a run
+# Settings a continued run keeps from the run it continues: the optimizer's state and the batch
+# generator belong to them.
+_KEPT_ON_RESUME = ("optimizer", "batch_size", "seed", "dataset", "teacher")
+
+
+def _check_resume(spec: ModelSpec, config: TrainConfig, previous: object) -> None:
+    """Raises a ValueError, before any TensorFlow work, if `train(spec, config, resume=previous)` cannot continue."""
+    if not isinstance(previous, TrainResult):
+        raise ValueError(
+            f"resume must be the TrainResult of an earlier run (what train returned). Received: resume of type "
+            f"{type(previous).__name__}"
+        )
+    if previous.state is None:
+        why = f"it ended with: {previous.stop_reason}" if previous.stop_reason else "it was kept without its state"
+        raise ValueError(
+            f"the earlier run has no state to continue from ({why}). Train from the start instead: call train "
+            f"without resume. Received: resume.state=None"
+        )
+    done = previous.state.steps_done
+    if config.steps <= done:
+        raise ValueError(
+            f"steps is the total of the continued run and must be more than the {done} steps the earlier run did. "
+            f"To train m more steps, pass dataclasses.replace(previous.config, steps={done} + m). "
+            f"Received: steps={config.steps}"
+        )
+    unnamed = functools.partial(dataclasses.replace, name="", description="")
+    if unnamed(spec) != unnamed(previous.spec):
+        differ = [
+            f.name
+            for f in dataclasses.fields(spec)
+            if f.name not in ("name", "description") and getattr(spec, f.name) != getattr(previous.spec, f.name)
+        ]
+        raise ValueError(
+            f"a run continues with the spec it started with (only the name and description may change), but its "
+            f"{_listed(differ)} differ from those of the earlier run's spec {previous.spec.name!r}. Continue "
+            f"with the earlier spec, or train this one from the start. Received: spec {spec.name!r}"
+        )
+    changed = [
+        f"{name}={getattr(config, name)!r} (the earlier run had {getattr(previous.config, name)!r})"
+        for name in _KEPT_ON_RESUME
+        if getattr(config, name) != getattr(previous.config, name)
+    ]
+    if changed:
+        raise ValueError(
+            f"a continued run keeps the earlier run's {', '.join(_KEPT_ON_RESUME[:-1])} and teacher: its optimizer "
+            f"state and batch order belong to them. Only steps (the new total), learning_rate, record_every and the "
+            f"device may change: pass dataclasses.replace(previous.config, steps=..., learning_rate=...). "
+            f"Received: {'; '.join(changed)}"
+        )
+
+
+def _listed(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _state_arrays(variants: list[_Variant]) -> dict[str, np.ndarray]:
+    """Every trainable and optimizer variable of both variants, as 'tied/var/0', 'untied/opt/2', ..."""
+    return {
+        f"{v.name}/{kind}/{i}": np.array(var.numpy())
+        for v in variants
+        for kind, group in (("var", v.variables), ("opt", v.optimizer.variables))
+        for i, var in enumerate(group)
+    }
+
+
+def _restore(variants: list[_Variant], state: TrainState, config: TrainConfig) -> None:
+    """Assigns a saved state to freshly reset variants; the learning rate is the new config's."""
+    for v in variants:
+        for kind, group in (("var", v.variables), ("opt", v.optimizer.variables)):
+            for i, var in enumerate(group):
+                key = f"{v.name}/{kind}/{i}"
+                value = state.arrays.get(key)
+                if value is None or tuple(np.shape(value)) != tuple(var.shape):
+                    got = "missing" if value is None else f"shape {tuple(np.shape(value))}"
+                    raise ValueError(
+                        f"the earlier run's state does not fit this model: {key} should have shape "
+                        f"{tuple(var.shape)}. It was probably saved by another version of sharecore; train from "
+                        f"the start instead. Received: {key} {got}"
+                    )
+                var.assign(np.asarray(value, dtype=var.dtype))
+        # The state holds the earlier learning rate; a continued run may change it (a schedule by hand).
+        v.optimizer.learning_rate = config.learning_rate
+
+
+def _rows(result: TrainResult | None, frame: str) -> list[tuple]:
+    """The rows of one of `result`'s record frames as tuples; none without a result."""
+    if result is None:
+        return []
+    return list(getattr(result, frame).itertuples(index=False, name=None))
 
 
 def _append_stats(gradients: list, divergence: list, step: int, v: _Variant, values: np.ndarray) -> None:

@@ -641,7 +641,7 @@ def test_one_training_step_records_contributions_moves_and_divergence_of_numpy_o
     config, runs = one_step_runs
     result, spec, data = runs[name], spec_of(name), SPECS[name]
     # The first batch, drawn as the trainer draws it.
-    pool = make_dataset(spec, config.dataset, config.seed)
+    pool = make_dataset(spec, config.dataset, config.seed, config.teacher)
     idx = np.random.default_rng([config.seed, 3]).integers(0, len(pool.x), (1, config.batch_size))[0]
     init = initial_values(spec, seed=config.seed)
     loss, oracle = plain_use_gradients(data, init, pool.x[idx], pool.y[idx], dtype="float64")

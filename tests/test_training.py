@@ -47,7 +47,7 @@ def test_gradient_frame_matches_a_gradient_tape_oracle_on_the_first_batch():
     spec, config = sharecore.preset("tied-autoencoder"), TrainConfig(steps=1, seed=5, batch_size=16)
     result = sharecore.train(spec, config)
     # Rebuild the first batch exactly as the trainer draws it.
-    data = make_dataset(spec, config.dataset, config.seed)
+    data = make_dataset(spec, config.dataset, config.seed, config.teacher)
     idx = np.random.default_rng([config.seed, 3]).integers(0, len(data.x), config.batch_size)
     x, y = tf.constant(data.x[idx]), tf.constant(data.y[idx])
     w = tf.Variable(sharecore.initial_values(spec, config.seed)["W"])
