@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from sharecore.plan import plan
 from sharecore.plotstyle import (
+    ACCURACY_AXIS,
     NEUTRAL,
     PAIR_PALETTE,
     STEP_AXIS,
@@ -37,7 +38,13 @@ HISTOGRAM_BINS = 40  # bins of the weight histograms, on one grid from the small
 
 
 # ----------------------------------------------------------------------------- training curves
-def loss_chart(history: pd.DataFrame, total_steps: int | None = None, heldout: pd.DataFrame | None = None) -> go.Figure:
+def loss_chart(
+    history: pd.DataFrame,
+    total_steps: int | None = None,
+    heldout: pd.DataFrame | None = None,
+    *,
+    log_y: bool = False,
+) -> go.Figure:
     """Training loss per step, tied vs untied, and accuracy on a second axis when there is one.
 
     Args:
@@ -45,6 +52,8 @@ def loss_chart(history: pd.DataFrame, total_steps: int | None = None, heldout: p
         total_steps: fixes the x range to [1, total_steps], so a live chart does not rescale.
         heldout: `TrainResult.heldout` (step, variant, loss, accuracy on held-out samples), drawn
             dashed; None or empty draws none.
+        log_y: draw the loss axis on a log scale (a loss that falls by decades stays readable);
+            the accuracy axis stays linear.
 
     Returns:
         The figure; loss traces are named "<variant> loss", accuracy traces "<variant> accuracy",
@@ -112,14 +121,20 @@ def loss_chart(history: pd.DataFrame, total_steps: int | None = None, heldout: p
             secondary_y=False,
         )
     fig.update_xaxes(title_text=STEP_AXIS, range=x_range)
-    fig.update_yaxes(title_text=loss_label, secondary_y=False)
+    fig.update_yaxes(title_text=loss_label + (", log scale" if log_y else ""), secondary_y=False)
+    if log_y:
+        fig.update_yaxes(type="log", secondary_y=False)
     if has_accuracy:
-        fig.update_yaxes(title_text="accuracy (fraction correct)", range=[0, 1.02], secondary_y=True, showgrid=False)
+        fig.update_yaxes(title_text="accuracy (correct)", secondary_y=True, showgrid=False, **ACCURACY_AXIS)
     styles = ["dashed = held-out loss (samples never trained on)"] * has_heldout
     styles += ["dotted = accuracy (right axis)"] * has_accuracy
     # Line styles are named only when there is more than one to tell apart.
     subtitle = "Same start, same batches" + ("; " + ", ".join(["solid = training loss", *styles]) if styles else "")
-    return _layout(fig, title, subtitle, hovermode="x unified")
+    reading = ["Lower loss is better. Blue: tied, orange: untied. Solid: training loss"]
+    reading += ["dashed: held-out loss"] * has_heldout
+    reading += ["dotted: accuracy on the right axis (higher is better)"] * has_accuracy
+    how = ", ".join(reading) + "." + (" The loss axis is logarithmic: equal steps are equal factors." if log_y else "")
+    return _layout(fig, title, subtitle, how_to_read=how, hovermode="x unified")
 
 
 def _add_use_lines(
@@ -173,7 +188,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         cols=2,
         shared_yaxes=True,
         horizontal_spacing=0.05,
-        subplot_titles=("tied: each use's part, and the sum", "untied: each copy's own gradient"),
+        subplot_titles=("tied", "untied"),  # short: the legend takes much of a narrow chart; the caption says more
     )
     for col, variant in enumerate(VARIANTS, start=1):
         vrows = rows[rows["variant"] == variant]
@@ -205,6 +220,8 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         title,
         f"{len(uses)} use{'s' * (len(uses) > 1)} of {tensor}; thin: one use's gradient, thick: their sum (tied)",
         panel_title_lines=1,
+        how_to_read=f"Higher = a stronger push on {tensor}. Thin lines, one color per use: the gradient each use "
+        f"sends; thick blue: their sum, the one gradient the tied {tensor} gets. Left: tied, right: untied.",
     )
 
 
@@ -261,13 +278,29 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         if vrows.empty:
             _panel_note(fig, f"no {variant} gradients recorded", col)
             continue
-        _add_use_lines(fig, vrows, uses, colors, "cosine_with_others", variant, col)
+        if len(uses) == 2:
+            # With two uses "the others" is the other use, and cos(a, b) = cos(b, a): one line, named for both.
+            _add_use_lines(fig, vrows, uses[:1], colors, "cosine_with_others", variant, col)
+            fig.data[-1].name = f"{uses[0]} = {uses[1]} (identical for two uses)"
+            fig.data[-1].meta = {"variant": variant, "use": uses[0], "same_as": uses[1]}
+        else:
+            _add_use_lines(fig, vrows, uses, colors, "cosine_with_others", variant, col)
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(range=[-1.05, 1.05])
     fig.update_yaxes(title_text="cosine (−1 … 1)", row=1, col=1)
-    return _layout(
-        fig, title, "Cosine of each use's gradient with the sum of the others': above 0 they agree", panel_title_lines=1
-    )
+    if len(uses) == 2:
+        subtitle = f"Cosine between the gradients of {uses[0]} and {uses[1]}: above 0 they agree"
+        how = (
+            "Above 0 (green): the two uses push the same way; below 0 (red): against each other. With two uses "
+            "each one's line is the other's, so one line is drawn. Left: tied, right: untied."
+        )
+    else:
+        subtitle = "Cosine of each use's gradient with the sum of the others': above 0 they agree"
+        how = (
+            f"Above 0 (green): the use pushes {tensor} the same way as the other uses together; below 0 (red): "
+            "against them. One color per use. Left: tied, right: untied."
+        )
+    return _layout(fig, title, subtitle, panel_title_lines=1, how_to_read=how)
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -398,6 +431,8 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
         f"Each pair of uses of {tensor}, on the entries both read; tied stays at 0 and 1"
         + _left_out_note(spec, tensor),
         panel_title_lines=1,
+        how_to_read="Left: 0 = the copies are identical, higher = further apart. Right: 1 = they point the same "
+        "way. One color per pair of untied copies; dashed blue: tied, which stays at 0 and 1.",
     )
 
 
@@ -460,7 +495,13 @@ def divergence_heatmap(
     fig.update_yaxes(title_text="use", autorange="reversed", scaleanchor="x", constrain="domain")
     shown = f"step {at}" if at == step else f"step {at}, the last recorded step at or before {step}"
     left_out = " · blank: no common entry to compare" if np.isnan(matrix).any() else ""
-    return _layout(fig, title, f"{variant} model · ‖Wa − Wb‖ / ‖W0‖ at {shown}{left_out}", height=360)
+    return _layout(
+        fig,
+        title,
+        f"{variant} model · ‖Wa − Wb‖ / ‖W0‖ at {shown}{left_out}",
+        height=360,
+        how_to_read="Each cell: how far apart the copies of two uses are (0 = identical); darker = further apart.",
+    )
 
 
 # ----------------------------------------------------------------------------- weights
@@ -566,5 +607,12 @@ def weight_histograms(weights: dict, name: str | None = None, *, spec: ModelSpec
     fig.update_xaxes(title_text="weight value")
     fig.update_yaxes(title_text="count (weights)", row=1, col=1)
     return _layout(
-        fig, title, f"{label}; grey: before training, color: after", barmode="overlay", bargap=0, panel_title_lines=1
+        fig,
+        title,
+        f"{label}; grey: before training, color: after",
+        barmode="overlay",
+        bargap=0,
+        panel_title_lines=1,
+        how_to_read="Grey: the values before training; blue (tied) and orange (untied): after. "
+        "A wider spread than grey means training moved the weights.",
     )

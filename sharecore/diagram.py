@@ -1,16 +1,20 @@
-"""The model diagram and the parameter bars: a spec (or its parameter report) in, a figure out.
+"""The model diagram and the parameter bars: a spec (or its parameter report) in, a drawing out.
 
-Plain Python over the plan: importing this module does not import TensorFlow, so the Build
-page draws a spec before any model exists.
+The diagram is Graphviz DOT text (`model_dot`), laid out by Graphviz itself (in the browser,
+by `st.graphviz_chart`; any `dot` binary draws it too), so labels never collide however many
+uses a model has. Plain Python over the plan: importing this module does not import
+TensorFlow, so the Build page draws a spec before any model exists.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import html
+import re
+
 import plotly.graph_objects as go
 
 from sharecore.params import BYTES_PER_PARAM, ParamReport
-from sharecore.plan import UsePlan, plan
+from sharecore.plan import UsePlan, plan, rule_output_shape
 from sharecore.plotstyle import (
     NEUTRAL,
     VARIANT_COLORS,
@@ -21,251 +25,203 @@ from sharecore.plotstyle import (
     tensor_colors,
     use_colors,
 )
-from sharecore.spec import INPUT_NODE, ModelSpec
-
-OUTPUT_NODE = "__output__"  # diagram key of the output node; cannot clash with a use name
-
+from sharecore.spec import ModelSpec, Rule
 
 # ----------------------------------------------------------------------------- model diagram
-def _node_label(u: UsePlan) -> str:
-    reads = f"{u.use.tensor} · {u.use.rule.describe()}" if u.shared else "own kernel"
-    return f"<b>{u.use.name}</b><br>{u.use.op} {_shape_text(u.kernel_shape)}<br>{reads}"
+# Node ids are made by the diagram (in0, u3, t1, c3_0, out0), never from user text: a name only
+# ever appears inside an escaped label or tooltip.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _node_hover(u: UsePlan, tied: bool) -> str:
+def _clean(text: object) -> str:
+    """User text as one line of printable characters (controls, line breaks and lone surrogates become spaces or U+FFFD)."""
+    text = str(text).encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be written out
+    return _CONTROL.sub(" ", text)
+
+
+def dot_html(text: object) -> str:
+    """Text for inside a Graphviz HTML-like label (`label=<...>`): shown as written, never as markup.
+
+    The HTML-like label is XML: escaping `&`, `<`, `>` and quotes leaves nothing that can close
+    the label or add markup; braces, brackets and backslashes have no meaning there.
+    """
+    return html.escape(_clean(text), quote=True)
+
+
+def dot_string(text: object) -> str:
+    """A double-quoted DOT string (with its quotes) for an attribute such as `tooltip`.
+
+    Inside quotes DOT only gives `\\"` a meaning, and Graphviz's escString expands `\\N`,
+    `\\G`, `\\n`... in tooltips: doubling each backslash and escaping each quote leaves the
+    user's text as written. A line break of our own is written as `\\n` by the caller.
+    """
+    return '"' + _clean(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tooltip(lines: list[str]) -> str:
+    """A tooltip attribute value of several lines: each line escaped, joined by Graphviz's `\\n`."""
+    return '"' + "\\n".join(dot_string(line)[1:-1] for line in lines) + '"'
+
+
+def _axis_ranges(begin: tuple[int, ...], size: tuple[int, ...], shape: tuple[int, ...] | None) -> str:
+    """'[0:4, :]': the part of each axis a slice reads, ':' for a whole axis."""
+    parts = []
+    for i, (b, s) in enumerate(zip(begin, size)):
+        whole = shape is not None and i < len(shape) and b == 0 and s == shape[i]
+        parts.append(":" if whole else f"{b}:{b + s}")
+    return "[" + ", ".join(parts) + "]"
+
+
+def rule_text(rule: Rule, tensor_shape: tuple[int, ...]) -> str:
+    """How a use reads its tensor, in a few words: 'as stored', 'transpose', 'slice [0:4, :]', ...
+
+    Args:
+        rule: the use's reshape rule.
+        tensor_shape: the shape of the stored tensor it reads.
+
+    Returns:
+        The rule's steps in order, joined by ' then '.
+    """
+    words = []
+    shape: tuple[int, ...] | None = tuple(tensor_shape)
+    for step in rule.steps:
+        if step.kind == "identity":
+            words.append("as stored")
+        elif step.kind == "slice":
+            words.append(f"slice {_axis_ranges(step.begin or (), step.size or (), shape)}")
+        elif step.kind == "transpose":
+            words.append("transpose" if step.perm is None else f"transpose {tuple(step.perm)}")
+        else:
+            words.append(step.describe())
+        try:
+            shape = None if shape is None else tuple(rule_output_shape(step, shape, "diagram"))
+        except ValueError:  # a plan has checked the rule; without one, stop naming whole axes
+            shape = None
+    return " then ".join(words) if words else "as stored"
+
+
+def _of(tensor: str, rule: str) -> str:
+    """'W as stored' or 'slice [:, 0:4] of W'."""
+    return f"{tensor} as stored" if rule == "as stored" else f"{rule} of {tensor}"
+
+
+def _use_tooltip(u: UsePlan, tied: bool) -> list[str]:
+    """The hover detail of a use: what it reads, its shapes, its kernel and bias."""
+    rule = rule_text(u.use.rule, u.tensor_shape)
     if u.shared and tied:
-        kernel = (
-            f"reads shared tensor {u.use.tensor} {_shape_text(u.tensor_shape)} through rule {u.use.rule.describe()}"
-        )
+        kernel = f"reads {_of(u.use.tensor, rule)}, one shared tensor {_shape_text(u.tensor_shape)}"
     elif u.shared:
-        kernel = (
-            f"stores its own copy {_shape_text(u.kernel_shape)}, initialised as {u.use.rule.describe()}({u.use.tensor})"
-        )
+        kernel = f"stores its own copy {_shape_text(u.kernel_shape)}, initialised as {_of(u.use.tensor, rule)}"
     else:
         kernel = f"stores its own kernel {_shape_text(u.kernel_shape)}"
+    lines = [
+        f"{u.use.name} ({u.use.op}, {u.use.activation})",
+        f"reads node '{u.source}' {_shape_text(u.in_shape)} -> {_shape_text(u.out_shape)}",
+        kernel,
+    ]
     if u.use.op == "conv2d_transpose":
         # Its channel axes are conv2d's the other way round, so a reader of the shape needs telling.
         c_out, c_in = u.kernel_shape[-2:]
-        kernel += f"<br>kernel axes (height, width, out, in): {c_in} -> {c_out} channels"
-    return (
-        f"<b>{u.use.name}</b> ({u.use.op}, {u.use.activation})<br>reads node '{u.source}' "
-        f"{_shape_text(u.in_shape)} -> {_shape_text(u.out_shape)}<br>{kernel}<br>bias: {u.use.bias}"
-    )
+        lines.append(f"kernel axes (height, width, out, in): {c_in} -> {c_out} channels")
+    lines.append(f"bias: {u.use.bias}")
+    return lines
 
 
-def _label_side(depth: int) -> str:
-    # Neighbouring columns put their labels on opposite sides, so a long chain's labels do not overlap.
-    return "bottom center" if depth % 2 else "top center"
+def _light(color: str) -> str:
+    """`color` (#rrggbb) mixed 80 % with white: a fill that black text stays readable on."""
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(c + (255 - c) * 0.8):02x}" for c in (r, g, b))
 
 
-def _spread(xs: list[float], taken: list[float], gap: float = 0.6) -> list[float]:
-    """Shifts new node positions right until they keep `gap` from nodes already in the row."""
-    out = []
-    for x in xs:
-        while any(abs(x - t) < gap - 1e-9 for t in taken + out):
-            x += gap
-        out.append(x)
-    return out
+def model_dot(spec: ModelSpec, tied: bool = True) -> str:
+    """The model graph as Graphviz DOT, left to right, with each shared tensor in its own color.
 
+    Input and output are grey boxes; each use is a box with its name (in the use's color, the
+    color of its lines in the gradient charts), op and kernel shape, outlined in the color of
+    the shared tensor it reads (grey for an own kernel). Solid grey arrows carry the data.
+    Tied: one node per shared tensor ("stored once, read by n uses") with a dashed arrow in its
+    color to each use that reads it, labelled with the rule ("as stored", "transpose",
+    "slice [0:4, :]"). Untied: one node per use for the copy it stores, with a solid arrow
+    labelled with the rule its copy was initialised by. Every node and tensor arrow has a
+    tooltip with the detail.
 
-def model_diagram(spec: ModelSpec, tied: bool = True) -> go.Figure:
-    """The model graph, laid out left to right by depth, with shared tensors marked.
-
-    Input and output are grey squares; each use is a circle filled with the color of the shared
-    tensor it reads (grey outline for an own kernel) and labelled with its name, op, kernel
-    shape, tensor and rule; the label text has the use's color. Arrows run source -> use and
-    output use -> output. Tied: one diamond per shared tensor with dashed lines to its uses.
-    Untied: one square per use, the copy it stores, with a solid line to it.
+    Names are user text: they appear only inside escaped labels and tooltips (`dot_html`,
+    `dot_string`), never as node ids.
 
     Args:
         spec: the model spec.
         tied: draw the tied model (True) or the untied one.
 
     Returns:
-        The figure. Node traces carry `meta={"role": "use" | "tensor" | "copy" | "io", ...}`;
-        each arrow is an annotation named ``"edge: <source> -> <target>"``.
+        The DOT source of a `digraph`.
 
     Raises:
         ValueError: if the spec cannot be built.
     """
     p = plan(spec)
     t_colors = tensor_colors(spec)
-    depth = {INPUT_NODE: 0}
+    ids = {"input": "in0"} | {u.use.name: f"u{i}" for i, u in enumerate(p.uses)}
+    lines = [
+        "digraph model {",
+        '  graph [rankdir=LR, bgcolor="transparent", nodesep=0.25, ranksep=0.45, fontname="Helvetica", fontsize=11, '
+        f'labelloc=b, fontcolor="#555555", label=<{"tied" if tied else "untied"} model: {dot_html(spec.name)}>, '
+        f"tooltip={dot_string(spec.name)}];",
+        '  node [fontname="Helvetica", fontsize=11, shape=box, style="rounded,filled", fillcolor="white", margin="0.1,0.05"];',
+        '  edge [fontname="Helvetica", fontsize=10, color="#777777", arrowsize=0.7];',
+        f'  in0 [label=<<b>input</b><br/>{dot_html(_shape_text(spec.input_shape))}>, fillcolor="#eeeeee", '
+        f'color="{NEUTRAL}", tooltip={_tooltip([f"input, per sample: {_shape_text(spec.input_shape)}"])}];',
+        f'  out0 [label=<<b>output</b><br/>{dot_html(_shape_text(p.output_shape))}>, fillcolor="#eeeeee", '
+        f'color="{NEUTRAL}", tooltip={_tooltip([f"output, per sample: {_shape_text(p.output_shape)}"])}];',
+    ]
+    for t, uses in ((t.name, p.group(t.name)) for t in spec.tensors):
+        colors = use_colors([u.use.name for u in uses])
+        for u in uses:
+            lines.append(
+                f'  {ids[u.use.name]} [label=<<font color="{colors[u.use.name]}"><b>{dot_html(u.use.name)}</b></font>'
+                f"<br/>{dot_html(u.use.op)} {dot_html(_shape_text(u.kernel_shape))}>, "
+                f'color="{t_colors[t]}", penwidth=2, tooltip={_tooltip(_use_tooltip(u, tied))}];'
+            )
     for u in p.uses:
-        depth[u.use.name] = depth[u.source] + 1
-    depth[OUTPUT_NODE] = max(depth.values()) + 1
-    columns: dict[int, list[str]] = {}
-    for node, d in depth.items():
-        columns.setdefault(d, []).append(node)
-    pos: dict[str, tuple[float, float]] = {}
-    for d, nodes in columns.items():
-        for i, node in enumerate(nodes):
-            pos[node] = (float(d), (len(nodes) - 1) / 2 - i)
-    half = max((len(nodes) - 1) / 2 for nodes in columns.values())
-    rows_y = {1: half + 0.95, -1: -(half + 0.95)}  # the row of tensors/copies above and below
-
-    fig = go.Figure()
-    groups = {t.name: p.group(t.name) for t in spec.tensors}
-    taken: dict[int, list[float]] = {1: [], -1: []}
-    for k, (t, group) in enumerate(groups.items()):
-        # Alternate above/below so the dashed lines of two tensors do not cross one another.
-        side = 1 if k % 2 == 0 else -1
-        y = rows_y[side]
-        color = t_colors[t]
+        if not u.shared:
+            lines.append(
+                f"  {ids[u.use.name]} [label=<<b>{dot_html(u.use.name)}</b><br/>{dot_html(u.use.op)} "
+                f'{dot_html(_shape_text(u.kernel_shape))}<br/>own kernel>, color="{NEUTRAL}", '
+                f"tooltip={_tooltip(_use_tooltip(u, tied))}];"
+            )
+    for u in p.uses:
+        lines.append(f"  {ids[u.source]} -> {ids[u.use.name]};")
+    for o in p.outputs:
+        lines.append(f"  {ids[o]} -> out0;")
+    for k, t in enumerate(spec.tensors):
+        group = p.group(t.name)
+        color = t_colors[t.name]
         if tied:
-            x = float(np.mean([depth[u.use.name] for u in group]))
-            if len({depth[u.use.name] for u in group}) == 1:
-                x += 0.45  # uses stacked in one column: a vertical line would run through them
-            (x,) = _spread([x], taken[side])
-            taken[side].append(x)
-            node_x, node_y = [x], [y]
-            shape = next(s.shape for s in spec.tensors if s.name == t)
-            # One line beside the node, so the tensor row stays thin.
-            text = [f"<b>{t}</b> {_shape_text(shape)}<br>stored once, read by {len(group)} use{'s' * (len(group) > 1)}"]
-            hover = text
-            links = [(x, y, u.use.name) for u in group]
-            name, symbol, size, role = f"shared {t}", "diamond", 26, "tensor"
-        else:
-            by_depth: dict[int, list[UsePlan]] = {}
+            reads = f"read by {len(group)} use{'s' * (len(group) != 1)}"
+            lines.append(
+                f"  t{k} [label=<<b>{dot_html(t.name)}</b> {dot_html(_shape_text(t.shape))}<br/>stored once, {reads}>, "
+                f'shape=box, style="filled", fillcolor="{_light(color)}", color="{color}", penwidth=2, '
+                f"tooltip={_tooltip([f'shared tensor {t.name} {_shape_text(t.shape)}', f'one variable, {reads}', 'its gradient is the sum of their gradients'])}];"
+            )
             for u in group:
-                by_depth.setdefault(depth[u.use.name], []).append(u)
-            wanted = []
-            for d, members in by_depth.items():
-                wanted += [d + (j - (len(members) - 1) / 2) * 0.4 for j in range(len(members))]
-            xs = _spread(wanted, taken[side], gap=0.35)
-            taken[side] += xs
-            ordered = [u for members in by_depth.values() for u in members]
-            node_x, node_y = xs, [y] * len(xs)
-            # Copies can sit 0.35 apart, so the visible label is just the tensor; the hover says more.
-            text = [t] * len(ordered)
-            hover = [
-                f"{u.use.name}'s own copy of {t}: {_shape_text(u.kernel_shape)}, "
-                f"initialised as {u.use.rule.describe()}({t})"
-                for u in ordered
-            ]
-            links = [(x, y, u.use.name) for x, u in zip(xs, ordered)]
-            name, symbol, size, role = f"copies of {t} (one per use)", "square", 16, "copy"
-        seg_x: list[float | None] = []
-        seg_y: list[float | None] = []
-        for x0, y0, use in links:
-            seg_x += [x0, pos[use][0], None]
-            seg_y += [y0, pos[use][1], None]
-        fig.add_trace(
-            go.Scatter(
-                x=seg_x,
-                y=seg_y,
-                mode="lines",
-                line={"color": color, "width": 2, "dash": "dash" if tied else "solid"},
-                name=name,
-                legendgroup=t,
-                showlegend=False,
-                hoverinfo="skip",
-                meta={"role": "shared_link" if tied else "copy_link", "tensor": t},
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=node_x,
-                y=node_y,
-                mode="markers+text",
-                marker={"symbol": symbol, "size": size, "color": color, "line": {"color": "white", "width": 1}},
-                text=text,
-                # Above a tensor and beside a copy: a label that ran sideways was cut off in narrow columns.
-                textposition=("top center" if side == 1 else "bottom center") if tied else "middle right",
-                textfont={"size": 11, "color": color},
-                hovertext=hover,
-                hoverinfo="text",
-                name=name,
-                legendgroup=t,
-                meta={"role": role, "tensor": t},
-            )
-        )
-
-    for t, group in [*groups.items(), (None, tuple(u for u in p.uses if not u.shared))]:
-        if not group:
-            continue
-        colors = use_colors([u.use.name for u in group])
-        fig.add_trace(
-            go.Scatter(
-                x=[pos[u.use.name][0] for u in group],
-                y=[pos[u.use.name][1] for u in group],
-                mode="markers+text",
-                marker={
-                    "size": 22,
-                    "color": t_colors[t] if t else "white",
-                    "line": {"color": "white" if t else NEUTRAL, "width": 2},
-                },
-                text=[_node_label(u) for u in group],
-                textposition=[_label_side(depth[u.use.name]) for u in group],
-                textfont={"size": 10, "color": [colors[u.use.name] if t else "#444444" for u in group]},
-                hovertext=[_node_hover(u, tied) for u in group],
-                hoverinfo="text",
-                name=f"uses of {t}" if t else "own kernel",
-                legendgroup=t or "own",
-                showlegend=t is None,
-                meta={"role": "use", "tensor": t},
-            )
-        )
-    io = [INPUT_NODE, OUTPUT_NODE]
-    fig.add_trace(
-        go.Scatter(
-            x=[pos[n][0] for n in io],
-            y=[pos[n][1] for n in io],
-            mode="markers+text",
-            marker={"symbol": "square", "size": 18, "color": NEUTRAL},
-            text=[
-                f"<b>input</b><br>{_shape_text(spec.input_shape)}",
-                f"<b>output</b><br>{_shape_text(p.output_shape)}",
-            ],
-            textposition=[_label_side(depth[n]) for n in io],
-            textfont={"size": 11, "color": "#444444"},
-            hoverinfo="text",
-            name="input / output",
-            showlegend=False,
-            meta={"role": "io"},
-        )
-    )
-    edges = [(u.source, u.use.name) for u in p.uses] + [(o, OUTPUT_NODE) for o in p.outputs]
-    for src, dst in edges:
-        fig.add_annotation(
-            name=f"edge: {src} -> {'output' if dst == OUTPUT_NODE else dst}",
-            x=pos[dst][0],
-            y=pos[dst][1],
-            ax=pos[src][0],
-            ay=pos[src][1],
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            text="",
-            showarrow=True,
-            arrowhead=2,
-            arrowsize=1.2,
-            arrowwidth=1.5,
-            arrowcolor="#777777",
-            standoff=12,
-            startstandoff=10,
-        )
-    ys = [y for _, y in pos.values()] + [y for tr in fig.data for y in tr.y if y is not None]
-    fig.update_xaxes(visible=False, range=[-0.6, depth[OUTPUT_NODE] + 0.6])
-    y_range = [min(ys) - 0.85, max(ys) + 0.85]
-    fig.update_yaxes(visible=False, range=y_range)
-    # About 60 px per unit leaves room for a node and its three-line label above or below it.
-    height = int(min(420, max(340, 60 * (y_range[1] - y_range[0]) + 118)))
-    if tied:
-        title = "Which uses read the same stored tensor?"
-        subtitle = "Tied: each shared tensor ◆ is stored once; dashed lines go to its uses"
-    else:
-        title = "Which uses would share a tensor if tied?"
-        subtitle = "Untied: each use stores its own copy ■ of the shared tensor"
-    return _layout(
-        fig,
-        title,
-        subtitle,
-        height=height,
-        hovermode="closest",
-        legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top", "font": {"size": 11}},
-    )
+                rule = rule_text(u.use.rule, u.tensor_shape)
+                lines.append(
+                    f'  t{k} -> {ids[u.use.name]} [style=dashed, color="{color}", fontcolor="{color}", penwidth=1.5, '
+                    f"label=<{dot_html(rule)}>, tooltip={_tooltip([f'{u.use.name} reads {_of(t.name, rule)}'])}];"
+                )
+        else:
+            for j, u in enumerate(group):
+                rule = rule_text(u.use.rule, u.tensor_shape)
+                lines.append(
+                    f"  c{k}_{j} [label=<copy of <b>{dot_html(t.name)}</b><br/>{dot_html(_shape_text(u.kernel_shape))}>, "
+                    f'shape=box, style="filled,dashed", fillcolor="{_light(color)}", color="{color}", '
+                    f"tooltip={_tooltip([f'{u.use.name} stores its own copy {_shape_text(u.kernel_shape)}', f'initialised as {_of(t.name, rule)}, then trained on its own'])}];"
+                )
+                lines.append(
+                    f'  c{k}_{j} -> {ids[u.use.name]} [color="{color}", fontcolor="{color}", '
+                    f"label=<init: {dot_html(rule)}>];"
+                )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -334,4 +290,12 @@ def param_bars(report: ParamReport) -> go.Figure:
         subtitle = "Nothing is shared, so both models store the same parameters"
     fig.update_xaxes(title_text="use (model order)")
     fig.update_yaxes(title_text="parameters (count)", rangemode="tozero")
-    return _layout(fig, title, subtitle, barmode="group", bargap=0.25)
+    return _layout(
+        fig,
+        title,
+        subtitle,
+        barmode="group",
+        bargap=0.25,
+        how_to_read="Solid bars: parameters a use stores; hatched: parameters it reads that another use stores. "
+        "Blue: tied, orange: untied.",
+    )

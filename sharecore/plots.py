@@ -1,9 +1,9 @@
 """Plot builders, one import away: re-exports the figure builders of the plot modules.
 
-The builders live by subject: `sharecore.diagram` (model diagram, parameter bars; no
-TensorFlow), `sharecore.tensorviews` (the shared-tensor heatmaps), `sharecore.charts`
+The builders live by subject: `sharecore.diagram` (the model diagram as Graphviz DOT, parameter bars;
+no TensorFlow), `sharecore.tensorviews` (the shared-tensor heatmaps), `sharecore.charts`
 (training, gradient, divergence and weight charts) and `sharecore.plotstyle` (colors and
-layout). Every builder is a pure function returning a `plotly.graph_objects.Figure`; none
+layout). Every builder is a pure function returning a `plotly.graph_objects.Figure` (`model_dot`: DOT text); none
 imports streamlit, so a notebook, the CLI and the tests draw exactly what the pages show.
 """
 
@@ -17,8 +17,9 @@ from sharecore.charts import (
     loss_chart,
     weight_histograms,
 )
-from sharecore.diagram import OUTPUT_NODE, model_diagram, param_bars
+from sharecore.diagram import model_dot, param_bars
 from sharecore.plotstyle import (
+    ACCURACY_AXIS,
     HEIGHT,
     NEUTRAL,
     PAIR_PALETTE,
@@ -28,15 +29,16 @@ from sharecore.plotstyle import (
     USE_PALETTE,
     VARIANT_COLORS,
     VARIANTS,
+    apply_presenter,
     tensor_colors,
     use_colors,
 )
 from sharecore.tensorviews import tensor_views
 
 __all__ = [
+    "ACCURACY_AXIS",
     "HEIGHT",
     "NEUTRAL",
-    "OUTPUT_NODE",
     "PAIR_PALETTE",
     "STEP_AXIS",
     "TEMPLATE",
@@ -44,12 +46,13 @@ __all__ = [
     "USE_PALETTE",
     "VARIANT_COLORS",
     "VARIANTS",
+    "apply_presenter",
     "divergence_chart",
     "divergence_heatmap",
     "gradient_cosine",
     "gradient_flow",
     "loss_chart",
-    "model_diagram",
+    "model_dot",
     "param_bars",
     "tensor_colors",
     "tensor_views",

@@ -59,12 +59,23 @@ def tensor_colors(spec: ModelSpec) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- shared helpers
 def _layout(
-    fig: go.Figure, title: str, subtitle: str = "", height: int = HEIGHT, panel_title_lines: int = 0, **kwargs: Any
+    fig: go.Figure,
+    title: str,
+    subtitle: str = "",
+    height: int = HEIGHT,
+    panel_title_lines: int = 0,
+    how_to_read: str = "",
+    **kwargs: Any,
 ) -> go.Figure:
     """The house style: white template, compact height, title (the question) and subtitle at the top.
 
     `panel_title_lines` makes room under the subtitle for subplot titles of that many lines.
+    `how_to_read` is one line on how to read the chart (what is better, what each line and color
+    is); it is kept in `fig.layout.meta["how_to_read"]` (see `how_to_read`), which the dashboard
+    shows as a caption under the chart, where it wraps at any width.
     """
+    if how_to_read:
+        fig.update_layout(meta={"how_to_read": how_to_read})
     fig.update_layout(
         template=TEMPLATE,
         height=height,
@@ -83,6 +94,12 @@ def _layout(
     fig.update_xaxes(title_font_size=12)
     fig.update_yaxes(title_font_size=12)
     return fig
+
+
+def how_to_read(fig: go.Figure) -> str:
+    """The chart's one line on how to read it, or '' (a message figure has none)."""
+    meta = fig.layout.meta
+    return str(meta.get("how_to_read", "")) if isinstance(meta, dict) else ""
 
 
 def _message(title: str, message: str, subtitle: str = "", fig: go.Figure | None = None) -> go.Figure:
@@ -152,3 +169,65 @@ def _flat_2d(a: np.ndarray) -> np.ndarray:
 
 def _shape_text(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+# ----------------------------------------------------------------------------- axes and presenter mode
+# An accuracy axis: 0 to 100 % in steps of 20 %, not the odd ticks (0.166, 0.468, ...) that a
+# secondary axis gets when plotly picks them to line up with the loss axis.
+ACCURACY_AXIS: dict[str, Any] = {"range": [0, 1.02], "tick0": 0, "dtick": 0.2, "tickformat": ".0%"}
+PRESENTER_SCALE = 1.4
+DEFAULT_FONT_SIZE = 12  # plotly's own default, for text the house style leaves unsized
+
+
+def _scaled(size: float | None, scale: float, default: float = DEFAULT_FONT_SIZE) -> float:
+    return round((size or default) * scale, 1)
+
+
+def apply_presenter(fig: go.Figure, scale: float = PRESENTER_SCALE) -> go.Figure:
+    """A copy of `fig` with all its text `scale` times larger, for a projector at the back of a room.
+
+    Titles, subtitles, axis titles and ticks, legends, hover labels, annotations (subplot titles,
+    notes), colorbars and trace text grow; the top margin and the height grow with the title so
+    that nothing overlaps. `fig` itself is not changed (figures are cached and shared).
+
+    Args:
+        fig: a figure of the house style.
+        scale: the factor, e.g. 1.4.
+
+    Returns:
+        The enlarged copy.
+
+    Raises:
+        ValueError: for a scale that is not a positive number.
+    """
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive number, e.g. 1.4. Received: scale={scale!r}")
+    out = go.Figure(fig)
+    layout = out.layout
+    layout.font.size = _scaled(layout.font.size, scale)
+    layout.title.font.size = _scaled(layout.title.font.size, scale, 16)
+    layout.title.subtitle.font.size = _scaled(layout.title.subtitle.font.size, scale)
+    layout.legend.font.size = _scaled(layout.legend.font.size, scale)
+    layout.hoverlabel.font.size = _scaled(layout.hoverlabel.font.size, scale, 13)
+    for annotation in layout.annotations:
+        annotation.font.size = _scaled(annotation.font.size, scale)
+    for axis in [*out.select_xaxes(), *out.select_yaxes()]:
+        axis.tickfont.size = _scaled(axis.tickfont.size, scale)
+        axis.title.font.size = _scaled(axis.title.font.size, scale)
+    for name in ("coloraxis",):
+        bar = layout[name].colorbar
+        bar.tickfont.size = _scaled(bar.tickfont.size, scale)
+        bar.title.font.size = _scaled(bar.title.font.size, scale)
+    for trace in out.data:
+        if "textfont" in trace and trace.textfont.size is not None:
+            sizes = trace.textfont.size
+            trace.textfont.size = [s * scale for s in sizes] if isinstance(sizes, (list, tuple)) else sizes * scale
+        if "colorbar" in trace:
+            trace.colorbar.tickfont.size = _scaled(trace.colorbar.tickfont.size, scale)
+    margin_top = layout.margin.t if layout.margin.t is not None else 66
+    extra = round(margin_top * (scale - 1))
+    layout.margin.t = margin_top + extra
+    layout.margin.b = round((layout.margin.b if layout.margin.b is not None else 52) * scale)
+    layout.margin.l = round((layout.margin.l if layout.margin.l is not None else 64) * scale)
+    layout.height = (layout.height or HEIGHT) + extra + round(60 * (scale - 1))
+    return out

@@ -12,14 +12,16 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from sharecore.diagram import rule_text
 from sharecore.plan import plan
 from sharecore.plotstyle import (
     HEIGHT,
     _flat_2d,
     _layout,
     _shape_text,
+    use_colors,
 )
-from sharecore.rules import apply_rule_np
+from sharecore.rules import apply_rule_np, reads_part, rule_mask
 from sharecore.spec import ModelSpec
 
 MAX_PANELS_PER_ROW = 6  # more uses wrap onto further rows (a spec may have up to 32 uses)
@@ -81,8 +83,18 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     panels = [(f"stored {tensor}", "", w)]
     for u in group:
         kernel = apply_rule_np(u.use.rule, w) if u.shared else w
-        rule = u.use.rule.describe() if u.shared else "own kernel"
-        panels.append((u.use.name, f"{rule} → ", kernel))
+        rule = rule_text(u.use.rule, stored_shape) if u.shared else "own kernel"
+        # A use that reads the tensor as stored shows only its shape: narrow panels keep their titles apart.
+        panels.append((u.use.name, "" if rule == "as stored" else f"{rule} → ", kernel))
+    # The part of the stored tensor each slicing use reads: (use, its color, (row0, row1, col0, col1)) on the 2-D view.
+    colors = use_colors([u.use.name for u in group])
+    boxes = []
+    for u in group:
+        if u.shared and reads_part(u.use.rule):
+            rows_read, cols_read = np.nonzero(_flat_2d(rule_mask(u.use.rule, stored_shape)))
+            if rows_read.size:
+                box = (int(rows_read.min()), int(rows_read.max()) + 1, int(cols_read.min()), int(cols_read.max()) + 1)
+                boxes.append((u.use.name, colors[u.use.name], box))
 
     flats = [_flat_2d(a) for _, _, a in panels]
     per_axis = _cells_per_axis(len(panels))
@@ -153,7 +165,23 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
             x_axis = fig.get_subplot(row, col).xaxis.plotly_name  # "xaxis7"
             fig.update_yaxes(scaleanchor=x_axis.replace("axis", ""), constrain="domain", row=row, col=col)
             fig.update_xaxes(constrain="domain", row=row, col=col)
-    fig.update_annotations(font_size=12 if cols <= 3 else 10)
+    fig.update_annotations(font_size=12 if cols <= 2 else 10)
+    for name, color, (row0, row1, col0, col1) in boxes:
+        # Cell i covers [i - 0.5, i + 0.5] on both axes of a heatmap.
+        fig.add_shape(
+            type="rect",
+            x0=col0 - 0.5,
+            x1=col1 - 0.5,
+            y0=row0 - 0.5,
+            y1=row1 - 0.5,
+            xref="x",
+            yref="y",
+            line={"color": color, "width": 3},
+            fillcolor="rgba(0,0,0,0)",
+            name=f"read by {name}",
+        )
+        index = [label for label, _, _ in panels].index(name)
+        fig.layout.annotations[index].font.color = color  # the use's title in its box's color
     fig.update_layout(
         coloraxis={
             "colorscale": "RdBu",
@@ -167,10 +195,14 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     if sampled:
         which = f"each panel shows {_stride_text(*sampled.pop())}" if same_sampling else "large panels show every k-th"
         subtitle += f"<br>Too large to draw whole: {which} (axes keep the true indices)"
+    how = "Red: positive, blue: negative, white: 0, one color scale for all panels."
+    if boxes:
+        how += " An outlined box on the stored tensor marks the part a slice reads, in the color of its use's title."
     return _layout(
         fig,
         f"What does each use see of {tensor}?",
         subtitle,
+        how_to_read=how,
         height=height + 17 * bool(sampled),
         # The second subtitle line needs the room of one more panel-title line.
         panel_title_lines=lines + bool(sampled),

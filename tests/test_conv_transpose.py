@@ -86,7 +86,7 @@ def autoencoder_tf(x: tf.Tensor, k_enc: tf.Tensor, k_dec: tf.Tensor) -> tf.Tenso
 
 def first_batch(spec: ModelSpec, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """The first batch sharecore.train draws, rebuilt (the recorded loss confirms it)."""
-    data = make_dataset(spec, config.dataset, config.seed)
+    data = make_dataset(spec, config.dataset, config.seed, config.teacher)
     idx = np.random.default_rng([config.seed, 3]).integers(0, len(data.x), config.batch_size)
     return data.x[idx], data.y[idx]
 
@@ -482,11 +482,9 @@ def test_a_transposed_conv_is_estimated_with_the_conv_memory_factors():
 
 
 def test_the_diagram_says_which_way_the_transposed_kernel_maps_channels():
-    from sharecore.diagram import model_diagram
+    from sharecore.diagram import model_dot
 
-    fig = model_diagram(sharecore.preset(PRESET))
-    hovers = " ".join(str(trace.hovertext) for trace in fig.data)
-    assert "kernel axes (height, width, out, in): 4 -> 1 channels" in hovers
+    assert "kernel axes (height, width, out, in): 4 -> 1 channels" in model_dot(sharecore.preset(PRESET))
 
 
 def test_the_build_page_shows_the_preset_and_its_editor_keeps_the_decoders_strides():

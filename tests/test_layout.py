@@ -80,7 +80,7 @@ sharecore.check_limits(spec, sharecore.TrainConfig())
 state = urlstate.read_state(urlstate.encode_state("seed-conv", spec, sharecore.TrainConfig(steps=7)))
 assert state.spec == spec and state.config.steps == 7
 assert sharecore.ModelSpec.from_json(spec.to_json()) == spec
-diagram.model_diagram(spec, tied=True); diagram.param_bars(report)
+diagram.model_dot(spec, tied=True); diagram.param_bars(report)
 limits.Limits.from_env()
 print(json.dumps(sorted(m for m in ("tensorflow", "keras", "streamlit") if m in sys.modules)))
 """

@@ -78,16 +78,6 @@ def empty_notes(fig: go.Figure) -> list[str]:
     return [a.text for a in fig.layout.annotations if a.name == "empty"]
 
 
-def segments(trace) -> list[tuple[tuple[float, float], tuple[float, float]]]:
-    """The (start, end) points of a None-separated line trace."""
-    xs, ys = list(trace.x), list(trace.y)
-    out = []
-    for i in range(0, len(xs), 3):
-        assert xs[i + 2] is None and ys[i + 2] is None
-        out.append(((xs[i], ys[i]), (xs[i + 1], ys[i + 1])))
-    return out
-
-
 def rows(frame: pd.DataFrame, **equal) -> pd.DataFrame:
     for column, value in equal.items():
         frame = frame[frame[column] == value]
@@ -131,7 +121,7 @@ def test_diagrams_param_bars_and_given_tensor_views_draw_without_importing_tenso
         "from sharecore.presets import preset\n"
         "from sharecore.params import param_report\n"
         "spec = preset('albert-mlp')\n"
-        "plots.model_diagram(spec, tied=True); plots.model_diagram(spec, tied=False)\n"
+        "plots.model_dot(spec, tied=True); plots.model_dot(spec, tied=False)\n"
         "plots.param_bars(param_report(spec))\n"
         "t = spec.tensors[0]\n"
         "plots.tensor_views(spec, t.name, values=np.zeros(t.shape, dtype=np.float32))\n"
@@ -144,8 +134,6 @@ def test_diagrams_param_bars_and_given_tensor_views_draw_without_importing_tenso
 def test_every_chart_is_compact_white_and_titled_with_its_question(dense_run, albert_run):
     spec = dense_run.spec
     figures = [
-        plots.model_diagram(spec, tied=True),
-        plots.model_diagram(albert_run.spec, tied=False),
         plots.tensor_views(spec, "W"),
         plots.param_bars(sharecore.param_report(spec)),
         plots.loss_chart(dense_run.history),
@@ -168,108 +156,9 @@ def test_variant_colors_are_distinct_and_never_reused_for_a_use():
     assert not set(plots.VARIANT_COLORS.values()) & set(plots.USE_PALETTE)
 
 
-# ----------------------------------------------------------------------------- model diagram
-@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
-def test_diagram_draws_one_node_per_use_and_one_arrow_per_edge(tied):
-    spec = sharecore.preset("seed-dense")
-    fig = plots.model_diagram(spec, tied=tied)
-    use_nodes = [name for t in traces(fig, role="use") for name in t.text]
-    assert len(use_nodes) == 2
-    edges = sorted(a.name for a in fig.layout.annotations if (a.name or "").startswith("edge: "))
-    assert edges == ["edge: dense_1 -> dense_2", "edge: dense_2 -> output", "edge: input -> dense_1"]
+# The model diagram (Graphviz DOT) is tested in tests/test_diagram_dot.py.
 
 
-def test_diagram_arrows_start_and_end_on_the_nodes_they_connect():
-    fig = plots.model_diagram(sharecore.preset("seed-mixed"))
-    positions = {}
-    for t in traces(fig, role="use") + traces(fig, role="io"):
-        for x, y, text in zip(t.x, t.y, t.text):
-            positions[text.split("</b>")[0].removeprefix("<b>")] = (x, y)
-    for a in fig.layout.annotations:
-        if (a.name or "").startswith("edge: "):
-            src, dst = a.name.removeprefix("edge: ").split(" -> ")
-            assert (a.ax, a.ay) == positions[src]
-            assert (a.x, a.y) == positions[dst]
-    # Both branches read the input and both feed the output: four arrows.
-    assert sum((a.name or "").startswith("edge: ") for a in fig.layout.annotations) == 4
-
-
-def test_tied_diagram_draws_one_tensor_node_with_a_dashed_line_to_each_use():
-    fig = plots.model_diagram(sharecore.preset("albert-mlp"), tied=True)
-    for tensor, uses in (
-        ("W_up", ["block1_up", "block2_up", "block3_up"]),
-        ("W_down", ["block1_down", "block2_down", "block3_down"]),
-    ):
-        node = one_trace(fig, role="tensor", tensor=tensor)
-        assert len(node.x) == 1 and node.name == f"shared {tensor}" and node.showlegend is not False
-        link = one_trace(fig, role="shared_link", tensor=tensor)
-        assert link.line.dash == "dash"
-        use_trace = one_trace(fig, role="use", tensor=tensor)
-        assert [text.split("</b>")[0].removeprefix("<b>") for text in use_trace.text] == uses
-        use_points = set(zip(use_trace.x, use_trace.y))
-        segs = segments(link)
-        assert len(segs) == 3
-        assert {start for start, _ in segs} == {(node.x[0], node.y[0])}
-        assert {end for _, end in segs} == use_points
-        # The uses of a tensor are filled with its color, the same as its node and lines.
-        assert use_trace.marker.color == node.marker.color == link.line.color
-    assert not traces(fig, role="copy")
-
-
-def test_untied_diagram_draws_one_copy_per_use_and_no_shared_node():
-    spec = sharecore.preset("siamese-digits")
-    fig = plots.model_diagram(spec, tied=False)
-    assert not traces(fig, role="tensor")
-    for tensor in ("K", "D"):
-        copies = one_trace(fig, role="copy", tensor=tensor)
-        assert len(copies.x) == 2
-        link = one_trace(fig, role="copy_link", tensor=tensor)
-        assert link.line.dash == "solid"
-        use_trace = one_trace(fig, role="use", tensor=tensor)
-        segs = segments(link)
-        assert [start for start, _ in segs] == list(zip(copies.x, copies.y))
-        assert {end for _, end in segs} == set(zip(use_trace.x, use_trace.y))
-
-
-def test_diagram_layers_uses_left_to_right_by_depth():
-    fig = plots.model_diagram(sharecore.preset("siamese-digits"))
-    x_of = {}
-    for t in traces(fig, role="use") + traces(fig, role="io"):
-        for x, text in zip(t.x, t.text):
-            x_of[text.split("</b>")[0].removeprefix("<b>")] = x
-    assert x_of == {
-        "input": 0,
-        "tower_a_conv": 1,
-        "tower_b_conv": 1,
-        "tower_a_embed": 2,
-        "tower_b_embed": 2,
-        "output": 3,
-    }
-
-
-def test_diagram_labels_say_name_op_kernel_shape_tensor_and_rule():
-    fig = plots.model_diagram(sharecore.preset("tied-autoencoder"))
-    labels = one_trace(fig, role="use", tensor="W").text
-    assert labels == (
-        "<b>encoder</b><br>dense (10, 5)<br>W · identity",
-        "<b>decoder</b><br>dense (5, 10)<br>W · transpose",
-    )
-    own = one_trace(plots.model_diagram(sharecore.preset("seed-conv")), role="use", tensor=None)
-    assert own.text == ("<b>stem</b><br>conv2d (3, 3, 3, 16)<br>own kernel",) and own.name == "own kernel"
-
-
-def test_use_label_colors_match_the_use_lines_of_the_gradient_charts(albert_run):
-    diagram = plots.model_diagram(albert_run.spec)
-    flow = plots.gradient_flow(albert_run.gradients, "W_down")
-    cosine = plots.gradient_cosine(albert_run.gradients, "W_down")
-    label = one_trace(diagram, role="use", tensor="W_down")
-    for use, color in zip(["block1_down", "block2_down", "block3_down"], label.textfont.color):
-        for fig in (flow, cosine):
-            for variant in ("tied", "untied"):
-                assert one_trace(fig, variant=variant, use=use).line.color == color
-
-
-# ----------------------------------------------------------------------------- tensor views
 def test_tensor_views_show_the_stored_tensor_and_each_uses_rule_applied_to_it():
     spec = sharecore.preset("tied-autoencoder")
     w = initial_values(spec, seed=3)["W"]
@@ -301,7 +190,7 @@ def test_tensor_views_flatten_arrays_of_more_than_two_axes_and_say_so():
     titles = [a.text for a in fig.layout.annotations]
     assert titles == [
         "<b>stored W</b><br>(10, 5)",
-        "<b>dense</b><br>identity → (10, 5)",
+        "<b>dense</b><br>(10, 5)",
         "<b>conv</b><br>reshape (1, 1, 10, 5) → (1, 1, 10, 5)<br>shown as (10, 5)",
     ]
 
@@ -410,7 +299,7 @@ def test_tensor_views_of_the_largest_allowed_specs_stay_under_half_a_megabyte_of
     w = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
     fig = plots.tensor_views(spec, "W", values=w)
     assert len(fig.to_json()) < 500_000  # 22 MB for one (1000, 2000) tensor before panels were sampled
-    assert len(plots.model_diagram(spec, tied=False).to_json()) < 100_000
+    assert len(plots.model_dot(spec, tied=False)) < 100_000
     assert len(plots.param_bars(sharecore.param_report(spec)).to_json()) < 100_000
 
 
