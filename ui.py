@@ -163,9 +163,13 @@ RUN = "run"  # the BackgroundRun in progress, or None
 RESULT = "result"  # the last TrainResult (complete or stopped), or None
 RUN_ERROR = "run_error"  # why the last run could not train, or None
 URL_WARNINGS = "url_warnings"  # what the link asked for that could not be used
+PRESENTER = "presenter"  # True: every chart in presenter mode (larger text)
 
 PAGES = {
     "home": "pages/home.py",
+    "lab": "pages/lab.py",
+    "compare": "pages/compare.py",
+    "exercises": "pages/exercises.py",
     "build": "pages/build.py",
     "train": "pages/train.py",
     "gradients": "pages/gradients.py",
@@ -175,6 +179,9 @@ PAGES = {
 # page -> (title in the navigation, icon); the URL of a page is its file's name.
 _NAVIGATION = {
     "home": ("Home", ":material/home:"),
+    "lab": ("Lab", ":material/science:"),
+    "compare": ("Compare runs", ":material/stacked_line_chart:"),
+    "exercises": ("Exercises", ":material/school:"),
     "build": ("Build", ":material/construction:"),
     "train": ("Train", ":material/play_arrow:"),
     "gradients": ("Gradient flow", ":material/call_split:"),
@@ -255,6 +262,7 @@ def run_page(page: st.Page) -> None:
         page.run()
     finally:
         _ROUTED.active = False
+        _SIDEBAR.note = None  # the slot belongs to this run; a callback of the next one must not draw in it
     start_loading_tensorflow()  # after the first page is drawn; at once on every later run
 
 
@@ -265,6 +273,7 @@ def frame() -> None:
         st.navigation(navigation_pages())
         st.rerun()
     init_state()
+    remember_workspace()
     sidebar()
     show_url_warnings()
 
@@ -284,6 +293,9 @@ def init_state() -> None:
         ss[RESULT] = None
         ss[RUN_ERROR] = None
         ss[URL_WARNINGS] = list(state.warnings)
+        ss[CURRENT_RUN_ID] = None
+        ss[CONTINUES] = None
+    init_workspace()
     collect_run()
     sync_url()
 
@@ -309,6 +321,7 @@ def set_spec(new: ModelSpec, *, reload_editor: bool) -> None:
         ss[DRAFT_VERSION] += 1
     ss[URL_WARNINGS] = []
     sync_url()
+    _edited_note()
 
 
 def set_config(new: TrainConfig) -> None:
@@ -330,6 +343,20 @@ def load_preset(name: str) -> None:
     if urlstate.datasets_for(new)[0] == "tokens" and config().dataset != "tokens":
         set_config(dataclasses.replace(config(), dataset="tokens"))
         st.session_state["train.dataset"] = "tokens"
+
+
+def load_experiment(spec_: ModelSpec, config_: TrainConfig, preset: str) -> None:
+    """Makes (spec_, config_) the session's experiment, started from preset `preset`: the Lab,
+    Build editor, Train settings and sidebar all show it on their next run (an exercise's
+    one-click setup, a kept run's "load these settings", Reset)."""
+    ss = st.session_state
+    ss[PRESET] = preset
+    ss["sidebar.preset"] = preset
+    set_spec(spec_, reload_editor=True)
+    set_config(config_)
+    for key in [k for k in ss if isinstance(k, str) and k.startswith(("train.", "lab."))]:
+        if not key.startswith(("train.dl.", "lab.run.")):  # widgets re-read the experiment
+            del ss[key]
 
 
 def sync_url() -> None:
@@ -365,6 +392,26 @@ def _on_device() -> None:
     set_config(dataclasses.replace(config(), device=st.session_state["sidebar.device"]))
 
 
+def _on_presenter() -> None:
+    st.session_state[PRESENTER] = bool(st.session_state["sidebar.presenter"])
+
+
+# The sidebar's "Edited on the Build page" slot of the script run in this thread. The sidebar is
+# drawn before the page, and the Build page changes the spec after it: set_spec refills the slot,
+# so the note is right on the run of the edit, not one run later.
+_SIDEBAR = threading.local()
+
+
+def _edited_note() -> None:
+    slot = getattr(_SIDEBAR, "note", None)
+    if slot is None:
+        return
+    if spec() != sharecore.preset(preset_name()):
+        slot.caption(f"Edited on the Build page (started from '{preset_name()}').")
+    else:
+        slot.empty()
+
+
 def sidebar() -> None:
     """The controls every page shares: preset, seed and device.
 
@@ -384,8 +431,8 @@ def sidebar() -> None:
             on_change=_on_preset,
             help="A ready-made model. Change it on the Build page.",
         )
-        if spec() != sharecore.preset(preset_name()):
-            st.caption(f"Edited on the Build page (started from '{preset_name()}').")
+        _SIDEBAR.note = st.empty()  # filled now, and again by set_spec if the page edits the spec
+        _edited_note()
         st.number_input(
             "Seed",
             min_value=0,
@@ -406,6 +453,13 @@ def sidebar() -> None:
         if run is not None:  # drawn on full reruns only: the Train page's live panel has the details
             st.caption(f":material/hourglass: {'Waiting for a free trainer' if run.queued else 'Training is running'}.")
         st.caption("The URL holds this experiment: copy it to share.")
+        ss["sidebar.presenter"] = presenter_mode()
+        st.toggle(
+            "Presenter mode: larger chart text",
+            key="sidebar.presenter",
+            on_change=_on_presenter,
+            help="Larger titles, ticks, legends and hover text on every chart, for a projector.",
+        )
 
 
 # ----------------------------------------------------------------------------- training runs
@@ -422,6 +476,45 @@ def start_training() -> None:
         ss[RUN_ERROR] = str(err)
         return
     ss[RUN] = BackgroundRun(spec(), config(), alive=_browser_connected()).start()
+    ss[CONTINUES] = None
+
+
+def continue_problem() -> str | None:
+    """Why the current result cannot be continued with the current settings, or None if it can."""
+    res = result()
+    if res is None:
+        return "Train first: Continue carries a run on."
+    if res.state is None:
+        return "This run kept no end state (a run too large to keep whole): train again to continue."
+    now = config()
+    if res.spec != spec():
+        return "The model has changed since this run: Train starts a new run with it."
+    changed = [
+        name
+        for name in ("optimizer", "batch_size", "seed", "dataset", "teacher", "device")
+        if getattr(res.config, name, None) != getattr(now, name, None)
+    ]
+    if changed:
+        return f"{', '.join(changed)} changed since this run: Train starts a new run with them. Continue keeps them."
+    return None
+
+
+def continue_training(extra_steps: int) -> None:
+    """Continue / Step buttons: trains the current run `extra_steps` more steps, from where it ended
+    (weights, optimizer state and batch order carry on; the learning rate may have changed)."""
+    ss = st.session_state
+    if active_run() is not None or continue_problem():
+        return
+    res = result()
+    ss[RUN_ERROR] = None
+    new = dataclasses.replace(res.config, steps=res.steps_done + int(extra_steps), learning_rate=config().learning_rate)
+    try:
+        check_spec(res.spec, new)
+    except ValueError as err:
+        ss[RUN_ERROR] = str(err)
+        return
+    ss[RUN] = BackgroundRun(res.spec, new, alive=_browser_connected(), resume=res).start()
+    ss[CONTINUES] = ss.get(CURRENT_RUN_ID)
 
 
 def _browser_connected() -> Callable[[], bool] | None:
@@ -481,6 +574,8 @@ def collect_run() -> None:
         return
     if run.result is not None:
         ss[RESULT] = run.result
+        keep(run.result, continues=ss[CONTINUES])
+    ss[CONTINUES] = None
     ss[RUN_ERROR] = run.error
     ss[RUN] = None
 
@@ -579,8 +674,9 @@ def param_report(spec_: ModelSpec) -> sharecore.ParamReport:
     return _cache.get_or_compute(("param_report", spec_), lambda: sharecore.param_report(spec_))
 
 
-def model_diagram(spec_: ModelSpec, tied: bool):
-    return _cache.get_or_compute(("model_diagram", spec_, tied), lambda: _plots().model_diagram(spec_, tied=tied))
+def model_dot(spec_: ModelSpec, tied: bool) -> str:
+    """The model diagram as Graphviz DOT (`sharecore.diagram.model_dot`), for `st.graphviz_chart`."""
+    return _cache.get_or_compute(("model_dot", spec_, tied), lambda: _plots().model_dot(spec_, tied=tied))
 
 
 def tensor_views(spec_: ModelSpec, tensor: str, seed: int):
@@ -597,12 +693,14 @@ def keras_code(spec_: ModelSpec, tied: bool) -> str:
     return _cache.get_or_compute(("keras_code", spec_, tied), lambda: codegen.keras_code(spec_, tied=tied))
 
 
-def loss_chart(history: pd.DataFrame, total_steps: int | None, heldout: pd.DataFrame | None = None):
+def loss_chart(
+    history: pd.DataFrame, total_steps: int | None, heldout: pd.DataFrame | None = None, log_y: bool = False
+):
     # Keyed by the frame itself: a run hands out a new history frame once per chunk of steps, so
     # the live panel, which polls twice a second in every tab that watches, draws it once per chunk.
     return _cache.get_or_compute(
-        ("loss_chart", ByIdentity(history), total_steps, None if heldout is None else ByIdentity(heldout)),
-        lambda: _plots().loss_chart(history, total_steps=total_steps, heldout=heldout),
+        ("loss_chart", ByIdentity(history), total_steps, None if heldout is None else ByIdentity(heldout), log_y),
+        lambda: _plots().loss_chart(history, total_steps=total_steps, heldout=heldout, log_y=log_y),
     )
 
 
@@ -643,10 +741,348 @@ def all_pitfalls(seed: int) -> list[pitfalls.PitfallResult]:
 
 
 def chart(fig, key: str | None = None) -> None:
+    """Draws a figure (larger text in presenter mode) with its one line on how to read it beneath."""
+    from sharecore import plotstyle
+
+    if presenter_mode():
+        fig = plotstyle.apply_presenter(fig)  # a copy: `fig` may be a cached, shared figure
     st.plotly_chart(fig, key=key, width="stretch")
+    reading = plotstyle.how_to_read(fig)
+    if reading:
+        st.caption(reading)
+
+
+def presenter_mode() -> bool:
+    """Whether the sidebar's presenter toggle is on in this session."""
+    return bool(st.session_state.get(PRESENTER, False))
+
+
+# Learning rates a person picks from: 1-2-5 steps per decade, as on a log scale.
+LEARNING_RATES = tuple(
+    float(f"{m}e{e}") for e in range(-5, 1) for m in (1, 2, 5) if float(f"{m}e{e}") <= 1.0
+)
+
+
+def learning_rate_picker(key: str, value: float, disabled: bool = False) -> float:
+    """A log-scale learning-rate picker (1e-5 ... 1 in 1-2-5 steps); returns the rate picked.
+
+    A value between the steps (from a link) is kept as an option of its own, so opening a link
+    never changes its rate.
+    """
+    options = sorted({*LEARNING_RATES, float(value)})
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = float(value)
+    return float(
+        st.select_slider(
+            "Learning rate",
+            options,
+            key=key,
+            format_func=lambda lr: f"{lr:g}",
+            disabled=disabled,
+            help="Log scale: each step multiplies the rate by 2 or 2.5. Too high and the loss jumps or "
+            "grows; too low and it hardly moves.",
+        )
+    )
 
 
 @st.cache_data(show_spinner=False)
 def device_name(device: str) -> str:
     """The TensorFlow device 'auto' | 'cpu' | 'gpu' resolves to; raises ValueError for a missing GPU."""
     return sharecore.resolve_device(device).split("device:")[-1]
+
+
+# ----------------------------------------------------------------------------- kept runs
+# Every finished or stopped run is kept in the run store (sharecore/runstore.py: SQLite under
+# SHARECORE_DATA_DIR, capped and cleaned up there), under the browser's workspace key. The key
+# lives in a cookie, not in the URL: the address bar is what people copy to share an experiment,
+# and a workspace key in it would hand over every run of the sharer. A run is shared by its own
+# link (`/compare?run=<id>`), which shows that one run to whoever has it.
+WORKSPACE = "workspace"  # this browser's workspace key (from its cookie, or new)
+WORKSPACE_COOKIE = "sharecore_workspace"
+WORKSPACE_NEW = "workspace_new"  # True until the cookie has been written into the browser
+LAST_SETTINGS = "last_settings"  # (spec, config) of the last kept run: what the next label compares with
+KEEP_NOTES = "keep_notes"  # what the store said about the last run kept (evictions, problems)
+SHOWN = "shown_runs"  # ids of the kept runs the Lab and Compare pages overlay, in order
+SHARED = "shared_run"  # the run id a share link asked for, until the Compare page has shown it
+CURRENT_RUN_ID = "current_run_id"  # the kept id of the session's current result (what Continue extends)
+CONTINUES = "continues"  # the kept id the running run continues, or None for a new run
+_LOADED = "loaded_runs"  # run id -> StoredRun read back this session (a run never changes once kept)
+MAX_SHOWN = 4  # a new run joins the overlay; beyond this many, the oldest shown ones leave it
+_WORKSPACE_KEY = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+_STORE = None
+_STORE_LOCK = threading.Lock()
+
+
+def run_store():
+    """The process's run store (one handle; every call opens its own SQLite connection)."""
+    global _STORE
+    with _STORE_LOCK:
+        if _STORE is None:
+            from sharecore.runstore import RunStore
+
+            _STORE = RunStore.from_env()
+        return _STORE
+
+
+def init_workspace() -> None:
+    """Reads this browser's workspace key from its cookie, or makes a new one (written by `frame`)."""
+    ss = st.session_state
+    if WORKSPACE in ss:
+        return
+    from sharecore.runstore import new_key
+
+    cookie = st.context.cookies.get(WORKSPACE_COOKIE) if st.context.cookies else None
+    if cookie and _WORKSPACE_KEY.match(cookie):
+        ss[WORKSPACE], ss[WORKSPACE_NEW] = cookie, False
+    else:
+        ss[WORKSPACE], ss[WORKSPACE_NEW] = new_key(), True
+    ss[LAST_SETTINGS] = None
+    ss[KEEP_NOTES] = []
+    ss[SHOWN] = [info.id for info in kept_runs()[:2]]
+    ss[_LOADED] = {}
+    shared = st.query_params.get("run")
+    ss[SHARED] = shared if shared else None
+
+
+def remember_workspace() -> None:
+    """Writes the workspace key into a cookie (a year; this site only), so a reload or a restarted
+    server finds the browser's runs again. The key is URL-safe base64 made here, never user text."""
+    ss = st.session_state
+    if not ss.get(WORKSPACE_NEW):
+        return
+    key = ss[WORKSPACE]
+    if _WORKSPACE_KEY.match(key):
+        st.html(
+            f"<script>document.cookie = '{WORKSPACE_COOKIE}={key}; path=/; max-age=31536000; SameSite=Lax';</script>",
+            unsafe_allow_javascript=True,
+        )
+    ss[WORKSPACE_NEW] = False
+
+
+def workspace() -> str:
+    return st.session_state[WORKSPACE]
+
+
+def kept_runs() -> list:
+    """This workspace's kept runs, newest first (`RunInfo`s: no frames are read)."""
+    return run_store().runs(workspace())
+
+
+def load_kept(run_id: str):
+    """A kept run (`StoredRun`), read once per session; raises KeyError/ValueError with a message."""
+    loaded = st.session_state[_LOADED]
+    if run_id not in loaded:
+        loaded[run_id] = run_store().load(run_id, workspace())
+    return loaded[run_id]
+
+
+def keep(res: sharecore.TrainResult, *, continues: str | None = None) -> None:
+    """Keeps a finished run under an automatic label ("lr 0.1 (was 0.01)"), shows it in the overlay.
+
+    A continued run replaces the run it continued (same label, pin and place in the overlay):
+    it is the same run, now longer.
+    """
+    from sharecore.whatif import change_label
+
+    ss = st.session_state
+    store = run_store()
+    notes = []
+    pinned = False
+    if continues is not None:
+        try:
+            parent = load_kept(continues)
+            label, pinned = re.sub(r" \(stopped at \d+\)$", "", parent.label), parent.pinned
+        except (KeyError, ValueError):
+            label = change_label(ss[LAST_SETTINGS], (res.spec, res.config), preset=preset_name())
+    else:
+        label = change_label(ss[LAST_SETTINGS], (res.spec, res.config), preset=preset_name())
+    if res.steps_done < res.config.steps:
+        label += f" (stopped at {res.steps_done})"
+    try:
+        report = store.save(workspace(), res, label, preset=preset_name())
+    except (ValueError, OSError) as err:
+        ss[KEEP_NOTES] = [f"This run could not be kept: {err}"]
+        return
+    notes.extend(report.notes)
+    shown = [i for i in ss[SHOWN] if i != continues]
+    if continues is not None:
+        if pinned:
+            store.pin(workspace(), report.run_id, True)
+        with contextlib.suppress(KeyError, ValueError):
+            store.delete(workspace(), continues)
+        ss[_LOADED].pop(continues, None)
+        shown = [report.run_id if i == continues else i for i in ss[SHOWN]]
+        if report.run_id not in shown:
+            shown.insert(0, report.run_id)
+    else:
+        shown.insert(0, report.run_id)
+    ss[SHOWN] = shown[:MAX_SHOWN] if continues is None else shown
+    ss[LAST_SETTINGS] = (res.spec, res.config)
+    ss[KEEP_NOTES] = notes
+    ss[CURRENT_RUN_ID] = report.run_id
+
+
+def shown_runs() -> tuple[list, list[str]]:
+    """The kept runs to overlay (`LabelledRun`s, labels unique) and messages for ids that could not be read."""
+    from sharecore.compare import LabelledRun, unique_labels
+
+    ss = st.session_state
+    runs, problems = [], []
+    for run_id in list(ss[SHOWN]):
+        try:
+            stored = load_kept(run_id)
+        except (KeyError, ValueError) as err:
+            problems.append(str(err))
+            ss[SHOWN].remove(run_id)
+            continue
+        runs.append((stored.label, stored.result, run_id))
+    labels = unique_labels([label for label, _, _ in runs])
+    return [LabelledRun(label, res, run_id) for label, (_, res, run_id) in zip(labels, runs)], problems
+
+
+def share_path(run_id: str) -> str:
+    """The path of a run's share link, relative to the app's root."""
+    return f"compare?run={run_id}"
+
+
+def reset_to_preset(name: str) -> None:
+    """Reset / picking a preset in the Lab: the preset as published, with its default settings (the
+    seed and device stay); kept runs stay too."""
+    new = sharecore.preset(name)
+    base = urlstate.default_config(new)
+    load_experiment(new, dataclasses.replace(base, seed=config().seed, device=config().device), name)
+
+
+def compare_curves(runs: list, tensor: str | None = None) -> pd.DataFrame:
+    """The kept runs' curves (`compare.curves`), computed once for the same runs, labels and tensor.
+
+    Each run's part is cached too: a new run joining the overlay computes only its own curves.
+    """
+    import pandas as pd
+
+    from sharecore import compare
+
+    def of_run(run) -> pd.DataFrame:
+        return _cache.get_or_compute(
+            ("run_curves", run.label, ByIdentity(run.result), tensor), lambda: compare.curves([run], tensor)
+        )
+
+    def together() -> pd.DataFrame:
+        parts = [part for part in map(of_run, runs) if not part.empty]
+        return pd.concat(parts, ignore_index=True) if parts else compare.curves([], tensor)
+
+    return _cache.get_or_compute(("curves", tuple((r.label, ByIdentity(r.result)) for r in runs), tensor), together)
+
+
+def overlay_figure(build: Callable[..., Any], curves: pd.DataFrame, labels: list[str], *args: Any, **kwargs: Any):
+    """`build(curves, labels, *args, **kwargs)` (a `comparecharts` builder), drawn once per curves frame.
+
+    Keyed by the frame `compare_curves` returned (by identity): a rerun with the same runs shown
+    reuses the figures instead of building ten runs' traces again (seconds with plotly's checks).
+    """
+    return _cache.get_or_compute(
+        ("overlay", build.__name__, ByIdentity(curves), tuple(labels), args, tuple(sorted(kwargs.items()))),
+        lambda: build(curves, labels, *args, **kwargs),
+    )
+
+
+def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
+    """The overlays of kept runs: loss (training and held-out), divergence and gradient cosine."""
+    from sharecore import comparecharts
+
+    labels = [r.label for r in runs]
+    curves = compare_curves(runs, tensor)
+    log_y = st.toggle("Log scale for loss", key=f"{key}.log_y", help="Shows small losses and slow drift.")
+    chart(overlay_figure(comparecharts.loss_overlay, curves, labels, log_y=log_y), key=f"{key}.loss")
+    left, right = st.columns(2)
+    with left:
+        chart(overlay_figure(comparecharts.divergence_overlay, curves, labels, log_y=log_y), key=f"{key}.divergence")
+    with right:
+        chart(overlay_figure(comparecharts.cosine_overlay, curves, labels), key=f"{key}.cosine")
+
+
+def _apply_run_edits(key: str, rows: list) -> None:
+    """The kept-runs table's callback: show/hide, rename, pin, delete."""
+    ss = st.session_state
+    edits = ss[f"{key}.runs.{ss.get(f'{key}.runs.version', 0)}"]["edited_rows"]
+    store, ws = run_store(), workspace()
+    problems = []
+    for index, change in edits.items():
+        info = rows[int(index)]
+        try:
+            if "label" in change:
+                store.rename(ws, info.id, change["label"])
+                ss[_LOADED].pop(info.id, None)
+            if "pinned" in change:
+                store.pin(ws, info.id, bool(change["pinned"]))
+                ss[_LOADED].pop(info.id, None)
+            if change.get("delete"):
+                store.delete(ws, info.id)
+                ss[_LOADED].pop(info.id, None)
+                if info.id in ss[SHOWN]:
+                    ss[SHOWN].remove(info.id)
+            if "show" in change:
+                if change["show"] and info.id not in ss[SHOWN]:
+                    ss[SHOWN].append(info.id)
+                elif not change["show"] and info.id in ss[SHOWN]:
+                    ss[SHOWN].remove(info.id)
+        except (KeyError, ValueError) as err:
+            problems.append(str(err))
+    ss[f"{key}.runs.problems"] = problems
+    ss[f"{key}.runs.version"] = ss.get(f"{key}.runs.version", 0) + 1  # a fresh table shows the store
+
+
+def kept_runs_editor(*, key: str) -> None:
+    """This workspace's kept runs as an editable table: show (overlay), label, pin, delete, share link."""
+    import pandas as pd
+
+    ss = st.session_state
+    rows = kept_runs()
+    store = run_store()
+    if getattr(store, "problem", None):
+        st.warning(plain(store.problem), icon=":material/warning:")
+    for problem in ss.get(f"{key}.runs.problems", []):
+        st.error(plain(problem), icon=":material/error:")
+    if not rows:
+        st.caption("No kept runs yet. Every finished or stopped run is kept here, in this browser's workspace.")
+        return
+    table = pd.DataFrame(
+        {
+            "show": [info.id in ss[SHOWN] for info in rows],
+            "label": [info.label for info in rows],
+            "pinned": [info.pinned for info in rows],
+            "steps": [info.steps_done for info in rows],
+            "loss tied": [info.final_loss.get("tied") for info in rows],
+            "loss untied": [info.final_loss.get("untied") for info in rows],
+            "link": [share_path(info.id) for info in rows],
+            "delete": [False] * len(rows),
+        }
+    )
+    st.data_editor(
+        table,
+        key=f"{key}.runs.{ss.get(f'{key}.runs.version', 0)}",
+        on_change=_apply_run_edits,
+        args=(key, rows),
+        hide_index=True,
+        width="stretch",
+        disabled=["steps", "loss tied", "loss untied", "link"],
+        column_config={
+            "show": st.column_config.CheckboxColumn("show", help="Overlay this run on the charts."),
+            "label": st.column_config.TextColumn("label", max_chars=80, help="What changed; click to rename."),
+            "pinned": st.column_config.CheckboxColumn("pin", help="A pinned run is never removed to make room."),
+            "loss tied": st.column_config.NumberColumn(format="%.4g"),
+            "loss untied": st.column_config.NumberColumn(format="%.4g"),
+            "link": st.column_config.LinkColumn("share", display_text="link", help="Whoever has this link sees the run."),
+            "delete": st.column_config.CheckboxColumn("delete", help="Removes the run from this workspace."),
+        },
+    )
+    limit = getattr(store, "max_runs_per_workspace", None)
+    if limit:
+        st.caption(f"Up to {limit} runs are kept per browser; beyond that the oldest unpinned run goes.")
+
+
+def adopt_shared(run_id: str) -> None:
+    """Adds a run opened from a share link to this workspace's kept runs (a reference, not a copy)."""
+    store = run_store()
+    with contextlib.suppress(KeyError, ValueError, AttributeError):
+        store.adopt(workspace(), run_id)

@@ -379,15 +379,29 @@ def to_spec(draft: dict) -> ModelSpec:
 # ----------------------------------------------------------------------------- page
 st.title("Build")
 st.caption("Pick a preset in the sidebar or start from a family, then change shapes, tensors and rules.")
-family_cols = st.columns(len(ui.FAMILIES) + 1)
-family_cols[0].markdown("Start from a family:")
-for col, (family, name) in zip(family_cols[1:], ui.FAMILIES.items()):
-    col.button(family, key=f"build.family.{family}", on_click=ui.load_preset, args=(name,), width="stretch")
+# A row that wraps: fixed columns cut the button texts ("lang...") on a projector's 1024 px.
+families = st.container(horizontal=True, vertical_alignment="center")
+families.markdown("Start from a family:", width="content")
+for family, name in ui.FAMILIES.items():
+    families.button(family, key=f"build.family.{family}", on_click=ui.load_preset, args=(name,))
+# Below 1200 px of window (a projector, a laptop with the sidebar open) the editor and the views
+# beside it were too narrow for their selects and labels: there they stack, views first.
+st.html(
+    """<style>
+    @media (max-width: 1199.98px) {
+      [data-testid="stHorizontalBlock"]:has(.st-key-build-views) { flex-direction: column; }
+      [data-testid="stHorizontalBlock"]:has(.st-key-build-views) > [data-testid="stColumn"] {
+        width: 100% !important; flex: 1 1 auto !important; }
+      [data-testid="stHorizontalBlock"]:has(.st-key-build-views) > [data-testid="stColumn"]:has(.st-key-build-views) {
+        order: -1; }
+    }
+    </style>"""
+)
 
 status = st.container()
 edit_col, view_col = st.columns([5, 6], gap="medium")
 errors: list[str] = []
-with edit_col:
+with edit_col.container(key="build-editor"):
     draft = editor(ss[ui.DRAFT])
 ss[ui.DRAFT] = draft
 try:
@@ -405,14 +419,24 @@ if ss.get("build.load_error"):
 
 spec = ui.spec()
 seed = ui.config().seed
-with view_col:
+with view_col.container(key="build-views"):
     variant = st.segmented_control("Model", ["tied", "untied"], default="tied", key="build.variant") or "tied"
     tied = variant == "tied"
     diagram_tab, tensors_tab, params_tab, code_tab, json_tab = st.tabs(
         ["Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON"]
     )
     with diagram_tab:
-        ui.chart(ui.model_diagram(spec, tied), key="build.diagram")
+        st.graphviz_chart(ui.model_dot(spec, tied), width="stretch")
+        st.caption(
+            "Grey arrows: data flow. Each shared tensor has its own color; "
+            + (
+                "tied: a dashed arrow goes from the one stored tensor to each use that reads it, labelled with "
+                "how it reads it (as stored, transpose, slice ...)."
+                if tied
+                else "untied: each use stores its own copy, initialised by its rule, and trains it on its own."
+            )
+            + " Hover a box for its shapes and rule."
+        )
     with tensors_tab:
         tensor = ui.tensor_picker(spec, key="build.tensor")
         if tensor is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 
 import streamlit as st
 
@@ -12,7 +11,7 @@ import sharecore
 import ui
 from sharecore import urlstate
 from sharecore.limits import Limits
-from sharecore.spec import OPTIMIZERS, TrainConfig
+from sharecore.spec import OPTIMIZERS, TEACHERS, TrainConfig
 from sharecore.text import safe_file_name
 
 ui.frame()  # before anything else: see ui.frame
@@ -24,13 +23,14 @@ run = ui.active_run()
 limits = Limits.from_env()  # the server's caps: environment over secrets.toml over defaults
 
 DATASET_LABELS = {
-    "teacher": "teacher: match a random untied network of the same shape",
+    "teacher": "teacher: match a random network of the same shape",
     "digits": "digits: 8x8 handwritten digits",
     "tokens": "tokens: predict the next token of a random Markov chain",
 }
 # The settings widgets: their session-state keys and labels, by TrainConfig field.
 SETTING_WIDGETS = {
     "dataset": "train.dataset",
+    "teacher": "train.teacher",
     "optimizer": "train.optimizer",
     "learning_rate": "train.learning_rate",
     "steps": "train.steps",
@@ -40,6 +40,7 @@ SETTING_WIDGETS = {
 SETTING_KEYS = {key: name for name, key in SETTING_WIDGETS.items()}
 SETTING_LABELS = {
     "dataset": "Dataset",
+    "teacher": "Teacher",
     "optimizer": "Optimizer",
     "learning_rate": "Learning rate",
     "steps": "Steps",
@@ -68,11 +69,25 @@ def settings(config: TrainConfig) -> TrainConfig | None:
     ss["train.learning_rate"] = float(ss["train.learning_rate"])  # a float widget needs a float
     datasets = list(urlstate.datasets_for(spec))
     disabled = run is not None
-    data_col, opt_col, lr_col = st.columns([3, 1, 1])
+    # The data set on a row of its own: beside it, the optimizer and learning rate were too narrow on a projector.
+    data_col = st.container()
+    opt_col, lr_col = st.columns([1, 2])
     with data_col:
         dataset = st.radio(
             SETTING_LABELS["dataset"], datasets, key="train.dataset", format_func=DATASET_LABELS.get, disabled=disabled
         )
+        # The teacher choice labels only the teacher data set; hidden, it keeps its value.
+        teacher = ss["train.teacher"]
+        if dataset == "teacher":
+            teacher = st.radio(
+                SETTING_LABELS["teacher"],
+                TEACHERS,
+                key="train.teacher",
+                horizontal=True,
+                disabled=disabled,
+                help="untied: every use of a shared tensor has its own random copy, which a tied model cannot "
+                "always match. tied: the model's own tied network, which it can. Drawn at the seed + 7919.",
+            )
         if "digits" not in datasets and not spec.input_vocab:
             st.caption(
                 f"digits needs a model input of 64 values (one 8x8 image) or 128 (two side by side); "
@@ -81,22 +96,14 @@ def settings(config: TrainConfig) -> TrainConfig | None:
     with opt_col:
         optimizer = st.selectbox(SETTING_LABELS["optimizer"], OPTIMIZERS, key="train.optimizer", disabled=disabled)
     with lr_col:
-        learning_rate = st.number_input(
-            SETTING_LABELS["learning_rate"],
-            min_value=urlstate.MIN_LEARNING_RATE,
-            max_value=urlstate.MAX_LEARNING_RATE,
-            # A tenth of the value's decade: +/- move 0.01 by 0.001 and 0.0003 by 0.00001.
-            step=10.0 ** (math.floor(math.log10(ss["train.learning_rate"])) - 1),
-            format="%.4g",
-            key="train.learning_rate",
-            disabled=disabled,
-        )
+        learning_rate = ui.learning_rate_picker("train.learning_rate", ss["train.learning_rate"], disabled=disabled)
     steps_col, batch_col, every_col = st.columns(3)
     with steps_col:
         steps = st.number_input(
             SETTING_LABELS["steps"],
             min_value=1,
-            max_value=limits.max_steps,
+            # No max_value: above it the browser silently keeps the old value (99999 showed and 60
+            # trained); the server's cap is applied by urlstate.fit_config above, with a warning.
             step=10,
             key="train.steps",
             disabled=disabled,
@@ -105,16 +112,14 @@ def settings(config: TrainConfig) -> TrainConfig | None:
         batch_size = st.number_input(
             SETTING_LABELS["batch_size"],
             min_value=1,
-            max_value=limits.max_batch_size,
-            step=8,
+            step=8,  # no max_value, as for the steps
             key="train.batch_size",
             disabled=disabled,
         )
     with every_col:
         record_every = st.number_input(
             SETTING_LABELS["record_every"],
-            min_value=1,
-            max_value=int(steps),  # urlstate.fit_config's range: beyond the steps nothing more is recorded
+            min_value=1,  # at most the steps: urlstate.fit_config (no max_value, as for the steps)
             step=1,
             key="train.record_every",
             help="Gradients and divergence are recorded every k steps (and at the first and last step).",
@@ -130,12 +135,21 @@ def settings(config: TrainConfig) -> TrainConfig | None:
             device=config.device,
             record_every=int(record_every),
             dataset=dataset,
+            teacher=teacher,
         )
         ui.check_spec(spec, new)
     except ValueError as err:
         st.error(ui.plain(str(err)), icon=":material/error:")
         return None
     return new
+
+
+def log_scale_toggle() -> bool:
+    return st.toggle(
+        "Log scale for the loss",
+        key="train.log_y",
+        help="Equal steps on the axis are equal factors: a loss that falls from 1 to 0.001 stays readable.",
+    )
 
 
 def live_panel() -> None:
@@ -160,7 +174,8 @@ def live_panel() -> None:
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
         if progress is not None:
-            ui.chart(ui.loss_chart(progress.history, run.config.steps), key="train.live_loss")
+            log_y = log_scale_toggle()
+            ui.chart(ui.loss_chart(progress.history, run.config.steps, log_y=log_y), key="train.live_loss")
 
     live()
 
@@ -171,20 +186,25 @@ def result_panel(res: sharecore.TrainResult) -> None:
     if res.spec != spec or res.config != config:
         st.caption("These results are from the last run; the model or settings have changed since.")
     summary = res.summary()
-    device_col, steps_col, speed_col, tied_col, untied_col = st.columns(5)
-    device_col.metric("Device", res.device.split("device:")[-1])
-    steps_col.metric("Steps", f"{res.steps_done} / {res.config.steps}")
-    speed_col.metric("Steps per second", f"{res.steps_per_second:,.1f}", help=f"{res.seconds:.2f} s in all")
+    # A row that wraps, so no value is cut on a narrow screen.
+    device_col = steps_col = speed_col = tied_col = untied_col = st.container(horizontal=True, gap="medium")
+    device_col.metric("Device", res.device.split("device:")[-1], width="content")
+    steps_col.metric("Steps", f"{res.steps_done} / {res.config.steps}", width="content")
+    speed_col.metric(
+        "Steps per second", f"{res.steps_per_second:,.1f}", help=f"{res.seconds:.2f} s in all", width="content"
+    )
     for col, variant in ((tied_col, "tied"), (untied_col, "untied")):
         loss = summary["final_loss"].get(variant)
-        col.metric(f"Final loss, {variant}", "–" if loss is None else f"{loss:.4g}")
+        col.metric(f"Final loss, {variant}", "–" if loss is None else f"{loss:.4g}", width="content")
     counts = ", ".join(f"{variant} {n:,}" for variant, n in res.params.items())
     st.caption(f"Data: {res.dataset}. Parameters: {counts}.")
-    ui.chart(ui.loss_chart(res.history, res.config.steps, res.heldout), key="train.loss")
+    log_y = log_scale_toggle()
+    ui.chart(ui.loss_chart(res.history, res.config.steps, res.heldout, log_y=log_y), key="train.loss")
     st.page_link(ui.PAGES["gradients"], label="See the gradient flow", icon=":material/call_split:")
     st.page_link(ui.PAGES["divergence"], label="See how far the copies drift", icon=":material/compare_arrows:")
     st.markdown("**Downloads**")
-    cols = st.columns(5)
+    row = st.container(horizontal=True)
+    cols = [row] * 5
     downloads = [
         ("Spec (JSON)", res.spec.to_json(), ".json", "application/json"),
         ("Loss history (CSV)", res.history.to_csv(index=False), "_history.csv", "text/csv"),
@@ -214,7 +234,8 @@ if new is not None and new != config:
     ui.set_config(new)
     config = new
 
-train_col, stop_col, device_col = st.columns([1, 1, 4], vertical_alignment="center")
+# One row that wraps: in fixed columns the buttons were cut ("T..") on a projector's 1024 px.
+train_col = stop_col = device_col = st.container(horizontal=True, vertical_alignment="center")
 train_col.button(
     "Train",
     type="primary",
@@ -222,7 +243,6 @@ train_col.button(
     on_click=ui.start_training,
     disabled=run is not None or new is None,
     key="train.start",
-    width="stretch",
 )
 stop_col.button(
     "Stop",
@@ -230,7 +250,6 @@ stop_col.button(
     on_click=ui.stop_training,
     disabled=run is None,
     key="train.stop",
-    width="stretch",
 )
 with device_col:
     if ui.tensorflow_or_status("the device list"):

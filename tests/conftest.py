@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import tempfile
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Kept runs go to a store of the test session's own (servers started by browser tests inherit it),
+# never into the working copy's .sharecore-data.
+os.environ.setdefault("SHARECORE_DATA_DIR", tempfile.mkdtemp(prefix="sharecore-test-runs-"))
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

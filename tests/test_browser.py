@@ -336,7 +336,7 @@ def test_every_page_renders_without_an_exception_and_build_draws_its_charts(new_
     snap(page, screenshots, "home")
 
     goto(page, server, "build")
-    wait_for_charts(page, 1)  # the model diagram, on the first tab
+    page.locator('[data-testid="stGraphVizChart"] svg g.node').first.wait_for()  # the diagram, on the first tab
     server.timings.setdefault("server start -> first chart (Build diagram)", time.monotonic() - server.started)
     assert_no_exception(page)
     snap(page, screenshots, "build")

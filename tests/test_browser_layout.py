@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 browser = test_browser.browser  # the module-wide Chromium fixture
 
 NAV_LINK = '[data-testid="stSidebarNavLink"]'
-NAV_TITLES = ["Home", "Build", "Train", "Gradient flow", "Divergence", "Pitfalls"]
+NAV_TITLES = ["Home", "Lab", "Compare runs", "Exercises", "Build", "Train", "Gradient flow", "Divergence", "Pitfalls"]
 SIDEBAR = '[data-testid="stSidebar"]'
 
 

@@ -153,8 +153,8 @@ def test_ui_caches_build_page_figures_by_their_arguments():
     import ui  # streamlit is imported, but no page runs
 
     spec = sharecore.preset("tied-autoencoder")
-    assert ui.model_diagram(spec, True) is ui.model_diagram(spec, True)
-    assert ui.model_diagram(spec, False) is not ui.model_diagram(spec, True)
+    assert ui.model_dot(spec, True) is ui.model_dot(spec, True)
+    assert ui.model_dot(spec, False) != ui.model_dot(spec, True)
     report = ui.param_report(spec)
     assert ui.param_report(spec) is report
     assert ui.param_bars(report) is ui.param_bars(report)

@@ -1,0 +1,58 @@
+"""Exercises: guided what-ifs. Each asks a question, sets up its experiment in one click, says where to
+look, and keeps what you should see folded away until the class has guessed."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import ui
+from sharecore.exercises import EXERCISES, Exercise, exercise
+
+ui.frame()  # before anything else: see ui.frame
+
+ss = st.session_state
+OPEN = "exercises.open"  # the page a Set up button asked for; opened on the run its click starts
+
+if (page := ss.pop(OPEN, None)) is not None:
+    st.switch_page(ui.PAGES[page])
+
+
+def _set_up(exercise_id: str) -> None:
+    """A Set up button's callback: runs before the page, so the sidebar and Lab widgets re-read the experiment."""
+    ex = exercise(exercise_id)
+    first = ex.setups[0]
+    ui.load_experiment(first.spec, first.config, first.preset)
+    ss[OPEN] = ex.page
+
+
+def show(number: int, ex: Exercise) -> None:
+    """One exercise: question, Set up, where to look, what to change next, and the folded answer."""
+    with st.container(border=True):
+        st.subheader(f"{number}. {ex.title}")
+        st.markdown(ex.question)
+        first = ex.setups[0]
+        st.button(
+            "Set up",
+            key=f"exercises.setup.{ex.id}",
+            on_click=_set_up,
+            args=(ex.id,),
+            icon=":material/science:",
+            help=f"Loads {first.label} (preset {first.preset}) with its training settings and opens "
+            f"the {ex.page.title()} page.",
+        )
+        st.markdown(f"**What to look at.** {ex.look_at}")
+        if ex.then:
+            st.markdown(f"**Then.** {ex.then}")
+        with st.expander("What you should see"):
+            st.markdown(ex.expect)
+
+
+st.title("Exercises")
+st.markdown(
+    "Guided what-ifs about tied and untied weights. Read the question and guess, press **Set up** "
+    "(it loads the experiment and opens the page to train it on), train, look where it says, and only "
+    "then open **What you should see**. Every claim there is checked by a test that trains the same "
+    "set-ups on seeds 0, 1 and 2."
+)
+for number, ex in enumerate(EXERCISES, 1):
+    show(number, ex)
