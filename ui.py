@@ -10,6 +10,7 @@ user of a hosted app shares.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import gc
@@ -120,6 +121,21 @@ def _load_tensorflow_then_warm_up() -> None:
 
 _LOADER = threading.Thread(target=_load_tensorflow_then_warm_up, name="sharecore-load-tensorflow", daemon=True)
 _LOADER_LOCK = threading.Lock()
+LOADER_EXIT_WAIT_S = 120.0  # the longest the process's exit waits for the import and warm-up compile
+
+
+def _wait_for_loader_at_exit() -> None:
+    """At interpreter exit, waits for `_LOADER` to finish its import or compile.
+
+    The loader is a daemon thread, and one still inside TensorFlow's C++ when Python finalizes is
+    unwound there and aborts the process ("FATAL: exception not rethrown", exit code 134): a server
+    stopped during its warm-up, or a test session whose last AppTest started the loader.
+    """
+    if _LOADER.ident is not None:
+        _LOADER.join(LOADER_EXIT_WAIT_S)
+
+
+atexit.register(_wait_for_loader_at_exit)
 
 
 def start_loading_tensorflow() -> None:
@@ -920,6 +936,14 @@ def keep(res: sharecore.TrainResult, *, continues: str | None = None) -> None:
     ss[LAST_SETTINGS] = (res.spec, res.config)
     ss[KEEP_NOTES] = notes
     ss[CURRENT_RUN_ID] = report.run_id
+
+
+def training_warnings(res: sharecore.TrainResult) -> None:
+    """Shows what looks wrong with a run (flat, collapsed, rising, diverged), each with a fix to try."""
+    from sharecore.diagnose import training_warnings as find
+
+    for w in find(res):
+        st.warning(plain(w.message), icon=":material/troubleshoot:")
 
 
 def shown_runs() -> tuple[list, list[str]]:

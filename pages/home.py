@@ -35,6 +35,21 @@ st.page_link(
     ui.PAGES["pitfalls"], label="Pitfalls: three ways sharing silently breaks in Keras", icon=":material/warning:"
 )
 
+st.subheader("In a workshop")
+st.page_link(
+    ui.PAGES["lab"],
+    label="Lab: change one thing, train, compare with the run before, all on one screen",
+    icon=":material/science:",
+)
+st.page_link(
+    ui.PAGES["exercises"], label="Exercises: ten guided what-ifs with one-click set-ups", icon=":material/school:"
+)
+st.page_link(
+    ui.PAGES["compare"],
+    label="Compare runs: kept runs side by side, what differs, and a link to share one",
+    icon=":material/stacked_line_chart:",
+)
+
 spec = ui.spec()
 report = ui.param_report(spec)
 st.subheader(f"Current model: {ui.plain(spec.name)}")

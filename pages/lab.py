@@ -282,10 +282,7 @@ def actions() -> None:
     for note in ss[ui.KEEP_NOTES]:
         st.info(ui.plain(note), icon=":material/inventory_2:")
     if res is not None and not busy:
-        from sharecore.diagnose import training_warnings
-
-        for w in training_warnings(res):
-            st.warning(ui.plain(w.message), icon=":material/troubleshoot:")
+        ui.training_warnings(res)
         if res.dataset:
             st.caption(f"Data: {ui.plain(res.dataset)}.")
 
@@ -326,7 +323,8 @@ def runs_table() -> None:
     ui.kept_runs_editor(key="lab")
 
 
-st.subheader("Lab: change one thing, train, compare", anchor=False)
+st.title("Lab", anchor=False)
+st.caption("Change one thing, train, and read the new run against the ones before it.")
 # Below 1200 px of window (a projector, a laptop with the sidebar open) the controls and the charts
 # beside them were too narrow for their labels: there they stack, charts first (as on Build).
 st.html(

@@ -183,6 +183,7 @@ def live_panel() -> None:
 def result_panel(res: sharecore.TrainResult) -> None:
     if res.stop_reason:
         st.warning(ui.plain(res.stop_reason), icon=":material/stop_circle:")
+    ui.training_warnings(res)
     if res.spec != spec or res.config != config:
         st.caption("These results are from the last run; the model or settings have changed since.")
     summary = res.summary()

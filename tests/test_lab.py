@@ -201,3 +201,28 @@ def test_settings_diff_and_csv_download_hold_the_runs_numbers():
     assert [s["train"]["optimizer"] for s in specs] == ["adam", "sgd"]
     assert sharecore.ModelSpec.from_dict(specs[1]["spec"]) == spec
     assert dataclasses.asdict(TrainConfig.from_dict(specs[1]["train"])) == dataclasses.asdict(b.config)
+
+
+def test_cached_curves_of_kept_runs_are_the_frame_compare_curves_gives_and_are_reused():
+    from sharecore import compare
+
+    spec = sharecore.preset("seed-dense")
+    runs = [
+        compare.LabelledRun(f"lr {lr:g}", sharecore.train(spec, TrainConfig(steps=5, learning_rate=lr)), f"id{lr}")
+        for lr in (0.01, 0.1)
+    ]
+    cached = ui.compare_curves(runs)
+    pd.testing.assert_frame_equal(cached, compare.curves(runs))
+    assert ui.compare_curves(runs) is cached, "a rerun with the same runs reuses the frame"
+    assert ui.compare_curves(runs[:1]) is not cached
+    pd.testing.assert_frame_equal(ui.compare_curves(runs[:1]), compare.curves(runs[:1]))
+
+
+def test_a_run_that_barely_learns_gets_a_warning_with_a_fix_on_the_lab_and_train_pages():
+    at = lab(preset="seed-dense", lr="1e-05")
+    assert not [w.value for w in at.warning if "barely learned" in w.value], "no warning before any run"
+    click_and_wait(at, "lab.train")
+    warned = [w.value for w in at.warning if "barely learned" in w.value]
+    assert warned and "10x larger" in warned[0], [w.value for w in at.warning]
+    at.switch_page("pages/train.py").run()
+    assert any("barely learned" in w.value for w in at.warning)
