@@ -17,7 +17,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SECTIONS = ("models", "trainer", "growth", "dashboard", "startup", "memory", "compile", "soak", "distribute", "gpu")
+SECTIONS = (
+    *("models", "trainer", "growth", "dashboard", "startup", "memory", "compile", "soak", "distribute", "gpu"),
+    "whatif",
+)
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -95,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import gpu
 
             section = gpu.run(mode)
+        elif name == "whatif":
+            from bench import whatif
+
+            section = whatif.run(mode)
         else:
             from bench import dashboard
 

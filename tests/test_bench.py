@@ -137,3 +137,69 @@ def test_gpu_section_reports_a_gpu_hosts_figures(monkeypatch):
     assert "GPU: A100 (/physical_device:GPU:0); memory growth on, TF32 off; peak GPU memory of the runs 312 MB" in text
     assert "| seed-conv | 40 | 20 | 2.00 (1.50-2.00) | 2.0e-06 | 1.50 (1.50-1.60) | 3.0e-07 |" in text
     assert [h.value for h in section.headlines] == [2.0, 1.5, 2.0, 1.5]
+
+
+# ----------------------------------------------------------------------------- whatif's helpers
+def test_whatif_rounds_always_change_the_learning_rate():
+    from bench.whatif import learning_rate_for
+
+    rates = [learning_rate_for(i) for i in range(6)]
+    assert rates[0] == 0.02  # the default is 0.01: the first round changes it too
+    assert all(a != b for a, b in zip(rates, rates[1:]))
+
+
+def test_whatif_first_round_is_reported_apart_from_the_median_of_the_later_ones():
+    from bench.whatif import first_and_warm
+
+    assert first_and_warm([9.0, 1.0, 3.0, 2.0]) == (9.0, 2.0)
+    first, warm = first_and_warm([4.0])
+    assert first == 4.0 and warm != warm  # NaN: no later round
+
+
+def test_whatif_reads_the_run_labels_a_real_overlay_draws():
+    import json
+
+    import pandas as pd
+
+    from bench.whatif import drawn_runs
+    from sharecore import comparecharts
+
+    labels = ["lr 0.02 (was 0.01)", "a · dotted label"]
+    curves = pd.DataFrame(
+        [
+            {"run": run, "series": series, "step": step, "variant": variant, "value": 1.0 / step}
+            for run in labels
+            for series in ("loss", "heldout_loss")
+            for step in (1, 2, 3)
+            for variant in ("tied", "untied")
+        ]
+    )
+    figure = json.loads(comparecharts.loss_overlay(curves, labels).to_json())
+    assert drawn_runs(figure) == set(labels)
+    assert drawn_runs(figure, title="Held-out accuracy") == set()
+
+
+def test_whatif_increments_are_what_each_session_added_to_the_baseline():
+    from bench.whatif import increments
+
+    assert increments([700.0, 738.0, 740.5, 739.0]) == [38.0, 2.5, -1.5]
+    assert increments([700.0]) == []
+
+
+def test_whatif_keeps_the_function_rows_of_a_real_profile():
+    import cProfile
+    import io
+    import pstats
+
+    from bench.whatif import top_entries
+
+    profile = cProfile.Profile()
+    profile.enable()
+    sorted(str(i) for i in range(1000))
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats()
+    rows = top_entries(text.getvalue(), count=3)
+    assert len(rows) == 3
+    assert all(not row.strip().startswith("ncalls") and "function calls" not in row for row in rows)
+    assert any("<genexpr>" in row for row in top_entries(text.getvalue(), count=50))
