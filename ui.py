@@ -44,7 +44,10 @@ def _keep_keras_session_while_training() -> None:
     cache and runs a full garbage collection, under a training thread that is building and
     compiling models: with the Train page polling twice a second, the first steps of a run
     took minutes instead of seconds. While a run is alive the call is skipped; otherwise it
-    goes through, so Streamlit's clean-up still happens between runs.
+    goes through, so Streamlit's clean-up still happens between runs, without its full garbage
+    collection (`free_memory=False`): for the reason `runner.postScriptGC` is off in
+    .streamlit/config.toml, it took 0.2 s of a 0.4 s Lab rerun (bench/whatif.py), and Python's
+    own collector still runs.
     """
     import keras
 
@@ -55,7 +58,7 @@ def _keep_keras_session_while_training() -> None:
     def clear_session_unless_training(*args: Any, **kwargs: Any) -> Any:
         if active_runs():
             return None
-        return clear_session(*args, **kwargs)
+        return clear_session(*args, **{"free_memory": False, **kwargs})
 
     clear_session_unless_training.waits_for_training = True  # type: ignore[attr-defined]
     keras.backend.clear_session = clear_session_unless_training
@@ -109,6 +112,7 @@ def _load_tensorflow_then_warm_up() -> None:
     would only slow theirs down, so the warm-up is skipped then.
     """
     sharecore.import_tensorflow()
+    _LOADER_IMPORTED.set()
     _keep_keras_session_while_training()
     _freeze_imported_objects()
     if os.environ.get("SHARECORE_WARM_UP", "1") != "0" and not active_runs():
@@ -121,17 +125,20 @@ def _load_tensorflow_then_warm_up() -> None:
 
 _LOADER = threading.Thread(target=_load_tensorflow_then_warm_up, name="sharecore-load-tensorflow", daemon=True)
 _LOADER_LOCK = threading.Lock()
-LOADER_EXIT_WAIT_S = 120.0  # the longest the process's exit waits for the import and warm-up compile
+_LOADER_IMPORTED = threading.Event()  # set by `_LOADER` once TensorFlow is imported
+LOADER_EXIT_WAIT_S = 120.0  # the longest the process's exit waits for the warm-up compile
 
 
 def _wait_for_loader_at_exit() -> None:
-    """At interpreter exit, waits for `_LOADER` to finish its import or compile.
+    """At interpreter exit, waits for `_LOADER` to finish its warm-up compile.
 
     The loader is a daemon thread, and one still inside TensorFlow's C++ when Python finalizes is
     unwound there and aborts the process ("FATAL: exception not rethrown", exit code 134): a server
-    stopped during its warm-up, or a test session whose last AppTest started the loader.
+    stopped during its warm-up, or a test session whose last AppTest started the loader. A loader
+    still importing TensorFlow is not waited for: the import could not finish now (modules that
+    register exit hooks refuse to load once shutdown has begun).
     """
-    if _LOADER.ident is not None:
+    if _LOADER_IMPORTED.is_set():
         _LOADER.join(LOADER_EXIT_WAIT_S)
 
 
@@ -501,6 +508,8 @@ def continue_problem() -> str | None:
     if res is None:
         return "Train first: Continue carries a run on."
     if res.state is None:
+        if res.stop_reason:  # a non-finite loss or a device failure: its last weights are not worth carrying on
+            return f"This run ended early and cannot be continued: {res.stop_reason} Train starts a new run."
         return "This run kept no end state (a run too large to keep whole): train again to continue."
     now = config()
     if res.spec != spec():
@@ -774,9 +783,7 @@ def presenter_mode() -> bool:
 
 
 # Learning rates a person picks from: 1-2-5 steps per decade, as on a log scale.
-LEARNING_RATES = tuple(
-    float(f"{m}e{e}") for e in range(-5, 1) for m in (1, 2, 5) if float(f"{m}e{e}") <= 1.0
-)
+LEARNING_RATES = tuple(float(f"{m}e{e}") for e in range(-5, 1) for m in (1, 2, 5) if float(f"{m}e{e}") <= 1.0)
 
 
 def learning_rate_picker(key: str, value: float, disabled: bool = False) -> float:
@@ -823,8 +830,11 @@ SHARED = "shared_run"  # the run id a share link asked for, until the Compare pa
 CURRENT_RUN_ID = "current_run_id"  # the kept id of the session's current result (what Continue extends)
 CONTINUES = "continues"  # the kept id the running run continues, or None for a new run
 _LOADED = "loaded_runs"  # run id -> StoredRun read back this session (a run never changes once kept)
+STORE_ERROR = "store_error"  # why the run store could not be read on the last try, or None
 MAX_SHOWN = 4  # a new run joins the overlay; beyond this many, the oldest shown ones leave it
-_WORKSPACE_KEY = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+# Exactly what runstore.new_key() makes: a cookie of any other form (edited, or from an older
+# version) would be refused by every store call, so it is replaced by a new key instead.
+_WORKSPACE_KEY = re.compile(r"[A-Za-z0-9_-]{24}")
 _STORE = None
 _STORE_LOCK = threading.Lock()
 
@@ -848,7 +858,7 @@ def init_workspace() -> None:
     from sharecore.runstore import new_key
 
     cookie = st.context.cookies.get(WORKSPACE_COOKIE) if st.context.cookies else None
-    if cookie and _WORKSPACE_KEY.match(cookie):
+    if cookie and _WORKSPACE_KEY.fullmatch(cookie):
         ss[WORKSPACE], ss[WORKSPACE_NEW] = cookie, False
     else:
         ss[WORKSPACE], ss[WORKSPACE_NEW] = new_key(), True
@@ -867,7 +877,7 @@ def remember_workspace() -> None:
     if not ss.get(WORKSPACE_NEW):
         return
     key = ss[WORKSPACE]
-    if _WORKSPACE_KEY.match(key):
+    if _WORKSPACE_KEY.fullmatch(key):
         st.html(
             f"<script>document.cookie = '{WORKSPACE_COOKIE}={key}; path=/; max-age=31536000; SameSite=Lax';</script>",
             unsafe_allow_javascript=True,
@@ -880,8 +890,15 @@ def workspace() -> str:
 
 
 def kept_runs() -> list:
-    """This workspace's kept runs, newest first (`RunInfo`s: no frames are read)."""
-    return run_store().runs(workspace())
+    """This workspace's kept runs, newest first (`RunInfo`s: no frames are read); none while the store
+    cannot be read (`STORE_ERROR` says why, and the kept-runs table shows it)."""
+    try:
+        runs = run_store().runs(workspace())
+    except ValueError as err:  # runstore.StoreUnavailable: locked, read-only, ...
+        st.session_state[STORE_ERROR] = str(err)
+        return []
+    st.session_state[STORE_ERROR] = None
+    return runs
 
 
 def load_kept(run_id: str):
@@ -918,13 +935,15 @@ def keep(res: sharecore.TrainResult, *, continues: str | None = None) -> None:
         report = store.save(workspace(), res, label, preset=preset_name())
     except (ValueError, OSError) as err:
         ss[KEEP_NOTES] = [f"This run could not be kept: {err}"]
+        # Not kept: the Lab draws it as the current run, and Continue must not replace the run kept before it.
+        ss[CURRENT_RUN_ID] = None
         return
     notes.extend(report.notes)
     shown = [i for i in ss[SHOWN] if i != continues]
     if continues is not None:
-        if pinned:
-            store.pin(workspace(), report.run_id, True)
         with contextlib.suppress(KeyError, ValueError):
+            if pinned:
+                store.pin(workspace(), report.run_id, True)
             store.delete(workspace(), continues)
         ss[_LOADED].pop(continues, None)
         shown = [report.run_id if i == continues else i for i in ss[SHOWN]]
@@ -1010,6 +1029,13 @@ def overlay_figure(build: Callable[..., Any], curves: pd.DataFrame, labels: list
     )
 
 
+def of_runs(compute: Callable[[list], Any], runs: list) -> Any:
+    """`compute(runs)` (a `sharecore.compare` table of kept runs), computed once for the same runs and labels."""
+    return _cache.get_or_compute(
+        (compute.__name__, tuple((r.label, ByIdentity(r.result)) for r in runs)), lambda: compute(runs)
+    )
+
+
 def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
     """The overlays of kept runs: loss (training and held-out), divergence and gradient cosine."""
     from sharecore import comparecharts
@@ -1018,7 +1044,21 @@ def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
     curves = compare_curves(runs, tensor)
     log_y = st.toggle("Log scale for loss", key=f"{key}.log_y", help="Shows small losses and slow drift.")
     chart(overlay_figure(comparecharts.loss_overlay, curves, labels, log_y=log_y), key=f"{key}.loss")
-    left, right = st.columns(2)
+    # Drift and cosine side by side only where each gets 450 px: narrower (a projector, the Lab's
+    # chart column), their titles and run names did not fit, so they stack. A container query
+    # measures the charts' own room, not the window's.
+    box = f"st-key-{key}-overlays"
+    st.html(
+        f"""<style>
+        .{box} {{ container-type: inline-size; }}
+        @container (max-width: 899.98px) {{
+          .{box} [data-testid="stHorizontalBlock"] {{ flex-direction: column; }}
+          .{box} [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {{
+            width: 100% !important; flex: 1 1 auto !important; }}
+        }}
+        </style>"""
+    )
+    left, right = st.container(key=f"{key}-overlays").columns(2)
     with left:
         chart(overlay_figure(comparecharts.divergence_overlay, curves, labels, log_y=log_y), key=f"{key}.divergence")
     with right:
@@ -1065,6 +1105,10 @@ def kept_runs_editor(*, key: str) -> None:
     store = run_store()
     if getattr(store, "problem", None):
         st.warning(plain(store.problem), icon=":material/warning:")
+    if ss.get(STORE_ERROR):
+        st.error(
+            plain(f"{ss[STORE_ERROR]} Runs cannot be kept or listed until it works again."), icon=":material/error:"
+        )
     for problem in ss.get(f"{key}.runs.problems", []):
         st.error(plain(problem), icon=":material/error:")
     if not rows:
@@ -1090,14 +1134,26 @@ def kept_runs_editor(*, key: str) -> None:
         hide_index=True,
         width="stretch",
         disabled=["steps", "loss tied", "loss untied", "link"],
+        # Widths in px so that all eight fit a projector's page (1024 px with the sidebar); what a
+        # class reads (name and losses) comes first, and the name stays in view on a narrower page.
+        column_order=["show", "label", "loss tied", "loss untied", "steps", "pinned", "link", "delete"],
         column_config={
-            "show": st.column_config.CheckboxColumn("show", help="Overlay this run on the charts."),
-            "label": st.column_config.TextColumn("label", max_chars=80, help="What changed; click to rename."),
-            "pinned": st.column_config.CheckboxColumn("pin", help="A pinned run is never removed to make room."),
-            "loss tied": st.column_config.NumberColumn(format="%.4g"),
-            "loss untied": st.column_config.NumberColumn(format="%.4g"),
-            "link": st.column_config.LinkColumn("share", display_text="link", help="Whoever has this link sees the run."),
-            "delete": st.column_config.CheckboxColumn("delete", help="Removes the run from this workspace."),
+            "show": st.column_config.CheckboxColumn(
+                "show", width=64, pinned=True, help="Overlay this run on the charts."
+            ),
+            "label": st.column_config.TextColumn(
+                "label", width=116, pinned=True, max_chars=80, help="What changed; click to rename."
+            ),
+            "pinned": st.column_config.CheckboxColumn(
+                "pin", width=52, help="A pinned run is never removed to make room."
+            ),
+            "steps": st.column_config.NumberColumn("steps", width=50),
+            "loss tied": st.column_config.NumberColumn(width=70, format="%.4g"),
+            "loss untied": st.column_config.NumberColumn(width=84, format="%.4g"),
+            "link": st.column_config.LinkColumn(
+                "share", width=52, display_text="link", help="Whoever has this link sees the run."
+            ),
+            "delete": st.column_config.CheckboxColumn("delete", width=70, help="Removes the run from this workspace."),
         },
     )
     limit = getattr(store, "max_runs_per_workspace", None)

@@ -34,6 +34,10 @@ def open_shared_link() -> None:
 def _load_into_lab(run_id: str) -> None:
     stored = ui.load_kept(run_id)
     ui.load_experiment(stored.result.spec, stored.result.config, stored.preset or ui.preset_name())
+    # The loaded run becomes the current one: Continue carries it on (not the session's last run), and
+    # the next run's label says what changed from it.
+    ss[ui.RESULT], ss[ui.CURRENT_RUN_ID] = stored.result, run_id
+    ss[ui.LAST_SETTINGS] = (stored.result.spec, stored.result.config)
 
 
 st.title("Compare runs")
@@ -98,40 +102,48 @@ if (curves["series"] == "heldout_accuracy").any():
     )
 
 st.subheader("What differs")
-diff = compare.settings_table(runs)
+diff = ui.of_runs(compare.settings_table, runs)
 if diff.empty:
     st.caption("These runs have the same settings.")
 else:
-    st.dataframe(diff, hide_index=True, width="stretch")
+    st.dataframe(
+        diff, hide_index=True, width="stretch", column_config={"setting": st.column_config.TextColumn(pinned=True)}
+    )
 st.subheader("Final figures")
-finals = compare.final_figures(runs)
+finals = ui.of_runs(compare.final_figures, runs)
 st.dataframe(
     finals,
     hide_index=True,
     width="stretch",
     column_config={
-        name: st.column_config.NumberColumn(format="%.4g")
-        for name in finals.columns
-        if name.startswith(("loss", "held-out", "final", "steps per"))
+        # Wider than a projector's page: the run names stay in view while the figures scroll.
+        "run": st.column_config.TextColumn(pinned=True),
+        **{
+            name: st.column_config.NumberColumn(format="%.4g")
+            for name in finals.columns
+            if name.startswith(("loss", "held-out", "final", "steps per"))
+        },
     },
 )
 
 st.subheader("Share and download")
 base = (st.context.url or "").split("?")[0].rsplit("/", 1)[0]
 for r in runs:
-    link_col, load_col = st.columns([4, 1], vertical_alignment="center")
-    with link_col:
-        st.markdown(f"**{ui.plain(r.label)}**")
-        st.code(f"{base}/{ui.share_path(r.run_id)}", language=None)
-    load_col.button(
+    # The name and its button in a row that wraps, the link under them at full width: in a fifth
+    # of a projector's page the button's label was cut ("Load in the...").
+    row = st.container(horizontal=True, vertical_alignment="center")
+    row.markdown(f"**{ui.plain(r.label)}**", width="content")
+    row.button(
         "Load in the Lab",
         key=f"compare.load.{r.run_id}",
         on_click=_load_into_lab,
         args=(r.run_id,),
         help="Makes this run's model and settings the current experiment.",
     )
-csv_col, spec_col = st.columns(2)
-csv_col.download_button(
+    st.code(f"{base}/{ui.share_path(r.run_id)}", language=None)
+# In a row that wraps: in half of an 800 px page the second label was cut.
+downloads = st.container(horizontal=True)
+downloads.download_button(
     "Curves of these runs (CSV)",
     lambda: compare.comparison_csv(runs),  # made on click: every curve of every run, seconds for ten
     file_name=safe_file_name("comparison", ".csv"),
@@ -140,7 +152,7 @@ csv_col.download_button(
     icon=":material/download:",
     key="compare.csv",
 )
-spec_col.download_button(
+downloads.download_button(
     "Their specs and settings (JSON)",
     lambda: compare.specs_json(runs),
     file_name=safe_file_name("comparison", "_specs.json"),

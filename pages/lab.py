@@ -275,8 +275,12 @@ def actions() -> None:
         key="lab.step",
         help=blocked or "Step: train up to the next recorded step and look.",
     )
-    if res is not None and not busy and blocked is None:
-        st.caption(f"The last run ended at step {res.steps_done}; the + buttons carry it on.")
+    if res is not None and not busy:
+        st.caption(
+            f"The last run ended at step {res.steps_done}; the + buttons carry it on."
+            if blocked is None
+            else ui.plain(f"The + buttons are off: {blocked}")
+        )
     if ss[ui.RUN_ERROR]:
         st.error(ui.plain(ss[ui.RUN_ERROR]), icon=":material/error:")
     for note in ss[ui.KEEP_NOTES]:
@@ -308,6 +312,13 @@ def live() -> None:
 
 def charts() -> None:
     runs, problems = ui.shown_runs()
+    res = ui.result()
+    if res is not None and ss[ui.CURRENT_RUN_ID] is None:
+        # The store could not keep the last run (all runs pinned, the store failed): it is still drawn.
+        from sharecore.compare import LabelledRun, unique_labels
+
+        labels = unique_labels(["this run (not kept)", *(r.label for r in runs)])
+        runs = [LabelledRun(labels[0], res), *(dataclasses.replace(r, label=x) for r, x in zip(runs, labels[1:]))]
     for problem in problems:
         st.warning(ui.plain(problem), icon=":material/link_off:")
     if not runs:

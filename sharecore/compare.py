@@ -149,10 +149,15 @@ def specs_json(runs: Sequence[LabelledRun]) -> str:
 
 
 def unique_labels(labels: Sequence[str]) -> list[str]:
-    """Labels made unique for a legend: a repeated label gets ' (2)', ' (3)', ..."""
-    seen: dict[str, int] = {}
+    """Labels made unique for a legend: a repeated label gets ' (2)', ' (3)', ... (skipping a number
+    that another label already is: runs renamed 'x', 'x' and 'x (2)' stay three runs)."""
+    taken: set[str] = set()
     out = []
     for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+        unique, n = label, 1
+        while unique in taken:
+            n += 1
+            unique = f"{label} ({n})"
+        taken.add(unique)
+        out.append(unique)
     return out

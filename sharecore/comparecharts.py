@@ -5,6 +5,9 @@ Built from `sharecore.compare.curves`; no TensorFlow, no streamlit.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -15,7 +18,12 @@ from sharecore.plotstyle import ACCURACY_AXIS, HEIGHT, STEP_AXIS, _layout, _mess
 # says which run, and the dash says which variant (Paul Tol's "muted", colour-blind safe).
 RUN_PALETTE = ("#332288", "#117733", "#CC6677", "#88CCEE", "#AA4499", "#44AA99", "#999933", "#882255", "#DDCC77")
 VARIANT_DASH = {"tied": "solid", "untied": "dash"}
-LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0, "font": {"size": 12}}
+# The legend sits at the bottom of the figure (container coordinates), under the x-axis title: plotly
+# grows the bottom margin to hold it, so at any width and text size it never covers the plot or the
+# axis title. (At y=-0.22 of the plot area it ran into the axis title in presenter mode.)
+LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "font": {"size": 12}}
+# Height added per run for its two legend entries, which take a row each on a narrow chart.
+LEGEND_ROOM_PER_RUN = 28
 
 
 def run_colors(labels: list[str]) -> dict[str, str]:
@@ -34,7 +42,7 @@ def _add_lines(fig: go.Figure, rows: pd.DataFrame, colors: dict[str, str], row: 
                 go.Scatter(
                     x=line["step"],
                     y=line["value"],
-                    name=f"{label} · {variant}",
+                    name=f"{_text(label)} · {variant}",
                     legendgroup=label,
                     showlegend=legend,
                     mode=_mode(len(line)),
@@ -47,9 +55,32 @@ def _add_lines(fig: go.Figure, rows: pd.DataFrame, colors: dict[str, str], row: 
             )
 
 
+def _text(label: str) -> str:
+    """A label (user text) for a legend name: plotly draws <a href>, <b>, <br> ... in it as markup and
+    then decodes &lt; &gt; &amp;, so escaping those three shows the label exactly as typed."""
+    return label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _log_y(fig: go.Figure, values: pd.Series) -> None:
+    """A log y axis labelled in full numbers at 1-2-5 steps (powers of 10 beyond three decades).
+
+    Plotly's own log ticks label the steps within a decade by their digit alone: '1, 5' read as
+    five below one, where the 5 is 0.5.
+    """
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.empty:
+        fig.update_yaxes(type="log")
+        return
+    low, high = float(positive.min()), float(positive.max())
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    steps = (1, 2, 5) if last - first <= 3 else (1,)
+    ticks = [m * 10.0**e for e in range(first, last + 1) for m in steps if low / 2 <= m * 10.0**e <= high * 2]
+    fig.update_yaxes(type="log", tickmode="array", tickvals=ticks, tickformat="~g")
+
+
 def _hover(label: str) -> str:
-    # A label is user text: plotly's hover template reads %{...} and <tags> in it.
-    return label.replace("%", "%%").replace("<", "&lt;").replace(">", "&gt;")
+    # A hover template also reads %{...}: '%%' shows a '%'.
+    return _text(label).replace("%", "%%")
 
 
 def loss_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool = False) -> go.Figure:
@@ -71,8 +102,15 @@ def loss_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool = False
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(title_text="loss", col=1)
     if log_y:
-        fig.update_yaxes(type="log")
-    return _layout(fig, title, height=HEIGHT + 60, panel_title_lines=1, how_to_read=reading, legend=LEGEND_BELOW)
+        _log_y(fig, rows["value"])
+    return _layout(
+        fig,
+        title,
+        height=HEIGHT + 60 + LEGEND_ROOM_PER_RUN * len(colors),
+        panel_title_lines=1,
+        how_to_read=reading,
+        legend=LEGEND_BELOW,
+    )
 
 
 def series_overlay(
@@ -84,14 +122,17 @@ def series_overlay(
     if rows.empty:
         return _message(title, empty)
     fig = make_subplots(rows=1, cols=1)
-    _add_lines(fig, rows, run_colors(labels), 1, 1, legend=True)
+    colors = run_colors(labels)
+    _add_lines(fig, rows, colors, 1, 1, legend=True)
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(title_text=y_title)
     if series == "cosine":
         fig.update_yaxes(range=[-1.05, 1.05], dtick=0.5)
     if series == "heldout_accuracy":
         fig.update_yaxes(**ACCURACY_AXIS)
-    return _layout(fig, title, height=HEIGHT + 40, how_to_read=reading, legend=LEGEND_BELOW)
+    return _layout(
+        fig, title, height=HEIGHT + 40 + LEGEND_ROOM_PER_RUN * len(colors), how_to_read=reading, legend=LEGEND_BELOW
+    )
 
 
 def divergence_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool = False) -> go.Figure:
@@ -105,7 +146,7 @@ def divergence_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool =
         empty="Nothing to drift: no shared tensor has two uses that read common entries.",
     )
     if log_y and fig.data:
-        fig.update_yaxes(type="log")
+        _log_y(fig, curves.loc[curves["series"] == "divergence", "value"])
     return fig
 
 

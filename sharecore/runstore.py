@@ -21,6 +21,7 @@ Plain Python, pandas, pyarrow and NumPy: no TensorFlow, no Streamlit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -29,7 +30,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ _TOKEN_BYTES = 18
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")
 # Control characters, line and paragraph separators and lone surrogates: a label is one line of text.
 _NOT_IN_LABEL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Bidirectional embeddings, overrides and isolates: one left open in a label turns the text drawn after
+# it (' · tied' in a legend, the rest of a message) backwards. Right-to-left text needs none of them.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _BUSY_TIMEOUT_SECONDS = 30.0
 # runs() marks its workspace as used at most this often, so that listing stays a read.
 _TOUCH_EVERY_SECONDS = 60.0
@@ -124,6 +128,36 @@ class UnknownRun(KeyError):
         return str(self.args[0]) if self.args else "unknown run"
 
 
+class StoreUnavailable(ValueError):
+    """The store's file cannot be used now: locked by another process, read-only, or damaged."""
+
+
+# SQLite errors that say nothing is wrong with the file's content: waiting or permissions may fix them.
+_NOT_DAMAGE = re.compile(r"locked|busy|readonly|read-only|disk I/O|unable to open|full", re.IGNORECASE)
+
+
+def _reporting_sqlite_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A public `RunStore` method whose SQLite errors become a `StoreUnavailable` that says what to do.
+
+    A file removed or damaged while the server runs is treated as at start-up (a damaged file is set
+    aside, a new store started and `RunStore.problem` says so), and the call is tried once more.
+    """
+
+    @functools.wraps(method)
+    def checked(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            if not self._recover(err):
+                raise self._unavailable(err) from None
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            raise self._unavailable(err) from None
+
+    return checked
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """One line of a workspace's list: what the compare page shows without loading a run."""
@@ -174,7 +208,7 @@ def new_key() -> str:
 def clean_label(label: Any, *, truncate: bool = False) -> str:
     """A run label as stored: one line of text, at most `MAX_LABEL_CHARS` characters.
 
-    Control characters and separators are removed and runs of spaces become one.
+    Control characters, separators and bidirectional overrides are removed and runs of spaces become one.
 
     Args:
         label: the user's text.
@@ -188,7 +222,7 @@ def clean_label(label: Any, *, truncate: bool = False) -> str:
     """
     if not isinstance(label, str):
         raise ValueError(f"A run label must be text. Received: {type(label).__name__}")
-    text = " ".join(_NOT_IN_LABEL.sub(" ", label).split())
+    text = " ".join(_NOT_IN_LABEL.sub(" ", _BIDI_CONTROLS.sub("", label)).split())
     if not text:
         raise ValueError("A run label cannot be empty. Type a few words that say what this run tried.")
     if len(text) > MAX_LABEL_CHARS:
@@ -357,6 +391,8 @@ class RunStore:
 
     Safe to share between threads and processes: every call opens its own connection, the file is
     in WAL mode (readers never wait for a writer) and a save with its evictions is one transaction.
+    Every public method raises `StoreUnavailable` (a ValueError) when the file cannot be used (locked
+    past the busy timeout, read-only); a file removed or damaged while in use is replaced by a new store.
 
     Attributes:
         path: the SQLite file.
@@ -515,6 +551,7 @@ class RunStore:
         return aside
 
     # ------------------------------------------------------------------ saving
+    @_reporting_sqlite_errors
     def save(self, workspace: str, result: TrainResult, label: str, *, preset: str = "") -> SaveReport:
         """Keeps `result` in `workspace`'s list, making room under the caps.
 
@@ -678,6 +715,7 @@ class RunStore:
         with self._lock:
             self._touched[workspace] = now
 
+    @_reporting_sqlite_errors
     def adopt(self, workspace: str, run_id: str, label: str | None = None) -> SaveReport:
         """Adds a shared run to `workspace`'s list (a reference: the run is stored once).
 
@@ -719,6 +757,7 @@ class RunStore:
         return SaveReport(run_id=run_id, evicted=tuple(label for _, label in evicted), notes=notes)
 
     # ------------------------------------------------------------------ reading
+    @_reporting_sqlite_errors
     def runs(self, workspace: str) -> list[RunInfo]:
         """The workspace's runs, newest first (by when each joined this list), without loading their records.
 
@@ -762,6 +801,7 @@ class RunStore:
             for row in rows
         ]
 
+    @_reporting_sqlite_errors
     def load(self, run_id: str, workspace: str | None = None) -> StoredRun:
         """The kept run with this id, from any workspace (whoever has the id may see it).
 
@@ -802,12 +842,14 @@ class RunStore:
             result=result,
         )
 
+    @_reporting_sqlite_errors
     def total_bytes(self) -> int:
         """What all kept runs take, as the size cap counts it."""
         with self._read() as db:
             return db.execute("SELECT coalesce(sum(bytes), 0) FROM runs").fetchone()[0]
 
     # ------------------------------------------------------------------ changing a list
+    @_reporting_sqlite_errors
     def rename(self, workspace: str, run_id: str, label: str) -> None:
         """Gives the run a new label in this workspace's list.
 
@@ -818,6 +860,7 @@ class RunStore:
         label = clean_label(label)
         self._change(workspace, run_id, "UPDATE entries SET label = ? WHERE workspace = ? AND run_id = ?", label)
 
+    @_reporting_sqlite_errors
     def pin(self, workspace: str, run_id: str, pinned: bool = True) -> None:
         """Pins (or unpins) the run: a pinned run is never removed to make room.
 
@@ -828,6 +871,7 @@ class RunStore:
             workspace, run_id, "UPDATE entries SET pinned = ? WHERE workspace = ? AND run_id = ?", int(bool(pinned))
         )
 
+    @_reporting_sqlite_errors
     def delete(self, workspace: str, run_id: str) -> None:
         """Removes the run from this workspace's list (and from the server once no list holds it).
 
@@ -854,6 +898,39 @@ class RunStore:
                 db.execute(sql, (value, workspace, run_id))
             self._touch(db, workspace, time.time())
 
+    def _recover(self, err: sqlite3.Error) -> bool:
+        """After `err`, makes a removed or damaged file a working store again; True if it did."""
+        if _NOT_DAMAGE.search(str(err)):
+            return False
+        with self._lock:
+            try:
+                # sqlite3.connect made an empty file where the removed one was.
+                if not self.path.exists() or self.path.stat().st_size == 0:
+                    if self._check_file() is None:
+                        self.problem = (
+                            f"The run store {str(self.path)!r} was removed while the server ran, so a new, "
+                            "empty store was started: runs kept before are gone."
+                        )
+                        return True
+                elif self._check_file() is not None:
+                    self._open_or_set_aside()
+                    return True
+            except (sqlite3.Error, OSError, ValueError):
+                pass
+        return False
+
+    def _unavailable(self, err: sqlite3.Error) -> StoreUnavailable:
+        text = str(err)
+        if re.search("locked|busy", text, re.IGNORECASE):
+            fix = "Another process holds it locked: try again in a moment."
+        elif re.search("readonly|read-only|unable to open", text, re.IGNORECASE):
+            fix = f"Let the server write the file and its folder, or point {DATA_DIR_VARIABLE} at one it may write to."
+        else:
+            fix = "Restart the server: it sets an unreadable file aside and starts a new store."
+        return StoreUnavailable(
+            f"The run store {str(self.path)!r} could not be used ({type(err).__name__}: {text[:200]}). {fix}"
+        )
+
     @staticmethod
     def _unknown(run_id: str) -> UnknownRun:
         return UnknownRun(
@@ -879,6 +956,7 @@ __all__ = [
     "RunInfo",
     "RunStore",
     "SaveReport",
+    "StoreUnavailable",
     "StoredRun",
     "UnknownRun",
     "clean_label",

@@ -54,6 +54,7 @@ MIN_LEARNING_RATE = 1e-5  # smaller steps barely move the weights in the few tho
 MAX_LEARNING_RATE = 10.0
 MAX_SEED = 2**31 - 1  # Keras initializer seeds are 32-bit
 STREAMLIT_KEYS = frozenset({"embed", "embed_options"})  # Streamlit's own query parameters
+SHARE_KEYS = frozenset({"run"})  # a share link's kept run (`/compare?run=<id>`): read by the app, not a setting
 
 DEFAULT_PRESET = "seed-dense"
 
@@ -331,7 +332,7 @@ def read_state(params: Mapping[str, Any]) -> UrlState:
         usable value wherever it asked for one out of range, and a warning for each.
     """
     warnings: list[str] = []
-    unknown = [str(key) for key in params if key not in KNOWN_KEYS and key not in STREAMLIT_KEYS]
+    unknown = [str(key) for key in params if key not in KNOWN_KEYS and key not in STREAMLIT_KEYS | SHARE_KEYS]
     if unknown:
         named = ", ".join(repr(key[:40]) for key in unknown[:5]) + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""

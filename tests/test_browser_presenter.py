@@ -118,14 +118,15 @@ def check_fits(page, where: str) -> None:
     assert not clashes, f"chart titles clash on {where}: {clashes}"
 
 
-def save_png(page, name: str) -> Path:
-    """A viewport screenshot in docs/, re-encoded with Pillow's optimiser (and fewer colors if needed) to stay under 300 KB."""
+def save_png(page, name: str, path: Path | None = None) -> Path:
+    """A viewport screenshot in docs/ (presenter-<name>.png, or `path`), re-encoded with Pillow's optimiser
+    (and fewer colors if needed) to stay under 300 KB."""
     from PIL import Image
 
     page.mouse.move(5, PROJECTOR["height"] - 5)
     wait_until_idle(page)
     image = Image.open(io.BytesIO(page.screenshot(scale="css", animations="disabled", caret="hide")))
-    path = DOCS / f"presenter-{name}.png"
+    path = path or DOCS / f"presenter-{name}.png"
     image.save(path, optimize=True)
     if path.stat().st_size >= MAX_BYTES:
         image.convert("RGB").quantize(colors=256).save(path, optimize=True)
