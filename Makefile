@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+# `make test` and `make quick` run the tests on this many pytest-xdist worker processes, one per core here
+# (`make test TEST_WORKERS=0`: in pytest's own process, as plain `pytest` does). Each file runs whole on one
+# worker and the browser files together on one (tests/conftest.py), so module-scoped servers start once.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: run test quick bench bench-full lint format clean demo
 
@@ -45,11 +50,11 @@ demo:
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 quick: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest -m "not browser and not slow"
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not browser and not slow"
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench --quick

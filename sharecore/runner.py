@@ -15,6 +15,7 @@ tab frees its trainer for the next person within seconds. The wall-clock cap
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import threading
@@ -223,6 +224,27 @@ class BackgroundRun:
             with _QUEUE:
                 _TRAINING.remove(self)
                 _QUEUE.notify_all()
+
+
+def _stop_runs_at_exit(timeout: float = 60.0) -> None:
+    """At interpreter exit: asks every waiting or training run to stop and waits for its thread.
+
+    A run's thread is a daemon, and Python ends daemon threads while it finalizes by unwinding them
+    from wherever they are; inside TensorFlow's C++ that unwind is caught and not rethrown, and the
+    process aborts ("FATAL: exception not rethrown", exit code 134) after all its work succeeded
+    (a server stopped mid-run, a test session that left a run behind). Stopping takes at most one
+    chunk of steps.
+    """
+    with _QUEUE:
+        runs = _WAITING + _TRAINING
+    for run in runs:
+        run._request_stop()
+    deadline = time.monotonic() + timeout
+    for run in runs:
+        run.wait(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_stop_runs_at_exit)
 
 
 def _watch_owners() -> None:

@@ -14,9 +14,55 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Kept runs go to a store of the test session's own (servers started by browser tests inherit it),
 # never into the working copy's .sharecore-data.
 os.environ.setdefault("SHARECORE_DATA_DIR", tempfile.mkdtemp(prefix="sharecore-test-runs-"))
+# Under pytest-xdist (`make test` runs two workers) each worker inherits the store set above by
+# the controller; it gets a folder of its own in it, so no test sees another worker's kept runs.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["SHARECORE_DATA_DIR"] = os.path.join(os.environ["SHARECORE_DATA_DIR"], os.environ["PYTEST_XDIST_WORKER"])
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+BROWSER_FILES = "test_browser"  # the files whose every test drives Chromium are named test_browser*.py
+
+
+def _file_of(nodeid: str) -> str:
+    """The test file part of a test id ("tests/test_app.py::test_x[1]" -> "tests/test_app.py")."""
+    return nodeid.split("::", 1)[0]
+
+
+def _is_browser_file(file: str) -> bool:
+    return os.path.basename(file).startswith(BROWSER_FILES)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook; plain pytest never calls it
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile` (`make test`), with every browser file in one unit.
+
+    Each file is one unit, run whole by one worker, so a module-scoped fixture (a browser file's
+    Streamlit server, test_distribute's worker process) is made once. The browser files are one unit
+    together: they are the slowest part of the suite, and they run one after another as in a serial
+    run (two Chromiums and servers at once would only race each other for two cores) while the other
+    worker takes the remaining files one by one. (`--dist loadgroup` cannot do this with pytest 9.2:
+    pytest-xdist 3.8.0 writes the group into `item._nodeid`, which pytest no longer reads.)
+    """
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class BrowserFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = _file_of(nodeid)
+            return "browser files" if _is_browser_file(file) else file
+
+    return BrowserFilesTogether(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a pytest-xdist worker, the browser files first: the longest unit starts at once (with
+    `--no-loadscope-reorder` the workers take the units in this order)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not _is_browser_file(_file_of(item.nodeid)))  # stable
 
 
 @pytest.fixture(autouse=True)
