@@ -51,12 +51,16 @@ def _keep_keras_session_while_training() -> None:
     """
     import keras
 
+    from sharecore.training import warming_up
+
     clear_session = keras.backend.clear_session
     if getattr(clear_session, "waits_for_training", False):
         return
 
     def clear_session_unless_training(*args: Any, **kwargs: Any) -> Any:
-        if active_runs():
+        # The start-up warm-up compiles in the loader thread: a reset under it broke its trace
+        # ("'list' object has no attribute 'ndim'" in Keras's input checks).
+        if active_runs() or warming_up():
             return None
         return clear_session(*args, **{"free_memory": False, **kwargs})
 
@@ -763,6 +767,21 @@ def all_pitfalls(seed: int) -> list[pitfalls.PitfallResult]:
     from sharecore import pitfalls  # TensorFlow
 
     return pitfalls.all_pitfalls(seed=seed)
+
+
+def stack_columns_when_narrow(first: str, below_px: int = 1200) -> None:
+    """Below `below_px` of window, the row of columns holding the container keyed `first` stacks,
+    that container on top (CSS; `first` is a key of ours, never user text)."""
+    row = f'[data-testid="stHorizontalBlock"]:has(.st-key-{first})'
+    st.html(
+        f"""<style>
+    @media (max-width: {below_px - 0.02}px) {{
+      {row} {{ flex-direction: column; }}
+      {row} > [data-testid="stColumn"] {{ width: 100% !important; flex: 1 1 auto !important; }}
+      {row} > [data-testid="stColumn"]:has(.st-key-{first}) {{ order: -1; }}
+    }}
+    </style>"""
+    )
 
 
 def chart(fig, key: str | None = None) -> None:

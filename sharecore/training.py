@@ -529,6 +529,12 @@ def _pool_key(
     return (spec, classes, config.optimizer, config.batch_size, device, where)
 
 
+def warming_up() -> bool:
+    """Whether a `warm_up` is compiling a trainer now (a front end must not reset Keras meanwhile)."""
+    with _POOL_LOCK:
+        return bool(_WARMING)
+
+
 def warm_up(spec: ModelSpec, config: TrainConfig | None = None) -> float:
     """Compiles the trainer `train(spec, config)` would use and leaves it in the pool, without training.
 

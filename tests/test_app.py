@@ -530,3 +530,27 @@ def test_picking_tied_lm_halves_the_table_and_trains_on_the_token_task():
         "and outputs next-token logits (sequence, vocab), as preset 'tied-lm' does. Using 'teacher'."
     ]
     assert at.session_state["config"].dataset == "teacher"
+
+
+def test_streamlit_clean_up_waits_while_the_start_up_warm_up_compiles():
+    # The loader thread's warm-up traces a trainer while Streamlit resets Keras after each script
+    # run; a reset mid-trace broke it ("'list' object has no attribute 'ndim'").
+    import threading
+
+    import keras
+    from keras.src.backend.common import global_state
+
+    import ui
+    from sharecore import training
+
+    ui._keep_keras_session_while_training()
+    state = global_state.GLOBAL_STATE_TRACKER
+    training._WARMING[("a warm-up",)] = threading.Event()
+    try:
+        assert training.warming_up()
+        keras.backend.clear_session()
+        assert global_state.GLOBAL_STATE_TRACKER is state, "reset under a compiling warm-up"
+    finally:
+        del training._WARMING[("a warm-up",)]
+    keras.backend.clear_session()
+    assert global_state.GLOBAL_STATE_TRACKER is not state
