@@ -386,17 +386,7 @@ for family, name in ui.FAMILIES.items():
     families.button(family, key=f"build.family.{family}", on_click=ui.load_preset, args=(name,))
 # Below 1200 px of window (a projector, a laptop with the sidebar open) the editor and the views
 # beside it were too narrow for their selects and labels: there they stack, views first.
-st.html(
-    """<style>
-    @media (max-width: 1199.98px) {
-      [data-testid="stHorizontalBlock"]:has(.st-key-build-views) { flex-direction: column; }
-      [data-testid="stHorizontalBlock"]:has(.st-key-build-views) > [data-testid="stColumn"] {
-        width: 100% !important; flex: 1 1 auto !important; }
-      [data-testid="stHorizontalBlock"]:has(.st-key-build-views) > [data-testid="stColumn"]:has(.st-key-build-views) {
-        order: -1; }
-    }
-    </style>"""
-)
+ui.stack_columns_when_narrow("build-views")
 
 status = st.container()
 edit_col, view_col = st.columns([5, 6], gap="medium")

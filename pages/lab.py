@@ -338,17 +338,7 @@ st.title("Lab", anchor=False)
 st.caption("Change one thing, train, and read the new run against the ones before it.")
 # Below 1200 px of window (a projector, a laptop with the sidebar open) the controls and the charts
 # beside them were too narrow for their labels: there they stack, charts first (as on Build).
-st.html(
-    """<style>
-    @media (max-width: 1199.98px) {
-      [data-testid="stHorizontalBlock"]:has(.st-key-lab-view) { flex-direction: column; }
-      [data-testid="stHorizontalBlock"]:has(.st-key-lab-view) > [data-testid="stColumn"] {
-        width: 100% !important; flex: 1 1 auto !important; }
-      [data-testid="stHorizontalBlock"]:has(.st-key-lab-view) > [data-testid="stColumn"]:has(.st-key-lab-view) {
-        order: -1; }
-    }
-    </style>"""
-)
+ui.stack_columns_when_narrow("lab-view")
 controls, view = st.columns([5, 8], gap="medium")
 with controls.container(key="lab-controls"):
     picker, reset = st.columns([3, 2], vertical_alignment="bottom")

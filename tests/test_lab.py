@@ -9,22 +9,13 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import sharecore
 import ui
 from sharecore.spec import TrainConfig
-from tests.test_app import figures, open_app, trainer_threads, values
+from tests.test_app import figures, no_training_left_behind, open_app, values  # noqa: F401 (autouse fixture)
 
 FAST = {"steps": "20"}  # a link's settings: short runs keep the loop quick
-
-
-@pytest.fixture(autouse=True)
-def no_training_left_behind():
-    yield
-    for thread in trainer_threads():
-        thread.join(60)
-    assert not trainer_threads(), "a training thread outlived its test"
 
 
 def click_and_wait(at, key: str, timeout: float = 90):
