@@ -883,7 +883,7 @@ def init_workspace() -> None:
         ss[WORKSPACE], ss[WORKSPACE_NEW] = new_key(), True
     ss[LAST_SETTINGS] = None
     ss[KEEP_NOTES] = []
-    ss[SHOWN] = [info.id for info in kept_runs()[:2]]
+    ss[SHOWN] = [info.id for info in kept_runs()[:MAX_SHOWN]]  # a reload shows what a full overlay did
     ss[_LOADED] = {}
     shared = st.query_params.get("run")
     ss[SHARED] = shared if shared else None
