@@ -176,6 +176,8 @@ def model_editor() -> None:
 
 # ----------------------------------------------------------------------------- training settings
 def _set(field: str, k: str) -> None:
+    if k not in ss:  # a preset load or Reset in the same rerun replaced the experiment (and this key) first
+        return
     value = ss[k]
     try:
         new = dataclasses.replace(ui.config(), **{field: value})

@@ -217,3 +217,14 @@ def test_a_run_that_barely_learns_gets_a_warning_with_a_fix_on_the_lab_and_train
     assert warned and "10x larger" in warned[0], [w.value for w in at.warning]
     at.switch_page("pages/train.py").run()
     assert any("barely learned" in w.value for w in at.warning)
+
+
+def test_a_setting_changed_in_the_same_rerun_as_a_preset_load_is_no_traceback():
+    # A browser can send a setting's change together with a preset pick; the pick replaces the
+    # experiment (and the settings' widget keys) first, then the setting's callback runs.
+    at = lab(preset="seed-conv")
+    at.selectbox(key="lab.cfg.optimizer").set_value("sgd")
+    at.selectbox(key="lab.preset").set_value("tied-autoencoder")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["spec"] == sharecore.preset("tied-autoencoder")
