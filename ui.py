@@ -25,8 +25,9 @@ import streamlit as st
 import sharecore
 from sharecore import codegen, urlstate
 from sharecore.cache import ByIdentity, ByteLRU
+from sharecore.keeping import KeepPlan, Kept, run_label
 from sharecore.limits import SECRETS_SECTION, Limits, set_server_defaults
-from sharecore.runner import BackgroundRun, active_runs, training_runs
+from sharecore.runner import BackgroundRun, active_runs, orphaned_runs, training_runs
 from sharecore.spec import DEVICES, ModelSpec, TrainConfig
 
 if TYPE_CHECKING:
@@ -321,8 +322,8 @@ def init_state() -> None:
         ss[RUN_ERROR] = None
         ss[URL_WARNINGS] = list(state.warnings)
         ss[CURRENT_RUN_ID] = None
-        ss[CONTINUES] = None
     init_workspace()
+    _take_over_orphaned_run()
     collect_run()
     sync_url()
 
@@ -502,8 +503,7 @@ def start_training() -> None:
     except ValueError as err:
         ss[RUN_ERROR] = str(err)
         return
-    ss[RUN] = BackgroundRun(spec(), config(), alive=_browser_connected()).start()
-    ss[CONTINUES] = None
+    ss[RUN] = _start_run(spec(), config())
 
 
 def continue_problem() -> str | None:
@@ -542,8 +542,35 @@ def continue_training(extra_steps: int) -> None:
     except ValueError as err:
         ss[RUN_ERROR] = str(err)
         return
-    ss[RUN] = BackgroundRun(res.spec, new, alive=_browser_connected(), resume=res).start()
-    ss[CONTINUES] = ss.get(CURRENT_RUN_ID)
+    ss[RUN] = _start_run(res.spec, new, resume=res, continues=ss.get(CURRENT_RUN_ID))
+
+
+def _start_run(
+    spec_: ModelSpec, config_: TrainConfig, *, resume: sharecore.TrainResult | None = None, continues: str | None = None
+) -> BackgroundRun:
+    """Starts a run that keeps itself in this browser's workspace when it ends (`sharecore.keeping`),
+    whatever becomes of this page: the label says what changed from the run kept before it."""
+    continued = None
+    if continues is not None:
+        with contextlib.suppress(KeyError, ValueError):
+            continued = load_kept(continues).label
+    label = run_label(st.session_state[LAST_SETTINGS], (spec_, config_), preset=preset_name(), continued=continued)
+    plan = KeepPlan(run_store(), workspace(), label, preset_name(), continues if continued is not None else None)
+    return BackgroundRun(
+        spec_, config_, alive=_browser_connected(), resume=resume, owner=workspace(), on_result=plan
+    ).start()
+
+
+def _take_over_orphaned_run() -> None:
+    """A new page of this browser watches the run its reloaded or closed page left (`runner.orphaned_runs`):
+    a reload mid-run keeps the run going, and its result reaches this page."""
+    ss = st.session_state
+    if ss.get(RUN) is not None:
+        return
+    for run in orphaned_runs(workspace()):
+        run.reattach(_browser_connected())
+        ss[RUN] = run
+        return
 
 
 def _browser_connected() -> Callable[[], bool] | None:
@@ -603,8 +630,7 @@ def collect_run() -> None:
         return
     if run.result is not None:
         ss[RESULT] = run.result
-        keep(run.result, continues=ss[CONTINUES])
-    ss[CONTINUES] = None
+        _took_in(run.result, run.kept)
     ss[RUN_ERROR] = run.error
     ss[RUN] = None
 
@@ -847,7 +873,6 @@ KEEP_NOTES = "keep_notes"  # what the store said about the last run kept (evicti
 SHOWN = "shown_runs"  # ids of the kept runs the Lab and Compare pages overlay, in order
 SHARED = "shared_run"  # the run id a share link asked for, until the Compare page has shown it
 CURRENT_RUN_ID = "current_run_id"  # the kept id of the session's current result (what Continue extends)
-CONTINUES = "continues"  # the kept id the running run continues, or None for a new run
 _LOADED = "loaded_runs"  # run id -> StoredRun read back this session (a run never changes once kept)
 STORE_ERROR = "store_error"  # why the run store could not be read on the last try, or None
 MAX_SHOWN = 4  # a new run joins the overlay; beyond this many, the oldest shown ones leave it
@@ -928,52 +953,28 @@ def load_kept(run_id: str):
     return loaded[run_id]
 
 
-def keep(res: sharecore.TrainResult, *, continues: str | None = None) -> None:
-    """Keeps a finished run under an automatic label ("lr 0.1 (was 0.01)"), shows it in the overlay.
+def _took_in(res: sharecore.TrainResult, kept: Kept | None) -> None:
+    """Shows a finished run, kept by its runner (`_start_run`), in this session's overlay and notes.
 
-    A continued run replaces the run it continued (same label, pin and place in the overlay):
-    it is the same run, now longer.
+    A continued run takes the place in the overlay of the run it continued: it is the same run, now longer.
     """
-    from sharecore.whatif import change_label
-
     ss = st.session_state
-    store = run_store()
-    notes = []
-    pinned = False
-    if continues is not None:
-        try:
-            parent = load_kept(continues)
-            label, pinned = re.sub(r" \(stopped at \d+\)$", "", parent.label), parent.pinned
-        except (KeyError, ValueError):
-            label = change_label(ss[LAST_SETTINGS], (res.spec, res.config), preset=preset_name())
-    else:
-        label = change_label(ss[LAST_SETTINGS], (res.spec, res.config), preset=preset_name())
-    if res.steps_done < res.config.steps:
-        label += f" (stopped at {res.steps_done})"
-    try:
-        report = store.save(workspace(), res, label, preset=preset_name())
-    except (ValueError, OSError) as err:
-        ss[KEEP_NOTES] = [f"This run could not be kept: {err}"]
+    if kept is None or kept.run_id is None:
         # Not kept: the Lab draws it as the current run, and Continue must not replace the run kept before it.
+        ss[KEEP_NOTES] = list(kept.notes) if kept is not None else []
         ss[CURRENT_RUN_ID] = None
         return
-    notes.extend(report.notes)
-    shown = [i for i in ss[SHOWN] if i != continues]
-    if continues is not None:
-        with contextlib.suppress(KeyError, ValueError):
-            if pinned:
-                store.pin(workspace(), report.run_id, True)
-            store.delete(workspace(), continues)
-        ss[_LOADED].pop(continues, None)
-        shown = [report.run_id if i == continues else i for i in ss[SHOWN]]
-        if report.run_id not in shown:
-            shown.insert(0, report.run_id)
+    if kept.continues is not None:
+        ss[_LOADED].pop(kept.continues, None)
+        shown = [kept.run_id if i == kept.continues else i for i in ss[SHOWN]]
+        if kept.run_id not in shown:
+            shown.insert(0, kept.run_id)
     else:
-        shown.insert(0, report.run_id)
-    ss[SHOWN] = shown[:MAX_SHOWN] if continues is None else shown
+        shown = [kept.run_id, *ss[SHOWN]][:MAX_SHOWN]
+    ss[SHOWN] = shown
     ss[LAST_SETTINGS] = (res.spec, res.config)
-    ss[KEEP_NOTES] = notes
-    ss[CURRENT_RUN_ID] = report.run_id
+    ss[KEEP_NOTES] = list(kept.notes)
+    ss[CURRENT_RUN_ID] = kept.run_id
 
 
 def training_warnings(res: sharecore.TrainResult) -> None:

@@ -11,6 +11,13 @@ hands in an `alive` check (the dashboard asks Streamlit whether the browser tab 
 connected), and a run whose owner has been gone for `gone_after` seconds stops, so a closed
 tab frees its trainer for the next person within seconds. The wall-clock cap
 (`Limits.max_run_seconds`, enforced by `train` itself) bounds every run in any case.
+
+What happens to a run's result is the run's own business, not its page's: `on_result` (the
+dashboard keeps the run in the run store with it) is called by the worker thread as soon as
+training ends, also when the page that started it has been reloaded, has navigated away or was
+closed. A run names its `owner` (the dashboard's workspace key): a new page of the same owner
+finds a run whose page has gone with `orphaned_runs` and takes it over with `reattach`, so a
+reload mid-run keeps watching the same run instead of losing it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sharecore.spec import ModelSpec, TrainConfig
 
@@ -39,6 +46,7 @@ WATCH_EVERY_S = 0.25  # how often the owner checks run
 _QUEUE = threading.Condition()  # guards _WAITING, _TRAINING and _watcher
 _WAITING: list[BackgroundRun] = []  # runs waiting for a trainer, first come first
 _TRAINING: list[BackgroundRun] = []  # runs holding one of the MAX_CONCURRENT_RUNS trainers
+_LIVE: list[BackgroundRun] = []  # runs whose worker has not ended: waiting, training or handing on its result
 _watcher: threading.Thread | None = None
 
 
@@ -67,8 +75,12 @@ class BackgroundRun:
         gone_after: seconds `alive` must keep answering False before the run ends.
         resume: an earlier result to continue (`config.steps` is then the new total); see
             `sharecore.training.train`. A resumed run waits in the same queue as any other.
+        owner: who the run belongs to beyond the page that started it (the dashboard's workspace
+            key); `orphaned_runs(owner)` finds the run once `alive` says its page has gone.
+        on_result: called by the worker with the result as soon as training ends, whoever is still
+            watching; what it returns is kept as `kept`. It runs before `done` turns True.
 
-    The attributes `progress`, `result` and `error` are written by the worker thread and
+    The attributes `progress`, `result`, `kept` and `error` are written by the worker thread and
     read by the front end; each is replaced whole, so a reader never sees half an update.
     """
 
@@ -80,16 +92,21 @@ class BackgroundRun:
         alive: Callable[[], bool] | None = None,
         gone_after: float = OWNER_GONE_AFTER_S,
         resume: TrainResult | None = None,
+        owner: str | None = None,
+        on_result: Callable[[TrainResult], Any] | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
         self.resume = resume
+        self.owner = owner
+        self.on_result = on_result
         self.alive = alive
         self.gone_after = gone_after
         self.stop_event = threading.Event()
         self.progress: TrainProgress | None = None  # the latest progress report
         self.result: TrainResult | None = None  # set when training ends, also after a stop
         self.error: str | None = None  # set instead of `result` when training could not run
+        self.kept: Any = None  # what `on_result` returned
         self.queued = True  # waiting for a free trainer
         self.abandoned = False  # ended because its owner had gone
         self.started_at: float | None = None
@@ -103,6 +120,7 @@ class BackgroundRun:
         self.started_at = time.perf_counter()
         with _QUEUE:
             _WAITING.append(self)  # here, not in the thread: queue order is the order of start()
+            _LIVE.append(self)
             if self.alive is not None and _watcher is None:
                 _watcher = threading.Thread(target=_watch_owners, name="sharecore-watch", daemon=True)
                 _watcher.start()
@@ -120,6 +138,18 @@ class BackgroundRun:
         if self._thread.ident is not None:
             self._thread.join(timeout)
         return self.done
+
+    def reattach(self, alive: Callable[[], bool] | None) -> bool:
+        """Hands the run to a new page of its owner: `alive` now tells whether that page is there.
+
+        Returns:
+            True if the run goes on; False if it was already asked to stop (it still ends, and
+            `on_result` still hands on what it recorded).
+        """
+        with _QUEUE:
+            self.alive = alive
+            self._gone_since = None
+            return not self.stop_event.is_set()
 
     # -- state
     @property
@@ -194,6 +224,13 @@ class BackgroundRun:
         self.progress = progress
 
     def _work(self) -> None:
+        try:
+            self._train_and_hand_on()
+        finally:
+            with _QUEUE:
+                _LIVE.remove(self)
+
+    def _train_and_hand_on(self) -> None:
         if not self._wait_for_trainer():
             if self.abandoned:
                 self.error = "the page that started this run was closed while it waited for a free trainer."
@@ -215,15 +252,38 @@ class BackgroundRun:
                         f"trainer; what was recorded is kept."
                     ),
                 )
-            self.result = result
         except ValueError as err:
             self.error = str(err)
+            return
         except Exception as err:  # a front end shows this as a message; it must not kill the thread silently
             self.error = f"training failed: {type(err).__name__}: {err}"
+            return
         finally:
             with _QUEUE:
                 _TRAINING.remove(self)
-                _QUEUE.notify_all()
+                _QUEUE.notify_all()  # the trainer is free before the result is handed on
+        if self.on_result is not None:
+            try:
+                self.kept = self.on_result(result)
+            except Exception as err:  # the result is still shown; the front end says why it was not kept
+                self.error = f"the run finished but could not be handed on: {type(err).__name__}: {err}"
+        self.result = result
+
+
+def orphaned_runs(owner: str) -> list[BackgroundRun]:
+    """`owner`'s runs whose page has gone (their `alive` check answers False) and whose worker has not
+    ended: training, stopping or handing on their result. A new page of the owner can `reattach` one."""
+    with _QUEUE:
+        runs = [run for run in _LIVE if run.owner == owner and run.alive is not None]
+    gone = []
+    for run in runs:  # outside the lock: `alive` is someone else's code
+        try:
+            here = bool(run.alive())
+        except Exception:
+            here = True  # as in _check_owner: a broken check counts as present
+        if not here:
+            gone.append(run)
+    return gone
 
 
 def _stop_runs_at_exit(timeout: float = 60.0) -> None:
@@ -236,7 +296,7 @@ def _stop_runs_at_exit(timeout: float = 60.0) -> None:
     chunk of steps.
     """
     with _QUEUE:
-        runs = _WAITING + _TRAINING
+        runs = list(_LIVE)  # handing on a result counts too: a kept run must not be cut short
     for run in runs:
         run._request_stop()
     deadline = time.monotonic() + timeout

@@ -493,3 +493,55 @@ def test_a_newcomer_builds_tied_lm_trains_it_on_tokens_and_gets_keras_code_that_
     legend = page.locator(".st-key-train-loss").inner_text()
     assert "tied held-out loss" in legend and "untied held-out loss" in legend
     assert "Markov chain over 32 tokens" in main_text(page)
+
+
+def lab_progress(page) -> int:
+    """The step the Lab's live panel shows, or -1 when no run is training."""
+    found = re.search(r"Training tied and untied: step (\d+) of", main_text(page))
+    return int(found.group(1)) if found else -1
+
+
+def kept_in_store(page) -> list:
+    """The kept runs of the browser's workspace, read from the run store the server writes (its cookie names it)."""
+    from sharecore.runstore import RunStore
+
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    return RunStore.from_env().runs(cookies["sharecore_workspace"])
+
+
+def test_a_run_whose_tab_reloads_goes_on_and_is_kept_and_one_whose_tab_closes_is_kept_as_stopped(new_tab, server):
+    page = new_tab()
+    page.goto(f"{server.url}/lab?preset=seed-conv&steps=1000")
+    page.locator("h1", has_text="Lab").wait_for()
+    wait_until_idle(page)
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_function(
+        "() => /Training tied and untied: step [1-9]/.test(document.body.innerText)", timeout=TRAIN_S * 1000
+    )
+    page.reload()  # a new session: the run must neither be lost nor stop
+    page.locator("h1", has_text="Lab").wait_for()
+    page.wait_for_function(
+        "() => /Training tied and untied: step [1-9]/.test(document.body.innerText)", timeout=PAGE_S * 1000
+    )
+    page.wait_for_function(
+        "() => !document.body.innerText.includes('Training tied and untied')", timeout=TRAIN_S * 1000, polling=500
+    )
+    wait_for_charts(page, 3)
+    assert_no_exception(page)
+    (kept,) = kept_in_store(page)
+    assert kept.steps_done == 1000, "the reloaded page's run went on to its last step"
+    assert any(kept.label in name for name in page.locator(CHART).first.locator(".legend .legendtext").all_text_contents())
+
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_function(
+        "() => /Training tied and untied: step [1-9]/.test(document.body.innerText)", timeout=TRAIN_S * 1000
+    )
+    context = page.context
+    page.close()  # the tab is closed mid-run: the run stops within seconds and is kept as a stopped run
+    deadline = time.monotonic() + TRAIN_S
+    while len(runs := kept_in_store(context.pages[0] if context.pages else context.new_page())) < 2:
+        assert time.monotonic() < deadline, "the closed tab's run was not kept"
+        time.sleep(0.5)
+    stopped = runs[0]
+    assert 0 < stopped.steps_done < 1000 and stopped.can_continue
+    assert stopped.label.endswith(f"(stopped at {stopped.steps_done})")
