@@ -204,17 +204,20 @@ PAGES = {
     "divergence": "pages/divergence.py",
     "pitfalls": "pages/pitfalls.py",
 }
-# page -> (title in the navigation, icon); the URL of a page is its file's name.
+# page -> (title in the navigation, icon); the URL of a page is its file's name. Emoji, not
+# Material icons: Streamlit makes the open page's icon the tab's favicon, and for a Material icon it
+# fetches that icon from fonts.gstatic.com (a request to a third party per visitor, and a broken icon
+# offline); an emoji favicon is drawn from an inline SVG.
 _NAVIGATION = {
-    "home": ("Home", ":material/home:"),
-    "lab": ("Lab", ":material/science:"),
-    "compare": ("Compare runs", ":material/stacked_line_chart:"),
-    "exercises": ("Exercises", ":material/school:"),
-    "build": ("Build", ":material/construction:"),
-    "train": ("Train", ":material/play_arrow:"),
-    "gradients": ("Gradient flow", ":material/call_split:"),
-    "divergence": ("Divergence", ":material/compare_arrows:"),
-    "pitfalls": ("Pitfalls", ":material/warning:"),
+    "home": ("Home", "🏠"),
+    "lab": ("Lab", "🧪"),
+    "compare": ("Compare runs", "📈"),
+    "exercises": ("Exercises", "🎓"),
+    "build": ("Build", "🛠️"),
+    "train": ("Train", "▶️"),
+    "gradients": ("Gradient flow", "🔀"),
+    "divergence": ("Divergence", "↔️"),
+    "pitfalls": ("Pitfalls", "⚠️"),
 }
 # Starting points on the Build page: the simplest preset of each family of ops.
 FAMILIES = {

@@ -530,7 +530,9 @@ def test_a_run_whose_tab_reloads_goes_on_and_is_kept_and_one_whose_tab_closes_is
     assert_no_exception(page)
     (kept,) = kept_in_store(page)
     assert kept.steps_done == 1000, "the reloaded page's run went on to its last step"
-    assert any(kept.label in name for name in page.locator(CHART).first.locator(".legend .legendtext").all_text_contents())
+    assert any(
+        kept.label in name for name in page.locator(CHART).first.locator(".legend .legendtext").all_text_contents()
+    )
 
     page.get_by_role("button", name="Train", exact=True).click()
     page.wait_for_function(
@@ -545,3 +547,30 @@ def test_a_run_whose_tab_reloads_goes_on_and_is_kept_and_one_whose_tab_closes_is
     stopped = runs[0]
     assert 0 < stopped.steps_done < 1000 and stopped.can_continue
     assert stopped.label.endswith(f"(stopped at {stopped.steps_done})")
+
+
+def test_a_visit_to_every_page_makes_no_request_outside_the_apps_own_origin(browser, server):
+    """A hosted demo sends no visitor's address to a third party, and works offline (a workshop room's wifi)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(PAGE_S * 1000)
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    context.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
+    )
+    page = context.new_page()
+    # Headless Chromium loads no favicon, so the one each page sets is read from the page itself.
+    favicon = "() => document.querySelector(\"link[rel='shortcut icon']\").href"
+    goto(page, server, "home")
+    icons = {"home": page.evaluate(favicon)}
+    for name in ("lab", "compare", "exercises", "build", "train", "gradients", "divergence", "pitfalls"):
+        page.locator(f'[data-testid="stSidebarNavLink"][href="{server.url}/{name}"]').click()
+        page.wait_for_url(re.compile(rf"/{name}(\?|$)"))
+        wait_until_idle(page)
+        icons[name] = page.evaluate(favicon)
+    page.wait_for_timeout(1000)  # a font asked for after the last run
+    context.close()
+    assert len(requests) > 20, requests  # the pages' own scripts, styles, fonts and websocket
+    local = (server.url, "data:", "blob:")
+    outside = sorted({url for url in [*requests, *icons.values()] if not url.startswith(local)})
+    assert outside == [], f"requests that would leave the app's origin: {outside}"

@@ -43,10 +43,21 @@ def fresh_server(tmp_path) -> Iterator[Server]:
         yield app
 
 
+# Headless Chromium loads no favicon, so every address the page gives its icon is recorded instead.
+RECORD_FAVICONS = """
+window.__favicons = [];
+new MutationObserver(() => {
+    const link = document.querySelector("link[rel='shortcut icon']");
+    if (link && window.__favicons[window.__favicons.length - 1] !== link.href) window.__favicons.push(link.href);
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["href"]});
+"""
+
+
 def open_tab(browser, server: Server):
     """A new browser context (a new Streamlit session) that only reaches the local server."""
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(90_000)
+    context.add_init_script(RECORD_FAVICONS)
     context.route(
         "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
     )
@@ -65,6 +76,11 @@ def check_full_app(page, title: str, preset: str, seed: int) -> None:
     assert sidebar.get_by_role("combobox", name="Preset").input_value() == preset
     assert sidebar.get_by_label("Seed", exact=True).input_value() == str(seed)
     assert f"preset={preset}" in page.url
+    # Every icon the tab showed is drawn locally: a Material page icon was fetched from fonts.gstatic.com
+    # on a fresh server's first deep link (the page icon briefly became the favicon).
+    origin = "/".join(page.url.split("/")[:3])
+    icons = page.evaluate("() => window.__favicons")
+    assert icons and all(icon.startswith((origin, "data:")) for icon in icons), icons
 
 
 @pytest.mark.parametrize("name", list(PAGES))
