@@ -18,7 +18,9 @@ $(BIN)/python:
 # requirements.txt pins tensorflow-cpu on Linux x86-64. A venv that already has the `tensorflow`
 # distribution (e.g. tensorflow[and-cuda] for a GPU, README "GPU") keeps it: pip gets the list
 # without the tensorflow-cpu line, so the CPU wheel is never installed beside or over it.
-$(VENV)/.installed: requirements.txt $(BIN)/python
+# Then sharecore itself, editable (--no-deps: requirements.txt has pinned what it needs), so that
+# `import sharecore` and the `sharecore` command work from any folder, as the README shows.
+$(VENV)/.installed: requirements.txt pyproject.toml $(BIN)/python
 	@tf=$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("tensorflow"))' 2>/dev/null); \
 	req=requirements.txt; \
 	if [ -n "$$tf" ]; then \
@@ -28,6 +30,7 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 	fi; \
 	echo "$(BIN)/python -m pip install --quiet -r $$req"; \
 	$(BIN)/python -m pip install --quiet -r "$$req"
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	touch $@
 
 # The dev tools only: requirements-dev.txt's `-r requirements.txt` is what the rule above installs.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
+import subprocess
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ os.environ.setdefault("SHARECORE_DATA_DIR", tempfile.mkdtemp(prefix="sharecore-t
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["SHARECORE_DATA_DIR"] = os.path.join(os.environ["SHARECORE_DATA_DIR"], os.environ["PYTEST_XDIST_WORKER"])
 
+ROOT = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -86,3 +90,48 @@ def require_chromium() -> str:
     if CI:
         pytest.fail("Chromium is required in CI (CI=true) but was not found; .ci/run installs it with apt.")
     pytest.skip("Chromium not installed (apt-get install chromium); browser tests run in CI.")
+
+
+# ----------------------------------------------------------------------------- the checkout stays as it was
+# `make test` must leave a clone as it found it: screenshots go to SHARECORE_SCREENSHOTS only when it is
+# set, never over the README's in docs/. The folders tests and tools could write into are checked;
+# the sources are not, since a developer may edit them while the tests run.
+WATCHED = ("docs", "bench")
+
+
+def _tracked_files() -> dict[str, str]:
+    """Tracked files under WATCHED, as path -> sha1 of their content (a file that is gone: '')."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--", *WATCHED], cwd=ROOT, capture_output=True, check=True, timeout=30
+        ).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        return {}  # not a git checkout (an unpacked archive): nothing to compare
+    files = {}
+    for name in filter(None, listed.split("\0")):
+        path = ROOT / name
+        files[name] = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return files
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput") and not os.environ.get("SHARECORE_SCREENSHOTS"):
+        session.config.stash[_BEFORE] = _tracked_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_BEFORE, None)
+    if before is None:
+        return
+    after = _tracked_files()
+    changed = sorted(name for name in before if after.get(name) != before[name])
+    if changed:
+        session.config.get_terminal_writer().line(
+            f"The tests changed tracked files, so a fresh clone would be left dirty: {', '.join(changed)}. "
+            "A test must write under tmp_path (or SHARECORE_SCREENSHOTS when it is set).",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[dict]()

@@ -3,13 +3,16 @@ and no chart titles overlap, on Home, Build, Train (after a short run), Gradient
 the model diagram is drawn by Graphviz in the browser, hostile names included.
 
 One server for the module (test_browser.py's `server`, `browser` and `new_tab` fixtures). The
-1024x768 screenshots are saved as docs/presenter-<page>.png (each under 300 KB).
+1024x768 screenshots are saved as presenter-<page>.png (each under 300 KB) in SHARECORE_SCREENSHOTS
+(`SHARECORE_SCREENSHOTS=docs` retakes the README's) or a temporary folder.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,7 +38,9 @@ server = test_browser.server
 
 PROJECTOR = {"width": 1024, "height": 768}
 NARROW = {"width": 800, "height": 900}
-DOCS = ROOT / "docs"
+# Screenshots go where SHARECORE_SCREENSHOTS says (`SHARECORE_SCREENSHOTS=docs` retakes the README's),
+# else to a temporary folder: a test run never rewrites tracked files.
+DOCS = ROOT / os.environ["SHARECORE_SCREENSHOTS"] if os.environ.get("SHARECORE_SCREENSHOTS") else None
 MAX_BYTES = 300_000
 GRAPHVIZ = '[data-testid="stGraphVizChart"]'
 
@@ -118,6 +123,15 @@ def check_fits(page, where: str) -> None:
     assert not clashes, f"chart titles clash on {where}: {clashes}"
 
 
+def screenshot_dir() -> Path:
+    """SHARECORE_SCREENSHOTS (relative to the repository), or one temporary folder for the test session."""
+    global DOCS
+    if DOCS is None:
+        DOCS = Path(tempfile.mkdtemp(prefix="sharecore-screenshots-"))
+    DOCS.mkdir(parents=True, exist_ok=True)
+    return DOCS
+
+
 def save_png(page, name: str, path: Path | None = None) -> Path:
     """A viewport screenshot in docs/ (presenter-<name>.png, or `path`), re-encoded with Pillow's optimiser
     (and fewer colors if needed) to stay under 300 KB."""
@@ -126,7 +140,7 @@ def save_png(page, name: str, path: Path | None = None) -> Path:
     page.mouse.move(5, PROJECTOR["height"] - 5)
     wait_until_idle(page)
     image = Image.open(io.BytesIO(page.screenshot(scale="css", animations="disabled", caret="hide")))
-    path = path or DOCS / f"presenter-{name}.png"
+    path = path or screenshot_dir() / f"presenter-{name}.png"
     image.save(path, optimize=True)
     if path.stat().st_size >= MAX_BYTES:
         image.convert("RGB").quantize(colors=256).save(path, optimize=True)

@@ -14,7 +14,7 @@ import pytest
 from tests import test_browser
 from tests.test_browser import CHART, PAGE_S, select_option, wait_for_charts, wait_until_idle
 from tests.test_browser_lab import pick_slider, train
-from tests.test_browser_presenter import DOCS, NARROW, PROJECTOR, check_fits, diagram, open_tab, save_png
+from tests.test_browser_presenter import NARROW, PROJECTOR, check_fits, diagram, open_tab, save_png, screenshot_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 browser = test_browser.browser
@@ -188,7 +188,7 @@ def test_the_compare_view_for_the_readme_fits_at_1280x900(browser, server, works
     compare_all_runs(page, server)
     check_all(page, "Compare at 1280x900")
     show_loss_on_log_scale(page, "compare")
-    save_png(page, "compare", DOCS / "compare.png")
+    save_png(page, "compare", screenshot_dir() / "compare.png")
     page.context.close()
 
 
