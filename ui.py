@@ -306,7 +306,24 @@ def frame() -> None:
     init_state()
     remember_workspace()
     sidebar()
+    _count_script_run()
     show_url_warnings()
+
+
+SCRIPT_RUNS = "script_runs"  # how many full runs of the page script this session has had
+
+
+def _count_script_run() -> None:
+    """Writes this session's count of full script runs into the page, invisibly, at the end of the sidebar.
+
+    A browser test knows an input's rerun has ended when the count has moved on and the app is idle:
+    Streamlit's own running state still says 'not running' between a click and the server's answer,
+    so a check right after an input can pass before its rerun has begun (a shape typed into a field the
+    rerun was about to replace). The number is ours, never user text.
+    """
+    ss = st.session_state
+    ss[SCRIPT_RUNS] = ss.get(SCRIPT_RUNS, 0) + 1
+    st.sidebar.html(f'<span class="sharecore-script-run" data-run="{int(ss[SCRIPT_RUNS])}" hidden></span>')
 
 
 # ----------------------------------------------------------------------------- session state

@@ -226,21 +226,47 @@ def wait_for_page(page, title: str) -> None:
     wait_until_idle(page)
 
 
+IDLE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app && app.dataset.testScriptState === 'notRunning'
+        && app.dataset.testConnectionState === 'CONNECTED'
+        && !document.querySelector(
+            '[data-testid="stSkeleton"], [data-testid="stSkeletonElement"], [data-testid="stSpinner"]');
+}"""
+
+
 def wait_until_idle(page, timeout_s: float = PAGE_S) -> None:
     """Waits for the script run to finish and every element to be drawn (no placeholder, no spinner).
 
     The pages that poll a training run go idle between polls.
     """
-    page.wait_for_function(
-        """() => {
-            const app = document.querySelector('[data-testid="stApp"]');
-            return app && app.dataset.testScriptState === 'notRunning'
-                && app.dataset.testConnectionState === 'CONNECTED'
-                && !document.querySelector(
-                    '[data-testid="stSkeleton"], [data-testid="stSkeletonElement"], [data-testid="stSpinner"]');
-        }""",
-        timeout=timeout_s * 1000,
-    )
+    page.wait_for_function(IDLE, timeout=timeout_s * 1000)
+
+
+# The count of full script runs the app writes into the sidebar (`ui._count_script_run`).
+SCRIPT_RUNS = "() => Number(document.querySelector('.sharecore-script-run')?.dataset.run ?? 0)"
+
+
+def script_runs(page) -> int:
+    """How many full script runs this tab's session has had, as the page shows it now."""
+    return page.evaluate(SCRIPT_RUNS)
+
+
+def wait_for_rerun(page, before: int, timeout_s: float = PAGE_S) -> None:
+    """Waits for the rerun an input asked for: the script has run again since `before` (`script_runs`),
+    the app is idle, and no further run (an `st.rerun()` it asked for) starts within half a second.
+
+    Streamlit shows 'not running' between an input and the server's answer, so waiting for an idle
+    app alone can pass before the input's rerun has begun."""
+    deadline = time.monotonic() + timeout_s
+    page.wait_for_function(f"before => ({SCRIPT_RUNS})() > before", arg=before, timeout=timeout_s * 1000)
+    while True:
+        wait_until_idle(page, max(1.0, deadline - time.monotonic()))
+        seen = script_runs(page)
+        page.wait_for_timeout(500)
+        if script_runs(page) == seen and page.evaluate(IDLE):
+            return
+        assert time.monotonic() < deadline, f"the app on {page.url} kept rerunning for {timeout_s:.0f} s"
 
 
 def wait_for_charts(page, at_least: int, timeout_s: float = PAGE_S) -> None:
@@ -278,8 +304,9 @@ def numbers(text: str) -> list[int]:
 
 
 def select_option(page, container: str, option: str) -> None:
-    """Picks `option` in the st.selectbox inside `container`."""
+    """Picks `option` (another than the one shown) in the st.selectbox inside `container`, and waits for its rerun."""
     wait_until_idle(page)
+    before = script_runs(page)
     box = page.locator(f"{container} [role='combobox']")
     for _ in range(3):  # a rerun that lands while the list opens closes it again
         box.click()
@@ -290,13 +317,22 @@ def select_option(page, container: str, option: str) -> None:
             page.keyboard.press("Escape")
     else:
         pytest.fail(f"could not pick {option!r} in {container} on {page.url}")
-    wait_until_idle(page)
+    wait_for_rerun(page, before)
 
 
 def set_number(page, container: str, value: int) -> None:
-    box = page.locator(f"{container} input")
-    box.fill(str(value))
-    box.press("Enter")
+    """Types `value` (another than the one shown) into the number or text input inside `container`, and waits
+    for its rerun."""
+    fill(page, page.locator(f"{container} input"), str(value))
+
+
+def fill(page, field, text: str) -> None:
+    """Types `text` (another than the one shown) into a text field, presses Enter and waits for its rerun."""
+    wait_until_idle(page)
+    before = script_runs(page)
+    field.fill(text)
+    field.press("Enter")
+    wait_for_rerun(page, before)
 
 
 def snap(page, screenshots: Path, name: str) -> Path:

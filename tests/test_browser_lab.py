@@ -24,11 +24,14 @@ from tests.test_browser import (
     TRAIN_S,
     VIEWPORT,
     assert_no_exception,
+    fill,
     main_text,
     run_server,
+    script_runs,
     select_option,
     snap,
     wait_for_charts,
+    wait_for_rerun,
     wait_until_idle,
 )
 
@@ -68,6 +71,8 @@ def legend_names(page) -> list[str]:
 def pick_slider(page, label: str, value: str) -> None:
     """Moves an st.select_slider to `value` with the keyboard, as a person would."""
     slider = page.locator('[data-testid="stSlider"]', has_text=label).get_by_role("slider")
+    wait_until_idle(page)
+    before = script_runs(page)
     slider.focus()
     for _ in range(40):
         now = slider.get_attribute("aria-valuetext") or ""
@@ -77,7 +82,7 @@ def pick_slider(page, label: str, value: str) -> None:
     else:
         pytest.fail(f"could not set {label} to {value}")
     slider.blur()
-    wait_until_idle(page)
+    wait_for_rerun(page, before)
 
 
 def test_a_newcomer_compares_two_what_ifs_keeps_them_over_reload_and_restart_and_shares_one(
@@ -98,10 +103,8 @@ def test_a_newcomer_compares_two_what_ifs_keeps_them_over_reload_and_restart_and
         select_option(page, '[data-testid="stSelectbox"]:has-text("Load a preset")', "tied-autoencoder")
         train(page)
         select_option(page, '[data-testid="stSelectbox"]:has-text("decoder reads")', "reshape")
-        shape = page.locator('[data-testid="stTextInput"]:has-text("to shape") input')
-        shape.fill("5, 10")  # W is (10, 5): the decoder reads it as (5, 10) either way
-        shape.press("Enter")
-        wait_until_idle(page)
+        # W is (10, 5): the decoder reads it as (5, 10) either way
+        fill(page, page.locator('[data-testid="stTextInput"]:has-text("to shape") input'), "5, 10")
         train(page)
         names = legend_names(page)
         assert any("decoder rule reshape" in n for n in names), names

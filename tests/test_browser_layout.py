@@ -22,6 +22,7 @@ from tests.test_browser import (
     PAGES,
     VIEWPORT,
     Server,
+    fill,
     run_server,
     wait_for_page,
     wait_until_idle,
@@ -100,8 +101,7 @@ def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_chang
     page.goto(fresh_server.url)
     wait_for_page(page, PAGES["home"][1])
     seed = page.locator(SIDEBAR).get_by_label("Seed", exact=True)
-    seed.fill("7")
-    seed.press("Enter")
+    fill(page, seed, "7")
     page.wait_for_url(re.compile(r"[?&]seed=7\b"))
     wait_until_idle(page)
     assert seed.input_value() == "7"
