@@ -19,9 +19,8 @@ import os
 import threading
 from dataclasses import dataclass
 
-import tensorflow as tf
-
 from sharecore.spec import TrainConfig, check_batch_split
+from sharecore.tfimport import tf
 
 
 @dataclass(frozen=True)

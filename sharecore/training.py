@@ -23,10 +23,8 @@ import threading
 import time
 from collections.abc import Callable
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from sharecore.data import make_dataset
 from sharecore.devices import describe, make_strategy, resolve_device
@@ -37,6 +35,7 @@ from sharecore.plan import Plan, UsePlan, rule_output_shape
 from sharecore.results import TrainProgress, TrainResult, TrainState
 from sharecore.rules import reads_part, rule_mask, split_pairs
 from sharecore.spec import ModelSpec, Rule, TrainConfig, check_batch_split
+from sharecore.tfimport import keras, tf
 
 
 # ----------------------------------------------------------------------------- rules in tensor space
