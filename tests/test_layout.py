@@ -72,11 +72,12 @@ def test_a_page_opened_first_in_streamlits_older_pages_mode_shows_the_whole_app(
 LIGHT_CALLS = """
 import json, sys
 import sharecore
-from sharecore import urlstate, limits, params, codegen, diagram, cli
+from sharecore import urlstate, limits, params, codegen, diagram, cli, runcheck
 spec = sharecore.preset("seed-conv")
 sharecore.plan(spec); sharecore.validate(spec); sharecore.presets()
 report = sharecore.param_report(spec)
 sharecore.check_limits(spec, sharecore.TrainConfig())
+runcheck.check_run(spec, sharecore.TrainConfig(dataset='teacher'))
 state = urlstate.read_state(urlstate.encode_state("seed-conv", spec, sharecore.TrainConfig(steps=7)))
 assert state.spec == spec and state.config.steps == 7
 assert sharecore.ModelSpec.from_json(spec.to_json()) == spec
