@@ -20,6 +20,27 @@ import sys
 from collections.abc import Iterator
 
 
+def _flush_stderr() -> None:
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # None, closed or broken: nothing to flush
+        sys.stderr.flush()
+
+
+def _point_fd2_at_devnull() -> tuple[int, int] | None:
+    """(a copy of fd 2, /dev/null's fd), with fd 2 now /dev/null; None where either cannot be opened."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (some embedded hosts): nothing to silence
+        return None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        os.close(saved)
+        return None
+    _flush_stderr()  # what Python wrote before goes to the real stderr
+    os.dup2(devnull, 2)
+    return saved, devnull
+
+
 @contextlib.contextmanager
 def fd2_silenced() -> Iterator[None]:
     """Points file descriptor 2 at /dev/null meanwhile, for output that C++ writes there directly.
@@ -27,26 +48,15 @@ def fd2_silenced() -> Iterator[None]:
     Python exceptions still propagate, and are printed after fd 2 is back. It is process-wide:
     hold it only for an import, not around work whose errors someone should read.
     """
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable fd 2 (some embedded hosts): nothing to silence
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        os.close(saved)
-        yield
-        return
-    sys.stderr.flush()  # what Python wrote before goes to the real stderr
-    os.dup2(devnull, 2)
+    fds = _point_fd2_at_devnull()
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        if fds is not None:
+            _flush_stderr()
+            os.dup2(fds[0], 2)
+            for fd in fds:
+                os.close(fd)
 
 
 if "tensorflow" in sys.modules:  # the program imported it already: its start-up lines are out
