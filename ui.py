@@ -50,8 +50,7 @@ def _keep_keras_session_while_training() -> None:
     .streamlit/config.toml, it took 0.2 s of a 0.4 s Lab rerun (bench/whatif.py), and Python's
     own collector still runs.
     """
-    import keras
-
+    from sharecore.tfimport import keras
     from sharecore.training import warming_up
 
     clear_session = keras.backend.clear_session

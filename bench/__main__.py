@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         out = DEFAULT_OUT
     out_dir = out.parent if out is not None else None
 
-    import sharecore  # noqa: F401  (imports TensorFlow quietly, once)
+    import sharecore
+
+    sharecore.import_tensorflow()  # once, with TensorFlow's start-up lines silenced (sharecore.tfimport)
 
     # Each benchmark builds several tf.functions of one method; TensorFlow's retracing warning
     # counts them together and would report retracing that is not happening.

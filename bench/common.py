@@ -162,7 +162,7 @@ def cpu_model() -> str:
 
 def gpu_line() -> str:
     """The GPUs TensorFlow sees, and so where runs with device 'auto' (every section's default) go."""
-    import tensorflow as tf
+    from sharecore.tfimport import tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -180,9 +180,9 @@ def _git(*args: str) -> str:
 
 def machine_lines(mode: Mode) -> list[str]:
     """The machine, versions, date and load: the context every number below needs."""
-    import keras
     import numpy as np
-    import tensorflow as tf
+
+    from sharecore.tfimport import keras, tf
 
     try:
         usable = len(os.sched_getaffinity(0))

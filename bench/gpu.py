@@ -36,7 +36,7 @@ def _max_difference(a, b) -> float:  # two TrainResults
 
 
 def worker(part: str, scale: float, rounds: int) -> dict:
-    import tensorflow as tf
+    from sharecore.tfimport import tf
 
     physical = tf.config.list_physical_devices("GPU")
     if not physical:
@@ -88,9 +88,8 @@ def worker(part: str, scale: float, rounds: int) -> dict:
 
 # ----------------------------------------------------------------------------- the section
 def run(mode: Mode) -> Section:
-    import tensorflow as tf
-
     from bench.common import median, ratio, spread
+    from sharecore.tfimport import tf
 
     section = Section("GPU: memory growth, TF32, tied vs untied, mirrored over 2 GPUs")
     args = {"scale": mode.scale, "rounds": mode.rounds}

@@ -5,13 +5,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import tensorflow as tf
-
 import sharecore
 from bench.common import Mode, Section, alternate, median, steps, table
 from bench.reference import chain_spec
 from bench.trainer import BarePair
 from sharecore.spec import TrainConfig
+from sharecore.tfimport import tf
 
 
 def _sweeps(mode: Mode) -> tuple[tuple[int, ...], int, tuple[int, ...], int]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 import sharecore
 from bench.common import Headline, Mode, Section, alternate, best_ratio, median, ratio, spread, steps, table
 from bench.reference import REFERENCES, copy_weights
 from sharecore.data import random_inputs
+from sharecore.tfimport import keras, tf
 
 TARGET = 0.95
 BATCH = 32

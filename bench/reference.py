@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import numpy as np
 
 from sharecore import ModelSpec, kernel_variables, preset
+from sharecore.tfimport import keras
 
 
 @dataclass

@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 import sharecore
 from bench.common import (
@@ -25,6 +23,7 @@ from bench.common import (
 )
 from sharecore.data import make_dataset
 from sharecore.spec import ModelSpec, TrainConfig
+from sharecore.tfimport import keras, tf
 
 TARGETS = {1: 0.8, 10: 0.95}  # record_every -> minimum ratio to the bare step
 QUICK_STEPS = {"seed-dense": 150, "seed-mixed": 150, "seed-conv": 16, "tied-lm": 150, "conv-autoencoder": 150}

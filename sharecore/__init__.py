@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
 from sharecore.limits import Limits, check_limits
@@ -67,40 +66,17 @@ __all__ = [
     "tensorflow_ready",
 ]
 
-_TF_LOCK = threading.Lock()
-
 
 def import_tensorflow() -> None:
     """Imports TensorFlow, Keras and sharecore's layers, with TensorFlow's start-up lines silenced.
 
     Safe to call from several threads (a dashboard loads TensorFlow in the background while
-    pages ask for it); every call returns once the import is done. Even with
-    TF_CPP_MIN_LOG_LEVEL set, TensorFlow 2.21 writes absl's 'All log messages before
-    absl::InitializeLog()' lines straight to file descriptor 2, which would break the CLI's
-    promise of one line on stderr per error; Python exceptions still propagate.
+    pages ask for it): Python's import lock makes every call return once the import is done.
+    The silencing is `sharecore.tfimport`'s, which every sharecore module that needs TensorFlow
+    imports it through, so importing such a module directly is as quiet; Python exceptions
+    still propagate.
     """
-    if "sharecore.layers" in sys.modules:
-        return
-    with _TF_LOCK:
-        if "sharecore.layers" in sys.modules:
-            return
-        if "tensorflow" in sys.modules:
-            import sharecore.layers  # noqa: F401  registers SharedKernel for load_model
-
-            return
-        try:
-            saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        except OSError:  # no usable fd 2 (some embedded hosts): import as is
-            import sharecore.layers  # noqa: F401
-
-            return
-        os.dup2(devnull, 2)
-        try:
-            import sharecore.layers  # noqa: F401  imports tensorflow and keras
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
+    import sharecore.layers  # noqa: F401  imports TensorFlow (quietly) and registers SharedKernel for load_model
 
 
 def tensorflow_ready() -> bool:

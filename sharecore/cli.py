@@ -1,8 +1,10 @@
 """Command line: `python -m sharecore presets | params | train`.
 
 Bad input prints one line on stderr and exits with status 2 (a bug: one line, status 1); never
-a traceback. `train` checks its spec file and output folder before it trains, writes what it
-recorded when stopped with Ctrl-C (exit 130), and names each file it could not write (exit 2).
+a traceback, and nothing of TensorFlow's start-up (`sharecore.tfimport`). `train` checks its spec
+file, its settings (`sharecore.runcheck.check_run`) and its output folder before it loads
+TensorFlow, writes what it recorded when stopped with Ctrl-C (exit 130), and names each file it
+could not write (exit 2).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING
 from sharecore.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sharecore.results import TrainResult
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -202,7 +206,18 @@ def _write_results(result: TrainResult, summary: dict, out: Path) -> dict[str, s
     return problems
 
 
+def _load_trainer() -> Callable[..., TrainResult]:
+    """`sharecore.training.train`, loading TensorFlow (seconds): only once the input is known to be good."""
+    import sharecore
+
+    sharecore.import_tensorflow()  # quiet: nothing of TensorFlow's start-up reaches stderr
+    from sharecore.training import train
+
+    return train
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from sharecore.runcheck import check_run
     from sharecore.spec import TrainConfig
 
     spec = load_spec(args.spec)
@@ -219,14 +234,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         distribute=args.distribute,
         replicas=args.replicas,
     )
+    check_run(spec, config)  # every check that needs no TensorFlow, in a fraction of a second
     out = Path(args.out)
     _check_writable(out)
-    from sharecore.training import train  # TensorFlow: only once the input is known to be good
+    train = _load_trainer()
+    from sharecore.devices import make_strategy, resolve_device
 
+    # What only TensorFlow can tell, before the 'training ...' line: the strategy first, because
+    # splitting the CPU into replicas must happen before TensorFlow starts; train() reuses it.
     if config.distribute != "none":
-        from sharecore.devices import make_strategy
-
-        make_strategy(config)  # its errors before training starts; train() reuses it
+        make_strategy(config)
+    resolve_device(config.device)  # 'gpu' where TensorFlow sees none
 
     # No on_progress callback: train() would build a DataFrame of the whole history for it after every chunk.
     print(

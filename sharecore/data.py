@@ -14,12 +14,12 @@ import numpy as np
 from sharecore.model import _build_from_plan, draw, initial_values, layer_name
 from sharecore.plan import Plan, as_plan
 from sharecore.rules import apply_rule_np
+from sharecore.runcheck import check_dataset
 from sharecore.spec import (
     DIGITS_HELDOUT,
     DIGITS_POOL_SIZE,
     TEACHER_HELDOUT,
     TEACHER_POOL_SIZE,
-    TEACHERS,
     TOKENS_HELDOUT,
     ModelSpec,
 )
@@ -165,37 +165,25 @@ def digits_dataset(spec: ModelSpec | Plan, seed: int) -> Dataset:
         ValueError: if the spec's input does not hold 64 or 128 values.
     """
     spec = as_plan(spec).spec
-    size = math.prod(spec.input_shape)
-    if spec.input_vocab:
-        raise ValueError(
-            f"dataset 'digits' holds images, but spec '{spec.name}' reads token ids (input_vocab "
-            f"{spec.input_vocab}). Use dataset 'tokens' or 'teacher'. Received: dataset='digits'"
-        )
+    check_dataset(spec, "digits")  # 64 or 128 float inputs
     images, labels = _digits()
     train, heldout = digits_split()
     held = f"; {len(heldout)} of the {len(labels):,} images are held out"
-    if size == 64:
+    if math.prod(spec.input_shape) == 64:
         x = images.reshape(-1, *spec.input_shape)
         return Dataset(
             x[train], labels[train], 10, f"8x8 digits: which digit (10 classes){held}", x[heldout], labels[heldout]
         )
-    if size == 128:
-        x, y = _larger_pairs(images, labels, train, np.random.default_rng([seed, 2]))
-        hx, hy = _larger_pairs(images, labels, heldout, np.random.default_rng([seed, 6]))
-        return Dataset(
-            x.reshape(-1, *spec.input_shape),
-            y,
-            2,
-            f"pairs of 8x8 digits: is the left digit the larger? (2 classes){held}, and held-out pairs "
-            f"are made only of them",
-            hx.reshape(-1, *spec.input_shape),
-            hy,
-        )
-    raise ValueError(
-        f"dataset 'digits' needs a model input of 64 values (one 8x8 image) or 128 (two images side "
-        f"by side), but spec '{spec.name}' has input shape {spec.input_shape} ({size} values). "
-        f"Use dataset 'teacher', or set input_shape to [64], [8, 8, 1] or [128]. "
-        f"Received: input_shape={spec.input_shape}"
+    x, y = _larger_pairs(images, labels, train, np.random.default_rng([seed, 2]))
+    hx, hy = _larger_pairs(images, labels, heldout, np.random.default_rng([seed, 6]))
+    return Dataset(
+        x.reshape(-1, *spec.input_shape),
+        y,
+        2,
+        f"pairs of 8x8 digits: is the left digit the larger? (2 classes){held}, and held-out pairs "
+        f"are made only of them",
+        hx.reshape(-1, *spec.input_shape),
+        hy,
     )
 
 
@@ -218,20 +206,8 @@ def tokens_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_P
         ValueError: if the spec does not read token ids or does not output (seq, vocab) logits.
     """
     p = as_plan(spec)
+    check_dataset(p, "tokens")  # token ids in, (seq, vocab) logits out
     vocab, shape = p.spec.input_vocab, p.spec.input_shape
-    if not vocab:
-        raise ValueError(
-            f"dataset 'tokens' is sequences of token ids, but spec '{p.spec.name}' reads float features. "
-            f"Give it an input_vocab and an 'embedding' use (preset tied-lm), or use dataset 'teacher'. "
-            f"Received: input_vocab=None"
-        )
-    if p.output_shape != (*shape, vocab):
-        raise ValueError(
-            f"dataset 'tokens' predicts the next token at each position, so the model must output "
-            f"logits of shape {(*shape, vocab)} (sequence, vocab), but spec '{p.spec.name}' outputs "
-            f"{p.output_shape}. End with a dense use of {vocab} units, e.g. rule 'transpose' on the "
-            f"embedding table. Received: output shape={p.output_shape}"
-        )
     rng = np.random.default_rng([seed, 4])
     successors = rng.integers(0, vocab, (vocab, TOKENS_SUCCESSORS)).astype("int32")  # (vocab, 4)
     probs = rng.dirichlet(np.full(TOKENS_SUCCESSORS, TOKENS_CONCENTRATION), size=vocab)  # (vocab, 4), rows sum to 1
@@ -268,12 +244,9 @@ def make_dataset(spec: ModelSpec | Plan, name: str, seed: int, teacher: str = "u
     Raises:
         ValueError: for an unknown data set or teacher, or a data set the spec cannot take.
     """
-    if teacher not in TEACHERS:
-        raise ValueError(f"unknown teacher {teacher!r}. Choose 'untied' or 'tied'. Received: teacher={teacher!r}")
-    if name == "teacher":
-        return teacher_dataset(spec, seed, tied=teacher == "tied")
+    check_dataset(spec, name, teacher)
     if name == "digits":
         return digits_dataset(spec, seed)
     if name == "tokens":
         return tokens_dataset(spec, seed)
-    raise ValueError(f"unknown dataset {name!r}. Choose 'teacher', 'digits' or 'tokens'. Received: dataset={name!r}")
+    return teacher_dataset(spec, seed, tied=teacher == "tied")

@@ -19,9 +19,9 @@ import os
 import threading
 from dataclasses import dataclass
 
-import tensorflow as tf
-
+from sharecore.runcheck import check_distribute
 from sharecore.spec import TrainConfig, check_batch_split
+from sharecore.tfimport import tf
 
 
 @dataclass(frozen=True)
@@ -159,12 +159,7 @@ def _new_strategy(config: TrainConfig, devices: tuple[str, ...]) -> tf.distribut
         # The collective all-reduce of one machine; the default (NCCL) needs GPUs.
         cross = tf.distribute.ReductionToOneDevice() if "GPU" not in devices[0].upper() else None
         return tf.distribute.MirroredStrategy(list(devices), cross_device_ops=cross)
-    if not os.environ.get("TF_CONFIG"):
-        raise ValueError(
-            "train.distribute 'multi-worker' reads the cluster from the TF_CONFIG environment variable, which is "
-            "not set. Set it on every worker (see 'Several machines' in README.md), or use 'mirrored' for the "
-            "devices of one machine. Received: distribute='multi-worker'"
-        )
+    check_distribute(config)  # TF_CONFIG is set
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as err:

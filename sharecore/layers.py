@@ -13,11 +13,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import keras
-import tensorflow as tf
-
 import sharecore.devices  # noqa: F401  (GPU memory growth on and TF32 off, before any sharecore op)
 from sharecore.plan import conv_transpose_length
+from sharecore.tfimport import keras, tf
 
 _local = threading.local()
 

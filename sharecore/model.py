@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import keras
 import numpy as np
 
 from sharecore.layers import SharedKernel, UseInput
@@ -13,6 +12,7 @@ from sharecore.limits import Limits, check_limits
 from sharecore.plan import Plan, UsePlan, as_plan
 from sharecore.rules import apply_rule_np
 from sharecore.spec import INPUT_NODE, ModelSpec, Rule
+from sharecore.tfimport import keras
 
 
 def layer_name(use: UsePlan, tied: bool) -> str:

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from sharecore.data import teacher_dataset
 from sharecore.model import build, initial_values, kernel_variables
 from sharecore.presets import preset
+from sharecore.tfimport import keras, tf
 
 SPEC_NAME = "seed-dense"
 BATCH_SIZE = 16

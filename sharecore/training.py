@@ -23,20 +23,20 @@ import threading
 import time
 from collections.abc import Callable
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from sharecore.data import make_dataset
 from sharecore.devices import describe, make_strategy, resolve_device
 from sharecore.layers import apply_rule, record_views, rot90
-from sharecore.limits import SECRETS_SECTION, Limits, check_limits, env_variable
+from sharecore.limits import SECRETS_SECTION, Limits, env_variable
 from sharecore.model import _build_from_plan, assign_initial, draw, initial_values, kernel_variables
 from sharecore.plan import Plan, UsePlan, rule_output_shape
 from sharecore.results import TrainProgress, TrainResult, TrainState
 from sharecore.rules import reads_part, rule_mask, split_pairs
+from sharecore.runcheck import check_run
 from sharecore.spec import ModelSpec, Rule, TrainConfig, check_batch_split
+from sharecore.tfimport import keras, tf
 
 
 # ----------------------------------------------------------------------------- rules in tensor space
@@ -547,7 +547,7 @@ def warm_up(spec: ModelSpec, config: TrainConfig | None = None) -> float:
         ValueError: as `train` would, for an impossible spec or run, before any TensorFlow work.
     """
     config = config or TrainConfig()
-    p = check_limits(spec, config)
+    p = check_run(spec, config)
     device = resolve_device(config.device)
     classes = make_dataset(p, config.dataset, config.seed, config.teacher).classes
     key = _pool_key(p, classes, config, device)
@@ -620,9 +620,7 @@ def train(
     config = config or TrainConfig()
     limits = limits or Limits.from_env()
     began = time.perf_counter()  # the wall-clock cap (limits.max_run_seconds) counts from here
-    p = check_limits(spec, config, limits)  # the one plan of this run, handed down from here
-    if resume is not None:
-        _check_resume(spec, config, resume)
+    p = check_run(spec, config, limits, resume=resume)  # the one plan of this run, handed down from here
     strategy = strategy or make_strategy(config)
     if strategy is not None:
         check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
@@ -820,62 +818,6 @@ def _over_time(limits: Limits, steps_done: int, steps: int) -> str:
 
 
 # ----------------------------------------------------------------------------- continuing a run
-# Settings a continued run keeps from the run it continues: the optimizer's state and the batch
-# generator belong to them.
-_KEPT_ON_RESUME = ("optimizer", "batch_size", "seed", "dataset", "teacher")
-
-
-def _check_resume(spec: ModelSpec, config: TrainConfig, previous: object) -> None:
-    """Raises a ValueError, before any TensorFlow work, if `train(spec, config, resume=previous)` cannot continue."""
-    if not isinstance(previous, TrainResult):
-        raise ValueError(
-            f"resume must be the TrainResult of an earlier run (what train returned). Received: resume of type "
-            f"{type(previous).__name__}"
-        )
-    if previous.state is None:
-        why = f"it ended with: {previous.stop_reason}" if previous.stop_reason else "it was kept without its state"
-        raise ValueError(
-            f"the earlier run has no state to continue from ({why}). Train from the start instead: call train "
-            f"without resume. Received: resume.state=None"
-        )
-    done = previous.state.steps_done
-    if config.steps <= done:
-        raise ValueError(
-            f"steps is the total of the continued run and must be more than the {done} steps the earlier run did. "
-            f"To train m more steps, pass dataclasses.replace(previous.config, steps={done} + m). "
-            f"Received: steps={config.steps}"
-        )
-    unnamed = functools.partial(dataclasses.replace, name="", description="")
-    if unnamed(spec) != unnamed(previous.spec):
-        differ = [
-            f.name
-            for f in dataclasses.fields(spec)
-            if f.name not in ("name", "description") and getattr(spec, f.name) != getattr(previous.spec, f.name)
-        ]
-        raise ValueError(
-            f"a run continues with the spec it started with (only the name and description may change), but its "
-            f"{_listed(differ)} differ from those of the earlier run's spec {previous.spec.name!r}. Continue "
-            f"with the earlier spec, or train this one from the start. Received: spec {spec.name!r}"
-        )
-    changed = [
-        f"{name}={getattr(config, name)!r} (the earlier run had {getattr(previous.config, name)!r})"
-        for name in _KEPT_ON_RESUME
-        if getattr(config, name) != getattr(previous.config, name)
-    ]
-    if changed:
-        raise ValueError(
-            f"a continued run keeps the earlier run's {', '.join(_KEPT_ON_RESUME[:-1])} and teacher: its optimizer "
-            f"state and batch order belong to them. Only steps (the new total), learning_rate, record_every and the "
-            f"device may change: pass dataclasses.replace(previous.config, steps=..., learning_rate=...). "
-            f"Received: {'; '.join(changed)}"
-        )
-
-
-def _listed(names: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
 def _state_arrays(variants: list[_Variant]) -> dict[str, np.ndarray]:
     """Every trainable and optimizer variable of both variants, as 'tied/var/0', 'untied/opt/2', ..."""
     return {

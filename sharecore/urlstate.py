@@ -26,9 +26,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sharecore.limits import Limits, check_limits
-from sharecore.plan import plan
 from sharecore.presets import preset, presets
-from sharecore.spec import DIGITS_INPUT_SIZES, ModelSpec, SharedTensor, TrainConfig, Use
+from sharecore.runcheck import digits_fits, tokens_fit
+from sharecore.spec import ModelSpec, SharedTensor, TrainConfig, Use
 
 __all__ = [
     "Adjustment",
@@ -93,21 +93,6 @@ class Adjustment:
     asked: Any
     used: Any
     reason: str  # a sentence: why `asked` cannot be used
-
-
-def digits_fits(spec: ModelSpec) -> bool:
-    """Whether the digits data set fits `spec`: 64 float input values (one 8x8 image) or 128 (two)."""
-    return not spec.input_vocab and math.prod(spec.input_shape) in DIGITS_INPUT_SIZES
-
-
-def tokens_fit(spec: ModelSpec) -> bool:
-    """Whether the tokens data set fits `spec`: token ids in, next-token logits (seq, vocab) out."""
-    if not spec.input_vocab:
-        return False
-    try:
-        return plan(spec).output_shape == (*spec.input_shape, spec.input_vocab)
-    except ValueError:
-        return False
 
 
 def datasets_for(spec: ModelSpec) -> tuple[str, ...]:

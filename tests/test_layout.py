@@ -72,11 +72,12 @@ def test_a_page_opened_first_in_streamlits_older_pages_mode_shows_the_whole_app(
 LIGHT_CALLS = """
 import json, sys
 import sharecore
-from sharecore import urlstate, limits, params, codegen, diagram, cli
+from sharecore import urlstate, limits, params, codegen, diagram, cli, runcheck
 spec = sharecore.preset("seed-conv")
 sharecore.plan(spec); sharecore.validate(spec); sharecore.presets()
 report = sharecore.param_report(spec)
 sharecore.check_limits(spec, sharecore.TrainConfig())
+runcheck.check_run(spec, sharecore.TrainConfig(dataset='teacher'))
 state = urlstate.read_state(urlstate.encode_state("seed-conv", spec, sharecore.TrainConfig(steps=7)))
 assert state.spec == spec and state.config.steps == 7
 assert sharecore.ModelSpec.from_json(spec.to_json()) == spec
@@ -107,6 +108,40 @@ def test_the_cli_lists_and_counts_without_importing_tensorflow(argv):
         data = json.loads(out.stdout)
         assert (data["tied"], data["untied"]) == (2736, 5040)
         assert sum(r["owned_params"] for r in data["table"] if r["variant"] == "tied") == 2736
+
+
+def _imports_outside_type_checking(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in `path`, but those under `if TYPE_CHECKING:` (never run)."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for child in ast.walk(node)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_tensorflow_and_keras_are_imported_only_through_sharecore_tfimport():
+    """TensorFlow's C++ start-up lines go straight to stderr; sharecore.tfimport alone imports it, with them
+    silenced, so that no sharecore module, page or benchmark imported first can let them through."""
+    files = [*(ROOT / "sharecore").glob("*.py"), *(ROOT / "bench").glob("*.py"), *PAGE_FILES, ROOT / "ui.py"]
+    direct = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in files
+        if path.name != "tfimport.py" or path.parent.name != "sharecore"
+        for line, module in _imports_outside_type_checking(path)
+        if module.split(".")[0] in ("tensorflow", "keras")
+    ]
+    assert not direct, "import them with `from sharecore.tfimport import keras, tf`: " + "; ".join(direct)
 
 
 def test_tensorflow_comes_with_the_first_call_that_needs_it():

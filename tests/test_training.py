@@ -167,6 +167,30 @@ def test_asking_for_a_missing_gpu_is_a_clear_error():
     assert "CPU" in sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=1, device="auto")).device
 
 
+@pytest.mark.parametrize(
+    ("name", "config", "resume", "says"),
+    [
+        ("seed-dense", TrainConfig(steps=5001), None, "exceeds the limit of 5,000 steps"),
+        ("seed-dense", TrainConfig(dataset="digits"), None, "needs a model input of 64 values"),
+        ("tied-lm", TrainConfig(dataset="digits"), None, "holds images, but spec 'tied-lm' reads token ids"),
+        ("seed-conv", TrainConfig(dataset="tokens"), None, "is sequences of token ids"),
+        ("seed-dense", TrainConfig(distribute="multi-worker"), None, "TF_CONFIG environment variable"),
+        ("seed-dense", TrainConfig(steps=3), "not a result", "resume must be the TrainResult of an earlier run"),
+    ],
+)
+def test_train_refuses_what_check_run_refuses_with_the_same_message(name, config, resume, says, monkeypatch):
+    """The command line refuses with check_run before it loads TensorFlow; train must not disagree."""
+    from sharecore.runcheck import check_run
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    spec = sharecore.preset(name)
+    with pytest.raises(ValueError, match=says) as checked:
+        check_run(spec, config, resume=resume)
+    with pytest.raises(ValueError) as trained:
+        sharecore.train(spec, config, resume=resume)
+    assert str(trained.value) == str(checked.value)
+
+
 def test_a_learning_rate_that_blows_up_stops_at_the_step_with_the_variant_named():
     result = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=40, optimizer="sgd", learning_rate=1e4))
     assert result.stop_reason is not None
