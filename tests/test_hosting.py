@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from sharecore.limits import Limits, env_variable
+from sharecore.runstore import DATA_DIR_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "deploy" / "hosted-demo.env"
@@ -68,7 +69,11 @@ def json_args(rest: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- the profile
 def test_the_dockerfile_sets_exactly_the_hosted_demo_profile():
-    caps = {key: value for key, value in dockerfile_env().items() if key.startswith("SHARECORE_")}
+    caps = {
+        key: value
+        for key, value in dockerfile_env().items()
+        if key.startswith("SHARECORE_") and key != DATA_DIR_VARIABLE  # where, not how much: not a cap
+    }
     assert caps == profile()
 
 
@@ -132,7 +137,40 @@ def test_the_image_runs_as_a_user_that_is_not_root():
     assert re.search(rf"useradd .*--uid {user}\b", created), f"USER {user} is not a user the image creates"
 
 
-def test_the_image_serves_streamlit_on_port_with_a_default_of_8501():
+def image_user() -> tuple[str, str]:
+    """The (uid, gid) of the Dockerfile's last USER line."""
+    user = [rest for keyword, rest in instructions() if keyword == "USER"][-1]
+    uid, _, gid = user.partition(":")
+    return uid, gid or uid
+
+
+def run_commands() -> list[tuple[int, str]]:
+    """(index among the instructions, command) of every `&&`-joined command of the RUN lines."""
+    return [
+        (i, command.strip())
+        for i, (keyword, rest) in enumerate(instructions())
+        if keyword == "RUN"
+        for command in rest.split("&&")
+    ]
+
+
+def test_the_image_keeps_runs_in_a_data_folder_that_its_user_owns_and_declares_it_a_volume():
+    folder = dockerfile_env().get(DATA_DIR_VARIABLE)
+    assert folder == "/data", f"ENV {DATA_DIR_VARIABLE} should name the image's data folder; got {folder!r}"
+    uid, gid = image_user()
+    made = [i for i, command in run_commands() if re.fullmatch(rf"mkdir (-p )?{folder}", command)]
+    owned = [i for i, command in run_commands() if command == f"chown {uid}:{gid} {folder}"]
+    assert made and owned, f"no RUN makes {folder} and gives it to the app's user {uid}:{gid}: {run_commands()}"
+    volumes = [
+        (i, json.loads(rest) if rest.startswith("[") else rest.split())
+        for i, (keyword, rest) in enumerate(instructions())
+        if keyword == "VOLUME"
+    ]
+    declared = [i for i, paths in volumes if folder in paths]
+    assert declared, f"{folder} is not declared a VOLUME: a container's runs would go with it"
+    # A build step that changes a declared volume's folder after VOLUME is discarded.
+    assert max(made + owned) < declared[0]
+
     assert dockerfile_env()["PORT"] == "8501"
     (cmd,) = [rest for keyword, rest in instructions() if keyword == "CMD"]
     command = " ".join(json_args(cmd))
