@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -259,6 +260,51 @@ def _check_workspace(workspace: Any) -> str:
     return workspace
 
 
+def _server_user() -> str:
+    """Who this server runs as, for a message: 'uid 10001' (with a name where the system has one)."""
+    if not hasattr(os, "geteuid"):  # Windows: permissions are not uids and modes
+        return "this server's user"
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _ownership(path: Path) -> str:
+    """'belongs to uid 0 (root) with mode 0755' (and 'is on a read-only file system'): what a fix needs to know."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        return f"cannot be examined ({err.strerror or type(err).__name__})"
+    owner = f"uid {info.st_uid}"
+    try:
+        import pwd
+
+        owner += f" ({pwd.getpwuid(info.st_uid).pw_name})"
+    except (ImportError, KeyError):
+        pass
+    text = f"belongs to {owner} with mode {stat.S_IMODE(info.st_mode):04o}"
+    if _read_only_file_system(path):
+        text += " on a read-only file system"
+    return text
+
+
+def _read_only_file_system(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):  # no statvfs on Windows
+        return False
+
+
+def _may_write_folder(folder: Path) -> bool:
+    """Whether this process may create files in `folder` (SQLite makes the -wal and -shm files beside the store)."""
+    # os.access answers for the real uid, which is the server's; it says no on a read-only file system too.
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
 def _read_cap(environ: Mapping[str, str], name: str, default: int, example: str) -> int:
     """A whole number >= 1 from an environment variable, or `default` if it is not set."""
     variable = env_variable(name)
@@ -417,7 +463,8 @@ class RunStore:
             max_run_bytes: bytes one run may take; a larger run is kept without weights and state.
 
         Raises:
-            ValueError: for a cap that is not a whole number >= 1, or a folder that cannot be made.
+            ValueError: for a cap that is not a whole number >= 1.
+            StoreUnavailable: (a ValueError) for a folder that cannot be made or written, saying how to fix it.
         """
         for name, value in (
             ("max_runs_per_workspace", max_runs_per_workspace),
@@ -433,14 +480,34 @@ class RunStore:
         self.problem: str | None = None
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
+        folder = self.path.parent
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ValueError(
-                f"The run store's folder {str(self.path.parent)!r} could not be created ({err}). "
-                f"Point {DATA_DIR_VARIABLE} at a folder this server may write to."
+            raise StoreUnavailable(
+                f"The run store's folder {str(folder)!r} could not be created "
+                f"({err.strerror or type(err).__name__}; this server runs as {_server_user()}). "
+                f"Make the folder and let the server's user write it, or point {DATA_DIR_VARIABLE} at a "
+                "folder it may write to. Runs are not kept until then."
             ) from None
+        if not self.path.exists() and not _may_write_folder(folder):
+            # Without this check SQLite's own words are 'unable to open database file'.
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} cannot be created: this server runs as {_server_user()}, and "
+                f"its folder {str(folder)!r} {_ownership(folder)}. {self._fix()} Runs are not kept until then."
+            )
         self._open_or_set_aside()
+
+    def _fix(self) -> str:
+        """How to give the server its store back: one sentence for a message."""
+        folder = str(self.path.parent)
+        elsewhere = f"or point {DATA_DIR_VARIABLE} at a folder this server may write to."
+        if _read_only_file_system(self.path.parent):
+            return f"Mount {folder!r} read-write, {elsewhere}"
+        if not hasattr(os, "geteuid"):
+            return f"Let the server's user write {folder!r} and the store in it, {elsewhere}"
+        uid = os.geteuid()
+        return f"Let uid {uid} write the folder and the store in it (e.g. chown -R {uid} {folder!r}), {elsewhere}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunStore:
@@ -451,6 +518,7 @@ class RunStore:
 
         Raises:
             ValueError: naming the variable whose value is not a whole number >= 1.
+            StoreUnavailable: (a ValueError) for a folder the server may not write, saying how to fix it.
         """
         environ = os.environ if environ is None else environ
         folder = environ.get(DATA_DIR_VARIABLE, "") or DEFAULT_DATA_DIR

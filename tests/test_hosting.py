@@ -26,6 +26,7 @@ import pytest
 
 from sharecore.limits import Limits, env_variable
 from sharecore.runstore import DATA_DIR_VARIABLE
+from tests.conftest import UNPRIVILEGED_UID, run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "deploy" / "hosted-demo.env"
@@ -201,6 +202,63 @@ def test_every_file_the_image_copies_exists_and_is_not_left_out_of_the_context()
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         hits = [p for p in ignored for prefix in prefixes if fnmatch.fnmatch(prefix, p.rstrip("/"))]
         assert not hits, f"COPY {source} is left out of the build context by .dockerignore's {hits}"
+
+
+# Run by the image's user with the image's ENV: opens the store from SHARECORE_DATA_DIR, then keeps a
+# hand-made run (no TensorFlow) and reads it back.
+_OPEN_THE_STORE = """
+import json, sys
+sys.path.insert(0, "tests")
+from sharecore.runstore import RunStore, new_key
+try:
+    store = RunStore.from_env()
+except ValueError as err:  # StoreUnavailable is one
+    print(f"{type(err).__name__}: {err}")
+    sys.exit(3)
+from test_runstore import assert_results_equal, hand_made
+workspace = new_key()
+run_id = store.save(workspace, hand_made(), "kept in the image's folder").run_id
+assert_results_equal(hand_made(), store.load(run_id).result)
+print(json.dumps({"path": str(store.path), "labels": [run.label for run in store.runs(workspace)]}))
+"""
+
+
+def open_the_store_as_the_image_user(data_dir: Path) -> subprocess.CompletedProcess:
+    """`_OPEN_THE_STORE` as the Dockerfile's USER, with its ENV (SHARECORE_DATA_DIR moved to `data_dir`)."""
+    uid, _ = image_user()
+    assert uid == str(UNPRIVILEGED_UID), "tests/conftest.py runs as the image's user: keep them the same"
+    env = {**dockerfile_env(), DATA_DIR_VARIABLE: str(data_dir), "PYTHONPATH": str(ROOT)}
+    return run_unprivileged([sys.executable, "-c", _OPEN_THE_STORE], env=env)
+
+
+def test_the_image_user_keeps_and_reads_back_a_run_in_a_folder_made_as_the_image_makes_its_data_folder(
+    open_tmp_path,
+):
+    uid, gid = image_user()
+    data = open_tmp_path / "data"
+    data.mkdir()  # by root, as the image's RUN does, and then given to the user
+    os.chown(data, int(uid), int(gid))
+    out = open_the_store_as_the_image_user(data)
+    assert out.returncode == 0, out.stdout + out.stderr
+    kept = json.loads(out.stdout)
+    assert kept == {"path": str(data / "runs.sqlite3"), "labels": ["kept in the image's folder"]}
+    assert (data / "runs.sqlite3").stat().st_uid == int(uid)
+
+
+def test_the_image_user_in_a_folder_it_cannot_write_gets_one_clear_message_naming_the_folder_and_the_fix(
+    open_tmp_path,
+):
+    data = open_tmp_path / "data"
+    data.mkdir(mode=0o755)  # root's: what /data is in an image that forgot to give it to its user
+    out = open_the_store_as_the_image_user(data)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    message = out.stdout.strip()
+    assert message.startswith("StoreUnavailable: The run store "), message
+    assert f"its folder {str(data)!r} belongs to uid 0" in message and "mode 0755" in message, message
+    assert f"this server runs as uid {UNPRIVILEGED_UID}" in message, message
+    assert f"chown -R {UNPRIVILEGED_UID} {str(data)!r}" in message and f"point {DATA_DIR_VARIABLE} at" in message
+    assert list(data.iterdir()) == [], "nothing was made in the folder"
 
 
 @pytest.fixture
