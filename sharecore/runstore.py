@@ -440,9 +440,16 @@ class RunStore:
     Every public method raises `StoreUnavailable` (a ValueError) when the file cannot be used (locked
     past the busy timeout, read-only); a file removed or damaged while in use is replaced by a new store.
 
+    Only damage sets a file aside. A file this server may not read (a backup restored as root with
+    mode 0600) stays where it is and opening it raises `StoreUnavailable`, saying whose file it is and
+    its mode; a file it may read but not write (or in a folder it may not write: a read-only volume)
+    is opened read-only: its runs are listed and loaded, and every change raises `StoreUnavailable`.
+
     Attributes:
         path: the SQLite file.
-        problem: a message for the user when an unreadable store was set aside at start, else None.
+        problem: a message for the user when a damaged store was set aside at start, or when the store
+            can only be read (`read_only`); else None.
+        read_only: why this server may not write the store, when it may only read it; else None.
     """
 
     def __init__(
@@ -478,6 +485,8 @@ class RunStore:
         self.max_bytes = max_bytes
         self.max_run_bytes = max_run_bytes
         self.problem: str | None = None
+        self.read_only: str | None = None
+        self._read_uri = ""  # how a read-only store is opened (`_check_access`)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
         folder = self.path.parent
@@ -531,7 +540,10 @@ class RunStore:
     # ------------------------------------------------------------------ connections
     def _connect(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes).
-        connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        if self.read_only is None:
+            connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        else:
+            connection = sqlite3.connect(self._read_uri, timeout=timeout, isolation_level=None, uri=True)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = NORMAL")  # safe in WAL mode; a crash loses at most the last commit
@@ -548,6 +560,8 @@ class RunStore:
     @contextlib.contextmanager
     def _write(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> Iterator[sqlite3.Connection]:
         """A connection in a write transaction, committed on success and rolled back on any error."""
+        if self.read_only is not None:
+            raise StoreUnavailable(self._read_only_message())
         connection = self._connect(timeout)
         try:
             connection.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
@@ -561,18 +575,85 @@ class RunStore:
             connection.close()
 
     def _open_or_set_aside(self) -> None:
-        """Checks the file is this module's store (creating it if empty); else moves it aside and starts anew."""
+        """Checks the file is this module's store (creating it if empty); moves a damaged one aside and starts anew.
+
+        A file this server may not read, or not write, is never set aside (`_check_access`).
+        """
+        self._check_access()
         reason = self._check_file()
         if reason is None:
+            self.problem = self._read_only_message() if self.read_only else None
             return
-        aside = self._set_aside()
+        if self.read_only is not None:
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} could not be read ({reason}), and this server may not move it "
+                f"aside to start a new one: {self.read_only}. {self._fix()}"
+            )
+        if _NOT_DAMAGE.search(reason):
+            # Not damage (permissions, a folder where the file should be, a full disk): the file stays as it is.
+            raise StoreUnavailable(f"The run store {str(self.path)!r} could not be opened ({reason}). {self._fix()}")
+        try:
+            aside = self._set_aside()
+        except OSError as err:
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} could not be read ({reason}), and moving it aside failed "
+                f"({err.strerror or type(err).__name__}). {self._fix()}"
+            ) from None
         self.problem = (
             f"The run store {str(self.path)!r} could not be read ({reason}), so it was moved to "
             f"{str(aside)!r} and a new, empty store was started. Earlier runs are in that file."
         )
         reason = self._check_file()
         if reason is not None:
-            raise ValueError(f"A new run store at {str(self.path)!r} could not be started: {reason}")
+            raise StoreUnavailable(f"A new run store at {str(self.path)!r} could not be started: {reason}")
+
+    def _check_access(self) -> None:
+        """Sets `read_only` from what this server may do with the file and its folder.
+
+        Raises:
+            StoreUnavailable: if the file exists and this server may not read it.
+        """
+        self.read_only = None
+        if not self.path.exists():
+            return
+        if self.path.is_dir():
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} is a folder, where the store's file should be. Point "
+                f"{DATA_DIR_VARIABLE} at the folder that holds {FILE_NAME}, or move this folder away."
+            )
+        user = _server_user()
+        if not os.access(self.path, os.R_OK):
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} cannot be read by this server: it runs as {user}, and the file "
+                f"{_ownership(self.path)}. The file was left as it is, with its runs. {self._fix()}"
+            )
+        if not os.access(self.path, os.W_OK):
+            self.read_only = f"this server runs as {user}, and the file {_ownership(self.path)}"
+        elif not _may_write_folder(self.path.parent):
+            self.read_only = (
+                f"this server runs as {user}, and its folder {str(self.path.parent)!r} {_ownership(self.path.parent)} "
+                "(SQLite writes its journal beside the store)"
+            )
+        if self.read_only is None:
+            return
+        # Read-only; SQLite reads a WAL store through its -shm file, which it cannot make in a folder it may not
+        # write: then the file is read as it is on disk (immutable), as nothing this server does can change it.
+        uri = self.path.resolve().as_uri()
+        for read_uri in (f"{uri}?mode=ro", f"{uri}?mode=ro&immutable=1"):
+            self._read_uri = read_uri
+            try:
+                with self._read() as connection:
+                    connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return
+            except sqlite3.OperationalError as err:
+                if not _NOT_DAMAGE.search(str(err)):
+                    return  # damage: _check_file says what
+
+    def _read_only_message(self) -> str:
+        return (
+            f"The run store {str(self.path)!r} can be read but not written: {self.read_only}. The runs kept in it "
+            f"are listed and open, but new runs are not kept and lists cannot be changed. {self._fix()}"
+        )
 
     def _check_file(self) -> str | None:
         """None if the file is (or has now been made) a store of this schema, else what is wrong."""
@@ -585,6 +666,8 @@ class RunStore:
                     for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                 }
                 if not tables and version == 0:
+                    if self.read_only is not None:
+                        return "it is empty, and this server may not write it to make a store"
                     # IF NOT EXISTS: another process may be making it at the same moment.
                     connection.executescript(
                         f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -596,7 +679,8 @@ class RunStore:
                 if problem != "ok":
                     return f"SQLite found damage: {problem}"
                 # WAL: readers never wait for a writer, and writers of several processes queue on the lock.
-                connection.execute("PRAGMA journal_mode = WAL")
+                if self.read_only is None:
+                    connection.execute("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError as err:
             if "locked" in str(err) or "busy" in str(err):
                 raise
@@ -845,7 +929,7 @@ class RunStore:
             ).fetchall()
         with self._lock:
             stale = time.time() - self._touched.get(workspace, 0.0) > _TOUCH_EVERY_SECONDS
-        if stale and rows:
+        if stale and rows and self.read_only is None:
             try:
                 with self._write(timeout=0.2) as db:
                     self._touch(db, workspace, time.time())
@@ -992,7 +1076,7 @@ class RunStore:
         if re.search("locked|busy", text, re.IGNORECASE):
             fix = "Another process holds it locked: try again in a moment."
         elif re.search("readonly|read-only|unable to open", text, re.IGNORECASE):
-            fix = f"Let the server write the file and its folder, or point {DATA_DIR_VARIABLE} at one it may write to."
+            fix = f"This server runs as {_server_user()}, and the file {_ownership(self.path)}. {self._fix()}"
         else:
             fix = "Restart the server: it sets an unreadable file aside and starts a new store."
         return StoreUnavailable(
