@@ -497,13 +497,13 @@ class RunStore:
                 f"The run store's folder {str(folder)!r} could not be created "
                 f"({err.strerror or type(err).__name__}; this server runs as {_server_user()}). "
                 f"Make the folder and let the server's user write it, or point {DATA_DIR_VARIABLE} at a "
-                "folder it may write to. Runs are not kept until then."
+                "folder it may write to."
             ) from None
         if not self.path.exists() and not _may_write_folder(folder):
             # Without this check SQLite's own words are 'unable to open database file'.
             raise StoreUnavailable(
                 f"The run store {str(self.path)!r} cannot be created: this server runs as {_server_user()}, and "
-                f"its folder {str(folder)!r} {_ownership(folder)}. {self._fix()} Runs are not kept until then."
+                f"its folder {str(folder)!r} {_ownership(folder)}. {self._fix()}"
             )
         self._open_or_set_aside()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,45 @@ def _check_unprivileged_python() -> None:
             f"uid {UNPRIVILEGED_UID} could not run {sys.executable} on this checkout ({ROOT}): {out.stderr[-500:]}. "
             "The checkout and the Python environment must be readable by other users (not under a 0700 /root)."
         )
+
+
+def rerun_unprivileged(request: pytest.FixtureRequest) -> bool:
+    """Runs the calling test again as UNPRIVILEGED_UID, in a pytest of its own, when this process is root.
+
+    For a test of what a server may not write: root may write anything. Returns True when it ran the
+    test that way (and it passed: the caller returns at once), False when this process is not root
+    (the test goes on here, as the user it is).
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    home = Path(tempfile.mkdtemp(prefix="sharecore-test-home-"))
+    try:
+        os.chown(home, UNPRIVILEGED_UID, UNPRIVILEGED_UID)  # ~/.keras, and pytest's tmp_path (PYTEST_DEBUG_TEMPROOT)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            # This process's run store is in root's 0700 temporary folder: the test's pytest makes its own.
+            if not key.startswith(("PYTEST_", "SHARECORE_DATA_DIR")) and key not in ("USER", "LOGNAME")
+        }
+        env |= {"HOME": str(home), "PYTEST_DEBUG_TEMPROOT": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            request.node.nodeid,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+        ]
+        out = run_unprivileged(command, env=env, timeout=600)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert out.returncode == 0 and re.search(r"^1 passed", out.stdout, re.M), (  # passed, not skipped
+        f"{request.node.nodeid} as uid {UNPRIVILEGED_UID}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
+    )
+    return True
 
 
 @pytest.fixture

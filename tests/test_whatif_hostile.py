@@ -21,6 +21,7 @@ from sharecore import compare, comparecharts
 from sharecore.exercises import EXERCISES
 from sharecore.runstore import RunStore, clean_label
 from sharecore.spec import TrainConfig
+from tests.conftest import rerun_unprivileged
 from tests.test_app import APP, figures, open_app, values
 from tests.test_lab import click_and_wait, no_training_left_behind  # noqa: F401  (autouse fixture)
 
@@ -214,6 +215,48 @@ def test_a_store_damaged_while_the_server_runs_is_reported_and_the_lab_keeps_wor
     assert any(np.allclose(y, res.history[res.history.variant == "tied"]["loss"], rtol=1e-6) for y in tied)
     if how == "garbage":
         assert list(own_store.path.parent.glob("runs.sqlite3.corrupt-*")), "the damaged file is set aside, not lost"
+
+
+def test_a_store_folder_the_server_may_not_write_is_one_message_on_every_page_and_runs_still_train_and_draw(
+    request, tmp_path, monkeypatch
+):
+    if rerun_unprivileged(request):  # root may write any folder: this test runs as another user
+        return
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)  # as a read-only volume is, to this server
+    monkeypatch.setenv("SHARECORE_DATA_DIR", str(folder))
+    monkeypatch.setattr(ui, "_STORE", None)  # the process opens its store again, from this folder
+    monkeypatch.setattr(ui, "_STORE_PROBLEM", None)
+
+    def the_message(at) -> str:
+        assert not at.exception, at.exception
+        # As written: ui.plain escaped the Markdown characters with backslashes, and put word joiners in.
+        shown = [re.sub(r"\\([!-/:-@[-`{-~])", r"\1", text).replace(ui.WORD_JOINER, "") for text in shown_text(at)]
+        about = [text for text in shown if str(folder) in text]
+        assert len(about) == 1, shown  # one message, naming the folder
+        return about[0]
+
+    at = lab()
+    message = the_message(at)
+    assert "cannot be created" in message and "mode 0555" in message, message
+    assert "SHARECORE_DATA_DIR" in message and "runs are trained and drawn but not kept" in message, message
+    for page in ("home", "compare", "train", "build", "lab"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert the_message(at) == message, page
+    click_and_wait(at, "lab.train")
+    assert the_message(at) == message
+    res = at.session_state["result"]
+    assert res.steps_done == 5 and at.session_state["current_run_id"] is None
+    assert any("This run could not be kept" in note for note in at.session_state["keep_notes"])
+    drawn = [
+        values(t["y"])
+        for fig in figures(at)
+        for t in fig["data"]
+        if t.get("name") == "this run (not kept) · tied" and t.get("xaxis", "x") == "x"
+    ]
+    assert drawn, "the run that could not be kept is drawn"
+    np.testing.assert_allclose(drawn[0], res.history[res.history.variant == "tied"]["loss"], rtol=1e-6)
+    assert list(folder.iterdir()) == []
 
 
 def test_a_locked_store_is_a_clear_value_error_and_works_again_once_free(tmp_path):
