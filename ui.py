@@ -1236,8 +1236,20 @@ def kept_runs_editor(*, key: str) -> None:
         st.caption(f"Up to {limit} runs are kept per browser; beyond that the oldest unpinned run goes.")
 
 
-def adopt_shared(run_id: str) -> None:
-    """Adds a run opened from a share link to this workspace's kept runs (a reference, not a copy)."""
-    store = run_store()
-    with contextlib.suppress(KeyError, ValueError, AttributeError):
-        store.adopt(workspace(), run_id)
+def adopt_shared(run_id: str) -> str | None:
+    """Adds a run opened from a share link to this workspace's kept runs (a reference, not a copy).
+
+    Call it before reading the run (`load_kept`): read afterwards, the run carries the label this list
+    keeps for it, never the one its owner gives it now.
+
+    Returns:
+        None once this workspace lists the run; else why it could not be added (an unknown id, a list
+        whose runs are all pinned, a store that cannot be written).
+    """
+    try:
+        run_store().adopt(workspace(), run_id)
+    except (KeyError, ValueError) as err:  # UnknownRun, StoreUnavailable and a full list say what happened
+        return str(err)
+    finally:
+        st.session_state[_LOADED].pop(run_id, None)  # read again, as this list now has it
+    return None

@@ -182,7 +182,9 @@ class StoredRun:
     """A kept run: its place in a list and the full `TrainResult`."""
 
     id: str
-    workspace: str  # the workspace whose label and pin these are (the one that saved it, unless asked for another)
+    # The workspace whose label and pin these are: the one asked for, or the one that saved it (whose saved label
+    # it is when the asked workspace does not list the run, or the saver no longer does).
+    workspace: str
     label: str
     pinned: bool
     created: float
@@ -959,8 +961,9 @@ class RunStore:
 
         Args:
             run_id: the run's id, e.g. from a share link.
-            workspace: whose label and pin to report, if that workspace lists the run; by
-                default those of the workspace that saved it.
+            workspace: whose label and pin to report. A workspace that does not list the run gets
+                the label the run was saved with, never the one another list gives it now; by
+                default (None), the label and pin of the workspace that saved it.
 
         Raises:
             UnknownRun: for a malformed id or one that no kept run has.
@@ -971,12 +974,11 @@ class RunStore:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise self._unknown(run_id)
-            entry = None
-            for ws in (workspace, row["owner"]):
-                if ws is not None and entry is None:
-                    entry = db.execute(
-                        "SELECT workspace, label, pinned FROM entries WHERE workspace = ? AND run_id = ?", (ws, run_id)
-                    ).fetchone()
+            # A label is its list's own: another workspace's rename never shows here.
+            entry = db.execute(
+                "SELECT workspace, label, pinned FROM entries WHERE workspace = ? AND run_id = ?",
+                (row["owner"] if workspace is None else workspace, run_id),
+            ).fetchone()
         try:
             result = _decode(row)
         except Exception as err:  # any damage to a row's data: Parquet, zip, JSON or the spec's checks

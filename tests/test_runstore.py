@@ -257,6 +257,22 @@ def test_a_shared_id_loads_from_any_workspace_and_adopting_it_stores_no_copy(sto
         store.adopt(friend, run_id)
 
 
+def test_a_workspace_that_does_not_list_a_run_sees_its_saved_label_never_the_owners_rename(store):
+    owner, viewer = new_key(), new_key()
+    run_id = store.save(owner, hand_made(), "saved label").run_id
+    store.rename(owner, run_id, "owner's new name")
+    assert store.load(run_id).label == "owner's new name"  # the owner's own list, by default
+    assert store.load(run_id, viewer).label == "saved label"
+    store.adopt(viewer, run_id)
+    [info] = store.runs(viewer)
+    assert store.load(run_id, viewer).label == info.label == "saved label"
+    store.rename(owner, run_id, "renamed again")
+    assert store.load(run_id, viewer).label == store.runs(viewer)[0].label == "saved label"
+    store.rename(viewer, run_id, "the viewer's name")
+    assert store.load(run_id, viewer).label == "the viewer's name"
+    assert store.load(run_id, owner).label == store.load(run_id).label == "renamed again"
+
+
 @pytest.mark.parametrize(
     "bad_id",
     ["not-an-id", "", "A" * 23, "A" * 25, "A" * 1000, "'; DROP TABLE runs; --", "abc\u202edef" * 3, None, 42],

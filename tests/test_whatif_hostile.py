@@ -187,6 +187,55 @@ def test_a_share_link_opens_without_calling_its_run_ignored_and_bad_ids_say_no_r
         assert all(len(e.value) < 400 for e in other.error), "a huge id is cut short in the message"
 
 
+def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_one():
+    owner = lab()
+    click_and_wait(owner, "lab.train")
+    run_id = owner.session_state["current_run_id"]
+    edit_kept_runs(owner, {"0": {"label": "owner's name"}})  # renamed before sharing
+    viewer = open_app("compare", run=run_id)
+    assert not viewer.exception, viewer.exception
+    [kept] = ui.run_store().runs(viewer.session_state["workspace"])
+    assert kept.id == run_id and kept.label != "owner's name", kept
+
+    def labels_shown() -> set[str]:
+        loaded = viewer.session_state["loaded_runs"]  # the runs as this session read them
+        runs = [compare.LabelledRun(loaded[i].label, loaded[i].result, i) for i in viewer.session_state["shown_runs"]]
+        shown = {r.label for r in runs}
+        shown |= set(viewer.dataframe[-1].value["run"])  # the final figures
+        shown |= {html.unescape(t["name"]).rsplit(" · ", 1)[0] for f in figures(viewer) for t in f["data"]}
+        shown |= set(compare.curves(runs)["run"])  # what the CSV download writes
+        return shown
+
+    assert any(ui.plain(kept.label) in text for text in shown_text(viewer)), shown_text(viewer)  # "Opened ..."
+    assert not any("owner" in text for text in shown_text(viewer))
+    assert labels_shown() == {kept.label}
+    edit_kept_runs(owner, {"0": {"label": "owner renamed it again"}})
+    viewer.run()
+    assert labels_shown() == {kept.label}, "the owner's rename does not reach the viewer"
+
+
+def test_a_shared_run_that_a_full_list_cannot_take_is_shown_and_says_why_it_was_not_added(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHARECORE_KEPT_RUNS", "1")
+    monkeypatch.setenv("SHARECORE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(ui, "_STORE", None)
+    owner = lab()
+    click_and_wait(owner, "lab.train")
+    run_id = owner.session_state["current_run_id"]
+    viewer_key = "V" * 24
+    store = ui.run_store()
+    store.pin(viewer_key, store.save(viewer_key, owner.session_state["result"], "pinned").run_id, True)
+    monkeypatch.setattr(
+        ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui.WORKSPACE_COOKIE: viewer_key}))
+    )
+    viewer = open_app("compare", run=run_id)
+    assert not viewer.exception, viewer.exception
+    warned = [text for text in shown_text(viewer) if "could not be added to your kept runs" in text]
+    assert len(warned) == 1 and "all 1 are pinned" in warned[0], shown_text(viewer)
+    assert not any("It is now in your kept runs" in text for text in shown_text(viewer))
+    assert run_id in viewer.session_state["shown_runs"] and figures(viewer), "the shared run is still shown"
+    assert [info.label for info in store.runs(viewer_key)] == ["pinned"]
+
+
 # ----------------------------------------------------------------------------- the store breaking at run time
 def _damage(store: RunStore, how: str) -> None:
     for suffix in ("-wal", "-shm"):
