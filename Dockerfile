@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
-    PORT=8501
+    PORT=8501 \
+    SHARECORE_DATA_DIR=/data
 
 # The hosted-demo profile: the same values as deploy/hosted-demo.env, which says why each is set
 # (tests/test_hosting.py checks that they are equal). `docker run -e SHARECORE_MAX_STEPS=...` overrides one.
@@ -26,9 +27,12 @@ ENV SHARECORE_MAX_CONCURRENT_RUNS=1 \
 WORKDIR /app
 
 # The app runs as a user without a password or root rights. The code stays owned by root, so the
-# app cannot change it; the user's home takes what Keras and Streamlit write (~/.keras, ~/.streamlit).
+# app cannot change it; the user's home takes what Keras and Streamlit write (~/.keras, ~/.streamlit),
+# and /data (SHARECORE_DATA_DIR) the run store, runs.sqlite3: the one folder of the image it writes.
 RUN groupadd --gid 10001 sharecore \
-    && useradd --uid 10001 --gid 10001 --create-home --no-log-init sharecore
+    && useradd --uid 10001 --gid 10001 --create-home --no-log-init sharecore \
+    && mkdir /data \
+    && chown 10001:10001 /data
 
 # requirements.txt installs the CPU-only TensorFlow wheel on Linux x86-64 (the regular wheel,
 # CPU-only too, on arm64). Its own layer, so that a code change does not reinstall it.
@@ -40,6 +44,11 @@ COPY streamlit_app.py ui.py ./
 COPY pages/ pages/
 COPY sharecore/ sharecore/
 COPY .streamlit/config.toml .streamlit/config.toml
+
+# Kept runs outlive the container only in a volume: `docker run -v sharecore-runs:/data ...` (a new named
+# volume starts as a copy of this folder, owned by 10001). Declared after the folder is made: a later
+# build step's change to a declared volume would be discarded.
+VOLUME /data
 
 # By number, so that a host that requires a non-root user (Kubernetes' runAsNonRoot) can tell.
 USER 10001:10001

@@ -16,7 +16,9 @@ import dataclasses
 import gc
 import os
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -307,6 +309,7 @@ def frame() -> None:
     sidebar()
     _count_script_run()
     show_url_warnings()
+    show_store_problem()
 
 
 SCRIPT_RUNS = "script_runs"  # how many full runs of the page script this session has had
@@ -900,17 +903,67 @@ MAX_SHOWN = 4  # a new run joins the overlay; beyond this many, the oldest shown
 _WORKSPACE_KEY = re.compile(r"[A-Za-z0-9_-]{24}")
 _STORE = None
 _STORE_LOCK = threading.Lock()
+_STORE_PROBLEM: str | None = None  # why the run store could not be opened on the last try, or None
+_STORE_TRIED = 0.0  # time.monotonic() of that try
+_RETRY_OPEN_SECONDS = 30.0  # a store that could not be opened is tried again this often (someone may fix it)
+_NOT_KEPT = "The run store could not be opened, so nothing is kept on this server now (see the message above)."
+
+
+class _NoStore:
+    """Stands in for a run store that could not be opened: lists nothing, and every other call says so in a few
+    words (the page's top message, `store_problem`, says why and how to fix it)."""
+
+    problem = None
+    read_only = None
+    max_runs_per_workspace = None
+
+    def runs(self, workspace: str) -> list:
+        return []
+
+    def total_bytes(self) -> int:
+        return 0
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        from sharecore.runstore import StoreUnavailable
+
+        raise StoreUnavailable(_NOT_KEPT)
+
+    save = adopt = load = rename = pin = delete = _refuse
 
 
 def run_store():
-    """The process's run store (one handle; every call opens its own SQLite connection)."""
-    global _STORE
+    """The process's run store (one handle; every call opens its own SQLite connection).
+
+    While the store cannot be opened (a folder or file this server may not use), a stand-in that keeps
+    nothing, and `store_problem` says why; opening is tried again every `_RETRY_OPEN_SECONDS`.
+    """
+    global _STORE, _STORE_PROBLEM, _STORE_TRIED
     with _STORE_LOCK:
-        if _STORE is None:
+        retry = isinstance(_STORE, _NoStore) and time.monotonic() - _STORE_TRIED > _RETRY_OPEN_SECONDS
+        if _STORE is None or retry:
             from sharecore.runstore import RunStore
 
-            _STORE = RunStore.from_env()
+            try:
+                _STORE, _STORE_PROBLEM = RunStore.from_env(), None
+            # StoreUnavailable and a bad cap are ValueErrors; OSError and sqlite3.Error: whatever else the disk says.
+            except (ValueError, OSError, sqlite3.Error) as err:
+                _STORE, _STORE_PROBLEM, _STORE_TRIED = _NoStore(), str(err), time.monotonic()
         return _STORE
+
+
+def store_problem() -> str | None:
+    """Why runs are not kept on this server now (the store cannot be opened, or only read), or None."""
+    store = run_store()
+    if _STORE_PROBLEM is not None:
+        return f"{_STORE_PROBLEM} Until then, runs are trained and drawn but not kept."
+    return store.problem if getattr(store, "read_only", None) else None
+
+
+def show_store_problem() -> None:
+    """The one message, on every page, of a run store that cannot keep runs."""
+    problem = store_problem()
+    if problem:
+        st.error(plain(problem), icon=":material/database:")
 
 
 def init_workspace() -> None:
@@ -1142,7 +1195,7 @@ def kept_runs_editor(*, key: str) -> None:
     ss = st.session_state
     rows = kept_runs()
     store = run_store()
-    if getattr(store, "problem", None):
+    if getattr(store, "problem", None) and not getattr(store, "read_only", None):  # read-only: the page's top message
         st.warning(plain(store.problem), icon=":material/warning:")
     if ss.get(STORE_ERROR):
         st.error(
@@ -1151,7 +1204,10 @@ def kept_runs_editor(*, key: str) -> None:
     for problem in ss.get(f"{key}.runs.problems", []):
         st.error(plain(problem), icon=":material/error:")
     if not rows:
-        st.caption("No kept runs yet. Every finished or stopped run is kept here, in this browser's workspace.")
+        if isinstance(store, _NoStore):
+            st.caption("No runs are kept while the run store cannot be opened (see the message above).")
+        else:
+            st.caption("No kept runs yet. Every finished or stopped run is kept here, in this browser's workspace.")
         return
     table = pd.DataFrame(
         {
@@ -1200,8 +1256,20 @@ def kept_runs_editor(*, key: str) -> None:
         st.caption(f"Up to {limit} runs are kept per browser; beyond that the oldest unpinned run goes.")
 
 
-def adopt_shared(run_id: str) -> None:
-    """Adds a run opened from a share link to this workspace's kept runs (a reference, not a copy)."""
-    store = run_store()
-    with contextlib.suppress(KeyError, ValueError, AttributeError):
-        store.adopt(workspace(), run_id)
+def adopt_shared(run_id: str) -> str | None:
+    """Adds a run opened from a share link to this workspace's kept runs (a reference, not a copy).
+
+    Call it before reading the run (`load_kept`): read afterwards, the run carries the label this list
+    keeps for it, never the one its owner gives it now.
+
+    Returns:
+        None once this workspace lists the run; else why it could not be added (an unknown id, a list
+        whose runs are all pinned, a store that cannot be written).
+    """
+    try:
+        run_store().adopt(workspace(), run_id)
+    except (KeyError, ValueError) as err:  # UnknownRun, StoreUnavailable and a full list say what happened
+        return str(err)
+    finally:
+        st.session_state[_LOADED].pop(run_id, None)  # read again, as this list now has it
+    return None

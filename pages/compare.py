@@ -18,17 +18,26 @@ def open_shared_link() -> None:
     """A share link's run joins this browser's kept runs (by reference) and the comparison."""
     run_id = ss[ui.SHARED]
     ss[ui.SHARED] = None
+    # Adopted first, then read: the page, the charts and the CSV show the label this browser's list keeps.
+    not_added = ui.adopt_shared(run_id)
     try:
         stored = ui.load_kept(run_id)
     except (KeyError, ValueError) as err:
         st.error(ui.plain(str(err)), icon=":material/link_off:")
         return
-    ui.adopt_shared(run_id)
     if run_id not in ss[ui.SHOWN]:
         ss[ui.SHOWN].insert(0, run_id)
-    st.success(
-        ui.plain(f"Opened the shared run '{stored.label}'. It is now in your kept runs."), icon=":material/link:"
-    )
+    if not_added:
+        st.warning(
+            ui.plain(
+                f"Opened the shared run '{stored.label}', but it could not be added to your kept runs: {not_added}"
+            ),
+            icon=":material/link:",
+        )
+    else:
+        st.success(
+            ui.plain(f"Opened the shared run '{stored.label}'. It is now in your kept runs."), icon=":material/link:"
+        )
 
 
 def _load_into_lab(run_id: str) -> None:

@@ -12,7 +12,7 @@ import ui
 from sharecore import urlstate
 from sharecore.limits import Limits
 from sharecore.spec import OPTIMIZERS, TEACHERS, TrainConfig
-from sharecore.text import safe_file_name
+from sharecore.text import csv_text, safe_file_name
 
 ui.frame()  # before anything else: see ui.frame
 
@@ -208,9 +208,9 @@ def result_panel(res: sharecore.TrainResult) -> None:
     cols = [row] * 5
     downloads = [
         ("Spec (JSON)", res.spec.to_json(), ".json", "application/json"),
-        ("Loss history (CSV)", res.history.to_csv(index=False), "_history.csv", "text/csv"),
-        ("Gradients (CSV)", res.gradients.to_csv(index=False), "_gradients.csv", "text/csv"),
-        ("Divergence (CSV)", res.divergence.to_csv(index=False), "_divergence.csv", "text/csv"),
+        ("Loss history (CSV)", csv_text(res.history), "_history.csv", "text/csv"),
+        ("Gradients (CSV)", csv_text(res.gradients), "_gradients.csv", "text/csv"),
+        ("Divergence (CSV)", csv_text(res.divergence), "_divergence.csv", "text/csv"),
         ("Summary (JSON)", json.dumps(summary, indent=2), "_summary.json", "application/json"),
     ]
     for col, (label, data, suffix, mime) in zip(cols, downloads):

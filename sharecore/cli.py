@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sharecore.spec import ModelSpec
+from sharecore.text import csv_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -191,12 +192,12 @@ def _write_results(result: TrainResult, summary: dict, out: Path) -> dict[str, s
         File name -> a sentence saying why it could not be written; empty when all were written.
     """
     texts = {
-        "history.csv": lambda: result.history.to_csv(index=False),
-        "gradients.csv": lambda: result.gradients.to_csv(index=False),
-        "divergence.csv": lambda: result.divergence.to_csv(index=False),
+        "history.csv": lambda: csv_text(result.history),
+        "gradients.csv": lambda: csv_text(result.gradients),
+        "divergence.csv": lambda: csv_text(result.divergence),
         "summary.json": lambda: json.dumps(summary, indent=2),
     }
-    texts["heldout.csv"] = lambda: result.heldout.to_csv(index=False)
+    texts["heldout.csv"] = lambda: csv_text(result.heldout)
     problems: dict[str, str] = {}
     for name in _output_files(result):
         try:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sharecore.results import VARIANTS, TrainResult
+from sharecore.text import csv_text
 from sharecore.whatif import settings_diff, settings_values
 
 # The curves a comparison overlays, and where each comes from.
@@ -133,8 +134,11 @@ def settings_table(runs: Sequence[LabelledRun]) -> pd.DataFrame:
 
 
 def comparison_csv(runs: Sequence[LabelledRun]) -> str:
-    """The download: every curve of every run in one tidy CSV (run, series, step, variant, value)."""
-    return curves(runs).to_csv(index=False)
+    """The download: every curve of every run in one tidy CSV (run, series, step, variant, value).
+
+    A run's label is the user's text: `csv_text` writes one that starts like a formula as text.
+    """
+    return csv_text(curves(runs))
 
 
 def specs_json(runs: Sequence[LabelledRun]) -> str:

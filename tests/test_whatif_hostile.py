@@ -21,6 +21,7 @@ from sharecore import compare, comparecharts
 from sharecore.exercises import EXERCISES
 from sharecore.runstore import RunStore, clean_label
 from sharecore.spec import TrainConfig
+from tests.conftest import rerun_unprivileged
 from tests.test_app import APP, figures, open_app, values
 from tests.test_lab import click_and_wait, no_training_left_behind  # noqa: F401  (autouse fixture)
 
@@ -186,6 +187,55 @@ def test_a_share_link_opens_without_calling_its_run_ignored_and_bad_ids_say_no_r
         assert all(len(e.value) < 400 for e in other.error), "a huge id is cut short in the message"
 
 
+def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_one():
+    owner = lab()
+    click_and_wait(owner, "lab.train")
+    run_id = owner.session_state["current_run_id"]
+    edit_kept_runs(owner, {"0": {"label": "owner's name"}})  # renamed before sharing
+    viewer = open_app("compare", run=run_id)
+    assert not viewer.exception, viewer.exception
+    [kept] = ui.run_store().runs(viewer.session_state["workspace"])
+    assert kept.id == run_id and kept.label != "owner's name", kept
+
+    def labels_shown() -> set[str]:
+        loaded = viewer.session_state["loaded_runs"]  # the runs as this session read them
+        runs = [compare.LabelledRun(loaded[i].label, loaded[i].result, i) for i in viewer.session_state["shown_runs"]]
+        shown = {r.label for r in runs}
+        shown |= set(viewer.dataframe[-1].value["run"])  # the final figures
+        shown |= {html.unescape(t["name"]).rsplit(" · ", 1)[0] for f in figures(viewer) for t in f["data"]}
+        shown |= set(compare.curves(runs)["run"])  # what the CSV download writes
+        return shown
+
+    assert any(ui.plain(kept.label) in text for text in shown_text(viewer)), shown_text(viewer)  # "Opened ..."
+    assert not any("owner" in text for text in shown_text(viewer))
+    assert labels_shown() == {kept.label}
+    edit_kept_runs(owner, {"0": {"label": "owner renamed it again"}})
+    viewer.run()
+    assert labels_shown() == {kept.label}, "the owner's rename does not reach the viewer"
+
+
+def test_a_shared_run_that_a_full_list_cannot_take_is_shown_and_says_why_it_was_not_added(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHARECORE_KEPT_RUNS", "1")
+    monkeypatch.setenv("SHARECORE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(ui, "_STORE", None)
+    owner = lab()
+    click_and_wait(owner, "lab.train")
+    run_id = owner.session_state["current_run_id"]
+    viewer_key = "V" * 24
+    store = ui.run_store()
+    store.pin(viewer_key, store.save(viewer_key, owner.session_state["result"], "pinned").run_id, True)
+    monkeypatch.setattr(
+        ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui.WORKSPACE_COOKIE: viewer_key}))
+    )
+    viewer = open_app("compare", run=run_id)
+    assert not viewer.exception, viewer.exception
+    warned = [text for text in shown_text(viewer) if "could not be added to your kept runs" in text]
+    assert len(warned) == 1 and "all 1 are pinned" in warned[0], shown_text(viewer)
+    assert not any("It is now in your kept runs" in text for text in shown_text(viewer))
+    assert run_id in viewer.session_state["shown_runs"] and figures(viewer), "the shared run is still shown"
+    assert [info.label for info in store.runs(viewer_key)] == ["pinned"]
+
+
 # ----------------------------------------------------------------------------- the store breaking at run time
 def _damage(store: RunStore, how: str) -> None:
     for suffix in ("-wal", "-shm"):
@@ -214,6 +264,48 @@ def test_a_store_damaged_while_the_server_runs_is_reported_and_the_lab_keeps_wor
     assert any(np.allclose(y, res.history[res.history.variant == "tied"]["loss"], rtol=1e-6) for y in tied)
     if how == "garbage":
         assert list(own_store.path.parent.glob("runs.sqlite3.corrupt-*")), "the damaged file is set aside, not lost"
+
+
+def test_a_store_folder_the_server_may_not_write_is_one_message_on_every_page_and_runs_still_train_and_draw(
+    request, tmp_path, monkeypatch
+):
+    if rerun_unprivileged(request):  # root may write any folder: this test runs as another user
+        return
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)  # as a read-only volume is, to this server
+    monkeypatch.setenv("SHARECORE_DATA_DIR", str(folder))
+    monkeypatch.setattr(ui, "_STORE", None)  # the process opens its store again, from this folder
+    monkeypatch.setattr(ui, "_STORE_PROBLEM", None)
+
+    def the_message(at) -> str:
+        assert not at.exception, at.exception
+        # As written: ui.plain escaped the Markdown characters with backslashes, and put word joiners in.
+        shown = [re.sub(r"\\([!-/:-@[-`{-~])", r"\1", text).replace(ui.WORD_JOINER, "") for text in shown_text(at)]
+        about = [text for text in shown if str(folder) in text]
+        assert len(about) == 1, shown  # one message, naming the folder
+        return about[0]
+
+    at = lab()
+    message = the_message(at)
+    assert "cannot be created" in message and "mode 0555" in message, message
+    assert "SHARECORE_DATA_DIR" in message and "runs are trained and drawn but not kept" in message, message
+    for page in ("home", "compare", "train", "build", "lab"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert the_message(at) == message, page
+    click_and_wait(at, "lab.train")
+    assert the_message(at) == message
+    res = at.session_state["result"]
+    assert res.steps_done == 5 and at.session_state["current_run_id"] is None
+    assert any("This run could not be kept" in note for note in at.session_state["keep_notes"])
+    drawn = [
+        values(t["y"])
+        for fig in figures(at)
+        for t in fig["data"]
+        if t.get("name") == "this run (not kept) · tied" and t.get("xaxis", "x") == "x"
+    ]
+    assert drawn, "the run that could not be kept is drawn"
+    np.testing.assert_allclose(drawn[0], res.history[res.history.variant == "tied"]["loss"], rtol=1e-6)
+    assert list(folder.iterdir()) == []
 
 
 def test_a_locked_store_is_a_clear_value_error_and_works_again_once_free(tmp_path):
