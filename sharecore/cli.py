@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from sharecore.results import TrainResult
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader stopped early
 OUTPUT_FILES = ("history.csv", "gradients.csv", "divergence.csv", "summary.json")
 
 
@@ -331,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before training started (see _CtrlC for during)
         print("sharecore: interrupted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped early (`sharecore presets | head -3`): nothing went wrong. What is left to print
+        # goes nowhere, so that the interpreter's flush at exit does not fail too (Python's signal docs).
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as err:  # a bug, not bad input: still one line, and a distinct status
         _fail(f"internal error, please report it: {type(err).__name__}: {err}")
         return 1

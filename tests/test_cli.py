@@ -377,3 +377,14 @@ def test_a_second_ctrl_c_quits_at_once():
             proc.kill()
     assert proc.returncode == 130 and stdout == b""
     assert stderr.startswith(b"sharecore: second Ctrl-C: quitting at once")
+
+
+def test_a_reader_that_stops_early_gets_no_error_from_the_command():
+    # `python -m sharecore presets | head -1`, with the reader gone before the table is printed.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sharecore", "presets"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # before Python has even started: its first write meets a closed pipe
+    _, err = proc.communicate(timeout=60)
+    assert err == b"", err.decode()
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports it
