@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 import sharecore
-from sharecore import codegen, urlstate
 from sharecore.cache import ByIdentity, ByteLRU
-from sharecore.keeping import KeepPlan, Kept, run_label
-from sharecore.limits import SECRETS_SECTION, Limits, set_server_defaults
-from sharecore.runner import BackgroundRun, active_runs, orphaned_runs, training_runs
-from sharecore.spec import DEVICES, ModelSpec, TrainConfig
+from sharecore.core.limits import SECRETS_SECTION, Limits, set_server_defaults
+from sharecore.core.spec import DEVICES, ModelSpec, TrainConfig
+from sharecore.runs.keeping import KeepPlan, Kept, run_label
+from sharecore.runs.runner import BackgroundRun, active_runs, orphaned_runs, training_runs
+from sharecore.share import codegen, urlstate
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sharecore import pitfalls
+    from sharecore.teach import pitfalls
 
 
 def _keep_keras_session_while_training() -> None:
@@ -52,8 +52,8 @@ def _keep_keras_session_while_training() -> None:
     .streamlit/config.toml, it took 0.2 s of a 0.4 s Lab rerun (bench/whatif.py), and Python's
     own collector still runs.
     """
-    from sharecore.tfimport import keras
-    from sharecore.training import warming_up
+    from sharecore.nn.tfimport import keras
+    from sharecore.nn.training import warming_up
 
     clear_session = keras.backend.clear_session
     if getattr(clear_session, "waits_for_training", False):
@@ -122,7 +122,7 @@ def _load_tensorflow_then_warm_up() -> None:
     _keep_keras_session_while_training()
     _freeze_imported_objects()
     if os.environ.get("SHARECORE_WARM_UP", "1") != "0" and not active_runs():
-        from sharecore.training import warm_up  # TensorFlow is loaded by now
+        from sharecore.nn.training import warm_up  # TensorFlow is loaded by now
 
         # A server whose limits refuse the default experiment skips it; its Train page says why.
         with contextlib.suppress(ValueError):
@@ -570,7 +570,7 @@ def continue_training(extra_steps: int) -> None:
 def _start_run(
     spec_: ModelSpec, config_: TrainConfig, *, resume: sharecore.TrainResult | None = None, continues: str | None = None
 ) -> BackgroundRun:
-    """Starts a run that keeps itself in this browser's workspace when it ends (`sharecore.keeping`),
+    """Starts a run that keeps itself in this browser's workspace when it ends (`sharecore.runs.keeping`),
     whatever becomes of this page: the label says what changed from the run kept before it."""
     continued = None
     if continues is not None:
@@ -742,7 +742,7 @@ _cache = ByteLRU(CACHE_MB * 2**20)
 
 def _plots():
     """The plot builders, imported on first use: Home and the sidebar need neither them nor pandas."""
-    from sharecore import plots
+    from sharecore.viz import plots
 
     return plots
 
@@ -752,7 +752,7 @@ def param_report(spec_: ModelSpec) -> sharecore.ParamReport:
 
 
 def model_dot(spec_: ModelSpec, tied: bool) -> str:
-    """The model diagram as Graphviz DOT (`sharecore.diagram.model_dot`), for `st.graphviz_chart`."""
+    """The model diagram as Graphviz DOT (`sharecore.viz.diagram.model_dot`), for `st.graphviz_chart`."""
     return _cache.get_or_compute(("model_dot", spec_, tied), lambda: _plots().model_dot(spec_, tied=tied))
 
 
@@ -812,7 +812,7 @@ def weight_histograms(res: sharecore.TrainResult, name: str | None):
 
 @st.cache_data(max_entries=8, show_spinner="Running the demonstrations on tiny models…")
 def all_pitfalls(seed: int) -> list[pitfalls.PitfallResult]:
-    from sharecore import pitfalls  # TensorFlow
+    from sharecore.teach import pitfalls  # TensorFlow
 
     return pitfalls.all_pitfalls(seed=seed)
 
@@ -834,7 +834,7 @@ def stack_columns_when_narrow(first: str, below_px: int = 1200) -> None:
 
 def chart(fig, key: str | None = None) -> None:
     """Draws a figure (larger text in presenter mode) with its one line on how to read it beneath."""
-    from sharecore import plotstyle
+    from sharecore.viz import style as plotstyle
 
     if presenter_mode():
         fig = plotstyle.apply_presenter(fig)  # a copy: `fig` may be a cached, shared figure
@@ -882,7 +882,7 @@ def device_name(device: str) -> str:
 
 
 # ----------------------------------------------------------------------------- kept runs
-# Every finished or stopped run is kept in the run store (sharecore/runstore.py: SQLite under
+# Every finished or stopped run is kept in the run store (sharecore/runs/store.py: SQLite under
 # SHARECORE_DATA_DIR, capped and cleaned up there), under the browser's workspace key. The key
 # lives in a cookie, not in the URL: the address bar is what people copy to share an experiment,
 # and a workspace key in it would hand over every run of the sharer. A run is shared by its own
@@ -924,7 +924,7 @@ class _NoStore:
         return 0
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        from sharecore.runstore import StoreUnavailable
+        from sharecore.runs.store import StoreUnavailable
 
         raise StoreUnavailable(_NOT_KEPT)
 
@@ -941,7 +941,7 @@ def run_store():
     with _STORE_LOCK:
         retry = isinstance(_STORE, _NoStore) and time.monotonic() - _STORE_TRIED > _RETRY_OPEN_SECONDS
         if _STORE is None or retry:
-            from sharecore.runstore import RunStore
+            from sharecore.runs.store import RunStore
 
             try:
                 _STORE, _STORE_PROBLEM = RunStore.from_env(), None
@@ -971,7 +971,7 @@ def init_workspace() -> None:
     ss = st.session_state
     if WORKSPACE in ss:
         return
-    from sharecore.runstore import new_key
+    from sharecore.runs.store import new_key
 
     cookie = st.context.cookies.get(WORKSPACE_COOKIE) if st.context.cookies else None
     if cookie and _WORKSPACE_KEY.fullmatch(cookie):
@@ -1051,7 +1051,7 @@ def _took_in(res: sharecore.TrainResult, kept: Kept | None) -> None:
 
 def training_warnings(res: sharecore.TrainResult) -> None:
     """Shows what looks wrong with a run (flat, collapsed, rising, diverged), each with a fix to try."""
-    from sharecore.diagnose import training_warnings as find
+    from sharecore.runs.diagnose import training_warnings as find
 
     for w in find(res):
         st.warning(plain(w.message), icon=":material/troubleshoot:")
@@ -1059,7 +1059,7 @@ def training_warnings(res: sharecore.TrainResult) -> None:
 
 def shown_runs() -> tuple[list, list[str]]:
     """The kept runs to overlay (`LabelledRun`s, labels unique) and messages for ids that could not be read."""
-    from sharecore.compare import LabelledRun, unique_labels
+    from sharecore.runs.compare import LabelledRun, unique_labels
 
     ss = st.session_state
     runs, problems = [], []
@@ -1095,7 +1095,7 @@ def compare_curves(runs: list, tensor: str | None = None) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from sharecore import compare
+    from sharecore.runs import compare
 
     def of_run(run) -> pd.DataFrame:
         return _cache.get_or_compute(
@@ -1122,7 +1122,7 @@ def overlay_figure(build: Callable[..., Any], curves: pd.DataFrame, labels: list
 
 
 def of_runs(compute: Callable[[list], Any], runs: list) -> Any:
-    """`compute(runs)` (a `sharecore.compare` table of kept runs), computed once for the same runs and labels."""
+    """`compute(runs)` (a `sharecore.runs.compare` table of kept runs), computed once for the same runs and labels."""
     return _cache.get_or_compute(
         (compute.__name__, tuple((r.label, ByIdentity(r.result)) for r in runs)), lambda: compute(runs)
     )
@@ -1130,7 +1130,7 @@ def of_runs(compute: Callable[[list], Any], runs: list) -> Any:
 
 def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
     """The overlays of kept runs: loss (training and held-out), divergence and gradient cosine."""
-    from sharecore import comparecharts
+    from sharecore.viz import overlays as comparecharts
 
     labels = [r.label for r in runs]
     curves = compare_curves(runs, tensor)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import sharecore
 
-    sharecore.import_tensorflow()  # once, with TensorFlow's start-up lines silenced (sharecore.tfimport)
+    sharecore.import_tensorflow()  # once, with TensorFlow's start-up lines silenced (sharecore.nn.tfimport)
 
     # Each benchmark builds several tf.functions of one method; TensorFlow's retracing warning
     # counts them together and would report retracing that is not happening.

@@ -162,7 +162,7 @@ def cpu_model() -> str:
 
 def gpu_line() -> str:
     """The GPUs TensorFlow sees, and so where runs with device 'auto' (every section's default) go."""
-    from sharecore.tfimport import tf
+    from sharecore.nn.tfimport import tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -182,7 +182,7 @@ def machine_lines(mode: Mode) -> list[str]:
     """The machine, versions, date and load: the context every number below needs."""
     import numpy as np
 
-    from sharecore.tfimport import keras, tf
+    from sharecore.nn.tfimport import keras, tf
 
     try:
         usable = len(os.sched_getaffinity(0))

@@ -75,7 +75,7 @@ def worker(uses: int, width: int) -> dict[str, float]:
     import time
 
     import sharecore
-    from sharecore.spec import ModelSpec, TrainConfig
+    from sharecore.core.spec import ModelSpec, TrainConfig
 
     def chain(k: int) -> ModelSpec:
         return ModelSpec.from_dict(

@@ -22,7 +22,7 @@ BATCH = 32
 
 # ----------------------------------------------------------------------------- in the worker process
 def worker(names: list[str], scale: float, rounds: int) -> dict:
-    from sharecore.devices import use_logical_cpus
+    from sharecore.nn.devices import use_logical_cpus
 
     use_logical_cpus(2)
     import numpy as np
@@ -30,7 +30,7 @@ def worker(names: list[str], scale: float, rounds: int) -> dict:
     import sharecore
     from bench.common import alternate
     from bench.trainer import train_case
-    from sharecore.spec import TrainConfig
+    from sharecore.core.spec import TrainConfig
 
     out: dict = {}
     for name in names:

@@ -36,7 +36,7 @@ def _max_difference(a, b) -> float:  # two TrainResults
 
 
 def worker(part: str, scale: float, rounds: int) -> dict:
-    from sharecore.tfimport import tf
+    from sharecore.nn.tfimport import tf
 
     physical = tf.config.list_physical_devices("GPU")
     if not physical:
@@ -50,8 +50,8 @@ def worker(part: str, scale: float, rounds: int) -> dict:
     import sharecore
     from bench.common import alternate
     from bench.trainer import BarePair, train_case
-    from sharecore.devices import configure_gpus
-    from sharecore.spec import TrainConfig
+    from sharecore.core.spec import TrainConfig
+    from sharecore.nn.devices import configure_gpus
 
     settings = configure_gpus()
     out: dict = {"gpus": [g.name for g in physical], "memory_growth": settings.memory_growth, "tf32": settings.tf32}
@@ -89,7 +89,7 @@ def worker(part: str, scale: float, rounds: int) -> dict:
 # ----------------------------------------------------------------------------- the section
 def run(mode: Mode) -> Section:
     from bench.common import median, ratio, spread
-    from sharecore.tfimport import tf
+    from sharecore.nn.tfimport import tf
 
     section = Section("GPU: memory growth, TF32, tied vs untied, mirrored over 2 GPUs")
     args = {"scale": mode.scale, "rounds": mode.rounds}

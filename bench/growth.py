@@ -9,8 +9,8 @@ import sharecore
 from bench.common import Mode, Section, alternate, median, steps, table
 from bench.reference import chain_spec
 from bench.trainer import BarePair
-from sharecore.spec import TrainConfig
-from sharecore.tfimport import tf
+from sharecore.core.spec import TrainConfig
+from sharecore.nn.tfimport import tf
 
 
 def _sweeps(mode: Mode) -> tuple[tuple[int, ...], int, tuple[int, ...], int]:

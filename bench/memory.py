@@ -5,7 +5,7 @@ The README states a memory budget for a hosted server with the default caps and 
 (`python -m bench.memory '<json>'`) that does what a dashboard server does before anyone trains:
 imports `ui` (Streamlit, sharecore, pandas, plotly), loads TensorFlow and trains the warm-up
 run. Its resident memory then is the **baseline**. It then starts one or two
-`sharecore.runner.BackgroundRun`s (the dashboard's trainers and queue) of one of the largest
+`sharecore.runs.runner.BackgroundRun`s (the dashboard's trainers and queue) of one of the largest
 specs the caps allow, and reports its peak resident memory (VmHWM in /proc/self/status). The
 worst specs are built from a `Limits`, so the same worst cases are measured at the old and the
 new defaults. A real server (`streamlit run`, opened in Chromium) is measured too, for its own
@@ -27,15 +27,15 @@ from pathlib import Path
 
 import sharecore
 from bench.common import REPO, Headline, Mode, Section, memory_mb, note, table
-from sharecore.limits import (
+from sharecore.core.limits import (
     Limits,
     activation_values,
     check_limits,
     env_variable,
     recorded_rows,
 )
-from sharecore.plan import plan
-from sharecore.spec import TEACHER_POOL_SIZE, ModelSpec, TrainConfig
+from sharecore.core.plan import plan
+from sharecore.core.spec import TEACHER_POOL_SIZE, ModelSpec, TrainConfig
 
 # The README's budget for one server: its baseline plus two runs at the caps training at once.
 BUDGET_MB = 1150
@@ -206,7 +206,7 @@ def child(request: dict) -> dict:
     """In a fresh process: the server's imports and warm-up, then the runs of `request`, all at once."""
     import sharecore
     import ui  # noqa: F401  (what every page imports: Streamlit, sharecore, pandas, plotly)
-    from sharecore.runner import BackgroundRun
+    from sharecore.runs.runner import BackgroundRun
 
     sharecore.import_tensorflow()
     BackgroundRun(sharecore.preset("seed-dense"), TrainConfig(steps=1)).start().wait()  # ui's warm-up
@@ -335,7 +335,7 @@ def run(mode: Mode) -> Section:
     section.add(
         "Each cell is a fresh process that imports what the dashboard imports (`ui`), loads TensorFlow and "
         "trains the warm-up run (its resident memory then is the **baseline**), then trains one run of the "
-        "spec, or two at once, through `sharecore.runner.BackgroundRun` as the dashboard does. The cell is "
+        "spec, or two at once, through `sharecore.runs.runner.BackgroundRun` as the dashboard does. The cell is "
         "the process's peak resident memory (VmHWM) in MiB and, in brackets, its increase over the baseline. "
         f"Runs train {steps} steps (memory peaks in the first ones), except 'record', which trains `max_steps` "
         "steps because what it records grows with every step. Two processes run at a time. "

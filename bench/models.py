@@ -10,8 +10,8 @@ import numpy as np
 import sharecore
 from bench.common import Headline, Mode, Section, alternate, best_ratio, median, ratio, spread, steps, table
 from bench.reference import REFERENCES, copy_weights
-from sharecore.data import random_inputs
-from sharecore.tfimport import keras, tf
+from sharecore.nn.data import random_inputs
+from sharecore.nn.tfimport import keras, tf
 
 TARGET = 0.95
 BATCH = 32

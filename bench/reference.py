@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sharecore import ModelSpec, kernel_variables, preset
-from sharecore.tfimport import keras
+from sharecore.nn.tfimport import keras
 
 
 @dataclass

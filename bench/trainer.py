@@ -21,9 +21,9 @@ from bench.common import (
     steps,
     table,
 )
-from sharecore.data import make_dataset
-from sharecore.spec import ModelSpec, TrainConfig
-from sharecore.tfimport import keras, tf
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.nn.data import make_dataset
+from sharecore.nn.tfimport import keras, tf
 
 TARGETS = {1: 0.8, 10: 0.95}  # record_every -> minimum ratio to the bare step
 QUICK_STEPS = {"seed-dense": 150, "seed-mixed": 150, "seed-conv": 16, "tied-lm": 150, "conv-autoencoder": 150}

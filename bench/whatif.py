@@ -269,7 +269,7 @@ class _ScriptProfile:
 def _train_kept(kept: int) -> list:
     """`kept` real runs of the default experiment (seed-dense, 60 steps), one per learning rate."""
     import sharecore
-    from sharecore import urlstate
+    from sharecore.share import urlstate
 
     spec = sharecore.preset(urlstate.DEFAULT_PRESET)
     base = urlstate.default_config(spec)
@@ -298,7 +298,7 @@ def store_worker(sessions: int, kept: int, reruns: int, sizes: list[str] | None,
     os.environ["SHARECORE_DATA_DIR"] = data_dir
     import sharecore
     import ui
-    from sharecore import urlstate
+    from sharecore.share import urlstate
 
     first = _open()  # the server's first page: starts loading TensorFlow, then the warm-up
     _wait_for_server_warm_up()

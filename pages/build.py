@@ -11,9 +11,9 @@ import streamlit as st
 
 import sharecore
 import ui
-from sharecore.limits import check_spec_size
-from sharecore.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
-from sharecore.text import safe_file_name
+from sharecore.core.limits import check_spec_size
+from sharecore.core.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
+from sharecore.core.text import safe_file_name
 
 ui.frame()  # before anything else: see ui.frame
 

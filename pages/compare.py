@@ -6,8 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from sharecore import compare, comparecharts
-from sharecore.text import safe_file_name
+from sharecore.core.text import safe_file_name
+from sharecore.runs import compare
+from sharecore.viz import overlays as comparecharts
 
 ui.frame()  # before anything else: see ui.frame
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from sharecore.charts import pairs_left_out
+from sharecore.viz.charts import pairs_left_out
 
 ui.frame()  # before anything else: see ui.frame
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from sharecore.exercises import EXERCISES, Exercise, exercise
+from sharecore.teach.exercises import EXERCISES, Exercise, exercise
 
 ui.frame()  # before anything else: see ui.frame
 

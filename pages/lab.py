@@ -11,9 +11,9 @@ import streamlit as st
 
 import sharecore
 import ui
-from sharecore import urlstate
-from sharecore.limits import Limits
-from sharecore.spec import OPTIMIZERS, ModelSpec
+from sharecore.core.limits import Limits
+from sharecore.core.spec import OPTIMIZERS, ModelSpec
+from sharecore.share import urlstate
 
 ui.frame()  # before anything else: see ui.frame
 
@@ -317,7 +317,7 @@ def charts() -> None:
     res = ui.result()
     if res is not None and ss[ui.CURRENT_RUN_ID] is None:
         # The store could not keep the last run (all runs pinned, the store failed): it is still drawn.
-        from sharecore.compare import LabelledRun, unique_labels
+        from sharecore.runs.compare import LabelledRun, unique_labels
 
         labels = unique_labels(["this run (not kept)", *(r.label for r in runs)])
         runs = [LabelledRun(labels[0], res), *(dataclasses.replace(r, label=x) for r, x in zip(runs, labels[1:]))]

@@ -9,10 +9,10 @@ import streamlit as st
 
 import sharecore
 import ui
-from sharecore import urlstate
-from sharecore.limits import Limits
-from sharecore.spec import OPTIMIZERS, TEACHERS, TrainConfig
-from sharecore.text import csv_text, safe_file_name
+from sharecore.core.limits import Limits
+from sharecore.core.spec import OPTIMIZERS, TEACHERS, TrainConfig
+from sharecore.core.text import csv_text, safe_file_name
+from sharecore.share import urlstate
 
 ui.frame()  # before anything else: see ui.frame
 

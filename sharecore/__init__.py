@@ -13,31 +13,31 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sharecore.limits import Limits, check_limits
-from sharecore.params import ParamReport, param_report
-from sharecore.plan import Plan, plan, validate
-from sharecore.presets import preset, presets
-from sharecore.spec import ModelSpec, Rule, SharedTensor, TrainConfig, Use
+from sharecore.core.limits import Limits, check_limits
+from sharecore.core.params import ParamReport, param_report
+from sharecore.core.plan import Plan, plan, validate
+from sharecore.core.presets import preset, presets
+from sharecore.core.spec import ModelSpec, Rule, SharedTensor, TrainConfig, Use
 
 # TensorFlow's C++ start-up chatter is noise for learners; real errors still surface.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Public names that need TensorFlow -> the module that defines them, imported on first use.
 _NEEDS_TENSORFLOW = {
-    "build": "sharecore.model",
-    "initial_values": "sharecore.model",
-    "kernel_variables": "sharecore.model",
-    "load_model": "sharecore.model",
-    "TrainProgress": "sharecore.results",
-    "TrainResult": "sharecore.results",
-    "resolve_device": "sharecore.training",
-    "train": "sharecore.training",
+    "build": "sharecore.nn.model",
+    "initial_values": "sharecore.nn.model",
+    "kernel_variables": "sharecore.nn.model",
+    "load_model": "sharecore.nn.model",
+    "TrainProgress": "sharecore.core.results",
+    "TrainResult": "sharecore.core.results",
+    "resolve_device": "sharecore.nn.training",
+    "train": "sharecore.nn.training",
 }
 
 if TYPE_CHECKING:
-    from sharecore.model import build, initial_values, kernel_variables, load_model
-    from sharecore.results import TrainProgress, TrainResult
-    from sharecore.training import resolve_device, train
+    from sharecore.core.results import TrainProgress, TrainResult
+    from sharecore.nn.model import build, initial_values, kernel_variables, load_model
+    from sharecore.nn.training import resolve_device, train
 
 __all__ = [
     "ModelSpec",
@@ -72,16 +72,16 @@ def import_tensorflow() -> None:
 
     Safe to call from several threads (a dashboard loads TensorFlow in the background while
     pages ask for it): Python's import lock makes every call return once the import is done.
-    The silencing is `sharecore.tfimport`'s, which every sharecore module that needs TensorFlow
+    The silencing is `sharecore.nn.tfimport`'s, which every sharecore module that needs TensorFlow
     imports it through, so importing such a module directly is as quiet; Python exceptions
     still propagate.
     """
-    import sharecore.layers  # noqa: F401  imports TensorFlow (quietly) and registers SharedKernel for load_model
+    import sharecore.nn.layers  # noqa: F401  imports TensorFlow (quietly) and registers SharedKernel for load_model
 
 
 def tensorflow_ready() -> bool:
     """True once `import_tensorflow()` has finished in this process."""
-    return "sharecore.layers" in sys.modules
+    return "sharecore.nn.layers" in sys.modules
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,8 @@
 """Command line: `python -m sharecore presets | params | train`.
 
 Bad input prints one line on stderr and exits with status 2 (a bug: one line, status 1); never
-a traceback, and nothing of TensorFlow's start-up (`sharecore.tfimport`). `train` checks its spec
-file, its settings (`sharecore.runcheck.check_run`) and its output folder before it loads
+a traceback, and nothing of TensorFlow's start-up (`sharecore.nn.tfimport`). `train` checks its spec
+file, its settings (`sharecore.core.runcheck.check_run`) and its output folder before it loads
 TensorFlow, writes what it recorded when stopped with Ctrl-C (exit 130), and names each file it
 could not write (exit 2).
 """
@@ -20,13 +20,13 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sharecore.spec import ModelSpec
-from sharecore.text import csv_text
+from sharecore.core.spec import ModelSpec
+from sharecore.core.text import csv_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sharecore.results import TrainResult
+    from sharecore.core.results import TrainResult
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader stopped early
@@ -87,8 +87,8 @@ def load_spec(ref: str) -> ModelSpec:
         ValueError: unknown preset; a path that is not a regular file, is too big, unreadable
             or invalid.
     """
-    from sharecore.limits import Limits
-    from sharecore.presets import preset, presets
+    from sharecore.core.limits import Limits
+    from sharecore.core.presets import preset, presets
 
     if ref in presets():
         return preset(ref)
@@ -98,8 +98,8 @@ def load_spec(ref: str) -> ModelSpec:
 
 
 def _cmd_presets(_: argparse.Namespace) -> int:
-    from sharecore.params import param_report
-    from sharecore.presets import preset, presets
+    from sharecore.core.params import param_report
+    from sharecore.core.presets import preset, presets
 
     print(f"{'preset':<18}{'tied':>8}{'untied':>8}  description")
     for name in presets():
@@ -110,7 +110,7 @@ def _cmd_presets(_: argparse.Namespace) -> int:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from sharecore.params import param_report
+    from sharecore.core.params import param_report
 
     spec = load_spec(args.spec)
     r = param_report(spec)
@@ -209,18 +209,18 @@ def _write_results(result: TrainResult, summary: dict, out: Path) -> dict[str, s
 
 
 def _load_trainer() -> Callable[..., TrainResult]:
-    """`sharecore.training.train`, loading TensorFlow (seconds): only once the input is known to be good."""
+    """`sharecore.nn.training.train`, loading TensorFlow (seconds): only once the input is known to be good."""
     import sharecore
 
     sharecore.import_tensorflow()  # quiet: nothing of TensorFlow's start-up reaches stderr
-    from sharecore.training import train
+    from sharecore.nn.training import train
 
     return train
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sharecore.runcheck import check_run
-    from sharecore.spec import TrainConfig
+    from sharecore.core.runcheck import check_run
+    from sharecore.core.spec import TrainConfig
 
     spec = load_spec(args.spec)
     config = TrainConfig(
@@ -240,7 +240,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_writable(out)
     train = _load_trainer()
-    from sharecore.devices import make_strategy, resolve_device
+    from sharecore.nn.devices import make_strategy, resolve_device
 
     # What only TensorFlow can tell, before the 'training ...' line: the strategy first, because
     # splitting the CPU into replicas must happen before TensorFlow starts; train() reuses it.

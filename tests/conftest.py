@@ -174,7 +174,7 @@ def run_unprivileged(command: list[str], *, env: dict[str, str], timeout: float 
 
 @functools.cache
 def _check_unprivileged_python() -> None:
-    args, extra = unprivileged([sys.executable, "-c", "import os, sharecore.runstore; print(os.geteuid())"])
+    args, extra = unprivileged([sys.executable, "-c", "import os, sharecore.runs.store; print(os.geteuid())"])
     out = subprocess.run(
         args, env={"PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True, timeout=120, **extra
     )

@@ -15,7 +15,7 @@ import tempfile
 
 import tensorflow as tf
 
-from sharecore.devices import use_logical_cpus
+from sharecore.nn.devices import use_logical_cpus
 
 REPLICAS = 2
 if not use_logical_cpus(REPLICAS):
@@ -27,9 +27,9 @@ import keras  # noqa: E402  (after the split: both start TensorFlow)
 import numpy as np  # noqa: E402
 
 import sharecore as sc  # noqa: E402
-from sharecore import training  # noqa: E402
-from sharecore.devices import make_strategy  # noqa: E402
-from sharecore.spec import TrainConfig  # noqa: E402
+from sharecore.core.spec import TrainConfig  # noqa: E402
+from sharecore.nn import training  # noqa: E402
+from sharecore.nn.devices import make_strategy  # noqa: E402
 
 PRESETS = ("seed-dense", "seed-conv", "seed-mixed", "partial-share")
 # Few steps: float32 sums over two replicas differ from one device's in the last bits, and Adam's

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from sharecore import preset, train, urlstate
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore import preset, train
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.share import urlstate
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 PAGES = ["home", "lab", "compare", "exercises", "build", "train", "gradients", "divergence", "pitfalls"]
@@ -439,7 +440,7 @@ def test_streamlit_clean_up_between_script_runs_leaves_a_running_training_alone(
     from keras.src.backend.common import global_state
 
     import ui
-    from sharecore.runner import BackgroundRun
+    from sharecore.runs.runner import BackgroundRun
 
     assert gc.get_freeze_count() > 100_000
     assert keras.backend.clear_session.waits_for_training
@@ -481,7 +482,7 @@ def test_streamlit_clean_up_between_script_runs_resets_keras_without_a_full_garb
 
 @pytest.fixture
 def server_defaults_restored():
-    from sharecore.limits import Limits, set_server_defaults
+    from sharecore.core.limits import Limits, set_server_defaults
 
     yield
     set_server_defaults(Limits())
@@ -541,7 +542,7 @@ def test_streamlit_clean_up_waits_while_the_start_up_warm_up_compiles():
     from keras.src.backend.common import global_state
 
     import ui
-    from sharecore import training
+    from sharecore.nn import training
 
     ui._keep_keras_session_while_training()
     state = global_state.GLOBAL_STATE_TRACKER

@@ -14,8 +14,8 @@ from test_app import (
 )
 
 import sharecore
-from sharecore import urlstate
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
+from sharecore.share import urlstate
 
 # Eight different experiments: presets and seeds.
 EXPERIMENTS = [

@@ -10,9 +10,10 @@ from test_app import (
     open_app,
 )
 
-from sharecore import preset, runner
-from sharecore.runner import BackgroundRun
-from sharecore.spec import TrainConfig
+from sharecore import preset
+from sharecore.core.spec import TrainConfig
+from sharecore.runs import runner
+from sharecore.runs.runner import BackgroundRun
 
 TIMEOUT = 120
 

@@ -6,8 +6,8 @@ import threading
 import time
 
 from sharecore import preset, train
-from sharecore.runner import BackgroundRun
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
+from sharecore.runs.runner import BackgroundRun
 
 
 def _trainer_threads() -> list[threading.Thread]:
@@ -69,7 +69,7 @@ def test_two_sessions_train_at_once_without_mixing_their_results():
 
 
 def test_active_runs_counts_live_workers_only():
-    from sharecore.runner import active_runs
+    from sharecore.runs.runner import active_runs
 
     assert active_runs() == 0
     run = BackgroundRun(preset("seed-dense"), TrainConfig(steps=5000, batch_size=8)).start()

@@ -11,8 +11,8 @@ from bench.__main__ import main
 from bench.common import MODES
 from bench.reference import REFERENCES, chain_spec, copy_weights
 from bench.trainer import BarePair
-from sharecore.data import random_inputs
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
+from sharecore.nn.data import random_inputs
 
 CASES = [
     pytest.param(name, tied, id=f"{name}-{'tied' if tied else 'untied'}")
@@ -162,7 +162,7 @@ def test_whatif_reads_the_run_labels_a_real_overlay_draws():
     import pandas as pd
 
     from bench.whatif import drawn_runs
-    from sharecore import comparecharts
+    from sharecore.viz import overlays as comparecharts
 
     labels = ["lr 0.02 (was 0.01)", "a · dotted label"]
     curves = pd.DataFrame(

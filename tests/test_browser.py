@@ -539,7 +539,7 @@ def lab_progress(page) -> int:
 
 def kept_in_store(page) -> list:
     """The kept runs of the browser's workspace, read from the run store the server writes (its cookie names it)."""
-    from sharecore.runstore import RunStore
+    from sharecore.runs.store import RunStore
 
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     return RunStore.from_env().runs(cookies["sharecore_workspace"])

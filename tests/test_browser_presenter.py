@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sharecore import urlstate
+from sharecore.share import urlstate
 from tests import test_browser
 from tests.test_browser import (
     ROOT,

@@ -19,7 +19,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import sharecore
 from bench.common import memory_mb
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
 from tests import test_browser
 from tests.test_browser import (
     ERROR,

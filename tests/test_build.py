@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 import sharecore
-from sharecore.data import random_inputs
-from sharecore.layers import record_views
-from sharecore.spec import ModelSpec
+from sharecore.core.spec import ModelSpec
+from sharecore.nn.data import random_inputs
+from sharecore.nn.layers import record_views
 
 # preset: (tied params, untied params, tied trainable weights, untied trainable weights)
 EXPECTED = {

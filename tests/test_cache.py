@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import sharecore
-from sharecore import plots
 from sharecore.cache import ByIdentity, ByteLRU, pickled_size
-from sharecore.spec import ModelSpec
+from sharecore.core.spec import ModelSpec
+from sharecore.viz import plots
 
 
 @pytest.fixture(autouse=True)

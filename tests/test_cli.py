@@ -24,15 +24,15 @@ import sharecore
 from sharecore import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every sharecore module that loads TensorFlow does so through sharecore.tfimport (test_layout.py checks it).
+# Every sharecore module that loads TensorFlow does so through sharecore.nn.tfimport (test_layout.py checks it).
 TENSORFLOW_MODULES = (
     "tensorflow",
     "keras",
-    "sharecore.tfimport",
+    "sharecore.nn.tfimport",
     *sorted(
-        f"sharecore.{path.stem}"
-        for path in (ROOT / "sharecore").glob("*.py")
-        if "from sharecore.tfimport import" in path.read_text()
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "sharecore").rglob("*.py")
+        if "from sharecore.nn.tfimport import" in path.read_text()
     ),
 )
 
@@ -85,7 +85,7 @@ def test_the_guard_catches_a_tensorflow_import(without_tensorflow):
     with pytest.raises(TensorFlowLoaded):
         sharecore.import_tensorflow()
     with pytest.raises(ImportError):
-        from sharecore.training import train  # noqa: F401
+        from sharecore.nn.training import train  # noqa: F401
     with pytest.raises(ImportError):
         import tensorflow  # noqa: F401
 
@@ -164,7 +164,7 @@ def test_train_with_a_tied_teacher_records_it_and_matches_the_library(tmp_path, 
 
 def test_an_error_found_once_tensorflow_is_loaded_is_one_line_before_training(tmp_path, capsys, monkeypatch):
     """Whether there is a GPU only TensorFlow can tell; on a machine where it sees none, device 'gpu' is refused."""
-    from sharecore.tfimport import tf
+    from sharecore.nn.tfimport import tf
 
     list_devices = tf.config.list_logical_devices
     monkeypatch.setattr(

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 
 import sharecore
-from sharecore.codegen import keras_code
-from sharecore.data import random_inputs
-from sharecore.plan import plan
-from sharecore.spec import ModelSpec
+from sharecore.core.plan import plan
+from sharecore.core.spec import ModelSpec
+from sharecore.nn.data import random_inputs
+from sharecore.share.codegen import keras_code
 
 # Names that are Python keywords, builtins or names the script itself uses; a use named
 # like a shared tensor; quotes and code in the spec's name, a newline in its description

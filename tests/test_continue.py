@@ -17,8 +17,8 @@ import pytest
 
 import sharecore
 from sharecore import TrainConfig
-from sharecore.data import make_dataset
-from sharecore.runner import BackgroundRun
+from sharecore.nn.data import make_dataset
+from sharecore.runs.runner import BackgroundRun
 
 RTOL, ATOL = 1e-5, 1e-7
 
@@ -153,7 +153,7 @@ def test_the_state_holds_every_variable_and_optimizer_slot_and_the_json_ready_ba
 
 
 def test_the_state_is_taken_once_at_the_end_not_per_chunk(monkeypatch):
-    from sharecore import training
+    from sharecore.nn import training
 
     calls = []
     real = training._state_arrays
@@ -178,7 +178,7 @@ def test_a_continued_run_may_change_the_learning_rate_from_its_next_step_on():
 
 
 def test_a_resumed_run_on_a_pooled_trainer_another_run_used_meanwhile_starts_from_its_own_state(monkeypatch):
-    from sharecore import training
+    from sharecore.nn import training
 
     spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=16, batch_size=8, seed=0)
     first = sharecore.train(spec, dataclasses.replace(config, steps=8))

@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 
 import sharecore
-from sharecore.codegen import keras_code
-from sharecore.data import make_dataset
-from sharecore.layers import record_views
-from sharecore.limits import activation_bytes
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore.core.limits import activation_bytes
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.nn.data import make_dataset
+from sharecore.nn.layers import record_views
+from sharecore.share.codegen import keras_code
 
 PRESET = "conv-autoencoder"
 
@@ -482,7 +482,7 @@ def test_a_transposed_conv_is_estimated_with_the_conv_memory_factors():
 
 
 def test_the_diagram_says_which_way_the_transposed_kernel_maps_channels():
-    from sharecore.diagram import model_dot
+    from sharecore.viz.diagram import model_dot
 
     assert "kernel axes (height, width, out, in): 4 -> 1 channels" in model_dot(sharecore.preset(PRESET))
 

@@ -16,9 +16,9 @@ import pytest
 
 import sharecore
 from sharecore import TrainConfig
-from sharecore.diagnose import TrainingWarning, training_warnings
-from sharecore.results import TrainResult
-from sharecore.urlstate import default_config
+from sharecore.core.results import TrainResult
+from sharecore.runs.diagnose import TrainingWarning, training_warnings
+from sharecore.share.urlstate import default_config
 
 COLUMNS = ["step", "variant", "loss", "accuracy"]
 
@@ -69,7 +69,7 @@ def test_the_warning_is_a_frozen_dataclass_and_diagnose_needs_no_tensorflow():
         warning.kind = "rising"
     import subprocess
 
-    code = "import sys, sharecore.diagnose; print('tensorflow' in sys.modules, 'streamlit' in sys.modules)"
+    code = "import sys, sharecore.runs.diagnose; print('tensorflow' in sys.modules, 'streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

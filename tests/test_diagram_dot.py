@@ -20,9 +20,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import sharecore
-from sharecore import plots
-from sharecore.diagram import model_dot
-from sharecore.limits import Limits
+from sharecore.core.limits import Limits
+from sharecore.viz import plots
+from sharecore.viz.diagram import model_dot
 from tests.test_hostile_text import MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
@@ -195,7 +195,7 @@ def test_the_diagram_imports_neither_tensorflow_nor_streamlit():
     import sys
 
     code = (
-        "import sys; from sharecore.diagram import model_dot; from sharecore import preset\n"
+        "import sys; from sharecore.viz.diagram import model_dot; from sharecore import preset\n"
         "model_dot(preset('albert-mlp'), tied=False)\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
     )
@@ -249,13 +249,13 @@ def test_with_two_uses_the_cosine_chart_draws_one_line_that_says_it_is_both():
     assert {t.meta["variant"] for t in lines} == {"tied", "untied"}
     for t in lines:
         np.testing.assert_allclose(t.y, [cosine, cosine])
-    from sharecore.plotstyle import how_to_read
+    from sharecore.viz.style import how_to_read
 
     assert "one line is drawn" in how_to_read(fig)
 
 
 def test_every_chart_says_how_to_read_it():
-    from sharecore.plotstyle import how_to_read
+    from sharecore.viz.style import how_to_read
 
     spec = sharecore.preset("partial-share")
     w = np.linspace(-1, 1, 80).reshape(10, 8)
@@ -282,7 +282,7 @@ def test_the_stored_tensor_outlines_the_part_a_slice_reads():
 
 
 def test_presenter_mode_enlarges_all_chart_text_on_a_copy():
-    from sharecore.plotstyle import apply_presenter
+    from sharecore.viz.style import apply_presenter
 
     spec = sharecore.preset("albert-mlp")
     fig = plots.tensor_views(spec, "W_up", values=np.zeros((16, 32)))

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 import sharecore as sc
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("seed-dense", "seed-conv", "seed-mixed", "partial-share")
@@ -261,7 +261,7 @@ def test_two_local_workers_train_with_the_records_of_one_device(tmp_path):
 
 
 def test_importing_sharecore_devices_turns_tf32_off_and_memory_growth_on():
-    from sharecore.devices import configure_gpus
+    from sharecore.nn.devices import configure_gpus
 
     settings = configure_gpus()
     assert settings.tf32 is False

@@ -12,8 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import sharecore
-from sharecore import cli, plots, urlstate
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore import cli
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.share import urlstate
+from sharecore.viz import plots
 from tests.test_app import APP, train_until_done
 
 CONFIG = TrainConfig(steps=6, batch_size=8, seed=2)

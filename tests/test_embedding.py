@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 
 import sharecore as sc
-from sharecore.data import make_dataset
-from sharecore.model import kernel_variables
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.nn.data import make_dataset
+from sharecore.nn.model import kernel_variables
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB, DIM, SEQ = 12, 5, 4
@@ -292,7 +292,7 @@ def test_cli_trains_tied_lm_on_tokens_and_writes_the_held_out_loss(tmp_path):
 
 @pytest.mark.parametrize("name", ["tied-lm", "albert-embedding", "rotation-tied-conv", "conv-autoencoder"])
 def test_new_presets_and_an_edited_copy_round_trip_through_a_link(name):
-    from sharecore import urlstate
+    from sharecore.share import urlstate
 
     spec = sc.preset(name)
     edited = ModelSpec.from_dict({**spec.to_dict(), "name": "mine"})
@@ -316,7 +316,7 @@ def test_the_token_chain_grows_with_the_vocabulary_not_its_square():
 
 
 def test_a_language_models_link_names_its_data_set_only_when_it_is_not_tokens():
-    from sharecore import urlstate
+    from sharecore.share import urlstate
 
     spec = sc.preset("tied-lm")
     assert urlstate.read_state({"preset": "tied-lm"}).config.dataset == "tokens"

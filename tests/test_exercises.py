@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import sharecore
-from sharecore.data import make_dataset
-from sharecore.exercises import EXERCISES, Claim, Exercise, exercise, verify
-from sharecore.results import TrainResult
+from sharecore.core.results import TrainResult
+from sharecore.nn.data import make_dataset
+from sharecore.teach.exercises import EXERCISES, Claim, Exercise, exercise, verify
 from tests.test_app import go, open_app
 
 
@@ -224,7 +224,7 @@ def test_reseeding_changes_only_the_seed():
 
 
 def test_importing_the_exercises_loads_neither_tensorflow_nor_streamlit():
-    code = "import sys, sharecore.exercises; print('tensorflow' in sys.modules, 'streamlit' in sys.modules)"
+    code = "import sys, sharecore.teach.exercises; print('tensorflow' in sys.modules, 'streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

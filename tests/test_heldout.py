@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import sharecore as sc
-from sharecore import data as sc_data
-from sharecore import training
-from sharecore.data import TEACHER_SEED_OFFSET, make_dataset, teacher_dataset
-from sharecore.model import draw
-from sharecore.spec import DIGITS_HELDOUT, TEACHER_HELDOUT, TEACHER_POOL_SIZE, ModelSpec, TrainConfig
-from sharecore.urlstate import datasets_for
+from sharecore.core.spec import DIGITS_HELDOUT, TEACHER_HELDOUT, TEACHER_POOL_SIZE, ModelSpec, TrainConfig
+from sharecore.nn import data as sc_data
+from sharecore.nn import training
+from sharecore.nn.data import TEACHER_SEED_OFFSET, make_dataset, teacher_dataset
+from sharecore.nn.model import draw
+from sharecore.share.urlstate import datasets_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS_MLP = ModelSpec.from_dict(

@@ -33,10 +33,10 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import sharecore
-from sharecore import urlstate
-from sharecore.codegen import keras_code
-from sharecore.spec import ModelSpec, TrainConfig
-from sharecore.text import MAX_FILE_STEM, csv_text, safe_file_name
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.text import MAX_FILE_STEM, csv_text, safe_file_name
+from sharecore.share import urlstate
+from sharecore.share.codegen import keras_code
 from tests import test_browser
 from tests.test_browser import browser, new_tab, server  # noqa: F401 - the real-Chromium fixtures
 
@@ -548,7 +548,7 @@ def test_csv_text_quotes_formula_text_as_text_and_keeps_negative_numbers_numbers
 
 
 def test_the_comparison_csv_writes_a_hostile_run_label_as_text_and_every_number_as_a_number() -> None:
-    from sharecore import compare
+    from sharecore.runs import compare
 
     result = sharecore.train(BASE, TrainConfig(steps=4, batch_size=4, record_every=1))
     runs = [compare.LabelledRun(label, result, "") for label in (*FORMULAS, "plain")]

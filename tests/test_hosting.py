@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from sharecore.limits import Limits, env_variable
-from sharecore.runstore import DATA_DIR_VARIABLE
+from sharecore.core.limits import Limits, env_variable
+from sharecore.runs.store import DATA_DIR_VARIABLE
 from tests.conftest import UNPRIVILEGED_UID, run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "deploy" / "hosted-demo.env"
-CONCURRENCY = "SHARECORE_MAX_CONCURRENT_RUNS"  # read by sharecore.runner, not a Limits field
+CONCURRENCY = "SHARECORE_MAX_CONCURRENT_RUNS"  # read by sharecore.runs.runner, not a Limits field
 
 
 def instructions(path: Path = ROOT / "Dockerfile") -> list[tuple[str, str]]:
@@ -105,7 +105,7 @@ def test_the_profiles_caps_read_through_limits_from_env_give_exactly_its_values(
 def test_the_profiles_concurrency_reaches_the_runner():
     env = {**os.environ, CONCURRENCY: profile()[CONCURRENCY]}
     out = subprocess.run(
-        [sys.executable, "-c", "import sharecore.runner as r; print(r.MAX_CONCURRENT_RUNS)"],
+        [sys.executable, "-c", "import sharecore.runs.runner as r; print(r.MAX_CONCURRENT_RUNS)"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -209,7 +209,7 @@ def test_every_file_the_image_copies_exists_and_is_not_left_out_of_the_context()
 _OPEN_THE_STORE = """
 import json, sys
 sys.path.insert(0, "tests")
-from sharecore.runstore import RunStore, new_key
+from sharecore.runs.store import RunStore, new_key
 try:
     store = RunStore.from_env()
 except ValueError as err:  # StoreUnavailable is one

@@ -9,11 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from sharecore import preset, runner, train
-from sharecore.keeping import KeepPlan, keep, run_label
-from sharecore.runner import BackgroundRun, orphaned_runs
-from sharecore.runstore import RunStore, new_key
-from sharecore.spec import TrainConfig
+from sharecore import preset, train
+from sharecore.core.spec import TrainConfig
+from sharecore.runs import runner
+from sharecore.runs.keeping import KeepPlan, keep, run_label
+from sharecore.runs.runner import BackgroundRun, orphaned_runs
+from sharecore.runs.store import RunStore, new_key
 
 TIMEOUT = 120  # seconds any wait below may take on a busy machine before the test fails
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 import sharecore
 import ui
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
 from tests.test_app import figures, no_training_left_behind, open_app, values  # noqa: F401 (autouse fixture)
 
 FAST = {"steps": "20"}  # a link's settings: short runs keep the loop quick
@@ -175,7 +175,7 @@ def test_a_share_link_shows_the_run_to_another_session_and_a_wrong_id_says_so():
 
 
 def test_settings_diff_and_csv_download_hold_the_runs_numbers():
-    from sharecore import compare
+    from sharecore.runs import compare
 
     spec = sharecore.preset("seed-dense")
     a = sharecore.train(spec, TrainConfig(steps=10))
@@ -195,7 +195,7 @@ def test_settings_diff_and_csv_download_hold_the_runs_numbers():
 
 
 def test_cached_curves_of_kept_runs_are_the_frame_compare_curves_gives_and_are_reused():
-    from sharecore import compare
+    from sharecore.runs import compare
 
     spec = sharecore.preset("seed-dense")
     runs = [

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import sharecore
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
@@ -72,7 +72,10 @@ def test_a_page_opened_first_in_streamlits_older_pages_mode_shows_the_whole_app(
 LIGHT_CALLS = """
 import json, sys
 import sharecore
-from sharecore import urlstate, limits, params, codegen, diagram, cli, runcheck
+from sharecore import cli
+from sharecore.share import urlstate, codegen
+from sharecore.core import limits, params, runcheck
+from sharecore.viz import diagram
 spec = sharecore.preset("seed-conv")
 sharecore.plan(spec); sharecore.validate(spec); sharecore.presets()
 report = sharecore.param_report(spec)
@@ -131,17 +134,17 @@ def _imports_outside_type_checking(path: Path) -> list[tuple[int, str]]:
 
 
 def test_tensorflow_and_keras_are_imported_only_through_sharecore_tfimport():
-    """TensorFlow's C++ start-up lines go straight to stderr; sharecore.tfimport alone imports it, with them
+    """TensorFlow's C++ start-up lines go straight to stderr; sharecore.nn.tfimport alone imports it, with them
     silenced, so that no sharecore module, page or benchmark imported first can let them through."""
-    files = [*(ROOT / "sharecore").glob("*.py"), *(ROOT / "bench").glob("*.py"), *PAGE_FILES, ROOT / "ui.py"]
+    files = [*(ROOT / "sharecore").rglob("*.py"), *(ROOT / "bench").glob("*.py"), *PAGE_FILES, ROOT / "ui.py"]
     direct = [
         f"{path.relative_to(ROOT)}:{line} imports {module}"
         for path in files
-        if path.name != "tfimport.py" or path.parent.name != "sharecore"
+        if path != ROOT / "sharecore" / "nn" / "tfimport.py"
         for line, module in _imports_outside_type_checking(path)
         if module.split(".")[0] in ("tensorflow", "keras")
     ]
-    assert not direct, "import them with `from sharecore.tfimport import keras, tf`: " + "; ".join(direct)
+    assert not direct, "import them with `from sharecore.nn.tfimport import keras, tf`: " + "; ".join(direct)
 
 
 def test_tensorflow_comes_with_the_first_call_that_needs_it():
@@ -197,15 +200,20 @@ def test_building_a_model_plans_its_spec_once():
 def test_the_core_modules_import_one_way():
     """No import circle among sharecore's modules (data -> model -> limits -> data was one)."""
     graph: dict[str, set[str]] = {}
-    for path in (ROOT / "sharecore").glob("*.py"):
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (ROOT / "sharecore").rglob("*.py")
+    }
+    for name, path in modules.items():
         tree = ast.parse(path.read_text())
         deps = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sharecore."):
-                deps.add(node.module.split(".")[1])
-            elif isinstance(node, ast.ImportFrom) and node.module == "sharecore":
-                deps.update(a.name for a in node.names if (ROOT / "sharecore" / f"{a.name}.py").exists())
-        graph[path.stem] = deps - {path.stem}
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sharecore"):
+                deps.update(
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                )
+        graph[name] = {d for d in deps if d in modules} - {name, "sharecore"}
 
     def cycle_from(start: str) -> list[str] | None:
         stack = [(start, [start])]
@@ -214,9 +222,9 @@ def test_the_core_modules_import_one_way():
             for dep in graph.get(node, ()):
                 if dep == start:
                     return [*trail, dep]
-                if dep not in trail and dep != "__init__":
+                if dep not in trail:
                     stack.append((dep, [*trail, dep]))
         return None
 
-    cycles = [c for m in graph if m not in ("__init__", "__main__") and (c := cycle_from(m))]
+    cycles = [c for m in graph if m != "sharecore.__main__" and (c := cycle_from(m))]
     assert not cycles, f"import circles: {cycles[:3]}"

@@ -9,7 +9,7 @@ from types import MappingProxyType
 import pytest
 
 import sharecore as sc
-from sharecore.limits import (
+from sharecore.core.limits import (
     MB,
     Limits,
     activation_bytes,
@@ -22,7 +22,7 @@ from sharecore.limits import (
     tied_params,
     untied_params,
 )
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec, TrainConfig
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 import sharecore
-from sharecore import pitfalls
-from sharecore.data import teacher_dataset
+from sharecore.nn.data import teacher_dataset
+from sharecore.teach import pitfalls
 
 PLAIN = (bool, int, float, str)
 

@@ -18,10 +18,10 @@ import plotly.io as pio
 import pytest
 
 import sharecore
-from sharecore import plots
-from sharecore.limits import Limits, check_limits
-from sharecore.model import apply_rule_np, initial_values
-from sharecore.spec import ModelSpec
+from sharecore.core.limits import Limits, check_limits
+from sharecore.core.spec import ModelSpec
+from sharecore.nn.model import apply_rule_np, initial_values
+from sharecore.viz import plots
 
 
 # ----------------------------------------------------------------------------- runs
@@ -85,7 +85,7 @@ def rows(frame: pd.DataFrame, **equal) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- the house rules
-PLOT_MODULES = ("plots", "plotstyle", "diagram", "tensorviews", "charts")
+PLOT_MODULES = ("viz/plots", "viz/style", "viz/diagram", "viz/tensorviews", "viz/charts")
 
 
 def module_imports(module: str) -> set[str]:
@@ -103,23 +103,23 @@ def test_plot_modules_do_not_import_streamlit(module):
     assert not any(name.split(".")[0] == "streamlit" for name in imported)
 
 
-@pytest.mark.parametrize("module", ["plotstyle", "diagram", "tensorviews", "charts"])
+@pytest.mark.parametrize("module", ["viz/style", "viz/diagram", "viz/tensorviews", "viz/charts"])
 def test_plot_modules_import_no_tensorflow_at_their_top_level(module):
     # tensor_views imports the Keras initializers inside the function, only when it needs them.
     tree = ast.parse((Path(sharecore.__file__).parent / f"{module}.py").read_text())
     top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     top |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
     assert not {name.split(".")[0] for name in top} & {"tensorflow", "keras"}
-    assert "sharecore.model" not in top and "sharecore.training" not in top
+    assert "sharecore.nn.model" not in top and "sharecore.nn.training" not in top
 
 
 def test_diagrams_param_bars_and_given_tensor_views_draw_without_importing_tensorflow():
     # The Build page draws a spec before any model exists; only default tensor values need Keras.
     code = (
         "import sys, numpy as np\n"
-        "from sharecore import plots\n"
-        "from sharecore.presets import preset\n"
-        "from sharecore.params import param_report\n"
+        "from sharecore.viz import plots\n"
+        "from sharecore.core.presets import preset\n"
+        "from sharecore.core.params import param_report\n"
         "spec = preset('albert-mlp')\n"
         "plots.model_dot(spec, tied=True); plots.model_dot(spec, tied=False)\n"
         "plots.param_bars(param_report(spec))\n"

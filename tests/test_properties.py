@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 import sharecore as sc
-from sharecore.layers import SharedKernel
-from sharecore.limits import Limits, check_limits, tied_params, untied_params
-from sharecore.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, MAX_INT, OPS, PADDINGS, RULES, ModelSpec
+from sharecore.core.limits import Limits, check_limits, tied_params, untied_params
+from sharecore.core.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, MAX_INT, OPS, PADDINGS, RULES, ModelSpec
+from sharecore.nn.layers import SharedKernel
 
 EXAMPLES = {
     "valid_end_to_end": 30,  # build, compare, save/load, train: about 1.5 s each
@@ -114,7 +114,7 @@ def fits(op: str, kernel: tuple, in_shape: tuple, padding: str) -> bool:
 
 
 def rule_kernel(rule: dict, shape: tuple) -> tuple:
-    """The kernel shape a rule makes from a stored shape (independent of sharecore.plan)."""
+    """The kernel shape a rule makes from a stored shape (independent of sharecore.core.plan)."""
     if rule["kind"] == "identity":
         return shape
     if rule["kind"] == "transpose":
@@ -356,7 +356,7 @@ def valid_specs(draw: st.DrawFn, max_uses: int = 4) -> Generated:
         spec["outputs"] = list(outputs)
     if draw(st.booleans()):
         # Any text the spec accepts: no control characters, separators or lone surrogates
-        # (sharecore.text), except that a description may hold '\n' and tabs.
+        # (sharecore.core.text), except that a description may hold '\n' and tabs.
         printable = st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"))
         spec["name"] = draw(st.text(printable, max_size=20))
         spec["description"] = draw(st.text(printable | st.sampled_from("\n\t"), max_size=30))

@@ -19,15 +19,16 @@ import pytest
 import tensorflow as tf
 
 import sharecore
-from sharecore import plots, urlstate
-from sharecore.codegen import keras_code
-from sharecore.data import make_dataset
-from sharecore.layers import apply_rule, record_views
-from sharecore.model import initial_values
-from sharecore.plan import plan, rule_output_shape
-from sharecore.rules import apply_rule_np, read_box, rule_mask, split_pairs
-from sharecore.spec import ModelSpec, Rule, TrainConfig
-from sharecore.training import rule_adjoint
+from sharecore.core.plan import plan, rule_output_shape
+from sharecore.core.rules import apply_rule_np, read_box, rule_mask, split_pairs
+from sharecore.core.spec import ModelSpec, Rule, TrainConfig
+from sharecore.nn.data import make_dataset
+from sharecore.nn.layers import apply_rule, record_views
+from sharecore.nn.model import initial_values
+from sharecore.nn.training import rule_adjoint
+from sharecore.share import urlstate
+from sharecore.share.codegen import keras_code
+from sharecore.viz import plots
 from tests.test_codegen import _exec_script, assert_ruff_clean
 
 # ----------------------------------------------------------------------------- the specs

@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from sharecore import preset, runner, train
-from sharecore.limits import Limits
-from sharecore.runner import BackgroundRun, training_runs
-from sharecore.spec import TrainConfig
+from sharecore import preset, train
+from sharecore.core.limits import Limits
+from sharecore.core.spec import TrainConfig
+from sharecore.runs import runner
+from sharecore.runs.runner import BackgroundRun, training_runs
 
 LONG = 1_000_000  # steps: a run that only ends when it is stopped (tiny model, minutes long)
 TIMEOUT = 120  # seconds any wait below may take on a busy machine before the test fails

@@ -18,8 +18,8 @@ import pytest
 
 import sharecore
 from sharecore import TrainConfig
-from sharecore.results import TrainResult, TrainState
-from sharecore.runstore import (
+from sharecore.core.results import TrainResult, TrainState
+from sharecore.runs.store import (
     MAX_LABEL_CHARS,
     STORED_FIELDS,
     RunStore,
@@ -478,7 +478,7 @@ def test_a_folder_where_the_file_should_be_is_not_set_aside_and_says_so(tmp_path
 _OPEN_AS_ANOTHER_USER = """
 import json, sys
 sys.path.insert(0, "tests")
-from sharecore.runstore import RunStore, StoreUnavailable
+from sharecore.runs.store import RunStore, StoreUnavailable
 from test_runstore import assert_results_equal, hand_made
 path, workspace, run_ids = sys.argv[1], sys.argv[2], sys.argv[3:]
 try:
@@ -651,7 +651,7 @@ import sys
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 from test_runstore import hand_made
-from sharecore.runstore import RunStore
+from sharecore.runs.store import RunStore
 store = RunStore({path!r})
 for i in range(5):
     store.save({ws!r}, hand_made(i), f"process run {{i}}")
@@ -704,7 +704,7 @@ def test_a_default_seed_dense_run_takes_under_a_megabyte_and_listing_30_runs_is_
 
 def test_the_run_store_and_whatif_import_neither_tensorflow_nor_streamlit():
     code = (
-        "import sys; import sharecore.runstore, sharecore.whatif; "
+        "import sys; import sharecore.runs.store, sharecore.runs.whatif; "
         "print(sorted(m for m in ('tensorflow', 'streamlit', 'keras') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -1,6 +1,6 @@
 """Models saved by an earlier version of sharecore keep loading, with their ties.
 
-tests/data/seed-mixed-tied-0.1.keras was saved by sharecore 0.1 (its layers lived in `sharecore.layers`),
+tests/data/seed-mixed-tied-0.1.keras was saved by sharecore 0.1 (its layers lived in `sharecore.nn.layers`),
 with three inputs and the outputs they gave beside it (-io.npy: 10 input columns, then the outputs).
 """
 

@@ -18,7 +18,7 @@ import pytest
 
 import sharecore
 from bench.soak import growth
-from sharecore import training
+from sharecore.nn import training
 from tests.test_layout import ROOT
 
 pytestmark = pytest.mark.slow

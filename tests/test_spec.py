@@ -7,7 +7,7 @@ import json
 import pytest
 
 import sharecore
-from sharecore.spec import ModelSpec, Rule, TrainConfig
+from sharecore.core.spec import ModelSpec, Rule, TrainConfig
 
 
 @pytest.mark.parametrize("name", sharecore.presets())

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 import sharecore
-from sharecore import training
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
+from sharecore.nn import training
 
 CONFIG = TrainConfig(steps=4, batch_size=8, seed=3)
 

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import sharecore
-from sharecore.data import make_dataset
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.nn.data import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_asking_for_a_missing_gpu_is_a_clear_error():
 )
 def test_train_refuses_what_check_run_refuses_with_the_same_message(name, config, resume, says, monkeypatch):
     """The command line refuses with check_run before it loads TensorFlow; train must not disagree."""
-    from sharecore.runcheck import check_run
+    from sharecore.core.runcheck import check_run
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     spec = sharecore.preset(name)
@@ -204,7 +204,7 @@ def test_a_long_run_does_not_hold_every_batch_of_indices_at_once():
     # workshop server with raised max_steps peaked at 1.6 GB); each chunk now draws its own.
     import tracemalloc
 
-    from sharecore.limits import Limits
+    from sharecore.core.limits import Limits
 
     stop = threading.Event()
     config = TrainConfig(steps=100_000, batch_size=512, record_every=1000)
@@ -235,8 +235,8 @@ def test_batches_drawn_chunk_by_chunk_are_the_batches_of_one_draw():
     idx = np.random.default_rng([4, 3]).integers(0, len(data.x), (30, 5))
     # Step 1's tied loss is the loss of the first batch of that draw, before any update.
     tied = sharecore.build(spec, tied=True)
-    from sharecore.model import assign_initial
-    from sharecore.plan import plan
+    from sharecore.core.plan import plan
+    from sharecore.nn.model import assign_initial
 
     assign_initial(tied, plan(spec), True, sharecore.initial_values(spec, 4))
     first = float(np.mean((np.asarray(tied(data.x[idx[0]])) - data.y[idx[0]]) ** 2))
@@ -254,7 +254,7 @@ def test_batches_drawn_chunk_by_chunk_are_the_batches_of_one_draw():
 )
 def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monkeypatch, error, says):
     """A GPU's out-of-memory or cuDNN failure (raised here on the CPU) is a stop, not a crash."""
-    from sharecore import training
+    from sharecore.nn import training
 
     spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=6, batch_size=8, seed=5)
     real_checkout, calls = training._checkout, []
@@ -286,7 +286,7 @@ def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monke
 
 def test_a_tensorflow_error_that_is_no_device_failure_is_raised_not_hidden_in_a_stop(monkeypatch):
     """A shape or argument error is a bug: the run must not end quietly with part of its records."""
-    from sharecore import training
+    from sharecore.nn import training
 
     real_checkout = training._checkout
 

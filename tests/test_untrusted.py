@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import sharecore as sc
-from sharecore.limits import Limits, check_spec_size
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore.core.limits import Limits, check_spec_size
+from sharecore.core.spec import ModelSpec, TrainConfig
 
 MESSAGE_MAX = 2000  # a message a person can read; never a copy of a huge input
 

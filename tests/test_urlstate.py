@@ -12,9 +12,10 @@ import zlib
 
 import pytest
 
-from sharecore import preset, presets, urlstate
-from sharecore.limits import Limits
-from sharecore.spec import ModelSpec, TrainConfig
+from sharecore import preset, presets
+from sharecore.core.limits import Limits
+from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.share import urlstate
 
 
 @pytest.fixture(autouse=True)
@@ -201,7 +202,7 @@ def test_settings_in_range_are_kept_as_they_are():
 
 @pytest.mark.parametrize("shape", [(64,), (8, 8, 1), (128,), (2, 64), (10,), (63,), (8, 8, 2), (16, 16, 1)])
 def test_digits_fits_exactly_the_models_the_digits_data_set_can_feed(shape):
-    from sharecore.data import digits_dataset  # the oracle: the data set training would build
+    from sharecore.nn.data import digits_dataset  # the oracle: the data set training would build
 
     size = math.prod(shape)
     use = {"name": "out", "op": "dense", "kernel_shape": [size, 2], "input_reshape": [size]}
@@ -246,5 +247,5 @@ def test_unknown_keys_in_a_link_are_named_in_one_warning():
 
 
 def test_urlstate_does_not_import_streamlit():
-    code = "import sys, sharecore.urlstate, sharecore.runner; assert 'streamlit' not in sys.modules"
+    code = "import sys, sharecore.share.urlstate, sharecore.runs.runner; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

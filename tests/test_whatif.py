@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from sharecore import TrainConfig, preset
-from sharecore.runstore import MAX_LABEL_CHARS, clean_label
-from sharecore.spec import Rule, SharedTensor
-from sharecore.whatif import change_label, settings_diff, settings_values
+from sharecore.core.spec import Rule, SharedTensor
+from sharecore.runs.store import MAX_LABEL_CHARS, clean_label
+from sharecore.runs.whatif import change_label, settings_diff, settings_values
 
 DENSE = preset("seed-dense")
 BASE = TrainConfig()

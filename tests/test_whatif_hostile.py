@@ -17,10 +17,11 @@ from streamlit.testing.v1 import AppTest
 
 import sharecore
 import ui
-from sharecore import compare, comparecharts
-from sharecore.exercises import EXERCISES
-from sharecore.runstore import RunStore, clean_label
-from sharecore.spec import TrainConfig
+from sharecore.core.spec import TrainConfig
+from sharecore.runs import compare
+from sharecore.runs.store import RunStore, clean_label
+from sharecore.teach.exercises import EXERCISES
+from sharecore.viz import overlays as comparecharts
 from tests.conftest import rerun_unprivileged
 from tests.test_app import APP, figures, open_app, values
 from tests.test_lab import click_and_wait, no_training_left_behind  # noqa: F401  (autouse fixture)

@@ -1,0 +1,93 @@
+"""What a training run returns: its records, and the state a run continues from.
+
+Plain data (pandas and NumPy, no TensorFlow), so that the run store, the compare view and the CLI
+read kept runs without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sharecore.core.spec import ModelSpec, TrainConfig
+
+VARIANTS = ("tied", "untied")
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What a progress callback receives."""
+
+    step: int  # steps done by both variants
+    total: int
+    history: pd.DataFrame  # the history so far
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where a run ended, so that `train(..., resume=state)` carries on as if it had never stopped.
+
+    Continuing a run of n steps for m more gives the numbers of one run of n + m steps (the same
+    batches, weights and optimizer state), up to float rounding.
+    """
+
+    steps_done: int
+    # 'tied/var/0', 'untied/opt/3', ...: every trainable variable and optimizer variable of each variant, in order
+    arrays: dict[str, np.ndarray]
+    rng: dict[str, Any]  # the batch generator's `bit_generator.state` (JSON-ready)
+
+
+@dataclass
+class TrainResult:
+    """Everything one run recorded. The frames are tidy (one row per observation)."""
+
+    spec: ModelSpec
+    config: TrainConfig
+    device: str  # the device it ran on, e.g. '/CPU:0'
+    steps_done: int
+    stop_reason: str | None  # None when all steps ran
+    history: pd.DataFrame  # step, variant, loss, accuracy
+    gradients: pd.DataFrame  # step, variant, tensor, use, grad_norm, sum_norm, cosine_with_others
+    divergence: pd.DataFrame  # step, variant, tensor, use_a, use_b, relative_distance, cosine
+    weights: dict[str, dict[str, dict[str, np.ndarray]]]  # phase ('start'|'end') -> variant -> name -> array
+    seconds: float  # training time, excluding the one-off compile
+    dataset: str = ""
+    params: dict[str, int] = field(default_factory=dict)  # variant -> count_params()
+    compile_seconds: float = 0.0  # tracing the compiled chunk; 0 when a compiled trainer was reused
+    # step, variant, loss, accuracy on the data set's held-out samples (at step 0 and after every
+    # chunk of steps); empty for a data set without a held-out split
+    heldout: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["step", "variant", "loss", "accuracy"]))
+    # where the run ended, for `train(..., resume=result.state)`; None for a run that cannot continue
+    state: TrainState | None = None
+
+    @property
+    def steps_per_second(self) -> float:
+        """Optimizer steps per second, counting a tied plus an untied step as one."""
+        return self.steps_done / self.seconds if self.seconds > 0 else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary of the run."""
+        last = self.history[self.history.step == self.history.step.max()] if len(self.history) else self.history
+        return {
+            "spec": self.spec.to_dict(),
+            "train": self.config.to_dict(),
+            "device": self.device,
+            "dataset": self.dataset,
+            "steps_done": self.steps_done,
+            "stop_reason": self.stop_reason,
+            "seconds": round(self.seconds, 3),
+            "compile_seconds": round(self.compile_seconds, 3),
+            "steps_per_second": round(self.steps_per_second, 2),
+            "params": self.params,
+            "final_loss": {r.variant: float(r.loss) for r in last.itertuples()},
+            **self._final_heldout(),
+        }
+
+    def _final_heldout(self) -> dict[str, dict[str, float]]:
+        if self.heldout.empty:
+            return {}
+        last = self.heldout[self.heldout.step == self.heldout.step.max()]
+        return {"final_heldout_loss": {r.variant: float(r.loss) for r in last.itertuples()}}

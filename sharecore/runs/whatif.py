@@ -1,0 +1,208 @@
+"""What-ifs: short labels that say what a run changed, and which settings differ among runs.
+
+A workshop changes one thing and trains again. `change_label` names that change for the run
+list ("lr 0.1 (was 0.01)"); `settings_diff` names the settings that differ among runs for the
+compare table, and `settings_values` gives each run's value of every setting. Plain Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from sharecore.core.spec import ModelSpec, Rule, TrainConfig, Use
+
+MAX_LABEL_CHARS = 80  # as sharecore.runs.store keeps them
+_NAME_CHARS = 40  # of a spec's name in a label
+
+# Short words for the settings of TrainConfig in a label; a field not named here shows its own name.
+_TRAIN_WORDS = {
+    "learning_rate": "lr",
+    "dataset": "data",
+    "batch_size": "batch",
+    "record_every": "record every",
+}
+# The order in which changes are named: what a person most likely meant to change comes first.
+_TRAIN_ORDER = ("dataset", "teacher", "optimizer", "learning_rate", "steps", "batch_size", "seed")
+
+Settings = tuple[ModelSpec, TrainConfig]
+
+
+def _fmt(value: Any) -> str:
+    """A setting's value, compact: 0.01, 60, (10, 5), none."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    if isinstance(value, Rule):
+        return value.describe()
+    return str(value)
+
+
+def _train_values(config: TrainConfig) -> dict[str, Any]:
+    # fields(), not a fixed list: a setting added later (such as 'teacher') is compared too.
+    return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+def _use_values(use: Use) -> dict[str, Any]:
+    return {f.name: getattr(use, f.name) for f in fields(use) if f.name != "name"}
+
+
+def settings_values(spec: ModelSpec, config: TrainConfig) -> dict[str, str]:
+    """Every setting of a run, as a path and a compact value.
+
+    Paths: ``spec.name``, ``spec.tensors`` and ``spec.uses`` (their names, in order),
+    ``spec.input_shape``, ``spec.outputs``, ``spec.input_vocab``, ``tensor W shape``,
+    ``tensor W initializer``, ``use dense_2 rule``, ``use dense_2 activation``, ... and
+    ``train.learning_rate``, ``train.optimizer``, ... (every field of TrainConfig). The spec's
+    description is not a setting and is left out.
+
+    Returns:
+        Path -> value as text, e.g. ``{"train.learning_rate": "0.01", "use dense_2 rule": "transpose"}``.
+    """
+    values = {
+        "spec.name": spec.name,
+        "spec.tensors": ", ".join(t.name for t in spec.tensors) or "none",
+        "spec.uses": ", ".join(u.name for u in spec.uses),
+        "spec.input_shape": _fmt(spec.input_shape),
+        "spec.outputs": _fmt(spec.outputs) if spec.outputs else "last use",
+        "spec.input_vocab": _fmt(spec.input_vocab),
+    }
+    for tensor in spec.tensors:
+        values[f"tensor {tensor.name} shape"] = _fmt(tensor.shape)
+        values[f"tensor {tensor.name} initializer"] = tensor.initializer
+    for use in spec.uses:
+        for key, value in _use_values(use).items():
+            values[f"use {use.name} {key}"] = _fmt(value)
+    for key, value in _train_values(config).items():
+        values[f"train.{key}"] = _fmt(value)
+    return values
+
+
+def settings_diff(configs: Sequence[Settings]) -> list[str]:
+    """The settings that differ among several runs, for the compare page's table.
+
+    Args:
+        configs: each run's (spec, config).
+
+    Returns:
+        Paths as in `settings_values`, e.g. ``["use dense_2 rule", "train.learning_rate"]``, in the
+        order of the first run. A tensor or use that only some runs have is not listed field by
+        field: ``spec.tensors`` or ``spec.uses`` differs instead. Empty for fewer than two runs or
+        runs with equal settings.
+    """
+    if len(configs) < 2:
+        return []
+    all_values = [settings_values(spec, config) for spec, config in configs]
+    # Paths every run has: those of a use that one spec lacks would only repeat "spec.uses differs".
+    return [
+        path
+        for path in all_values[0]
+        if all(path in values for values in all_values) and len({values[path] for values in all_values}) > 1
+    ]
+
+
+def _spec_changes(before: ModelSpec, after: ModelSpec) -> list[str] | None:
+    """The changes between two specs with the same tensors and uses (by name), or None if those differ."""
+    if [u.name for u in before.uses] != [u.name for u in after.uses] or {t.name for t in before.tensors} != {
+        t.name for t in after.tensors
+    }:
+        return None
+    changes: list[str] = []
+    if before.input_shape != after.input_shape:
+        changes.append(f"input {_fmt(after.input_shape)} (was {_fmt(before.input_shape)})")
+    if before.input_vocab != after.input_vocab:
+        changes.append(f"vocab {_fmt(after.input_vocab)} (was {_fmt(before.input_vocab)})")
+    if before.outputs != after.outputs:
+        changes.append(f"outputs {_fmt(after.outputs or 'last use')} (was {_fmt(before.outputs or 'last use')})")
+    old_uses = {u.name: u for u in before.uses}
+    for use in after.uses:
+        old = old_uses[use.name]
+        for key, value in _use_values(use).items():
+            was = getattr(old, key)
+            if value == was:
+                continue
+            if key == "rule" and value.kind != was.kind:
+                # A different kind of rule says enough; its options would only crowd the label.
+                changes.append(f"{use.name} rule {value.kind} (was {was.kind})")
+            elif key == "tensor":
+                changes.append(
+                    f"{use.name} tensor {_fmt(value) if value else 'own kernel'} (was {was or 'own kernel'})"
+                )
+            else:
+                changes.append(f"{use.name} {key.replace('_', ' ')} {_fmt(value)} (was {_fmt(was)})")
+    old_tensors = {t.name: t for t in before.tensors}
+    for tensor in after.tensors:
+        old = old_tensors[tensor.name]
+        if tensor.shape != old.shape:
+            changes.append(f"{tensor.name} shape {_fmt(tensor.shape)} (was {_fmt(old.shape)})")
+        if tensor.initializer != old.initializer:
+            changes.append(f"{tensor.name} init {tensor.initializer} (was {old.initializer})")
+    return changes
+
+
+def _train_changes(before: TrainConfig, after: TrainConfig) -> list[str]:
+    old, new = _train_values(before), _train_values(after)
+    order = [k for k in _TRAIN_ORDER if k in new] + [k for k in new if k not in _TRAIN_ORDER]
+    return [
+        f"{_TRAIN_WORDS.get(key, key.replace('_', ' '))} {_fmt(new[key])} (was {_fmt(old.get(key))})"
+        for key in order
+        if new[key] != old.get(key)
+    ]
+
+
+def _join(parts: Iterable[str], limit: int = MAX_LABEL_CHARS) -> str:
+    """Parts joined with ', ' within `limit` characters; the rest counted as '+N more'."""
+    parts = list(parts)
+    for kept in range(len(parts), 0, -1):
+        rest = len(parts) - kept
+        text = ", ".join(parts[:kept]) + (f" +{rest} more" if rest else "")
+        if len(text) <= limit:
+            return text
+    suffix = f" +{len(parts) - 1} more" if len(parts) > 1 else ""
+    return parts[0][: limit - len(suffix) - 1].rstrip() + "…" + suffix
+
+
+def _short_name(name: str) -> str:
+    return name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1].rstrip() + "…"
+
+
+def change_label(before: Settings | None, after: Settings, *, preset: str = "") -> str:
+    """A short label that says what a run changed from the one before it.
+
+    Args:
+        before: the previous run's (spec, config), or None for a first run.
+        after: this run's (spec, config).
+        preset: the preset this run's spec came from, if any; named when the model changed entirely.
+
+    Returns:
+        At most `MAX_LABEL_CHARS` characters, e.g. ``"lr 0.1 (was 0.01), steps 200 (was 60)"``,
+        ``"dense_2 rule transpose (was identity)"``, ``"preset seed-conv"`` (another model),
+        ``"seed-conv, adam lr 0.01, 60 steps"`` (a first run) or ``"same settings"``.
+    """
+    spec, config = after
+    if before is None:
+        first = [
+            _short_name(preset or spec.name),
+            f"{config.optimizer} lr {_fmt(config.learning_rate)}",
+            f"{config.steps} steps",
+        ]
+        if config.dataset != "teacher":
+            first.append(f"data {config.dataset}")
+        return _join(first)
+    old_spec, old_config = before
+    changes = _spec_changes(old_spec, spec)
+    if changes is None:
+        changes = [f"preset {_short_name(preset)}" if preset else f"model {_short_name(spec.name)}"]
+    elif spec.name != old_spec.name and not changes:
+        changes = [f"model {_short_name(spec.name)}"]
+    # A data set change leads: it changes what every loss means.
+    train = _train_changes(old_config, config)
+    data = [c for c in train if c.startswith(("data ", "teacher "))]
+    parts = data + changes + [c for c in train if c not in data]
+    return _join(parts) if parts else "same settings"

@@ -1,0 +1,1 @@
+"""Teaching: guided exercises whose claims are tested, and the pitfalls of sharing weights in Keras."""
