@@ -13,6 +13,6 @@ The sections:
   point in a fresh process, beside the same points of an earlier commit;
 * `soak`: a process's memory over many runs cycling the presets, beside an earlier commit.
 
-Benchmarks are not tests: nothing here asserts a time. `tests/test_bench.py` checks that the
+Benchmarks are not tests: nothing here asserts a time. `tests/project/test_bench.py` checks that the
 comparisons compare the same functions and that `--smoke` runs.
 """

@@ -112,7 +112,7 @@ def run(mode: Mode) -> Section:
         "called once per use when tied, one instance per use when untied; `seed-mixed` tied is one "
         "`add_weight` read as a dense and, reshaped, as a 1x1 conv kernel, since plain Keras cannot "
         "give a `Dense` and a `Conv2D` one variable. Both sides start from the same weights (checked "
-        "equal outputs and parameter counts in `tests/test_bench.py`), compile with SGD(0.01) and MSE, "
+        "equal outputs and parameter counts in `tests/project/test_bench.py`), compile with SGD(0.01) and MSE, "
         f"and fit the same batches (batch {BATCH}, one cached `tf.data.Dataset`, no shuffle). Each timed fit "
         f"is one epoch; its first {SKIP} steps (tracing, in the first fit) and `fit`'s per-call set-up are not "
         "timed (the table gives the timed steps per fit). "

@@ -15,7 +15,7 @@ its tied reference is the smallest custom layer that can: one `add_weight` and
 `tied-lm` tied is Keras's own `ReversibleEmbedding(tie_weights=True)`; `conv-autoencoder` tied is one
 `add_weight` read by `keras.ops.conv` and `keras.ops.conv_transpose`, for the same reason.
 
-`tests/test_bench.py` checks that each reference has sharecore's parameter count and weight
+`tests/project/test_bench.py` checks that each reference has sharecore's parameter count and weight
 count, and computes the same outputs once `copy_weights` has given it sharecore's weights.
 """
 

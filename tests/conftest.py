@@ -30,16 +30,16 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-BROWSER_FILES = "test_browser"  # the files whose every test drives Chromium are named test_browser*.py
+BROWSER_TESTS = "tests/browser/"  # the files whose every test drives Chromium
 
 
 def _file_of(nodeid: str) -> str:
-    """The test file part of a test id ("tests/test_app.py::test_x[1]" -> "tests/test_app.py")."""
+    """The test file part of a test id ("tests/app/test_pages.py::test_x[1]" -> "tests/app/test_pages.py")."""
     return nodeid.split("::", 1)[0]
 
 
 def _is_browser_file(file: str) -> bool:
-    return os.path.basename(file).startswith(BROWSER_FILES)
+    return file.replace(os.sep, "/").startswith(BROWSER_TESTS)
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook; plain pytest never calls it

@@ -2,7 +2,7 @@
 
 Every sharecore module that needs TensorFlow takes it from here (`from sharecore.nn.tfimport import keras, tf`)
 and never imports `tensorflow` or `keras` itself, so whichever of them a program imports first, the
-import is quiet (tests/test_layout.py checks that nothing in sharecore, bench or the pages does). Importing
+import is quiet (tests/project/test_boundaries.py checks that nothing in sharecore, bench or the pages does). Importing
 this module is what loads TensorFlow (seconds); the plain-Python half of sharecore never does.
 
 Even with TF_CPP_MIN_LOG_LEVEL set, TensorFlow 2.21 writes absl's 'All log messages before

@@ -61,7 +61,7 @@ _BUSY_TIMEOUT_SECONDS = 30.0
 # runs() marks its workspace as used at most this often, so that listing stays a read.
 _TOUCH_EVERY_SECONDS = 60.0
 FRAMES = ("history", "gradients", "divergence", "heldout")
-# Every field of TrainResult and where it is kept; tests/test_runstore.py checks this covers them all.
+# Every field of TrainResult and where it is kept; tests/runs/test_store.py checks this covers them all.
 STORED_FIELDS = (
     *("spec", "config", "device", "steps_done", "stop_reason", "seconds", "dataset", "params", "compile_seconds"),
     *FRAMES,

@@ -1,0 +1,1 @@
+"""The dashboard through Streamlit's AppTest: pages, sessions, the Lab, user text."""

@@ -1,0 +1,134 @@
+"""The pages/ layout on FRESHLY started servers, in a real Chromium.
+
+Streamlit treats a `pages/` folder beside the entry file as its older multipage layout until a
+run in the process calls `st.navigation` (see `ui.frame`). Only the first visitors of a new
+server meet that mode, so every case here starts its own server: a deep link as the very first
+request, the first sidebar change of the first visitor of `/`, and visitors arriving at once.
+The cheap guard checks (every page file calls `ui.frame()` first) are in tests/app/test_pages.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.browser import test_pages as test_browser
+from tests.browser.test_pages import (
+    EXCEPTION,
+    PAGES,
+    VIEWPORT,
+    Server,
+    fill,
+    run_server,
+    wait_for_page,
+    wait_until_idle,
+)
+from tests.conftest import require_chromium
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+browser = test_browser.browser  # the module-wide Chromium fixture
+
+NAV_LINK = '[data-testid="stSidebarNavLink"]'
+NAV_TITLES = ["Home", "Lab", "Compare runs", "Exercises", "Build", "Train", "Gradient flow", "Divergence", "Pitfalls"]
+SIDEBAR = '[data-testid="stSidebar"]'
+
+
+@pytest.fixture
+def fresh_server(tmp_path) -> Iterator[Server]:
+    """A server that no browser has visited yet."""
+    require_chromium()
+    with run_server(tmp_path / "server.log") as app:
+        yield app
+
+
+# Headless Chromium loads no favicon, so every address the page gives its icon is recorded instead.
+RECORD_FAVICONS = """
+window.__favicons = [];
+new MutationObserver(() => {
+    const link = document.querySelector("link[rel='shortcut icon']");
+    if (link && window.__favicons[window.__favicons.length - 1] !== link.href) window.__favicons.push(link.href);
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["href"]});
+"""
+
+
+def open_tab(browser, server: Server):
+    """A new browser context (a new Streamlit session) that only reaches the local server."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(90_000)
+    context.add_init_script(RECORD_FAVICONS)
+    context.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
+    )
+    return context.new_page()
+
+
+def check_full_app(page, title: str, preset: str, seed: int) -> None:
+    """The page is drawn inside the whole app: its title, the shared sidebar with the link's
+    experiment, the six navigation links, and no exception."""
+    wait_for_page(page, title)
+    assert page.locator(EXCEPTION).count() == 0, page.locator(EXCEPTION).all_inner_texts()
+    links = page.locator(NAV_LINK)
+    # A link's text is its icon's ligature name, then its title.
+    assert [t.strip().split("\n")[-1] for t in links.all_inner_texts()] == NAV_TITLES
+    sidebar = page.locator(SIDEBAR)
+    assert sidebar.get_by_role("combobox", name="Preset").input_value() == preset
+    assert sidebar.get_by_label("Seed", exact=True).input_value() == str(seed)
+    assert f"preset={preset}" in page.url
+    # Every icon the tab showed is drawn locally: a Material page icon was fetched from fonts.gstatic.com
+    # on a fresh server's first deep link (the page icon briefly became the favicon).
+    origin = "/".join(page.url.split("/")[:3])
+    icons = page.evaluate("() => window.__favicons")
+    assert icons and all(icon.startswith((origin, "data:")) for icon in icons), icons
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(browser, fresh_server, name):
+    path, title = PAGES[name]
+    page = open_tab(browser, fresh_server)
+    page.goto(f"{fresh_server.url}/{path}?preset=seed-conv&seed=5")
+    check_full_app(page, title, "seed-conv", 5)
+    # A reload is a new session on a server that has left the older mode: still the same page.
+    page.reload()
+    check_full_app(page, title, "seed-conv", 5)
+    page.context.close()
+
+
+def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_change(browser, fresh_server):
+    page = open_tab(browser, fresh_server)
+    page.goto(fresh_server.url)
+    wait_for_page(page, PAGES["home"][1])
+    seed = page.locator(SIDEBAR).get_by_label("Seed", exact=True)
+    fill(page, seed, "7")
+    page.wait_for_url(re.compile(r"[?&]seed=7\b"))
+    wait_until_idle(page)
+    assert seed.input_value() == "7"
+    # The change outlives a page switch in the same session ...
+    page.locator(NAV_LINK, has_text="Train").click()
+    check_full_app(page, "Train", "seed-dense", 7)
+    # ... and a second visitor starts from the defaults, while a reload of the link keeps it.
+    other = open_tab(browser, fresh_server)
+    other.goto(fresh_server.url)
+    check_full_app(other, PAGES["home"][1], "seed-dense", 0)
+    page.reload()
+    check_full_app(page, "Train", "seed-dense", 7)
+    page.context.close()
+    other.context.close()
+
+
+def test_five_visitors_arriving_at_once_on_a_fresh_server_each_see_the_full_app(browser, fresh_server):
+    visits = [("home", "seed-mixed", 1), ("train", "seed-conv", 2), ("build", "albert-mlp", 3)]
+    visits += [("divergence", "partial-share", 4), ("gradients", "tied-autoencoder", 5)]
+    pages = []
+    started = time.monotonic()
+    for name, preset, seed in visits:  # all requests go out before any page is waited for
+        page = open_tab(browser, fresh_server)
+        page.goto(f"{fresh_server.url}/{PAGES[name][0]}?preset={preset}&seed={seed}", wait_until="commit")
+        pages.append(page)
+    for page, (name, preset, seed) in zip(pages, visits):
+        check_full_app(page, PAGES[name][1], preset, seed)
+    print(f"browser timing: five visitors at once -> all pages drawn: {time.monotonic() - started:.1f} s")
+    for page in pages:
+        page.context.close()

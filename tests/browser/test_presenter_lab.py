@@ -1,0 +1,203 @@
+"""Presenter-ready workshop pages, in a real Chromium: at 800 px and at a projector's 1024x768 the Lab
+(after short trainings), Compare runs (three runs) and Exercises cut no text, their chart titles and
+legends overlap nothing, and presenter mode ("larger chart text") keeps it so.
+
+One server for the module; three 20-step runs are trained once, in one browser's workspace (its
+cookie), and every test opens fresh tabs with that cookie. Screenshots: docs/presenter-lab.png and
+docs/presenter-compare.png at 1024x768, docs/compare.png at 1280x900 (each under 300 KB).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import test_pages as test_browser
+from tests.browser.test_lab import pick_slider, train
+from tests.browser.test_pages import CHART, PAGE_S, select_option, wait_for_charts, wait_until_idle
+from tests.browser.test_presenter import NARROW, PROJECTOR, check_fits, diagram, open_tab, save_png, screenshot_dir
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+browser = test_browser.browser
+server = test_browser.server
+
+README = {"width": 1280, "height": 900}
+LAB = "lab?preset=seed-conv&steps=20"
+RUNS = 3
+# Each chart's legend entries: past the chart's edge, over the plot area, an axis or chart title, a
+# tick label or a panel title, or over each other.
+LEGEND_CLASH = """() => {
+    const problems = [];
+    const hit = (p, q) => p.left < q.right - 1 && q.left < p.right - 1 && p.top < q.bottom - 1 && q.top < p.bottom - 1;
+    for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
+        if (chart.offsetParent === null || !chart.querySelector('svg.main-svg')) continue;
+        const name = (chart.querySelector('.gtitle')?.textContent || '?').slice(0, 30);
+        const svg = chart.querySelector('svg.main-svg').getBoundingClientRect();
+        const items = [...chart.querySelectorAll('.legend .traces')]
+            .map(t => [t.textContent.slice(0, 40), t.getBoundingClientRect()]);
+        const others = [
+            ...[...chart.querySelectorAll('.nsewdrag')].map(e => ['the plot area', e.getBoundingClientRect()]),
+            ...[...chart.querySelectorAll('.xtitle, .ytitle, .gtitle, .annotation-text, .xtick text, .ytick text')]
+                .filter(e => e.textContent.trim()).map(e => [e.textContent.trim().slice(0, 30), e.getBoundingClientRect()]),
+        ];
+        for (const [text, r] of items) {
+            if (r.right > svg.right + 1 || r.left < svg.left - 1 || r.bottom > svg.bottom + 1)
+                problems.push(name + ': legend entry past the edge: ' + text);
+            for (const [what, q] of others) if (hit(r, q)) problems.push(name + ': legend entry ' + text + ' over ' + what);
+        }
+        for (let i = 0; i < items.length; i++)
+            for (let j = i + 1; j < items.length; j++)
+                if (hit(items[i][1], items[j][1])) problems.push(name + ': legend entries overlap: ' + items[i][0]);
+    }
+    return problems;
+}"""
+# Width of the content and of the box of a table's grid, for the visible st.dataframe/st.data_editor
+# in `selector`: wider content scrolls sideways, so some columns are out of sight.
+GRID_WIDTHS = """selector => [...document.querySelectorAll(selector + ' [data-testid="stDataFrame"] .dvn-scroller')]
+    .filter(s => s.offsetParent !== null).map(s => [s.scrollWidth, s.clientWidth])"""
+# An element at the top of the window, below Streamlit's header (which would cover its first 60 px).
+SCROLL_TO_TOP = """element => {
+    element.scrollIntoView({block: 'start'});
+    let box = element.parentElement;
+    while (box && !(box.scrollHeight > box.clientHeight && getComputedStyle(box).overflowY !== 'visible'))
+        box = box.parentElement;
+    (box || window).scrollBy(0, -70);
+}"""
+TITLE_SIZE = """() => Math.min(...[...document.querySelectorAll('[data-testid="stPlotlyChart"] .gtitle')]
+    .map(t => parseFloat(getComputedStyle(t).fontSize)))"""
+
+
+@pytest.fixture(scope="module")
+def workspace(browser, server) -> dict:
+    """The storage state (workspace cookie) of a browser that trained three 20-step runs in the Lab:
+    seed-conv, then learning rate 0.1, then optimizer sgd."""
+    page = open_tab(browser, server, PROJECTOR)
+    open_page(page, server, LAB, "Lab")
+    train(page)
+    pick_slider(page, "Learning rate", "0.1")
+    train(page)
+    select_option(page, '[data-testid="stSelectbox"]:has-text("Optimizer")', "sgd")
+    train(page)
+    state = page.context.storage_state()
+    page.context.close()
+    return state
+
+
+def tab(browser, server, viewport: dict, workspace: dict):
+    """A fresh tab (a new session) in the browser that kept the runs."""
+    context = browser.new_context(viewport=viewport, storage_state=workspace)
+    context.set_default_timeout(PAGE_S * 1000)
+    context.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
+    )
+    return context.new_page()
+
+
+def open_page(page, server, path: str, title: str) -> None:
+    page.goto(f"{server.url}/{path}")
+    page.locator("h1", has_text=title).first.wait_for()
+    wait_until_idle(page)
+
+
+def check_all(page, where: str, grids_fit: str | None = None) -> None:
+    """Nothing cut, no chart titles or legends overlapping, and the tables in `grids_fit` show every column."""
+    check_fits(page, where)
+    clashes = page.evaluate(LEGEND_CLASH)
+    assert not clashes, f"legends clash on {where}: {clashes}"
+    if grids_fit:
+        widths = page.evaluate(GRID_WIDTHS, grids_fit)
+        assert widths, f"no table in {grids_fit} on {where}"
+        assert all(content <= box + 1 for content, box in widths), f"a table on {where} scrolls sideways: {widths}"
+
+
+def presenter_on(page) -> None:
+    """Turns on the sidebar's presenter mode and waits until the charts are drawn with the larger text."""
+    page.get_by_text("Presenter mode: larger chart text").click()
+    wait_until_idle(page)
+    page.wait_for_function(f"() => ({TITLE_SIZE})() > 20")  # 16 px titles become 22.4 px
+    wait_until_idle(page)
+
+
+def compare_all_runs(page, server) -> None:
+    """Opens Compare runs and picks every kept run in its multiselect, as a person would."""
+    open_page(page, server, "compare", "Compare runs")
+    picker = page.locator('[data-testid="stMultiSelect"] [role="combobox"]').first
+    for _ in range(RUNS):
+        picker.click()
+        options = page.get_by_role("option")
+        if options.count() == 0:
+            break
+        options.first.click()
+        wait_until_idle(page)
+    page.keyboard.press("Escape")
+    wait_until_idle(page)
+    wait_for_charts(page, 3)
+    names = page.locator(CHART).first.locator(".legend .legendtext").all_text_contents()
+    assert len({name.rsplit(" · ", 1)[0] for name in names}) == RUNS, f"the loss overlay shows {names}"
+
+
+def show_loss_on_log_scale(page, key: str) -> None:
+    """For a screenshot: the loss overlay on a log scale (one run's early spike flattens the others on a
+    linear one), scrolled to the top of the window with its legend."""
+    ticks = f"() => [...document.querySelectorAll('.st-key-{key}-loss .ytick text')].map(t => t.textContent).join(' ')"
+    linear = page.evaluate(ticks)
+    page.locator(f".st-key-{key}-log_y").click()
+    wait_until_idle(page)
+    page.wait_for_function(f"linear => ({ticks})() && ({ticks})() !== linear", arg=linear)  # redrawn
+    wait_for_charts(page, 3)
+    page.locator(f".st-key-{key}-loss").evaluate(SCROLL_TO_TOP)
+    check_all(page, f"{key}, log scale")
+
+
+@pytest.mark.parametrize("viewport", [NARROW, PROJECTOR], ids=["800px", "1024x768"])
+def test_the_lab_with_kept_runs_fits_a_narrow_screen_or_a_projector_also_in_presenter_mode(
+    browser, server, workspace, viewport
+):
+    page = tab(browser, server, viewport, workspace)
+    open_page(page, server, LAB, "Lab")
+    wait_for_charts(page, 3)
+    assert diagram(page)["overlaps"] == 0, "diagram labels overlap"
+    assert page.locator(f"{CHART} .legend .traces").count() >= 4, "the overlays show two or more runs"
+    # On a projector every column of the kept-runs table is in view.
+    check_all(page, "Lab", grids_fit='[class*="st-key-lab-runs-"]' if viewport == PROJECTOR else None)
+    presenter_on(page)
+    check_all(page, "Lab, presenter mode")
+    if viewport == PROJECTOR:
+        show_loss_on_log_scale(page, "lab")
+        save_png(page, "lab")
+    page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [NARROW, PROJECTOR], ids=["800px", "1024x768"])
+def test_compare_with_three_runs_fits_a_narrow_screen_or_a_projector_also_in_presenter_mode(
+    browser, server, workspace, viewport
+):
+    page = tab(browser, server, viewport, workspace)
+    compare_all_runs(page, server)
+    assert page.get_by_role("button", name="Load in the Lab").count() == RUNS
+    check_all(page, "Compare")
+    presenter_on(page)
+    check_all(page, "Compare, presenter mode")
+    if viewport == PROJECTOR:
+        show_loss_on_log_scale(page, "compare")
+        save_png(page, "compare")
+    page.context.close()
+
+
+def test_the_compare_view_for_the_readme_fits_at_1280x900(browser, server, workspace):
+    page = tab(browser, server, README, workspace)
+    compare_all_runs(page, server)
+    check_all(page, "Compare at 1280x900")
+    show_loss_on_log_scale(page, "compare")
+    save_png(page, "compare", screenshot_dir() / "compare.png")
+    page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [NARROW, PROJECTOR], ids=["800px", "1024x768"])
+def test_the_exercises_fit_a_narrow_screen_or_a_projector(browser, server, viewport):
+    page = open_tab(browser, server, viewport)
+    open_page(page, server, "exercises", "Exercises")
+    assert page.get_by_role("button", name="Set up").count() == 10
+    for expander in page.locator('[data-testid="stExpander"] summary').all():
+        expander.click()  # the folded answers too
+    check_all(page, "Exercises")
+    page.context.close()

@@ -1,0 +1,1 @@
+"""`python -m sharecore` and the `sharecore` command."""

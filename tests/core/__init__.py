@@ -1,0 +1,1 @@
+"""The plain-Python core: specs, limits and untrusted input."""

@@ -1,0 +1,1 @@
+"""The Keras engine: models, ties, data, training, continuing, distribution."""

@@ -1,0 +1,1 @@
+"""The project as a whole: import boundaries, installing, hosting, benchmarks, soak."""

@@ -1,0 +1,230 @@
+"""The house: where pages live and how they reach the router, what imports TensorFlow, and
+that a run plans its spec once. The fresh-server browser checks are in test_browser_layout.py."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import sharecore
+from sharecore.core.spec import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
+# What the design card puts at the top level, plus the tooling it allows and the shared UI module.
+TOP_LEVEL = {"streamlit_app.py", "pages", "sharecore", "tests", "requirements.txt", ".streamlit", "README.md"}
+ALLOWED_EXTRA = {"Makefile", "pyproject.toml", ".ci", "bench", "docs", "ui.py", "requirements-dev.txt"}
+# The hosted demo (README, "Hosting a demo"): the image, its build context's exclusions, the settings profile.
+ALLOWED_EXTRA |= {"Dockerfile", ".dockerignore", "deploy"}
+
+
+def _tracked_top_level() -> set[str]:
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return {f.split("/")[0] for f in files}
+
+
+def test_the_top_level_is_the_design_cards():
+    top = _tracked_top_level() - {".gitignore"}
+    assert top >= TOP_LEVEL, f"missing from the top level: {TOP_LEVEL - top}"
+    assert top <= TOP_LEVEL | ALLOWED_EXTRA, f"not on the design card: {top - TOP_LEVEL - ALLOWED_EXTRA}"
+
+
+def test_the_router_lists_every_page_file_and_nothing_else():
+    import ui
+
+    assert sorted(Path(p).name for p in ui.PAGES.values()) == sorted(p.name for p in PAGE_FILES)
+    assert all((ROOT / p).is_file() for p in ui.PAGES.values())
+
+
+@pytest.mark.parametrize("page", PAGE_FILES, ids=lambda p: p.stem)
+def test_every_page_calls_ui_frame_before_anything_else(page):
+    """A page that draws before `ui.frame()` would run without the router on a fresh server."""
+    tree = ast.parse(page.read_text())
+    body = [n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+    body = body[1:] if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body  # docstring
+    first = body[0]
+    assert isinstance(first, ast.Expr) and ast.unparse(first) == "ui.frame()", (
+        f"{page.name}: the first statement after the imports must be ui.frame(); found {ast.unparse(first)!r}"
+    )
+
+
+@pytest.mark.parametrize("page", [p.stem for p in PAGE_FILES])
+def test_a_page_opened_first_in_streamlits_older_pages_mode_shows_the_whole_app(page):
+    """AppTest starts every run in the older `pages/` mode, as a fresh server does: the first run
+    asks for the page file itself, which must hand over to the router (sidebar and all)."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.query_params.update({"preset": "seed-conv", "seed": "3"})
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="sidebar.preset").value == "seed-conv"
+    assert at.sidebar.number_input(key="sidebar.seed").value == 3
+    assert at.title, "the page drew no title"
+
+
+# ----------------------------------------------------------------------------- TensorFlow only when needed
+LIGHT_CALLS = """
+import json, sys
+import sharecore
+from sharecore import cli
+from sharecore.share import urlstate, codegen
+from sharecore.core import limits, params, runcheck
+from sharecore.viz import diagram
+spec = sharecore.preset("seed-conv")
+sharecore.plan(spec); sharecore.validate(spec); sharecore.presets()
+report = sharecore.param_report(spec)
+sharecore.check_limits(spec, sharecore.TrainConfig())
+runcheck.check_run(spec, sharecore.TrainConfig(dataset='teacher'))
+state = urlstate.read_state(urlstate.encode_state("seed-conv", spec, sharecore.TrainConfig(steps=7)))
+assert state.spec == spec and state.config.steps == 7
+assert sharecore.ModelSpec.from_json(spec.to_json()) == spec
+diagram.model_dot(spec, tied=True); diagram.param_bars(report)
+limits.Limits.from_env()
+print(json.dumps(sorted(m for m in ("tensorflow", "keras", "streamlit") if m in sys.modules)))
+"""
+
+
+def test_the_core_answers_without_importing_tensorflow():
+    out = subprocess.run([sys.executable, "-c", LIGHT_CALLS], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("argv", [["presets"], ["params", "seed-conv"], ["params", "seed-conv", "--json"]])
+def test_the_cli_lists_and_counts_without_importing_tensorflow(argv):
+    code = (
+        "import sys, runpy; sys.argv = ['sharecore', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('sharecore', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('TF', 'tensorflow' in sys.modules, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "TF False"
+    if argv[-1] == "--json":  # the counts are the published ones (README, count_params of the built models)
+        data = json.loads(out.stdout)
+        assert (data["tied"], data["untied"]) == (2736, 5040)
+        assert sum(r["owned_params"] for r in data["table"] if r["variant"] == "tied") == 2736
+
+
+def _imports_outside_type_checking(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in `path`, but those under `if TYPE_CHECKING:` (never run)."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for child in ast.walk(node)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_tensorflow_and_keras_are_imported_only_through_sharecore_tfimport():
+    """TensorFlow's C++ start-up lines go straight to stderr; sharecore.nn.tfimport alone imports it, with them
+    silenced, so that no sharecore module, page or benchmark imported first can let them through."""
+    files = [*(ROOT / "sharecore").rglob("*.py"), *(ROOT / "bench").glob("*.py"), *PAGE_FILES, ROOT / "ui.py"]
+    direct = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in files
+        if path != ROOT / "sharecore" / "nn" / "tfimport.py"
+        for line, module in _imports_outside_type_checking(path)
+        if module.split(".")[0] in ("tensorflow", "keras")
+    ]
+    assert not direct, "import them with `from sharecore.nn.tfimport import keras, tf`: " + "; ".join(direct)
+
+
+def test_tensorflow_comes_with_the_first_call_that_needs_it():
+    code = (
+        "import sys, sharecore\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "model = sharecore.build(sharecore.preset('seed-dense'), tied=True)\n"
+        "print('tensorflow' in sys.modules, sharecore.tensorflow_ready(), model.count_params())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "100"]
+
+
+def test_load_model_keeps_the_tie_of_a_saved_model(tmp_path):
+    spec = sharecore.preset("seed-mixed")
+    model = sharecore.build(spec, tied=True, seed=4)
+    path = tmp_path / "tied.keras"
+    model.save(path)
+    loaded = sharecore.load_model(path)
+    assert loaded.count_params() == model.count_params() == sharecore.param_report(spec).tied_total
+    assert len(loaded.trainable_weights) == len(model.trainable_weights)
+    x = np.random.default_rng(0).standard_normal((3, *spec.input_shape)).astype("float32")
+    np.testing.assert_array_equal(loaded(x), model(x))
+    # One variable: a change made through one use is seen by every use that reads it.
+    kernels = sharecore.kernel_variables(loaded, spec, tied=True)
+    assert len({id(v) for v in kernels.values() if v is not None}) < len(kernels)
+
+
+def test_load_model_says_what_is_missing(tmp_path):
+    with pytest.raises(ValueError, match=r"no saved model at .*nothing\.keras"):
+        sharecore.load_model(tmp_path / "nothing.keras")
+
+
+# ----------------------------------------------------------------------------- plan once
+def test_a_training_run_plans_its_spec_once():
+    spec = sharecore.preset("partial-share")
+    sharecore.plan(spec)  # not counted below: the memo is cleared first
+    sharecore.plan.cache_clear()
+    sharecore.train(spec, TrainConfig(steps=2, batch_size=4))
+    info = sharecore.plan.cache_info()
+    assert info.hits + info.misses == 1, info
+
+
+def test_building_a_model_plans_its_spec_once():
+    spec = sharecore.preset("seed-conv")
+    sharecore.plan.cache_clear()
+    sharecore.build(spec, tied=False, seed=1)
+    info = sharecore.plan.cache_info()
+    assert info.hits + info.misses == 1, info
+
+
+def test_the_core_modules_import_one_way():
+    """No import circle among sharecore's modules (data -> model -> limits -> data was one)."""
+    graph: dict[str, set[str]] = {}
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (ROOT / "sharecore").rglob("*.py")
+    }
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sharecore"):
+                deps.update(
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                )
+        graph[name] = {d for d in deps if d in modules} - {name, "sharecore"}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        while stack:
+            node, trail = stack.pop()
+            for dep in graph.get(node, ()):
+                if dep == start:
+                    return [*trail, dep]
+                if dep not in trail:
+                    stack.append((dep, [*trail, dep]))
+        return None
+
+    cycles = [c for m in graph if m != "sharecore.__main__" and (c := cycle_from(m))]
+    assert not cycles, f"import circles: {cycles[:3]}"

@@ -1,0 +1,711 @@
+"""The run store: every field of a run comes back, workspaces stay apart, caps evict as they say, damage is survived."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sharecore
+from sharecore import TrainConfig
+from sharecore.core.results import TrainResult, TrainState
+from sharecore.runs.store import (
+    MAX_LABEL_CHARS,
+    STORED_FIELDS,
+    RunStore,
+    StoreUnavailable,
+    UnknownRun,
+    clean_label,
+    new_key,
+)
+from tests.conftest import UNPRIVILEGED_UID, run_unprivileged
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------------------- results to keep
+@pytest.fixture(scope="module")
+def trained() -> TrainResult:
+    """A real run: 5 steps of seed-dense."""
+    return sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=5))
+
+
+def hand_made(seed: int = 0, *, weight_values: int = 12) -> TrainResult:
+    """A result with a value other than the default in every field, and awkward contents."""
+    rng = np.random.default_rng(seed)
+    spec = sharecore.preset("seed-mixed")
+    history = pd.DataFrame(
+        {
+            "step": np.array([1, 1, 2, 2], dtype=np.int64),
+            "variant": pd.array(["tied", "untied"] * 2, dtype="string"),
+            "loss": [0.5, np.nan, 0.25, 1e-300],
+            "accuracy": [0.1, 0.2, np.inf, 0.4],
+        }
+    )
+    gradients = pd.DataFrame(
+        {
+            "step": np.array([2, 2], dtype=np.int64),
+            "variant": pd.array(["tied", "untied"], dtype="string"),
+            "tensor": pd.array(["W", "W"], dtype="string"),
+            "use": pd.array(["dense_1", "dense_ü"], dtype="string"),
+            "grad_norm": [1.0, 2.0],
+            "sum_norm": [3.0, 4.0],
+            "cosine_with_others": [np.nan, -1.0],
+        }
+    )
+    divergence = pd.DataFrame(
+        {
+            "step": np.array([], dtype=np.int64),
+            "variant": pd.array([], dtype="string"),
+            "relative_distance": np.array([], dtype=np.float64),
+        }
+    )
+    heldout = pd.DataFrame({"step": [0, 2], "variant": ["tied", "tied"], "loss": [2.0, 1.0], "accuracy": [0.0, 0.5]})
+    weights = {
+        "start": {
+            "tied": {"W": rng.standard_normal((3, weight_values)).astype(np.float32)},
+            "untied": {"a/b c": np.arange(6, dtype=np.int32).reshape(2, 3), "scalar": np.float64(2.5)},
+        },
+        "end": {"tied": {}, "untied": {"W": np.zeros((0, 4), np.float16)}},
+    }
+    state = TrainState(
+        steps_done=2,
+        arrays={"tied/var/0": rng.standard_normal((2, 2)), "untied/opt/3": np.array([7], np.int64)},
+        rng={"bit_generator": "PCG64", "state": {"state": 2**127 + 12345, "inc": 3}, "has_uint32": 0, "uinteger": 0},
+    )
+    return TrainResult(
+        spec=spec,
+        config=TrainConfig(steps=7, optimizer="sgd", learning_rate=0.125, seed=seed + 3, record_every=2),
+        device="/CPU:0",
+        steps_done=2,
+        stop_reason="the run stopped: out of time",
+        history=history,
+        gradients=gradients,
+        divergence=divergence,
+        weights=weights,
+        seconds=1.5,
+        dataset="teacher: a random untied network of the same spec (seed 7919)",
+        params={"tied": 100, "untied": 200},
+        compile_seconds=0.75,
+        heldout=heldout,
+        state=state,
+    )
+
+
+def assert_same(a, b, where: str = "result") -> None:
+    """Deep equality over frames, arrays, dicts and dataclasses, naming where they differ."""
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(b, a, obj=where)
+    elif isinstance(a, (np.ndarray, np.generic)):
+        assert isinstance(b, (np.ndarray, np.generic)), where
+        assert np.asarray(b).dtype == np.asarray(a).dtype and np.shape(b) == np.shape(a), where
+        np.testing.assert_array_equal(b, a, err_msg=where)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(b) == list(a), f"{where}: keys {list(b)} != {list(a)}"
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, TrainState):
+        for f in dataclasses.fields(TrainState):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    else:
+        assert type(b) is type(a) and b == a, f"{where}: {b!r} != {a!r}"
+
+
+def assert_results_equal(original: TrainResult, back: TrainResult) -> None:
+    # Over dataclasses.fields: a field added to TrainResult later is compared without changing this test.
+    for f in dataclasses.fields(TrainResult):
+        assert_same(getattr(original, f.name), getattr(back, f.name), f"result.{f.name}")
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "runs.sqlite3")
+
+
+def saved_in_order(store: RunStore, workspace: str, labels: list[str], result: TrainResult) -> list[str]:
+    ids = []
+    for label in labels:
+        ids.append(store.save(workspace, result, label).run_id)
+        time.sleep(0.002)  # distinct timestamps, so "oldest" is unambiguous
+    return ids
+
+
+# ----------------------------------------------------------------------------- round trip
+def test_the_hand_made_result_sets_every_field_away_from_its_default():
+    # Otherwise a field that the store forgot would come back as its default and still compare equal.
+    result = hand_made()
+    for f in dataclasses.fields(TrainResult):
+        if f.default is not dataclasses.MISSING:
+            assert getattr(result, f.name) != f.default, f"set {f.name} in hand_made()"
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            value = getattr(result, f.name)
+            same = value.equals(default) if isinstance(default, pd.DataFrame) else value == default
+            assert not same, f"set {f.name} in hand_made()"
+
+
+def test_every_field_of_train_result_has_a_place_in_the_store():
+    assert sorted(STORED_FIELDS) == sorted(f.name for f in dataclasses.fields(TrainResult))
+
+
+def test_every_field_of_a_hand_made_result_comes_back_equal(store):
+    ws = new_key()
+    original = hand_made()
+    report = store.save(ws, original, "awkward", preset="seed-mixed")
+    kept = store.load(report.run_id)
+    assert_results_equal(original, kept.result)
+    assert (kept.id, kept.workspace, kept.label, kept.pinned, kept.preset) == (
+        report.run_id,
+        ws,
+        "awkward",
+        False,
+        "seed-mixed",
+    )
+    assert abs(kept.created - time.time()) < 60
+
+
+def test_a_trained_run_comes_back_equal_and_can_continue(store, trained):
+    report = store.save(new_key(), trained, "first")
+    back = store.load(report.run_id).result
+    assert_results_equal(trained, back)
+    assert trained.state is None or back.state.steps_done == trained.steps_done
+
+
+def test_a_result_without_state_comes_back_without_state(store):
+    original = dataclasses.replace(hand_made(), state=None)
+    back = store.load(store.save(new_key(), original, "no state").run_id).result
+    assert back.state is None
+    assert_results_equal(original, back)
+
+
+# ----------------------------------------------------------------------------- lists and workspaces
+def test_runs_lists_a_workspace_newest_first_with_its_final_losses(store, trained):
+    ws, other = new_key(), new_key()
+    ids = saved_in_order(store, ws, ["one", "two", "three"], trained)
+    store.save(other, trained, "someone else's")
+    listed = store.runs(ws)
+    assert [r.label for r in listed] == ["three", "two", "one"]
+    assert [r.id for r in listed] == ids[::-1]
+    last = trained.history[trained.history.step == trained.history.step.max()]
+    expected = dict(zip(last.variant, last.loss, strict=True))
+    info = listed[0]
+    assert info.final_loss == pytest.approx(expected)
+    assert (info.spec_name, info.steps_done, info.dataset) == ("seed-dense", 5, trained.dataset)
+    assert info.bytes == store.total_bytes() // 4 and info.bytes > 0
+    assert info.can_continue == (trained.state is not None) and not info.adopted and not info.pinned
+    assert [r.label for r in store.runs(other)] == ["someone else's"]
+    assert store.runs(new_key()) == []
+
+
+def test_another_workspace_cannot_rename_pin_or_delete_a_run(store, trained):
+    ws, intruder = new_key(), new_key()
+    run_id = store.save(ws, trained, "mine").run_id
+    for change in (
+        lambda: store.rename(intruder, run_id, "hijacked"),
+        lambda: store.pin(intruder, run_id, True),
+        lambda: store.delete(intruder, run_id),
+    ):
+        with pytest.raises(UnknownRun, match="not in this workspace's list"):
+            change()
+    [info] = store.runs(ws)
+    assert (info.label, info.pinned) == ("mine", False)
+    assert store.runs(intruder) == []
+
+
+def test_the_owner_renames_pins_and_deletes_its_run(store, trained):
+    ws = new_key()
+    keep, drop = saved_in_order(store, ws, ["keep", "drop"], trained)
+    store.rename(ws, keep, "  ünïcødé 🧪\tlabel\x1b[31m ")
+    store.pin(ws, keep, True)
+    store.delete(ws, drop)
+    [info] = store.runs(ws)
+    assert (info.id, info.label, info.pinned) == (keep, "ünïcødé 🧪 label [31m", True)
+    with pytest.raises(UnknownRun, match="deleted or evicted"):
+        store.load(drop)
+    store.pin(ws, keep, False)
+    assert not store.runs(ws)[0].pinned
+
+
+def test_a_shared_id_loads_from_any_workspace_and_adopting_it_stores_no_copy(store, trained):
+    owner, friend = new_key(), new_key()
+    run_id = store.save(owner, trained, "look at this").run_id
+    assert store.load(run_id).label == "look at this"
+    before = store.total_bytes()
+    store.adopt(friend, run_id)
+    store.adopt(friend, run_id)  # twice changes nothing
+    assert store.total_bytes() == before
+    [info] = store.runs(friend)
+    assert (info.id, info.label, info.adopted) == (run_id, "look at this", True)
+    store.rename(friend, run_id, "their idea")
+    assert store.load(run_id, workspace=friend).label == "their idea"
+    assert store.load(run_id).label == "look at this"  # the owner's label is the owner's
+    store.delete(owner, run_id)
+    assert store.load(run_id).workspace == owner  # still kept: the friend lists it
+    store.delete(friend, run_id)
+    assert store.total_bytes() == 0
+    with pytest.raises(UnknownRun):
+        store.adopt(friend, run_id)
+
+
+def test_a_workspace_that_does_not_list_a_run_sees_its_saved_label_never_the_owners_rename(store):
+    owner, viewer = new_key(), new_key()
+    run_id = store.save(owner, hand_made(), "saved label").run_id
+    store.rename(owner, run_id, "owner's new name")
+    assert store.load(run_id).label == "owner's new name"  # the owner's own list, by default
+    assert store.load(run_id, viewer).label == "saved label"
+    store.adopt(viewer, run_id)
+    [info] = store.runs(viewer)
+    assert store.load(run_id, viewer).label == info.label == "saved label"
+    store.rename(owner, run_id, "renamed again")
+    assert store.load(run_id, viewer).label == store.runs(viewer)[0].label == "saved label"
+    store.rename(viewer, run_id, "the viewer's name")
+    assert store.load(run_id, viewer).label == "the viewer's name"
+    assert store.load(run_id, owner).label == store.load(run_id).label == "renamed again"
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["not-an-id", "", "A" * 23, "A" * 25, "A" * 1000, "'; DROP TABLE runs; --", "abc\u202edef" * 3, None, 42],
+)
+def test_a_mistyped_id_says_the_link_may_be_mistyped(store, trained, bad_id):
+    run_id = store.save(new_key(), trained, "kept").run_id
+    with pytest.raises(UnknownRun, match="No run with id .* is kept on this server: the link may be mistyped") as err:
+        store.load(bad_id)
+    assert len(str(err.value)) < 300
+    assert store.load(run_id).label == "kept"  # nothing was dropped
+
+
+def test_a_well_formed_unknown_id_is_an_unknown_run(store):
+    unknown = new_key()
+    with pytest.raises(KeyError) as err:
+        store.load(unknown)
+    assert str(err.value).startswith(f"No run with id '{unknown}' is kept on this server")
+
+
+def test_a_malformed_workspace_key_is_refused_with_a_message(store, trained):
+    with pytest.raises(ValueError, match="A workspace key is 24 letters"):
+        store.save("../../etc", trained, "x")
+
+
+# ----------------------------------------------------------------------------- labels
+def test_labels_are_one_line_of_text_and_never_empty():
+    assert clean_label("lr 0.1 (was 0.01)") == "lr 0.1 (was 0.01)"
+    assert clean_label("a\nb\u2028c\x00d") == "a b c d"
+    assert clean_label("日本語 ✓") == "日本語 ✓"
+    for empty in ("", "   ", "\x00\n\t"):
+        with pytest.raises(ValueError, match="cannot be empty"):
+            clean_label(empty)
+    with pytest.raises(ValueError, match=f"at most {MAX_LABEL_CHARS} characters"):
+        clean_label("x" * (MAX_LABEL_CHARS + 1))
+    cut = clean_label("y" * 200, truncate=True)
+    assert len(cut) == MAX_LABEL_CHARS and cut.endswith("…")
+
+
+def test_a_label_that_looks_like_sql_is_kept_as_text(store, trained):
+    ws = new_key()
+    label = "x'); DELETE FROM runs; --"
+    run_id = store.save(ws, trained, label).run_id
+    store.rename(ws, run_id, label + " 2")
+    assert [r.label for r in store.runs(ws)] == [label + " 2"]
+    assert store.total_bytes() > 0
+
+
+def test_rename_refuses_an_empty_label_and_keeps_the_old_one(store, trained):
+    ws = new_key()
+    run_id = store.save(ws, trained, "old").run_id
+    with pytest.raises(ValueError, match="cannot be empty"):
+        store.rename(ws, run_id, " \n ")
+    assert store.runs(ws)[0].label == "old"
+
+
+# ----------------------------------------------------------------------------- caps
+def test_the_workspace_cap_evicts_the_oldest_unpinned_run_and_says_which(tmp_path, trained):
+    store = RunStore(tmp_path / "runs.sqlite3", max_runs_per_workspace=3)
+    ws, other = new_key(), new_key()
+    store.save(other, trained, "other")
+    first, second, _ = saved_in_order(store, ws, ["first", "second", "third"], trained)
+    store.pin(ws, first, True)
+    report = store.save(ws, trained, "fourth")
+    assert report.evicted == ("second",) and report.evicted_elsewhere == 0
+    assert "'second' was removed" in report.notes[0]
+    assert [r.label for r in store.runs(ws)] == ["fourth", "third", "first"]
+    with pytest.raises(UnknownRun):
+        store.load(second)
+    assert [r.label for r in store.runs(other)] == ["other"]
+
+
+def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_room(tmp_path, trained):
+    store = RunStore(tmp_path / "runs.sqlite3", max_runs_per_workspace=2)
+    ws = new_key()
+    for run_id in saved_in_order(store, ws, ["a", "b"], trained):
+        store.pin(ws, run_id, True)
+    bytes_before = store.total_bytes()
+    with pytest.raises(ValueError, match="all 2 are pinned.*Unpin or delete one"):
+        store.save(ws, trained, "c")
+    assert [r.label for r in store.runs(ws)] == ["b", "a"] and store.total_bytes() == bytes_before
+
+
+def test_the_byte_cap_evicts_the_least_recently_used_workspace_first(tmp_path):
+    result = hand_made()
+    probe = RunStore(tmp_path / "probe.sqlite3")
+    probe.save(new_key(), result, "x")
+    size = probe.total_bytes()
+    # Room for three runs: a fourth makes one go.
+    store = RunStore(tmp_path / "runs.sqlite3", max_bytes=3 * size + size // 2)
+    stale, pinned_ws, fresh = new_key(), new_key(), new_key()
+    saved_in_order(store, stale, ["stale old"], result)
+    store.pin(pinned_ws, store.save(pinned_ws, result, "pinned").run_id, True)
+    time.sleep(0.01)
+    saved_in_order(store, fresh, ["fresh old"], result)
+    report = store.save(fresh, result, "fresh new")
+    # The pinned run stays, and the stale workspace (used before the fresh one) loses its run, not the fresh one.
+    assert report.evicted == () and report.evicted_elsewhere == 1
+    assert "none of yours" in report.notes[0]
+    assert store.runs(stale) == []
+    assert [r.label for r in store.runs(fresh)] == ["fresh new", "fresh old"]
+    assert [r.label for r in store.runs(pinned_ws)] == ["pinned"]
+    assert store.total_bytes() == 3 * size
+    # Now the saver's own oldest run is the only unpinned one that can go: it is named.
+    report = store.save(fresh, result, "fresh newest")
+    assert report.evicted == ("fresh old",)
+
+
+def test_the_byte_cap_with_only_pinned_runs_refuses_and_changes_nothing(tmp_path):
+    result = hand_made()
+    store = RunStore(tmp_path / "runs.sqlite3", max_bytes=1)
+    with pytest.raises(ValueError, match="the new run was not kept"):
+        store.save(new_key(), result, "too much")
+    assert store.total_bytes() == 0
+    roomy = RunStore(tmp_path / "runs.sqlite3")
+    ws = new_key()
+    roomy.pin(ws, roomy.save(ws, result, "pinned").run_id, True)
+    tight = RunStore(tmp_path / "runs.sqlite3", max_bytes=roomy.total_bytes() + 10)
+    with pytest.raises(ValueError, match=r"pinned runs already take .* Unpin or delete a run"):
+        tight.save(new_key(), result, "one more")
+    assert [r.label for r in tight.runs(ws)] == ["pinned"]
+
+
+def test_a_run_over_the_run_cap_is_kept_without_weights_or_refused(tmp_path):
+    big = hand_made(weight_values=100_000)  # 1.2 MB of incompressible float32 weights
+    store = RunStore(tmp_path / "runs.sqlite3", max_run_bytes=2**20)
+    report = store.save(new_key(), big, "big")
+    assert report.weights_dropped and "kept without weights" in report.notes[0]
+    assert "cannot be continued" in report.notes[0]
+    back = store.load(report.run_id).result
+    assert back.weights == {} and back.state is None
+    assert_same(big.history, back.history)
+    [info] = store.runs(store.load(report.run_id).workspace)
+    assert not info.can_continue and info.bytes < 2**20
+    tiny = RunStore(tmp_path / "runs.sqlite3", max_run_bytes=1000)
+    with pytest.raises(ValueError, match="more than the .* MiB one kept run may take, so it was not kept"):
+        tiny.save(new_key(), big, "big")
+
+
+# ----------------------------------------------------------------------------- damage and set-up
+def _make_other_schema(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        db.execute("INSERT INTO notes (body) VALUES ('not a run store')")
+
+
+def _make_wrong_columns(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, blob BLOB)")
+        db.execute("PRAGMA user_version = 1")
+
+
+def _truncate_a_real_store(path: Path) -> None:
+    store = RunStore(path)
+    for i in range(8):
+        store.save(new_key(), hand_made(i, weight_values=2000), f"run {i}")
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(b"this is not a database\x00" * 400),
+        lambda p: p.write_bytes(os.urandom(10_000)),
+        _truncate_a_real_store,
+        _make_other_schema,
+        _make_wrong_columns,
+    ],
+    ids=["garbage text", "random bytes", "truncated", "another schema", "wrong columns"],
+)
+def test_an_unreadable_store_is_set_aside_and_a_new_one_starts(tmp_path, damage):
+    path = tmp_path / "runs.sqlite3"
+    damage(path)
+    damaged = path.read_bytes()
+    store = RunStore(path)
+    [aside] = [
+        p
+        for p in tmp_path.iterdir()
+        if p.name.startswith("runs.sqlite3.corrupt-") and not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert aside.read_bytes() == damaged  # the old runs are still there for someone to rescue
+    assert store.problem is not None
+    assert "could not be read" in store.problem and str(aside) in store.problem
+    assert "Earlier runs are in that file" in store.problem
+    ws = new_key()
+    run_id = store.save(ws, hand_made(), "after the damage").run_id
+    assert store.load(run_id).label == "after the damage"
+    assert RunStore(path).problem is None  # the new store opens cleanly
+
+
+def test_a_folder_where_the_file_should_be_is_not_set_aside_and_says_so(tmp_path):
+    (tmp_path / "runs.sqlite3").mkdir()
+    with pytest.raises(StoreUnavailable, match="is a folder, where the store's file should be"):
+        RunStore(tmp_path / "runs.sqlite3")
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.sqlite3"] and (tmp_path / "runs.sqlite3").is_dir()
+
+
+# Run by another user than the store's owner (tests/conftest.py's UNPRIVILEGED_UID): opens the store,
+# lists and loads what it can, tries to keep a run, and prints what happened as JSON.
+_OPEN_AS_ANOTHER_USER = """
+import json, sys
+from sharecore.runs.store import RunStore, StoreUnavailable
+from tests.runs.test_store import assert_results_equal, hand_made
+path, workspace, run_ids = sys.argv[1], sys.argv[2], sys.argv[3:]
+try:
+    store = RunStore(path)
+except StoreUnavailable as err:
+    print(json.dumps({"opened": False, "error": str(err)}))
+    sys.exit(0)
+for i, run_id in enumerate(run_ids):
+    assert_results_equal(hand_made(i), store.load(run_id).result)
+out = {"opened": True, "problem": store.problem, "read_only": store.read_only}
+out["labels"] = [run.label for run in store.runs(workspace)]
+for change, call in [
+    ("save", lambda: store.save(workspace, hand_made(), "kept by another user")),
+    ("rename", lambda: store.rename(workspace, run_ids[0], "renamed by another user")),
+]:
+    try:
+        call()
+        out[change] = "done"
+    except StoreUnavailable as err:
+        out[change] = str(err)
+print(json.dumps(out))
+"""
+
+
+def open_as_another_user(path: Path, workspace: str, run_ids: list[str]) -> dict:
+    out = run_unprivileged(
+        [sys.executable, "-c", _OPEN_AS_ANOTHER_USER, str(path), workspace, *run_ids], env={"PYTHONPATH": str(ROOT)}
+    )
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def kept_by_root(folder: Path) -> tuple[Path, str, list[str]]:
+    """A store of two hand-made runs made by this process (root, when the tests that call it run)."""
+    path = folder / "runs.sqlite3"
+    store = RunStore(path)
+    workspace = new_key()
+    run_ids = []
+    for i, label in enumerate(["first", "second"]):
+        run_ids.append(store.save(workspace, hand_made(i), label).run_id)  # the snippet compares with hand_made(i)
+        time.sleep(0.002)  # distinct timestamps: the list's order is known
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file itself, as after a clean shutdown
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path, workspace, run_ids
+
+
+def test_a_store_file_the_server_may_not_read_stays_where_it_is_and_says_whose_it_is_and_its_mode(open_tmp_path):
+    # A backup restored as root with mode 0600, in the server's own folder: today's damage path moved it aside.
+    folder = open_tmp_path / "data"
+    folder.mkdir()
+    path, workspace, run_ids = kept_by_root(folder)
+    os.chown(folder, UNPRIVILEGED_UID, UNPRIVILEGED_UID)  # the server may write the folder (and so move the file)
+    path.chmod(0o600)
+    before = path.read_bytes()
+    got = open_as_another_user(path, workspace, run_ids)
+    assert not got["opened"]
+    error = got["error"]
+    assert f"The run store {str(path)!r} cannot be read by this server" in error, error
+    assert f"it runs as uid {UNPRIVILEGED_UID}" in error and "the file belongs to uid 0" in error, error
+    assert "with mode 0600" in error and "left as it is" in error, error
+    assert f"chown -R {UNPRIVILEGED_UID}" in error and "SHARECORE_DATA_DIR" in error, error
+    assert sorted(p.name for p in folder.iterdir()) == ["runs.sqlite3"], "nothing was set aside or made"
+    assert path.read_bytes() == before
+    assert [r.label for r in RunStore(path).runs(workspace)] == ["second", "first"], "every run is still there"
+
+
+@pytest.mark.parametrize("folder_writable", [True, False], ids=["own-folder", "read-only-folder"])
+def test_a_store_the_server_may_read_but_not_write_lists_and_loads_its_runs_and_saving_says_why(
+    open_tmp_path, folder_writable
+):
+    folder = open_tmp_path / "data"
+    folder.mkdir(mode=0o755)
+    path, workspace, run_ids = kept_by_root(folder)
+    path.chmod(0o644)
+    if folder_writable:  # else root's 0755 folder: a read-only volume, as far as the server can tell
+        os.chown(folder, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+    before = path.read_bytes()
+    got = open_as_another_user(path, workspace, run_ids)
+    assert got["opened"] and got["labels"] == ["second", "first"]
+    assert (
+        got["read_only"]
+        == f"this server runs as uid {UNPRIVILEGED_UID}, and the file belongs to uid 0 (root) with mode 0644"
+    )
+    assert got["problem"].startswith(f"The run store {str(path)!r} can be read but not written"), got["problem"]
+    assert "new runs are not kept" in got["problem"] and f"chown -R {UNPRIVILEGED_UID}" in got["problem"]
+    assert got["save"] == got["problem"] and got["rename"] == got["problem"], got
+    assert path.read_bytes() == before
+    assert not list(folder.glob("*.corrupt-*"))
+    assert [r.label for r in RunStore(path).runs(workspace)] == ["second", "first"], "nothing was changed"
+
+
+def test_a_healthy_store_reports_no_problem(store):
+    assert store.problem is None
+
+
+def test_a_store_in_a_folder_that_does_not_exist_yet_is_created(tmp_path, trained):
+    path = tmp_path / "not" / "yet" / "runs.sqlite3"
+    store = RunStore(path)
+    run_id = store.save(new_key(), trained, "first").run_id
+    assert path.exists() and store.load(run_id).label == "first"
+
+
+def test_a_row_that_cannot_be_decoded_fails_load_clearly_and_the_list_goes_on(store):
+    ws = new_key()
+    good, bad = saved_in_order(store, ws, ["good", "bad"], hand_made())
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE runs SET gradients = ?, final_loss = 'nonsense' WHERE id = ?", (b"\x00garbage", bad))
+    with pytest.raises(ValueError, match=r"Run '.*' \('bad'\) is kept but its records could not be read"):
+        store.load(bad)
+    assert [r.label for r in store.runs(ws)] == ["bad", "good"]
+    assert store.runs(ws)[0].final_loss == {}
+    assert_results_equal(hand_made(), store.load(good).result)
+
+
+def test_from_env_reads_the_data_folder_and_caps(tmp_path):
+    env = {"SHARECORE_DATA_DIR": str(tmp_path / "data"), "SHARECORE_KEPT_RUNS": "5", "SHARECORE_STORE_MB": "12"}
+    store = RunStore.from_env(env)
+    assert store.path == tmp_path / "data" / "runs.sqlite3"
+    assert (store.max_runs_per_workspace, store.max_bytes) == (5, 12 * 2**20)
+
+
+def test_from_env_defaults_to_a_folder_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = RunStore.from_env({})
+    assert store.path == Path(".sharecore-data") / "runs.sqlite3"
+    assert (tmp_path / ".sharecore-data" / "runs.sqlite3").exists()
+    assert (store.max_runs_per_workspace, store.max_bytes, store.max_run_bytes) == (30, 300 * 2**20, 8 * 2**20)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "1.5", "", "9" * 40])
+def test_from_env_names_a_bad_cap_and_its_variable(tmp_path, value):
+    env = {"SHARECORE_DATA_DIR": str(tmp_path), "SHARECORE_KEPT_RUNS": value}
+    with pytest.raises(ValueError, match="environment variable SHARECORE_KEPT_RUNS must be a whole number >= 1"):
+        RunStore.from_env(env)
+
+
+# ----------------------------------------------------------------------------- concurrency
+def test_four_threads_saving_at_once_lose_nothing(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite3")
+    workspaces = [new_key() for _ in range(4)]
+    result = hand_made()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(ws: str) -> None:
+        try:
+            barrier.wait()
+            for i in range(6):
+                run_id = store.save(ws, result, f"run {i}").run_id
+                store.rename(ws, run_id, f"renamed {i}")
+                store.runs(ws)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(ws,)) for ws in workspaces]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for ws in workspaces:
+        assert sorted(r.label for r in store.runs(ws)) == sorted(f"renamed {i}" for i in range(6))
+    assert store.total_bytes() == 24 * store.runs(workspaces[0])[0].bytes
+
+
+_PROCESS_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.runs.test_store import hand_made
+from sharecore.runs.store import RunStore
+store = RunStore({path!r})
+for i in range(5):
+    store.save({ws!r}, hand_made(i), f"process run {{i}}")
+"""
+
+
+def test_two_processes_saving_to_one_file_lose_nothing(tmp_path):
+    path = str(tmp_path / "runs.sqlite3")
+    workspaces = [new_key(), new_key()]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS_SCRIPT.format(root=str(ROOT), path=path, ws=ws)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for ws in workspaces
+    ]
+    for p in processes:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    store = RunStore(path)
+    for ws in workspaces:
+        assert sorted(r.label for r in store.runs(ws)) == [f"process run {i}" for i in range(5)]
+
+
+# ----------------------------------------------------------------------------- size and speed
+def test_a_default_seed_dense_run_takes_under_a_megabyte_and_listing_30_runs_is_fast(tmp_path):
+    result = sharecore.train(sharecore.preset("seed-dense"), TrainConfig())
+    store = RunStore(tmp_path / "runs.sqlite3")
+    ws = new_key()
+    report = store.save(ws, result, "default")
+    size = store.runs(ws)[0].bytes
+    print(f"\nstored bytes of a default seed-dense run: {size:,} (state kept: {result.state is not None})")
+    assert size < 2**20
+    assert_results_equal(result, store.load(report.run_id).result)
+    for i in range(29):
+        store.save(ws, result, f"run {i}")
+    store.runs(ws)
+    timings = []
+    for _ in range(5):
+        start = time.perf_counter()
+        listed = store.runs(ws)
+        timings.append(time.perf_counter() - start)
+    print(f"runs() with {len(listed)} runs: best {min(timings) * 1000:.1f} ms, worst {max(timings) * 1000:.1f} ms")
+    assert len(listed) == 30
+    assert min(timings) < 0.05
+
+
+def test_the_run_store_and_whatif_import_neither_tensorflow_nor_streamlit():
+    code = (
+        "import sys; import sharecore.runs.store, sharecore.runs.whatif; "
+        "print(sorted(m for m in ('tensorflow', 'streamlit', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ}
+    )
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,1 @@
+"""The URL codec and the exported Keras scripts."""

@@ -1,0 +1,1 @@
+"""Exercises and pitfalls, on real runs."""

@@ -1,0 +1,1 @@
+"""Figures: every number a chart draws, the model diagram."""
