@@ -30,6 +30,7 @@ from sharecore.core.limits import SECRETS_SECTION, Limits, set_server_defaults
 from sharecore.core.spec import DEVICES, ModelSpec, TrainConfig
 from sharecore.runs.keeping import KeepPlan, Kept, run_label
 from sharecore.runs.runner import BackgroundRun, active_runs, orphaned_runs, training_runs
+from sharecore.runs.store import is_key, new_key
 from sharecore.share import codegen, urlstate
 
 if TYPE_CHECKING:
@@ -898,9 +899,6 @@ CURRENT_RUN_ID = "current_run_id"  # the kept id of the session's current result
 _LOADED = "loaded_runs"  # run id -> StoredRun read back this session (a run never changes once kept)
 STORE_ERROR = "store_error"  # why the run store could not be read on the last try, or None
 MAX_SHOWN = 4  # a new run joins the overlay; beyond this many, the oldest shown ones leave it
-# Exactly what runstore.new_key() makes: a cookie of any other form (edited, or from an older
-# version) would be refused by every store call, so it is replaced by a new key instead.
-_WORKSPACE_KEY = re.compile(r"[A-Za-z0-9_-]{24}")
 _STORE = None
 _STORE_LOCK = threading.Lock()
 _STORE_PROBLEM: str | None = None  # why the run store could not be opened on the last try, or None
@@ -971,10 +969,8 @@ def init_workspace() -> None:
     ss = st.session_state
     if WORKSPACE in ss:
         return
-    from sharecore.runs.store import new_key
-
     cookie = st.context.cookies.get(WORKSPACE_COOKIE) if st.context.cookies else None
-    if cookie and _WORKSPACE_KEY.fullmatch(cookie):
+    if is_key(cookie):  # a cookie of another form (edited, or older) is replaced by a new key
         ss[WORKSPACE], ss[WORKSPACE_NEW] = cookie, False
     else:
         ss[WORKSPACE], ss[WORKSPACE_NEW] = new_key(), True
@@ -993,7 +989,7 @@ def remember_workspace() -> None:
     if not ss.get(WORKSPACE_NEW):
         return
     key = ss[WORKSPACE]
-    if _WORKSPACE_KEY.fullmatch(key):
+    if is_key(key):
         st.html(
             f"<script>document.cookie = '{WORKSPACE_COOKIE}={key}; path=/; max-age=31536000; SameSite=Lax';</script>",
             unsafe_allow_javascript=True,

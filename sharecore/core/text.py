@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # CR, form feed, U+0085, ...), the Unicode line and paragraph separators, and lone surrogates,
 # which no UTF-8 file, page or URL can hold (they made encoding fail deep inside Streamlit).
 # A description may still break lines with "\n" and hold tabs.
-_FORBIDDEN_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _FORBIDDEN_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 # Every line break that some reader acts on: Python's tokenizer ends a comment only at \n and
@@ -47,7 +47,7 @@ def forbidden_character(text: str, *, multiline: bool = False) -> tuple[int, str
         None if every character is allowed; else the position of the first one refused and
         a short reason naming it, e.g. ``(3, "the lone surrogate U+D800")``.
     """
-    found = (_FORBIDDEN_IN_TEXT if multiline else _FORBIDDEN_IN_LINE).search(text)
+    found = (_FORBIDDEN_IN_TEXT if multiline else NOT_IN_A_LINE).search(text)
     if found is None:
         return None
     code = ord(found.group())

@@ -42,6 +42,7 @@ import pandas as pd
 from sharecore.core.limits import env_variable
 from sharecore.core.results import TrainResult, TrainState
 from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.text import NOT_IN_A_LINE
 
 DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"
 DEFAULT_DATA_DIR = ".sharecore-data"
@@ -51,9 +52,8 @@ MAX_LABEL_CHARS = 80
 SCHEMA_VERSION = 1  # PRAGMA user_version of a store this module wrote
 # new_key() and run ids: secrets.token_urlsafe(18) is 24 characters of [A-Za-z0-9_-] (144 random bits).
 _TOKEN_BYTES = 18
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")  # what new_key() makes: workspace keys and run ids alike
 # Control characters, line and paragraph separators and lone surrogates: a label is one line of text.
-_NOT_IN_LABEL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # Bidirectional embeddings, overrides and isolates: one left open in a label turns the text drawn after
 # it (' · tied' in a legend, the rest of a message) backwards. Right-to-left text needs none of them.
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -203,6 +203,11 @@ class SaveReport:
     notes: tuple[str, ...] = ()  # one sentence for each thing above, ready to show
 
 
+def is_key(text: object) -> bool:
+    """Whether `text` has the form of a workspace key or a run id (what `new_key` makes)."""
+    return isinstance(text, str) and _TOKEN.fullmatch(text) is not None
+
+
 def new_key() -> str:
     """A new workspace key: 24 unguessable URL-safe characters."""
     return secrets.token_urlsafe(_TOKEN_BYTES)
@@ -225,7 +230,7 @@ def clean_label(label: Any, *, truncate: bool = False) -> str:
     """
     if not isinstance(label, str):
         raise ValueError(f"A run label must be text. Received: {type(label).__name__}")
-    text = " ".join(_NOT_IN_LABEL.sub(" ", _BIDI_CONTROLS.sub("", label)).split())
+    text = " ".join(NOT_IN_A_LINE.sub(" ", _BIDI_CONTROLS.sub("", label)).split())
     if not text:
         raise ValueError("A run label cannot be empty. Type a few words that say what this run tried.")
     if len(text) > MAX_LABEL_CHARS:
@@ -245,7 +250,7 @@ def _shown(value: Any) -> str:
 
 
 def _check_run_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or not _TOKEN.fullmatch(run_id):
+    if not is_key(run_id):
         raise UnknownRun(
             f"No run with id {_shown(run_id)} is kept on this server: the link may be mistyped "
             "(a run id is 24 letters, digits, '-' and '_'), or the run was deleted or evicted."
@@ -254,7 +259,7 @@ def _check_run_id(run_id: Any) -> str:
 
 
 def _check_workspace(workspace: Any) -> str:
-    if not isinstance(workspace, str) or not _TOKEN.fullmatch(workspace):
+    if not is_key(workspace):
         raise ValueError(
             f"A workspace key is 24 letters, digits, '-' and '_', as made by runstore.new_key(). "
             f"Received: {_shown(workspace)}"

@@ -9,13 +9,13 @@ TensorFlow, so the Build page draws a spec before any model exists.
 from __future__ import annotations
 
 import html
-import re
 
 import plotly.graph_objects as go
 
 from sharecore.core.params import BYTES_PER_PARAM, ParamReport
 from sharecore.core.plan import UsePlan, plan, rule_output_shape
 from sharecore.core.spec import ModelSpec, Rule
+from sharecore.core.text import NOT_IN_A_LINE
 from sharecore.viz.style import (
     NEUTRAL,
     VARIANT_COLORS,
@@ -30,13 +30,12 @@ from sharecore.viz.style import (
 # ----------------------------------------------------------------------------- model diagram
 # Node ids are made by the diagram (in0, u3, t1, c3_0, out0), never from user text: a name only
 # ever appears inside an escaped label or tooltip.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _clean(text: object) -> str:
     """User text as one line of printable characters (controls, line breaks and lone surrogates become spaces or U+FFFD)."""
     text = str(text).encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be written out
-    return _CONTROL.sub(" ", text)
+    return NOT_IN_A_LINE.sub(" ", text)
 
 
 def dot_html(text: object) -> str:

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from sharecore.core.results import VARIANTS
 from sharecore.core.spec import ModelSpec
 
-VARIANTS = ("tied", "untied")
 # Okabe-Ito blue and orange: distinct for the common color-vision deficiencies.
 VARIANT_COLORS: dict[str, str] = {"tied": "#0072B2", "untied": "#E69F00"}
 # Per-use colors avoid the two variant colors so a use's line never reads as "tied" or "untied".
