@@ -41,7 +41,7 @@ class Dataset:
     classes: int  # 0 for regression
     description: str
     # Samples never trained on, for the held-out loss; None only where none could be drawn
-    # (a teacher pool that already holds every possible token sequence).
+    # (a teacher or tokens pool that already holds every token sequence there is to draw).
     heldout_x: np.ndarray | None = None
     heldout_y: np.ndarray | None = None
 
@@ -200,7 +200,8 @@ def tokens_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_P
     (vocab, 4) successors and probabilities, so its memory grows with the vocabulary, not with
     its square (a (vocab, vocab) matrix took 6 GB for a 20,000-token table the caps allow). The
     best any model can do is to always predict the likeliest successor; the description gives
-    that accuracy. `TOKENS_HELDOUT` more sequences from the same chain are held out.
+    that accuracy. `TOKENS_HELDOUT` more sequences from the same chain are held out, none with an
+    input sequence that is also in the pool (`_tokens_heldout`).
 
     Raises:
         ValueError: if the spec does not read token ids or does not output (seq, vocab) logits.
@@ -212,24 +213,63 @@ def tokens_dataset(spec: ModelSpec | Plan, seed: int, pool_size: int = TEACHER_P
     successors = rng.integers(0, vocab, (vocab, TOKENS_SUCCESSORS)).astype("int32")  # (vocab, 4)
     probs = rng.dirichlet(np.full(TOKENS_SUCCESSORS, TOKENS_CONCENTRATION), size=vocab)  # (vocab, 4), rows sum to 1
     cumulative = np.cumsum(probs, axis=1)
-    n, seq = pool_size + TOKENS_HELDOUT, shape[0]
-    tokens = np.empty((n, seq + 1), dtype="int32")
-    tokens[:, 0] = rng.integers(0, vocab, n)
-    for t in range(seq):  # next token: inverse CDF over the current token's successors
-        pick = np.minimum((rng.random((n, 1)) > cumulative[tokens[:, t]]).sum(axis=1), TOKENS_SUCCESSORS - 1)
-        tokens[:, t + 1] = successors[tokens[:, t], pick]
-    x, y = tokens[:, :-1], tokens[:, 1:]  # (n, seq) each: y is x shifted by one
+    seq = shape[0]
+    # The pool and the first held-out candidates come from one generator, as they always have: a
+    # run's pool, and so its batches and numbers, do not depend on how the held-out part is drawn.
+    tokens = _chain_sequences(successors, cumulative, pool_size + TOKENS_HELDOUT, seq, rng)
+    x, y = tokens[:pool_size, :-1], tokens[:pool_size, 1:]  # (pool_size, seq) each: y is x shifted by one
+    heldout = _tokens_heldout(tokens[pool_size:], x, successors, cumulative, np.random.default_rng([seed, 7]))
     # A token listed twice among its successors adds up; the best guess is the likeliest distinct one.
     best = float(np.mean([np.bincount(row, weights=w).max() for row, w in zip(successors, probs)]))
     return Dataset(
-        x[:pool_size],
-        y[:pool_size],
+        x,
+        y,
         vocab,
         f"tokens: next token of a fixed random Markov chain over {vocab} tokens (the best possible "
         f"accuracy is about {best:.2f})",
-        heldout_x=x[pool_size:],
-        heldout_y=y[pool_size:],
+        heldout_x=heldout[:, :-1] if len(heldout) else None,
+        heldout_y=heldout[:, 1:] if len(heldout) else None,
     )
+
+
+def _chain_sequences(
+    successors: np.ndarray, cumulative: np.ndarray, n: int, seq: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`n` sequences of `seq + 1` tokens from the chain: (n, seq + 1) int32, the inputs and their next tokens."""
+    tokens = np.empty((n, seq + 1), dtype="int32")
+    tokens[:, 0] = rng.integers(0, len(successors), n)
+    for t in range(seq):  # next token: inverse CDF over the current token's successors
+        pick = np.minimum((rng.random((n, 1)) > cumulative[tokens[:, t]]).sum(axis=1), TOKENS_SUCCESSORS - 1)
+        tokens[:, t + 1] = successors[tokens[:, t], pick]
+    return tokens
+
+
+TOKENS_HELDOUT_ROUNDS = 16  # rounds of TOKENS_HELDOUT more draws for held-out sequences whose input is in the pool
+
+
+def _tokens_heldout(
+    candidates: np.ndarray, pool_x: np.ndarray, successors: np.ndarray, cumulative: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """`TOKENS_HELDOUT` sequences (n, seq + 1) whose input is none of the pool's inputs `pool_x`.
+
+    A short chain over a small vocabulary repeats sequences: 6 to 39 of tied-lm's 128 held-out
+    inputs (seeds 0-9) were also pool inputs, so the held-out loss partly measured trained-on samples. The
+    candidates that are not in the pool are kept as drawn; the others are replaced by new draws
+    from the same chain (`rng`, a generator of their own). Where the pool already holds (nearly)
+    every sequence the chain makes, fewer come back after `TOKENS_HELDOUT_ROUNDS` rounds, or none.
+    """
+    in_pool = {row.tobytes() for row in pool_x}
+    seq = pool_x.shape[1]
+    kept, found = [], 0
+    for draw_round in range(TOKENS_HELDOUT_ROUNDS + 1):
+        if draw_round:
+            candidates = _chain_sequences(successors, cumulative, TOKENS_HELDOUT, seq, rng)
+        new = candidates[[row[:-1].tobytes() not in in_pool for row in candidates]][: TOKENS_HELDOUT - found]
+        kept.append(new)
+        found += len(new)
+        if found == TOKENS_HELDOUT:
+            break
+    return np.concatenate(kept)  # (<= TOKENS_HELDOUT, seq + 1)
 
 
 def make_dataset(spec: ModelSpec | Plan, name: str, seed: int, teacher: str = "untied") -> Dataset:

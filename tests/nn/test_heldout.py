@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import sharecore as sc
-from sharecore.core.spec import DIGITS_HELDOUT, TEACHER_HELDOUT, TEACHER_POOL_SIZE, ModelSpec, TrainConfig
+from sharecore.core.spec import DIGITS_HELDOUT, TEACHER_HELDOUT, TEACHER_POOL_SIZE, TOKENS_HELDOUT, ModelSpec, TrainConfig
 from sharecore.nn import data as sc_data
 from sharecore.nn import training
 from sharecore.nn.data import TEACHER_SEED_OFFSET, make_dataset, teacher_dataset
@@ -220,20 +220,22 @@ def test_a_tied_teacher_lets_the_tied_student_learn_what_an_untied_teacher_denie
     assert final["tied"]["tied"] < 2 * final["tied"]["untied"]  # the tied one does not
 
 
-def test_a_token_teacher_holds_out_only_sequences_that_are_not_in_the_pool():
-    def lm(vocab: int, seq: int) -> ModelSpec:
-        return ModelSpec.from_dict(
-            {
-                "input_shape": [seq],
-                "input_vocab": vocab,
-                "tensors": [{"name": "E", "shape": [vocab, 4]}],
-                "uses": [
-                    {"name": "embed", "op": "embedding", "tensor": "E"},
-                    {"name": "logits", "op": "dense", "tensor": "E", "rule": "transpose"},
-                ],
-            }
-        )
+def lm(vocab: int, seq: int) -> ModelSpec:
+    """A tied language model over `vocab` tokens and sequences of `seq`: it takes the tokens and the teacher data."""
+    return ModelSpec.from_dict(
+        {
+            "input_shape": [seq],
+            "input_vocab": vocab,
+            "tensors": [{"name": "E", "shape": [vocab, 4]}],
+            "uses": [
+                {"name": "embed", "op": "embedding", "tensor": "E"},
+                {"name": "logits", "op": "dense", "tensor": "E", "rule": "transpose"},
+            ],
+        }
+    )
 
+
+def test_a_token_teacher_holds_out_only_sequences_that_are_not_in_the_pool():
     data = make_dataset(lm(8, 3), "teacher", 0)  # 512 possible sequences: the pool holds many of them
     pool = {r.tobytes() for r in data.x}
     assert 0 < len(data.heldout_x) < TEACHER_HELDOUT
@@ -241,6 +243,75 @@ def test_a_token_teacher_holds_out_only_sequences_that_are_not_in_the_pool():
     tiny = make_dataset(lm(2, 2), "teacher", 0)  # 4 possible sequences, all in the pool: nothing to hold out
     assert tiny.heldout_x is None and tiny.heldout_y is None
     assert sc.train(lm(2, 2), TrainConfig(steps=2)).heldout.empty
+
+
+# ----------------------------------------------------------------------------- tokens
+def chain_as_first_drawn(vocab: int, seq: int, seed: int, n: int) -> np.ndarray:
+    """(n, seq + 1) token sequences drawn as tokens_dataset has always drawn its pool, followed by 128 held-out ones.
+
+    The oracle for "the pool is as it was": the chain and then all n sequences from one generator,
+    the next token by inverse CDF (searchsorted) over the current token's four successors.
+    """
+    rng = np.random.default_rng([seed, 4])
+    successors = rng.integers(0, vocab, (vocab, 4))
+    cumulative = np.cumsum(rng.dirichlet(np.full(4, 0.5), size=vocab), axis=1)
+    tokens = np.empty((n, seq + 1), dtype="int64")
+    tokens[:, 0] = rng.integers(0, vocab, n)
+    for t in range(seq):
+        u = rng.random(n)
+        pick = [min(np.searchsorted(cumulative[a], v), 3) for a, v in zip(tokens[:, t], u)]
+        tokens[:, t + 1] = successors[tokens[:, t], pick]
+    return tokens
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_token_held_out_sequences_are_new_draws_and_the_pool_is_as_it_was(seed):
+    data = make_dataset(sc.preset("tied-lm"), "tokens", seed)
+    first = chain_as_first_drawn(32, 8, seed, TEACHER_POOL_SIZE + TOKENS_HELDOUT)
+    np.testing.assert_array_equal(data.x, first[:TEACHER_POOL_SIZE, :-1])  # every run's batches as before
+    np.testing.assert_array_equal(data.y, first[:TEACHER_POOL_SIZE, 1:])
+    pool = {r.tobytes() for r in data.x}
+    drawn = first[TEACHER_POOL_SIZE:, :-1].astype("int32")
+    kept = drawn[[r.tobytes() not in pool for r in drawn]]
+    # 8 to 23 of the 128 first held-out draws (seeds 0-5) repeat a pool input: a 32-token chain repeats itself.
+    assert 0 < len(drawn) - len(kept) < 0.25 * TOKENS_HELDOUT
+    assert data.heldout_x.shape == data.heldout_y.shape == (TOKENS_HELDOUT, 8)
+    np.testing.assert_array_equal(data.heldout_x[: len(kept)], kept)  # the others are kept as drawn
+    assert not pool & {r.tobytes() for r in data.heldout_x}
+    np.testing.assert_array_equal(data.heldout_x[:, 1:], data.heldout_y[:, :-1])  # y is x shifted by one
+    successors = {(a, b) for a, b in zip(first[:, :-1].ravel(), first[:, 1:].ravel())}
+    assert {(a, b) for a, b in zip(data.heldout_x.ravel(), data.heldout_y.ravel())} <= successors  # the same chain
+
+
+def test_a_token_chain_whose_sequences_are_all_in_the_pool_holds_out_fewer_or_none():
+    few = make_dataset(lm(8, 3), "tokens", 0)  # a chain that makes at most 8 * 4**3 = 512 sequences
+    assert 0 < len(few.heldout_x) < TOKENS_HELDOUT
+    assert not {r.tobytes() for r in few.x} & {r.tobytes() for r in few.heldout_x}
+    none = make_dataset(lm(2, 2), "tokens", 0)  # 4 possible sequences, all in the pool
+    assert none.heldout_x is None and none.heldout_y is None
+    result = sc.train(lm(2, 2), TrainConfig(steps=2, dataset="tokens"))
+    assert result.heldout.empty and len(result.history) == 4
+
+
+HELDOUT_SIZES = {"teacher": TEACHER_HELDOUT, "digits": DIGITS_HELDOUT, "tokens": TOKENS_HELDOUT}
+
+
+@pytest.mark.parametrize("name", sc.presets())
+def test_no_held_out_input_of_any_preset_and_data_set_is_also_a_pool_input(name, monkeypatch):
+    # Disjointness is a property of the inputs. The teacher network only labels them: a stand-in
+    # of the right output shape keeps 10 seeds of a conv teacher at a fraction of a second (the
+    # teacher's real labels are checked against NumPy and plain Keras above).
+    spec = sc.preset(name)
+    shape = sc.plan(spec).output_shape
+    monkeypatch.setattr(sc_data, "teacher_model", lambda *_: lambda x, training: np.ones((len(x), *shape)))
+    for dataset in datasets_for(spec):
+        for seed in range(10):
+            data = make_dataset(spec, dataset, seed)
+            pool = {np.ascontiguousarray(r).tobytes() for r in data.x}
+            heldout = [np.ascontiguousarray(r).tobytes() for r in data.heldout_x]
+            assert len(heldout) == HELDOUT_SIZES[dataset], (dataset, seed)
+            clashes = sum(r in pool for r in heldout)
+            assert clashes == 0, f"{dataset}, seed {seed}: {clashes} held-out inputs are also pool inputs"
 
 
 # ----------------------------------------------------------------------------- the choice
