@@ -44,6 +44,14 @@ class Claim:
     detail: str  # the measured numbers, e.g. 'tied final loss 0.21 < untied 0.35'
 
 
+# The largest relative distance (of the starting norm) at which two untied copies count as the same
+# numbers. Copies that get the same gradient through different ops (a dense matmul and a 1x1 conv add
+# the same products in different orders) drift apart by float32 rounding only, and by how much depends
+# on the CPU's kernels: seed-mixed with a tied teacher, seeds 0-4, ends 0 apart with oneDNN off and
+# 5e-8 to 6.2e-8 with it on (seed 0: 5.5e-8 on an Intel and on an AMD host), and stays there over
+# 1,000 steps. 1e-6 leaves a margin of 16 and is far below anything a chart or a person tells apart from 0.
+SAME_COPIES = 1e-6
+
 # check(results, setups): `results` holds one TrainResult per set-up, in order, for an exercise
 # that trains, and is empty for one that does not (its claim is on the specs alone).
 Check = Callable[[Sequence["TrainResult"], Sequence[Setup]], Claim]
@@ -156,6 +164,8 @@ def _check_untied_drift(results: Sequence[TrainResult], setups: Sequence[Setup])
     (res,) = results
     tied, untied = _divergence(res, "tied"), _divergence(res, "untied")
     start, end = float(untied.iloc[0]), float(untied.iloc[-1])
+    # Both exact 0s are structural, no float kernel in them: at step 0 the copies are assigned the
+    # same numbers, and the tied uses read one variable, so each difference is of equal bits.
     return _claim(
         [
             (start == 0.0, f"untied distance at step 0: {start:.3g}"),
@@ -191,7 +201,8 @@ def _check_tied_teacher_agreement(results: Sequence[TrainResult], setups: Sequen
     return _claim(
         [
             (float(cosines.min()) > 0.999, f"tied teacher: smallest cosine {float(cosines.min()):.4f}"),
-            (drift == 0.0, f"untied copies' largest distance {drift:.3g}"),
+            # Not exactly 0: the dense and the conv compute their (equal) gradients with different kernels.
+            (drift < SAME_COPIES, f"untied copies' largest distance {drift:.3g} (< {SAME_COPIES:g})"),
             (same < 1e-4, f"largest tied-untied loss difference {same:.2g}"),
             (end < 0, f"untied teacher: cosine at the last step {end:+.2f}"),
         ]
@@ -206,6 +217,7 @@ def _check_conv_vs_dense(results: Sequence[TrainResult], setups: Sequence[Setup]
     better, text = _compare(untied_loss, tied_loss, "held-out loss untied", "tied")
     return _claim(
         [
+            # Exact: at step 0 both copies hold the numbers they were assigned (W, and W reshaped).
             (start == 0.0, f"dense and conv copies at step 0: distance {start:.3g}"),
             (end > 0.5, f"at the end {end:.3f}"),
             (better and tied_loss > 1.5 * untied_loss, text),
@@ -225,6 +237,7 @@ def _check_partial(results: Sequence[TrainResult], setups: Sequence[Setup]) -> C
     pairs = sorted({(a, b) for a, b in zip(untied.use_a, untied.use_b)})
     drift = _divergence(res, "untied")
     tied = float(_divergence(res, "tied").abs().max())
+    # Exact 0s, as in _check_untied_drift: assigned equal numbers at step 0, one variable when tied.
     return _claim(
         [
             (
@@ -342,8 +355,10 @@ EXERCISES: tuple[Exercise, ...] = (
         "compare the cosines of the two runs.",
         look_at="Gradient flow: the cosine between the dense and the conv use. Divergence: the untied copies.",
         expect="With a tied teacher both halves of the target are the same, so both uses get the same "
-        "gradient: the cosine is 1.000 at every step, the untied copies never move apart (distance exactly "
-        "0) and the tied and untied losses agree to about 1e-5 (float rounding). With an untied teacher "
+        "gradient: the cosine is 1.000 at every step, the untied copies stay the same numbers (their distance "
+        "stays below 1e-6 of the starting norm, about 6e-8: the dense op and the conv add the same products "
+        "in different orders, so float rounding is all that separates them) and the tied and untied losses "
+        "agree to about 1e-5 (float rounding). With an untied teacher "
         "the cosine starts positive and ends negative: each use pulls W towards its own half of the target.",
         check=_check_tied_teacher_agreement,
     ),

@@ -85,6 +85,7 @@ def test_tied_and_untied_compute_the_same_function_before_training(name):
     x = batch(spec)
     tied = sharecore.build(spec, tied=True, seed=3)(x)
     untied = sharecore.build(spec, tied=False, seed=3)(x)
+    # Exact: each use runs the same op on bit-equal kernels (a rule only moves numbers), tied or untied.
     np.testing.assert_array_equal(np.asarray(tied), np.asarray(untied))
 
 
@@ -99,7 +100,9 @@ def test_mixed_preset_branches_are_equal_before_training():
     spec = sharecore.preset("seed-mixed")
     y = np.asarray(sharecore.build(spec, tied=True)(batch(spec)))
     assert y.shape == (4, 10)
-    np.testing.assert_array_equal(y[:, :5], y[:, 5:])
+    # Equal to float rounding, not bit for bit: the dense matmul and the 1x1 conv add the same products
+    # in different orders (oneDNN's kernels differ between CPUs).
+    np.testing.assert_allclose(y[:, :5], y[:, 5:], rtol=1e-5, atol=1e-6)
     assert np.abs(y).max() > 0
 
 

@@ -457,6 +457,7 @@ def test_tied_and_untied_compute_the_plain_tensorflow_function_at_init(name):
     tied, untied = sharecore.build(spec, True, seed=2), sharecore.build(spec, False, seed=2)
 
     expected = plain_forward(SPECS[name], kernels, tf.constant(x)).numpy()
+    # Exact: each use runs the same op on bit-equal kernels (a rule only moves numbers), tied or untied.
     np.testing.assert_array_equal(np.asarray(tied(x)), np.asarray(untied(x)))
     np.testing.assert_allclose(np.asarray(tied(x)), expected, rtol=1e-5, atol=1e-6)
     # Each untied copy starts as its use's view: numpy.rot90 / numpy.flip of the stored tensor.

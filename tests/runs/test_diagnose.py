@@ -17,7 +17,7 @@ import pytest
 import sharecore
 from sharecore import TrainConfig
 from sharecore.core.results import TrainResult
-from sharecore.runs.diagnose import TrainingWarning, training_warnings
+from sharecore.runs.diagnose import IDENTICAL, TrainingWarning, training_warnings
 from sharecore.share.urlstate import default_config
 
 COLUMNS = ["step", "variant", "loss", "accuracy"]
@@ -223,9 +223,11 @@ def test_the_default_run_of_every_preset_gets_no_warning(name):
 @pytest.mark.slow
 def test_seed_conv_with_adam_at_learning_rate_0_1_collapses():
     result = sharecore.train(sharecore.preset("seed-conv"), TrainConfig(learning_rate=0.1))
-    # The condition, checked on the records: identical losses over the last third, different before.
+    # The condition, checked on the records: identical losses over the last third, different before. Within
+    # the warning's own IDENTICAL (1e-6 relative), not bit for bit: the losses are bit-equal only where both
+    # nets output exact zeros, and which units are dead by when depends on rounding that differs between CPUs.
     table = result.history.pivot(index="step", columns="variant", values="loss")
-    np.testing.assert_array_equal(table.tied.iloc[-20:], table.untied.iloc[-20:])
+    np.testing.assert_allclose(table.tied.iloc[-20:], table.untied.iloc[-20:], rtol=IDENTICAL, atol=0)
     assert (table.tied.iloc[:5] != table.untied.iloc[:5]).any()
     [warning] = training_warnings(result)
     assert (warning.kind, warning.variant) == ("collapsed", None)

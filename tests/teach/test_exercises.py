@@ -14,7 +14,7 @@ import pytest
 import sharecore
 from sharecore.core.results import TrainResult
 from sharecore.nn.data import make_dataset
-from sharecore.teach.exercises import EXERCISES, Claim, Exercise, exercise, verify
+from sharecore.teach.exercises import EXERCISES, SAME_COPIES, Claim, Exercise, exercise, verify
 from tests.app.test_pages import go, open_app
 
 
@@ -59,6 +59,7 @@ def independent_untied_drift(results: list[TrainResult], ex: Exercise) -> None:
     end = res.weights["end"]["untied"]
     distance = np.linalg.norm(end["dense_1"] - end["dense_2"]) / np.linalg.norm(w0)
     np.testing.assert_allclose(final_distance(res, "untied"), distance, rtol=1e-4)
+    # Exactly 0, structurally: the tied uses read one variable, so each difference is of equal bits.
     assert (res.divergence[res.divergence.variant == "tied"].relative_distance == 0.0).all()
 
 
@@ -75,8 +76,12 @@ def independent_tug_of_war(results: list[TrainResult], ex: Exercise) -> None:
 def independent_tied_teacher_agreement(results: list[TrainResult], ex: Exercise) -> None:
     agree, _ = results
     end = agree.weights["end"]["untied"]
-    # The untied copies are bit for bit the same tensor after 60 steps: the dense kernel and the conv's (1, 1, 10, 5).
-    np.testing.assert_array_equal(end["dense"], end["conv"].reshape(10, 5))
+    # The untied copies are the same numbers after 60 steps (the dense kernel and the conv's (1, 1, 10, 5)), to
+    # float rounding: the two ops add the same products in different orders, so not bit for bit on every CPU.
+    w0 = agree.weights["start"]["tied"]["W"]
+    distance = np.linalg.norm(end["dense"] - end["conv"].reshape(10, 5)) / np.linalg.norm(w0)
+    assert distance < SAME_COPIES
+    np.testing.assert_allclose(final_distance(agree, "untied"), distance, rtol=1e-3, atol=1e-9)
     x, y = heldout(agree)
     np.testing.assert_allclose(y[:, :5], y[:, 5:], rtol=1e-5, atol=1e-6)  # a tied teacher labels both halves alike
 
