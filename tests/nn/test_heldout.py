@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 import sharecore as sc
-from sharecore.core.spec import DIGITS_HELDOUT, TEACHER_HELDOUT, TEACHER_POOL_SIZE, TOKENS_HELDOUT, ModelSpec, TrainConfig
+from sharecore.core.spec import (
+    DIGITS_HELDOUT,
+    TEACHER_HELDOUT,
+    TEACHER_POOL_SIZE,
+    TOKENS_HELDOUT,
+    ModelSpec,
+    TrainConfig,
+)
 from sharecore.nn import data as sc_data
 from sharecore.nn import training
 from sharecore.nn.data import TEACHER_SEED_OFFSET, make_dataset, teacher_dataset
