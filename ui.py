@@ -27,6 +27,7 @@ import streamlit as st
 import sharecore
 from sharecore.cache import ByIdentity, ByteLRU
 from sharecore.core.limits import SECRETS_SECTION, Limits, set_server_defaults
+from sharecore.core.runcheck import resume_conflicts
 from sharecore.core.spec import DEVICES, ModelSpec, TrainConfig
 from sharecore.runs.keeping import KeepPlan, Kept, run_label
 from sharecore.runs.runner import BackgroundRun, active_runs, orphaned_runs, training_runs
@@ -538,14 +539,9 @@ def continue_problem() -> str | None:
         if res.stop_reason:  # a non-finite loss or a device failure: its last weights are not worth carrying on
             return f"This run ended early and cannot be continued: {res.stop_reason} Train starts a new run."
         return "This run kept no end state (a run too large to keep whole): train again to continue."
-    now = config()
-    if res.spec != spec():
+    differ, changed = resume_conflicts(spec(), config(), res)  # the library's own rule (`check_resume`)
+    if differ:
         return "The model has changed since this run: Train starts a new run with it."
-    changed = [
-        name
-        for name in ("optimizer", "batch_size", "seed", "dataset", "teacher", "device")
-        if getattr(res.config, name, None) != getattr(now, name, None)
-    ]
     if changed:
         return f"{', '.join(changed)} changed since this run: Train starts a new run with them. Continue keeps them."
     return None
@@ -553,13 +549,20 @@ def continue_problem() -> str | None:
 
 def continue_training(extra_steps: int) -> None:
     """Continue / Step buttons: trains the current run `extra_steps` more steps, from where it ended
-    (weights, optimizer state and batch order carry on; the learning rate may have changed)."""
+    (weights, optimizer state and batch order carry on; the learning rate, record_every and the device
+    are the current ones, as a continued run may change them)."""
     ss = st.session_state
     if active_run() is not None or continue_problem():
         return
-    res = result()
+    res, now = result(), config()
     ss[RUN_ERROR] = None
-    new = dataclasses.replace(res.config, steps=res.steps_done + int(extra_steps), learning_rate=config().learning_rate)
+    new = dataclasses.replace(
+        res.config,
+        steps=res.steps_done + int(extra_steps),
+        learning_rate=now.learning_rate,
+        record_every=now.record_every,
+        device=now.device,
+    )
     try:
         check_spec(res.spec, new)
     except ValueError as err:

@@ -18,10 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from typing import TYPE_CHECKING
 
 from sharecore.core.limits import Limits, check_limits
 from sharecore.core.plan import Plan, as_plan
 from sharecore.core.spec import DIGITS_INPUT_SIZES, TEACHERS, ModelSpec, TrainConfig
+
+if TYPE_CHECKING:
+    from sharecore.core.results import TrainResult
 
 __all__ = [
     "KEPT_ON_RESUME",
@@ -30,6 +34,7 @@ __all__ = [
     "check_resume",
     "check_run",
     "digits_fits",
+    "resume_conflicts",
     "tokens_fit",
 ]
 
@@ -201,15 +206,8 @@ def check_resume(spec: ModelSpec, config: TrainConfig, previous: object) -> None
             f"Received: steps={config.steps}"
         )
 
-    def unnamed(s: ModelSpec) -> ModelSpec:
-        return dataclasses.replace(s, name="", description="")
-
-    if unnamed(spec) != unnamed(previous.spec):
-        differ = [
-            f.name
-            for f in dataclasses.fields(spec)
-            if f.name not in ("name", "description") and getattr(spec, f.name) != getattr(previous.spec, f.name)
-        ]
+    differ, settings = resume_conflicts(spec, config, previous)
+    if differ:
         raise ValueError(
             f"a run continues with the spec it started with (only the name and description may change), but its "
             f"{_listed(differ)} differ from those of the earlier run's spec {previous.spec.name!r}. Continue "
@@ -217,8 +215,7 @@ def check_resume(spec: ModelSpec, config: TrainConfig, previous: object) -> None
         )
     changed = [
         f"{name}={getattr(config, name)!r} (the earlier run had {getattr(previous.config, name)!r})"
-        for name in KEPT_ON_RESUME
-        if getattr(config, name) != getattr(previous.config, name)
+        for name in settings
     ]
     if changed:
         raise ValueError(
@@ -227,6 +224,26 @@ def check_resume(spec: ModelSpec, config: TrainConfig, previous: object) -> None
             f"device may change: pass dataclasses.replace(previous.config, steps=..., learning_rate=...). "
             f"Received: {'; '.join(changed)}"
         )
+
+
+def resume_conflicts(spec: ModelSpec, config: TrainConfig, previous: TrainResult) -> tuple[list[str], list[str]]:
+    """What keeps `previous` from being continued with `spec` and `config`: the one rule, for the library
+    (`check_resume`) and a front end's Continue button alike.
+
+    A continued run keeps its spec (only the name and description may change) and the settings of
+    `KEPT_ON_RESUME`, whose optimizer state and batch order it carries on; the steps, the learning
+    rate, record_every and the device may change.
+
+    Returns:
+        The spec's fields and the settings that differ from the earlier run's; both empty when it can go on.
+    """
+    differ = [
+        f.name
+        for f in dataclasses.fields(spec)
+        if f.name not in ("name", "description") and getattr(spec, f.name) != getattr(previous.spec, f.name)
+    ]
+    settings = [name for name in KEPT_ON_RESUME if getattr(config, name) != getattr(previous.config, name)]
+    return differ, settings
 
 
 def _listed(names: list[str]) -> str:

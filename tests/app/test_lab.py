@@ -12,6 +12,7 @@ import pandas as pd
 
 import sharecore
 import ui
+from sharecore.core.runcheck import check_resume
 from sharecore.core.spec import TrainConfig
 from tests.app.test_pages import figures, no_training_left_behind, open_app, values  # noqa: F401 (autouse fixture)
 
@@ -84,6 +85,38 @@ def test_continue_gives_the_numbers_of_one_longer_run_and_replaces_the_kept_run(
     assert first_id not in at.session_state["shown_runs"], "the continued run replaces its first part"
     longer = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=40))
     np.testing.assert_allclose(res.history["loss"], longer.history["loss"], rtol=1e-5)
+
+
+def test_continue_is_offered_exactly_when_the_library_would_continue_the_run():
+    at = lab(preset="seed-dense")
+    click_and_wait(at, "lab.train")
+    res = at.session_state["result"]
+    cases = {
+        "renamed": (dataclasses.replace(res.spec, name="renamed", description="mine"), res.config),
+        "another device": (res.spec, dataclasses.replace(res.config, device="cpu")),
+        "another learning rate": (res.spec, dataclasses.replace(res.config, learning_rate=0.1)),
+        "another optimizer": (res.spec, dataclasses.replace(res.config, optimizer="sgd")),
+        "another seed": (res.spec, dataclasses.replace(res.config, seed=3)),
+        "another model": (sharecore.preset("tied-autoencoder"), res.config),
+    }
+    for case, (spec, config) in cases.items():
+        at.session_state["spec"], at.session_state["config"] = spec, config
+        at.run()
+        offered = not at.button(key="lab.continue").disabled
+        try:
+            check_resume(spec, dataclasses.replace(config, steps=res.steps_done + 1), res)
+            library = True
+        except ValueError:
+            library = False
+        assert offered == library, f"{case}: the Lab offers Continue {offered}, the library continues {library}"
+    # A run continued on another device goes on there, with the numbers of one longer run.
+    at.session_state["spec"], at.session_state["config"] = cases["another device"]
+    at.run()
+    click_and_wait(at, "lab.continue")
+    longer = at.session_state["result"]
+    assert (longer.steps_done, longer.config.device) == (40, "cpu")
+    direct = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=40))
+    np.testing.assert_allclose(longer.history["loss"], direct.history["loss"], rtol=1e-5)
 
 
 def test_step_adds_one_recorded_step():
