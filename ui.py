@@ -26,9 +26,10 @@ import streamlit as st
 
 import sharecore
 from sharecore.cache import ByIdentity, ByteLRU
+from sharecore.core.config import DEVICES, TrainConfig
 from sharecore.core.limits import SECRETS_SECTION, Limits, set_server_defaults
 from sharecore.core.runcheck import resume_conflicts
-from sharecore.core.spec import DEVICES, ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.runs.keeping import KeepPlan, Kept, run_label
 from sharecore.runs.runner import BackgroundRun, active_runs, orphaned_runs, training_runs
 from sharecore.runs.store import is_key, new_key

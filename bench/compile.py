@@ -75,7 +75,8 @@ def worker(uses: int, width: int) -> dict[str, float]:
     import time
 
     import sharecore
-    from sharecore.core.spec import ModelSpec, TrainConfig
+    from sharecore.core.config import TrainConfig
+    from sharecore.core.spec import ModelSpec
 
     def chain(k: int) -> ModelSpec:
         return ModelSpec.from_dict(

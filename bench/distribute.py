@@ -30,7 +30,7 @@ def worker(names: list[str], scale: float, rounds: int) -> dict:
     import sharecore
     from bench.common import alternate
     from bench.trainer import train_case
-    from sharecore.core.spec import TrainConfig
+    from sharecore.core.config import TrainConfig
 
     out: dict = {}
     for name in names:

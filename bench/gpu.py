@@ -50,7 +50,7 @@ def worker(part: str, scale: float, rounds: int) -> dict:
     import sharecore
     from bench.common import alternate
     from bench.trainer import BarePair, train_case
-    from sharecore.core.spec import TrainConfig
+    from sharecore.core.config import TrainConfig
     from sharecore.nn.devices import configure_gpus
 
     settings = configure_gpus()

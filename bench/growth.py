@@ -9,7 +9,7 @@ import sharecore
 from bench.common import Mode, Section, alternate, median, steps, table
 from bench.reference import chain_spec
 from bench.trainer import BarePair
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.nn.tfimport import tf
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import sharecore
 from bench.common import REPO, Headline, Mode, Section, memory_mb, note, table
+from sharecore.core.config import TEACHER_POOL_SIZE, TrainConfig
 from sharecore.core.limits import (
     Limits,
     activation_values,
@@ -35,7 +36,7 @@ from sharecore.core.limits import (
     recorded_rows,
 )
 from sharecore.core.plan import plan
-from sharecore.core.spec import TEACHER_POOL_SIZE, ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 
 # The README's budget for one server: its baseline plus two runs at the caps training at once.
 BUDGET_MB = 1150

@@ -38,7 +38,7 @@ def worker(runs: int, steps: int) -> dict:
     import psutil
 
     import sharecore
-    from sharecore.core.spec import TrainConfig
+    from sharecore.core.config import TrainConfig
 
     names = sharecore.presets()
     process = psutil.Process()

@@ -21,7 +21,8 @@ from bench.common import (
     steps,
     table,
 )
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import make_dataset
 from sharecore.nn.tfimport import keras, tf
 

@@ -11,8 +11,9 @@ import streamlit as st
 
 import sharecore
 import ui
+from sharecore.core.config import OPTIMIZERS
 from sharecore.core.limits import Limits
-from sharecore.core.spec import OPTIMIZERS, ModelSpec
+from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
 
 ui.frame()  # before anything else: see ui.frame

@@ -9,8 +9,8 @@ import streamlit as st
 
 import sharecore
 import ui
+from sharecore.core.config import OPTIMIZERS, TEACHERS, TrainConfig
 from sharecore.core.limits import Limits
-from sharecore.core.spec import OPTIMIZERS, TEACHERS, TrainConfig
 from sharecore.core.text import csv_text, safe_file_name
 from sharecore.share import urlstate
 

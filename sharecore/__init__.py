@@ -13,11 +13,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from sharecore.core.config import TrainConfig
 from sharecore.core.limits import Limits, check_limits
 from sharecore.core.params import ParamReport, param_report
 from sharecore.core.plan import Plan, plan, validate
 from sharecore.core.presets import preset, presets
-from sharecore.core.spec import ModelSpec, Rule, SharedTensor, TrainConfig, Use
+from sharecore.core.spec import ModelSpec, Rule, SharedTensor, Use
 
 # TensorFlow's C++ start-up chatter is noise for learners; real errors still surface.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

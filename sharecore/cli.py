@@ -219,8 +219,8 @@ def _load_trainer() -> Callable[..., TrainResult]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from sharecore.core.config import TrainConfig
     from sharecore.core.runcheck import check_run
-    from sharecore.core.spec import TrainConfig
 
     spec = load_spec(args.spec)
     config = TrainConfig(

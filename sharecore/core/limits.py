@@ -18,15 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from sharecore.core.config import DIGITS_INPUT_SIZES, DIGITS_POOL_SIZE, TEACHER_POOL_SIZE, TOKENS_HELDOUT, TrainConfig
 from sharecore.core.plan import Plan, as_plan
-from sharecore.core.spec import (
-    DIGITS_INPUT_SIZES,
-    DIGITS_POOL_SIZE,
-    TEACHER_POOL_SIZE,
-    TOKENS_HELDOUT,
-    ModelSpec,
-    TrainConfig,
-)
+from sharecore.core.spec import ModelSpec
 
 BYTES_PER_VALUE = 4  # float32
 # Training keeps each node's forward value, its gradient and about as much again in

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 
 VARIANTS = ("tied", "untied")
 

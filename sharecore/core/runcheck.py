@@ -20,9 +20,10 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+from sharecore.core.config import DIGITS_INPUT_SIZES, TEACHERS, TrainConfig
 from sharecore.core.limits import Limits, check_limits
 from sharecore.core.plan import Plan, as_plan
-from sharecore.core.spec import DIGITS_INPUT_SIZES, TEACHERS, ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 
 if TYPE_CHECKING:
     from sharecore.core.results import TrainResult

@@ -11,17 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sharecore.core.config import DIGITS_HELDOUT, DIGITS_POOL_SIZE, TEACHER_HELDOUT, TEACHER_POOL_SIZE, TOKENS_HELDOUT
 from sharecore.core.plan import Plan, as_plan
 from sharecore.core.rules import apply_rule_np
 from sharecore.core.runcheck import check_dataset
-from sharecore.core.spec import (
-    DIGITS_HELDOUT,
-    DIGITS_POOL_SIZE,
-    TEACHER_HELDOUT,
-    TEACHER_POOL_SIZE,
-    TOKENS_HELDOUT,
-    ModelSpec,
-)
+from sharecore.core.spec import ModelSpec
 from sharecore.nn.model import _build_from_plan, draw, initial_values, layer_name
 
 if TYPE_CHECKING:

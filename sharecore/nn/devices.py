@@ -19,8 +19,8 @@ import os
 import threading
 from dataclasses import dataclass
 
+from sharecore.core.config import TrainConfig, check_batch_split
 from sharecore.core.runcheck import check_distribute
-from sharecore.core.spec import TrainConfig, check_batch_split
 from sharecore.nn.tfimport import tf
 
 

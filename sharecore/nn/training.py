@@ -26,12 +26,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from sharecore.core.config import TrainConfig, check_batch_split
 from sharecore.core.limits import SECRETS_SECTION, Limits, env_variable
 from sharecore.core.plan import Plan, UsePlan, rule_output_shape
 from sharecore.core.results import TrainProgress, TrainResult, TrainState
 from sharecore.core.rules import reads_part, rule_mask, split_pairs
 from sharecore.core.runcheck import check_run
-from sharecore.core.spec import ModelSpec, Rule, TrainConfig, check_batch_split
+from sharecore.core.spec import ModelSpec, Rule
 from sharecore.nn.data import make_dataset
 from sharecore.nn.devices import describe, make_strategy, resolve_device
 from sharecore.nn.layers import apply_rule, record_views, rot90

@@ -15,8 +15,9 @@ import contextlib
 import re
 from dataclasses import dataclass
 
+from sharecore.core.config import TrainConfig
 from sharecore.core.results import TrainResult
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.runs.store import MAX_LABEL_CHARS, RunStore
 from sharecore.runs.whatif import change_label
 

@@ -30,7 +30,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 
 if TYPE_CHECKING:  # the worker imports TensorFlow when it starts, not the module
     from sharecore.core.results import TrainProgress, TrainResult

@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sharecore.core.config import TrainConfig
 from sharecore.core.limits import env_variable
 from sharecore.core.results import TrainResult, TrainState
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.core.text import NOT_IN_A_LINE
 
 DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sharecore.core.spec import ModelSpec, Rule, TrainConfig, Use
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec, Rule, Use
 
 MAX_LABEL_CHARS = 80  # as sharecore.runs.store keeps them
 _NAME_CHARS = 40  # of a spec's name in a label

@@ -25,10 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sharecore.core.config import TrainConfig
 from sharecore.core.limits import Limits, check_limits
 from sharecore.core.presets import preset, presets
 from sharecore.core.runcheck import digits_fits, tokens_fit
-from sharecore.core.spec import ModelSpec, SharedTensor, TrainConfig, Use
+from sharecore.core.spec import ModelSpec, SharedTensor, Use
 
 __all__ = [
     "Adjustment",

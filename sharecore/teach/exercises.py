@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sharecore.core.config import TrainConfig
 from sharecore.core.params import param_report
 from sharecore.core.presets import preset
-from sharecore.core.spec import ModelSpec, Rule, TrainConfig
+from sharecore.core.spec import ModelSpec, Rule
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 import sharecore
 import ui
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
 from sharecore.teach.exercises import EXERCISES

@@ -12,8 +12,8 @@ import pandas as pd
 
 import sharecore
 import ui
+from sharecore.core.config import TrainConfig
 from sharecore.core.runcheck import check_resume
-from sharecore.core.spec import TrainConfig
 from tests.app.test_pages import figures, no_training_left_behind, open_app, values  # noqa: F401 (autouse fixture)
 
 FAST = {"steps": "20"}  # a link's settings: short runs keep the loop quick

@@ -15,7 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from sharecore import preset, train
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from sharecore import preset
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.runs import runner
 from sharecore.runs.runner import BackgroundRun
 from tests.app.test_pages import (

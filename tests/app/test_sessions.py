@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 import sharecore
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.share import urlstate
 from tests.app.test_pages import (
     go,

@@ -33,7 +33,8 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import sharecore
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.core.text import MAX_FILE_STEM, csv_text, safe_file_name
 from sharecore.share import urlstate
 from sharecore.share.codegen import keras_code

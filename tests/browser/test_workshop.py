@@ -19,7 +19,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import sharecore
 from bench.common import memory_mb
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from tests.browser import test_pages as test_browser
 from tests.browser.test_pages import (
     ERROR,

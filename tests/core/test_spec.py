@@ -7,7 +7,8 @@ import json
 import pytest
 
 import sharecore
-from sharecore.core.spec import ModelSpec, Rule, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec, Rule
 
 
 @pytest.mark.parametrize("name", sharecore.presets())

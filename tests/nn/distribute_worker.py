@@ -27,7 +27,7 @@ import keras  # noqa: E402  (after the split: both start TensorFlow)
 import numpy as np  # noqa: E402
 
 import sharecore as sc  # noqa: E402
-from sharecore.core.spec import TrainConfig  # noqa: E402
+from sharecore.core.config import TrainConfig  # noqa: E402
 from sharecore.nn import training  # noqa: E402
 from sharecore.nn.devices import make_strategy  # noqa: E402
 

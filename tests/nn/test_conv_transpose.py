@@ -16,8 +16,9 @@ import pytest
 import tensorflow as tf
 
 import sharecore
+from sharecore.core.config import TrainConfig
 from sharecore.core.limits import activation_bytes
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import make_dataset
 from sharecore.nn.layers import record_views
 from sharecore.share.codegen import keras_code

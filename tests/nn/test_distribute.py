@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 import sharecore as sc
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ("seed-dense", "seed-conv", "seed-mixed", "partial-share")

@@ -13,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 import sharecore
 from sharecore import cli
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
 from sharecore.viz import plots
 from tests.app.test_pages import APP, train_until_done

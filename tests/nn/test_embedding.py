@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 
 import sharecore as sc
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import make_dataset
 from sharecore.nn.model import kernel_variables
 

@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 
 import sharecore as sc
-from sharecore.core.spec import (
-    DIGITS_HELDOUT,
-    TEACHER_HELDOUT,
-    TEACHER_POOL_SIZE,
-    TOKENS_HELDOUT,
-    ModelSpec,
-    TrainConfig,
-)
+from sharecore.core.config import DIGITS_HELDOUT, TEACHER_HELDOUT, TEACHER_POOL_SIZE, TOKENS_HELDOUT, TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.nn import data as sc_data
 from sharecore.nn import training
 from sharecore.nn.data import TEACHER_SEED_OFFSET, make_dataset, teacher_dataset

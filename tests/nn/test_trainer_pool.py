@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 import sharecore
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.nn import training
 
 CONFIG = TrainConfig(steps=4, batch_size=8, seed=3)

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 import sharecore
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import make_dataset
 
 

@@ -11,7 +11,7 @@ from bench.__main__ import main
 from bench.common import MODES
 from bench.reference import REFERENCES, chain_spec, copy_weights
 from bench.trainer import BarePair
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.nn.data import random_inputs
 
 CASES = [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sharecore import preset, train
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.runs import runner
 from sharecore.runs.keeping import KeepPlan, keep, run_label
 from sharecore.runs.runner import BackgroundRun, orphaned_runs

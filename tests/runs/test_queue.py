@@ -9,8 +9,8 @@ import time
 import pytest
 
 from sharecore import preset, train
+from sharecore.core.config import TrainConfig
 from sharecore.core.limits import Limits
-from sharecore.core.spec import TrainConfig
 from sharecore.runs import runner
 from sharecore.runs.runner import BackgroundRun, training_runs
 

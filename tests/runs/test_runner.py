@@ -6,7 +6,7 @@ import threading
 import time
 
 from sharecore import preset, train
-from sharecore.core.spec import TrainConfig
+from sharecore.core.config import TrainConfig
 from sharecore.runs.runner import BackgroundRun
 
 

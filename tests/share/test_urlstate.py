@@ -13,8 +13,9 @@ import zlib
 import pytest
 
 from sharecore import preset, presets
+from sharecore.core.config import TrainConfig
 from sharecore.core.limits import Limits
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
 
 

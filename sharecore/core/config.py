@@ -1,0 +1,93 @@
+"""The training settings of a side-by-side run of the tied and untied models: frozen, hashable,
+JSON-serializable, checked on construction."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sharecore.core.fields import check_choice, check_int, check_keys, fail
+
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "gpu")
+DATASETS = ("teacher", "digits", "tokens")
+TEACHERS = ("untied", "tied")  # the network that labels the 'teacher' data set: see `sharecore.nn.data.teacher_dataset`
+DISTRIBUTE = ("none", "mirrored", "multi-worker")
+TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
+TOKENS_HELDOUT = 128  # held-out sequences of the 'tokens' data set (its pool is TEACHER_POOL_SIZE sequences)
+TEACHER_HELDOUT = 256  # held-out samples of the 'teacher' data set: more inputs, labelled by the same teacher
+DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `sharecore.nn.data.digits_dataset`
+DIGITS_POOL_SIZE = 1797  # scikit-learn's 8x8 digits: all the images of the 'digits' data set
+DIGITS_HELDOUT = 360  # of them held out (20%, the same images in every run) and never trained on
+
+
+def check_batch_split(batch_size: int, replicas: int) -> None:
+    """Each replica trains on an equal slice of every batch.
+
+    Raises:
+        ValueError: if `batch_size` does not divide by `replicas`, with the nearest sizes that do.
+    """
+    if batch_size % replicas:
+        fits = batch_size - batch_size % replicas or replicas
+        raise fail(
+            "train.batch_size",
+            f"must divide evenly by the {replicas} replicas, so that each trains on an equal slice of every "
+            f"batch; use {fits} or {fits + replicas}.",
+            batch_size,
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one side-by-side training run of the tied and untied models."""
+
+    steps: int = 60  # optimizer steps per variant
+    batch_size: int = 32
+    optimizer: str = "adam"  # 'sgd' | 'adam'
+    learning_rate: float = 0.01
+    seed: int = 0  # initial weights, teacher network and batch order
+    device: str = "auto"  # 'auto' | 'cpu' | 'gpu'
+    record_every: int = 1  # record gradients and divergence every k steps (and at the last step)
+    dataset: str = "teacher"  # 'teacher' (fits any spec) | 'digits' (8x8 images, 64 or 128 inputs)
+    # The network that labels the 'teacher' data set, drawn at seed + 7919: 'untied' (each use its own
+    # copy, which a tied student cannot always match) | 'tied' (the spec's own tied model, which it can).
+    teacher: str = "untied"
+    # 'none': one device | 'mirrored': replicas on this machine's devices | 'multi-worker': the
+    # machines TF_CONFIG names. Replicas split each batch evenly; the records are the same as one device's.
+    distribute: str = "none"
+    replicas: int = 0  # devices for 'mirrored'; 0: every GPU, or the CPU devices TensorFlow has
+
+    def __post_init__(self) -> None:
+        check_int("train.steps", self.steps)
+        check_int("train.batch_size", self.batch_size)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        lr = self.learning_rate
+        # A chained comparison, not math.isfinite: that raises OverflowError on an int like 10**400.
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= sys.float_info.max:
+            raise fail("train.learning_rate", "must be a finite number > 0, e.g. 0.01.", lr)
+        check_int("train.seed", self.seed, minimum=0)
+        check_choice("train.device", self.device, DEVICES)
+        check_int("train.record_every", self.record_every)
+        check_choice("train.dataset", self.dataset, DATASETS)
+        check_choice("train.teacher", self.teacher, TEACHERS)
+        check_choice("train.distribute", self.distribute, DISTRIBUTE)
+        check_int("train.replicas", self.replicas, minimum=0)
+        if self.distribute == "none" and self.replicas > 1:
+            raise fail("train.replicas", "needs train.distribute 'mirrored'.", self.replicas)
+        if self.distribute == "multi-worker" and self.replicas:
+            raise fail(
+                "train.replicas",
+                "must be 0 with 'multi-worker', which uses every GPU of each worker (or its CPU).",
+                self.replicas,
+            )
+        if self.replicas:
+            check_batch_split(self.batch_size, self.replicas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainConfig:
+        check_keys("train", data, cls, ())
+        return cls(**data)
