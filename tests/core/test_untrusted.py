@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 import sharecore as sc
+from sharecore.core.config import TrainConfig
 from sharecore.core.limits import Limits, check_spec_size
-from sharecore.core.spec import ModelSpec, TrainConfig
+from sharecore.core.spec import ModelSpec
 
 MESSAGE_MAX = 2000  # a message a person can read; never a copy of a huge input
 
@@ -93,8 +94,12 @@ def test_the_probe_spec_is_valid_and_round_trips():
 
 
 def check_raises_value_error(call: Callable[[], Any], *names: str, seconds: float = 5.0) -> str:
-    """Runs `call`; it must raise ValueError (nothing else), quickly, with a short message naming one of `names`."""
-    start = time.perf_counter()
+    """Runs `call`; it must raise ValueError (nothing else), quickly, with a short message naming one of `names`.
+
+    "Quickly" is counted in this thread's CPU time, not the wall clock: what is checked is that the work
+    is bounded (no quadratic walk, no hang), and a busy shared machine stretches wall time, not CPU time.
+    """
+    start = time.thread_time()
     try:
         call()
     except ValueError as err:
@@ -103,7 +108,7 @@ def check_raises_value_error(call: Callable[[], Any], *names: str, seconds: floa
         pytest.fail(f"{type(err).__name__} escaped instead of ValueError: {str(err)[:300]}")
     else:
         pytest.fail("no ValueError was raised")
-    assert time.perf_counter() - start < seconds
+    assert time.thread_time() - start < seconds
     assert message.strip()
     assert len(message) <= MESSAGE_MAX, f"message of {len(message)} characters"
     if names:
