@@ -26,7 +26,7 @@ import streamlit as st
 
 import sharecore
 from sharecore.cache import ByIdentity, ByteLRU
-from sharecore.core.config import DEVICES, TrainConfig
+from sharecore.core.config import DEVICES, LEARNING_RATES, TrainConfig
 from sharecore.core.limits import SECRETS_SECTION, Limits, set_server_defaults
 from sharecore.core.runcheck import resume_conflicts
 from sharecore.core.spec import ModelSpec
@@ -854,12 +854,11 @@ def presenter_mode() -> bool:
     return bool(st.session_state.get(PRESENTER, False))
 
 
-# Learning rates a person picks from: 1-2-5 steps per decade, as on a log scale.
-LEARNING_RATES = tuple(float(f"{m}e{e}") for e in range(-5, 1) for m in (1, 2, 5) if float(f"{m}e{e}") <= 1.0)
-
-
-def learning_rate_picker(key: str, value: float, disabled: bool = False) -> float:
-    """A log-scale learning-rate picker (1e-5 ... 1 in 1-2-5 steps); returns the rate picked.
+def learning_rate_picker(
+    key: str, value: float, *, disabled: bool = False, on_change: Callable[..., None] | None = None, args: tuple = ()
+) -> float:
+    """The log-scale learning-rate picker of every page: `LEARNING_RATES` (1-2-5 steps over the range the
+    app trains with, `sharecore.core.config`); returns the rate picked.
 
     A value between the steps (from a link) is kept as an option of its own, so opening a link
     never changes its rate.
@@ -874,6 +873,8 @@ def learning_rate_picker(key: str, value: float, disabled: bool = False) -> floa
             key=key,
             format_func=lambda lr: f"{lr:g}",
             disabled=disabled,
+            on_change=on_change,
+            args=args,
             help="Log scale: each step multiplies the rate by 2 or 2.5. Too high and the loss jumps or "
             "grows; too low and it hardly moves.",
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from typing import Any
 
 import streamlit as st
@@ -13,7 +12,7 @@ import sharecore
 import ui
 from sharecore.core.limits import check_spec_size
 from sharecore.core.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
-from sharecore.core.text import safe_file_name
+from sharecore.core.text import parse_ints, safe_file_name
 
 ui.frame()  # before anything else: see ui.frame
 
@@ -46,9 +45,9 @@ def parse_shape(text: str, where: str, optional: bool = False) -> list[int] | st
     text = text.strip()
     if not text and optional:
         return None
-    parts = [p for p in re.split(r"[\s,x×\[\]()]+", text) if p]
-    if parts and all(p.isdigit() and len(p) <= 9 for p in parts):
-        return [int(p) for p in parts]
+    numbers = parse_ints(text)
+    if numbers is not None:
+        return numbers
     errors.append(
         f"{where}: write whole numbers separated by commas, e.g. 10, 5"
         f"{' (or leave it empty)' if optional else ''}. Received: {text[:60]!r}"

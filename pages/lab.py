@@ -4,7 +4,6 @@ run against the ones before it, without leaving the page."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 import streamlit as st
@@ -14,6 +13,7 @@ import ui
 from sharecore.core.config import OPTIMIZERS
 from sharecore.core.limits import Limits
 from sharecore.core.spec import ModelSpec
+from sharecore.core.text import parse_ints
 from sharecore.share import urlstate
 
 ui.frame()  # before anything else: see ui.frame
@@ -34,14 +34,6 @@ DATASET_HELP = (
 
 
 # ----------------------------------------------------------------------------- model: rules and shapes
-def parse_ints(text: str) -> list[int] | None:
-    """'4, 16', '[4, 16]' or '4x16' -> [4, 16]; None if it is not whole numbers."""
-    parts = [p for p in re.split(r"[\s,x×\[\]()]+", text.strip()) if p]
-    if parts and all(re.fullmatch(r"-?\d{1,9}", p) for p in parts):
-        return [int(p) for p in parts]
-    return None
-
-
 def ints_text(values: Any) -> str:
     return ", ".join(str(v) for v in values or ())
 
@@ -218,8 +210,11 @@ def settings_editor() -> None:
         )
     lr_col, steps_col = st.columns(2)
     with lr_col:
-        lrs = sorted({*ui.LEARNING_RATES, config.learning_rate})
-        setting("learning_rate", st.select_slider, "Learning rate", lrs, format_func=lambda v: f"{v:g}")
+        k = "lab.cfg.learning_rate"
+        ss[k] = config.learning_rate  # the picker shows the experiment; its callback changes it
+        ui.learning_rate_picker(
+            k, config.learning_rate, disabled=run is not None, on_change=_set, args=("learning_rate", k)
+        )
     with steps_col:
         steps = sorted({*(s for s in STEP_CHOICES if s <= limits.max_steps), config.steps})
         setting("steps", st.select_slider, "Steps", steps)

@@ -21,6 +21,19 @@ DIGITS_INPUT_SIZES = (64, 128)  # one 8x8 image, or two side by side: see `share
 DIGITS_POOL_SIZE = 1797  # scikit-learn's 8x8 digits: all the images of the 'digits' data set
 DIGITS_HELDOUT = 360  # of them held out (20%, the same images in every run) and never trained on
 
+# The learning rates the app trains with, from a link or a widget (`TrainConfig` itself takes any rate
+# > 0): below 1e-5 the weights hardly move in the few thousand steps a run has, and above 10 every
+# preset blows up in its first steps.
+MIN_LEARNING_RATE = 1e-5
+MAX_LEARNING_RATE = 10.0
+# What a person picks from: 1-2-5 steps per decade over that range, as on a log scale.
+LEARNING_RATES = tuple(
+    rate
+    for exponent in range(-5, 2)
+    for mantissa in (1, 2, 5)
+    if MIN_LEARNING_RATE <= (rate := float(f"{mantissa}e{exponent}")) <= MAX_LEARNING_RATE
+)
+
 
 def check_batch_split(batch_size: int, replicas: int) -> None:
     """Each replica trains on an equal slice of every batch.

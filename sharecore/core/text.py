@@ -36,6 +36,30 @@ _WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL"} | {f"{d}{i}" for d in 
 _SUFFIX = re.compile(r"^[A-Za-z0-9._-]*$")
 
 
+# Between the numbers of a shape as people type it: commas, spaces, brackets, 'x' or '×' ("28x28x3").
+_SHAPE_SEPARATORS = re.compile(r"[\s,x×\[\]()]+")
+_WHOLE_NUMBER = re.compile(r"-?\d{1,9}")
+
+
+def parse_ints(text: str) -> list[int] | None:
+    """Whole numbers as people type a shape: '10, 5', '[10, 5]', '(10, 5)' or '28x28x3'.
+
+    A minus sign is read (the spec's own check then says why a dimension must be >= 1). Anything
+    else, or a number of more than 9 digits, is not a shape.
+
+    Returns:
+        The numbers, or None if `text` is not whole numbers.
+
+    Example:
+        >>> parse_ints("28x28x3"), parse_ints("[10, 5]"), parse_ints("ten")
+        ([28, 28, 3], [10, 5], None)
+    """
+    parts = [p for p in _SHAPE_SEPARATORS.split(text.strip()) if p]
+    if parts and all(_WHOLE_NUMBER.fullmatch(p) for p in parts):
+        return [int(p) for p in parts]
+    return None
+
+
 def forbidden_character(text: str, *, multiline: bool = False) -> tuple[int, str] | None:
     """The first character that `text` may not hold, as (position, why), or None.
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sharecore.core.config import TrainConfig
+from sharecore.core.config import MAX_LEARNING_RATE, MIN_LEARNING_RATE, TrainConfig
 from sharecore.core.limits import Limits, check_limits
 from sharecore.core.presets import preset, presets
 from sharecore.core.runcheck import digits_fits, tokens_fit
@@ -51,8 +51,6 @@ __all__ = [
 MAX_PARAM_CHARS = 8_000
 # The training settings this app accepts; steps and batch size are capped by `Limits`, and
 # record_every by the run's steps (beyond that, only the first and last step are recorded anyway).
-MIN_LEARNING_RATE = 1e-5  # smaller steps barely move the weights in the few thousand steps a run has
-MAX_LEARNING_RATE = 10.0
 MAX_SEED = 2**31 - 1  # Keras initializer seeds are 32-bit
 STREAMLIT_KEYS = frozenset({"embed", "embed_options"})  # Streamlit's own query parameters
 SHARE_KEYS = frozenset({"run"})  # a share link's kept run (`/compare?run=<id>`): read by the app, not a setting

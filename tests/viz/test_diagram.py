@@ -335,10 +335,10 @@ def test_steps_above_the_server_cap_are_refused_visibly_and_train_uses_what_is_s
 
 
 def test_the_learning_rate_is_picked_on_a_log_scale():
-    import ui
+    from sharecore.core.config import LEARNING_RATES, MAX_LEARNING_RATE, MIN_LEARNING_RATE
 
-    rates = list(ui.LEARNING_RATES)
-    assert rates[0] == 1e-5 and rates[-1] == 1.0
+    rates = list(LEARNING_RATES)
+    assert rates[0] == MIN_LEARNING_RATE == 1e-5 and rates[-1] == MAX_LEARNING_RATE == 10.0
     assert all(round(b / a, 6) in (2.0, 2.5) for a, b in zip(rates, rates[1:]))
     at = open_page("train")
     picker = at.select_slider(key="train.learning_rate")
