@@ -26,6 +26,7 @@ import streamlit as st
 
 import sharecore
 from sharecore.cache import ByIdentity, ByteLRU
+from sharecore.core import settings
 from sharecore.core.config import DEVICES, LEARNING_RATES, TrainConfig
 from sharecore.core.limits import SECRETS_SECTION, Limits, set_server_defaults
 from sharecore.core.runcheck import resume_conflicts
@@ -124,7 +125,7 @@ def _load_tensorflow_then_warm_up() -> None:
     _LOADER_IMPORTED.set()
     _keep_keras_session_while_training()
     _freeze_imported_objects()
-    if os.environ.get("SHARECORE_WARM_UP", "1") != "0" and not active_runs():
+    if settings.value_or_default("SHARECORE_WARM_UP") and not active_runs():
         from sharecore.nn.training import warm_up  # TensorFlow is loaded by now
 
         # A server whose limits refuse the default experiment skips it; its Train page says why.
@@ -307,6 +308,7 @@ def frame() -> None:
     if not getattr(_ROUTED, "active", False):
         st.navigation(navigation_pages())
         st.rerun()
+    _ignore_unusable_settings()  # before anything reads them
     init_state()
     remember_workspace()
     sidebar()
@@ -419,7 +421,24 @@ def sync_url() -> None:
         st.query_params.from_dict(params)
 
 
+# SHARECORE_* settings whose values this server could not use (variable -> why), for every page to say.
+IGNORED_SETTINGS: dict[str, str] = {}
+
+
+def _ignore_unusable_settings() -> None:
+    """Checks this server's SHARECORE_* settings (`sharecore.core.settings`; a few dozen dictionary reads).
+
+    A value that cannot be used is removed from this process's environment, so that every later read (the
+    caps, the run store, the runner) gets its default instead of failing a page, and every page says so.
+    """
+    for variable, message in settings.problems().items():
+        os.environ.pop(variable, None)
+        IGNORED_SETTINGS[variable] = f"{message} It is ignored: this server uses the default."
+
+
 def show_url_warnings() -> None:
+    for problem in IGNORED_SETTINGS.values():
+        st.error(plain(problem), icon=":material/error:")
     limits_error = _server_limits_from_secrets()
     if limits_error:
         st.error(plain(limits_error), icon=":material/error:")

@@ -3,6 +3,7 @@ checked here, with a message that names the field, says what it must be and quot
 
 from __future__ import annotations
 
+import math
 import re
 import reprlib
 from dataclasses import fields
@@ -139,3 +140,25 @@ def jsonable(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- Rule
+
+
+def parse_count(value: Any, where: str, example: str = "2000000") -> int:
+    """A whole number >= 1 from a setting: an int, a float with no fraction, or text such as '2_000_000'.
+
+    Raises:
+        ValueError: "{where} must be a whole number >= 1, e.g. {example}. Received: ...".
+    """
+    number: Any = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 30:
+        try:
+            number = int(value.strip())  # accepts 2_000_000 too
+        except ValueError:
+            number = None
+    if number is None or number < 1:
+        shown = value if not isinstance(value, str) else value[:40]
+        raise ValueError(f"{where} must be a whole number >= 1, e.g. {example}. Received: {shown!r}")
+    return number

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sharecore.core.config import DIGITS_INPUT_SIZES, DIGITS_POOL_SIZE, TEACHER_POOL_SIZE, TOKENS_HELDOUT, TrainConfig
+from sharecore.core.fields import parse_count
 from sharecore.core.plan import Plan, as_plan
 from sharecore.core.spec import ModelSpec
 
@@ -101,7 +102,7 @@ class Limits:
                 f"unknown limit(s) {unknown} under [{SECRETS_SECTION}]; allowed names are {allowed}. "
                 f"Received: {unknown}"
             )
-        values = {name: _parse_limit(value, f"[{SECRETS_SECTION}] {name}") for name, value in mapping.items()}
+        values = {name: parse_count(value, f"[{SECRETS_SECTION}] {name}") for name, value in mapping.items()}
         return replace(base, **values)
 
     @classmethod
@@ -125,7 +126,7 @@ class Limits:
         for f in fields(cls):
             variable = env_variable(f.name)
             if variable in environ:
-                values[f.name] = _parse_limit(environ[variable], f"environment variable {variable}")
+                values[f.name] = parse_count(environ[variable], f"environment variable {variable}", str(f.default))
         return replace(base, **values)
 
 
@@ -147,23 +148,6 @@ def set_server_defaults(limits: Limits) -> None:
 def env_variable(name: str) -> str:
     """The environment variable of limit `name`, e.g. ``SHARECORE_MAX_PARAMS``."""
     return f"SHARECORE_{name.upper()}"
-
-
-def _parse_limit(value: Any, where: str) -> int:
-    number: Any = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and len(value) <= 30:
-        try:
-            number = int(value.strip())  # accepts 2_000_000 too
-        except ValueError:
-            number = None
-    if number is None or number < 1:
-        shown = value if not isinstance(value, str) else value[:40]
-        raise ValueError(f"{where} must be a whole number >= 1, e.g. 2000000. Received: {shown!r}")
-    return number
 
 
 def _how_to_raise(name: str) -> str:

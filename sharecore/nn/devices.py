@@ -15,10 +15,10 @@ already in use), the settings in force stay and `gpu_settings()` says so.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 
+from sharecore.core import settings
 from sharecore.core.config import TrainConfig, check_batch_split
 from sharecore.core.runcheck import check_distribute
 from sharecore.nn.tfimport import tf
@@ -48,7 +48,7 @@ def configure_gpus() -> GpuSettings:
             tf.config.experimental.set_memory_growth(gpu, True)
         except (RuntimeError, ValueError):  # initialised before sharecore was imported, or split into logical GPUs
             growth = growth and bool(tf.config.experimental.get_memory_growth(gpu))
-    if os.environ.get("SHARECORE_TF32", "") != "1":
+    if not settings.value_or_default("SHARECORE_TF32"):
         tf.config.experimental.enable_tensor_float_32_execution(False)
     _SETTINGS = GpuSettings(
         tuple(g.name for g in gpus), growth, bool(tf.config.experimental.tensor_float_32_execution_enabled())

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sharecore.core import settings
 from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 
@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # the worker imports TensorFlow when it starts, not the modul
     from sharecore.core.results import TrainProgress, TrainResult
 
 # Runs that may train at once in this process; the rest wait. Each run uses all cores.
-MAX_CONCURRENT_RUNS = max(1, int(os.environ.get("SHARECORE_MAX_CONCURRENT_RUNS", "2")))
+# SHARECORE_MAX_CONCURRENT_RUNS (default 2). Each run uses all cores.
+MAX_CONCURRENT_RUNS = int(settings.value_or_default("SHARECORE_MAX_CONCURRENT_RUNS"))
 # How long a run's owner may be gone before the run ends. Long enough to ride out a page
 # reload or a short network blip (the browser reconnects to the same session within a second
 # or two), short enough that a closed tab frees its trainer within seconds.

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sharecore.core import settings
 from sharecore.core.config import TrainConfig
 from sharecore.core.limits import env_variable
 from sharecore.core.results import TrainResult, TrainState
@@ -46,7 +47,6 @@ from sharecore.core.spec import ModelSpec
 from sharecore.core.text import NOT_IN_A_LINE
 
 DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"
-DEFAULT_DATA_DIR = ".sharecore-data"
 FILE_NAME = "runs.sqlite3"
 MB = 2**20
 MAX_LABEL_CHARS = 80
@@ -313,23 +313,6 @@ def _may_write_folder(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def _read_cap(environ: Mapping[str, str], name: str, default: int, example: str) -> int:
-    """A whole number >= 1 from an environment variable, or `default` if it is not set."""
-    variable = env_variable(name)
-    if variable not in environ:
-        return default
-    value = environ[variable]
-    try:
-        number = int(value.strip()) if len(value) <= 30 else 0
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError(
-            f"environment variable {variable} must be a whole number >= 1, e.g. {example}. Received: {value[:40]!r}"
-        )
-    return number
-
-
 # ----------------------------------------------------------------------------- encoding
 def _frame_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
@@ -537,12 +520,10 @@ class RunStore:
             ValueError: naming the variable whose value is not a whole number >= 1.
             StoreUnavailable: (a ValueError) for a folder the server may not write, saying how to fix it.
         """
-        environ = os.environ if environ is None else environ
-        folder = environ.get(DATA_DIR_VARIABLE, "") or DEFAULT_DATA_DIR
         return cls(
-            Path(folder) / FILE_NAME,
-            max_runs_per_workspace=_read_cap(environ, "kept_runs", 30, "30"),
-            max_bytes=_read_cap(environ, "store_mb", 300, "300") * MB,
+            Path(str(settings.read(DATA_DIR_VARIABLE, environ))) / FILE_NAME,
+            max_runs_per_workspace=int(settings.read("SHARECORE_KEPT_RUNS", environ)),
+            max_bytes=int(settings.read("SHARECORE_STORE_MB", environ)) * MB,
         )
 
     # ------------------------------------------------------------------ connections

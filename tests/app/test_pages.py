@@ -556,3 +556,31 @@ def test_streamlit_clean_up_waits_while_the_start_up_warm_up_compiles():
         del training._WARMING[("a warm-up",)]
     keras.backend.clear_session()
     assert global_state.GLOBAL_STATE_TRACKER is not state
+
+
+@pytest.fixture
+def unusable_settings(monkeypatch):
+    """Two SHARECORE_* values a server cannot use; the messages this process collected are dropped afterwards."""
+    import ui
+
+    monkeypatch.setenv("SHARECORE_MAX_STEPS", "lots")
+    monkeypatch.setenv("SHARECORE_WARM_UP", "yes")
+    yield
+    ui.IGNORED_SETTINGS.clear()
+
+
+@pytest.mark.parametrize("page", ["home", "lab", "train", "compare"])
+def test_a_setting_the_server_cannot_use_is_one_message_on_every_page_and_its_default_is_used(unusable_settings, page):
+    import os
+
+    at = open_app(page)
+    assert not at.exception, at.exception
+    errors = [e.value.replace("\\", "").replace("\u2060", "") for e in at.error]  # as plain() escaped them
+    assert len(errors) == 2, errors
+    assert "SHARECORE_MAX_STEPS must be a whole number >= 1, e.g. 5000. Received: 'lots'" in errors[0] + errors[1]
+    assert "SHARECORE_WARM_UP must be 0 or 1" in errors[0] + errors[1]
+    assert all("this server uses the default" in e for e in errors)
+    assert "SHARECORE_MAX_STEPS" not in os.environ  # every later read of the caps gets the default
+    from sharecore.core.limits import Limits
+
+    assert Limits.from_env().max_steps == Limits().max_steps
