@@ -53,7 +53,15 @@ def check_batch_split(batch_size: int, replicas: int) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one side-by-side training run of the tied and untied models."""
+    """Settings of one side-by-side training run of the tied and untied models.
+
+    Example:
+        >>> TrainConfig(steps=200, optimizer="sgd", learning_rate=0.05).to_dict()["optimizer"]
+        'sgd'
+        >>> TrainConfig(optimizer="rmsprop")
+        Traceback (most recent call last):
+        ValueError: train.optimizer: must be one of 'sgd', 'adam'. Received: 'rmsprop'
+    """
 
     steps: int = 60  # optimizer steps per variant
     batch_size: int = 32

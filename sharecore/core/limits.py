@@ -119,6 +119,13 @@ class Limits:
 
         Raises:
             ValueError: naming the variable, if its value is not a whole number >= 1.
+
+        Example:
+            >>> Limits.from_env({"SHARECORE_MAX_STEPS": "20_000"}, base=Limits()).max_steps
+            20000
+            >>> Limits.from_env({"SHARECORE_MAX_STEPS": "lots"})
+            Traceback (most recent call last):
+            ValueError: environment variable SHARECORE_MAX_STEPS must be a whole number >= 1, e.g. 5000. Received: 'lots'
         """
         environ = os.environ if environ is None else environ
         base = base or _server_defaults
@@ -183,7 +190,7 @@ def tied_params(p: Plan) -> int:
     Usually smaller than the untied model, but not always: a use that reads a slice of a big
     tensor copies only the slice when untied. Equals `param_report(spec).tied_total`.
     """
-    stored: set[tuple[str, str]] = set()
+    stored: set[tuple[str, str | None]] = set()  # (kind, tensor name); only a use of a tensor reads one
     total = 0
     for u in p.uses:
         if u.use.tensor is None:
@@ -291,11 +298,11 @@ def _activation_formula(p: Plan, config: TrainConfig) -> str:
             f"{config.batch_size}, plus its {io} input and output values per sample x 4 bytes x 4.5 x the "
             f"{pool}-sample data pool"
         )
-    pool = {
+    passes = {
         "teacher": f" plus one pass over the {TEACHER_POOL_SIZE}-sample teacher pool",
         "tokens": f" plus one pass over the {TOKENS_HELDOUT} held-out sequences",
     }.get(config.dataset, "")
-    return f"{values} values per sample x 4 bytes x 3 x batch_size {config.batch_size}{pool}"
+    return f"{values} values per sample x 4 bytes x 3 x batch_size {config.batch_size}{passes}"
 
 
 def check_limits(spec: ModelSpec | Plan, config: TrainConfig | None = None, limits: Limits | None = None) -> Plan:
@@ -314,6 +321,14 @@ def check_limits(spec: ModelSpec | Plan, config: TrainConfig | None = None, limi
     Raises:
         ValueError: for the first cap exceeded, naming the cap, the value and how to raise it;
             or, from `plan`, if the spec cannot be built.
+
+    Example:
+        >>> from sharecore import TrainConfig, preset
+        >>> check_limits(preset("seed-dense"), TrainConfig(steps=100), Limits()).spec.name
+        'seed-dense'
+        >>> check_limits(preset("seed-dense"), TrainConfig(steps=6000), Limits())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: the training run exceeds the limit of 5,000 steps (steps asked for: 6,000). Train fewer steps, ...
     """
     limits = limits or Limits.from_env()
     config = config or TrainConfig()

@@ -87,6 +87,16 @@ def param_report(spec: ModelSpec | Plan) -> ParamReport:
 
     Raises:
         ValueError: if the spec cannot be built.
+
+    Example:
+        >>> from sharecore import preset
+        >>> report = param_report(preset("seed-mixed"))  # W (10, 5) read by a dense op and a 1x1 conv
+        >>> report.tied_total, report.untied_total, report.saved
+        (50, 100, 50)
+        >>> report.table[report.table.variant == "tied"][["use", "owned_params", "referenced_params"]]
+             use  owned_params  referenced_params
+        0  dense            50                  0
+        1   conv             0                 50
     """
     p = as_plan(spec)
     tensor_sizes = {t.name: math.prod(t.shape) for t in p.spec.tensors}

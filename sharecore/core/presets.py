@@ -179,7 +179,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
 
 
 def presets() -> tuple[str, ...]:
-    """The names of the built-in specs."""
+    """The names of the built-in specs.
+
+    Example:
+        >>> presets()[:3]
+        ('seed-dense', 'seed-conv', 'seed-mixed')
+    """
     return tuple(_PRESETS)
 
 
@@ -188,6 +193,11 @@ def preset(name: str) -> ModelSpec:
 
     Raises:
         ValueError: if there is no preset of that name.
+
+    Example:
+        >>> spec = preset("seed-mixed")
+        >>> [(u.name, u.op, u.tensor) for u in spec.uses]
+        [('dense', 'dense', 'W'), ('conv', 'conv2d', 'W')]
     """
     if name not in _PRESETS:
         raise ValueError(f"unknown preset {name!r}. Choose one of: {', '.join(_PRESETS)}.")

@@ -29,13 +29,12 @@ def _apply_step_np(rule: Rule, w: np.ndarray) -> np.ndarray:
     if rule.kind == "transpose":
         return np.transpose(w, rule.perm)
     if rule.kind == "reshape":
-        return np.reshape(w, rule.shape)
+        return np.reshape(w, rule.shape or ())
     if rule.kind == "rot90":
-        return np.rot90(w, rule.k, axes=(0, 1))
+        return np.rot90(w, rule.k or 0, axes=(0, 1))
     if rule.kind == "flip":
         return np.flip(w, rule.axis)
-    index = tuple(slice(b, b + s) for b, s in zip(rule.begin, rule.size))
-    return w[index]
+    return w[tuple(slice(start, stop) for start, stop in rule.box)]
 
 
 def reads_part(rule: Rule) -> bool:
@@ -58,7 +57,7 @@ def rule_mask(rule: Rule, tensor_shape: tuple[int, ...]) -> np.ndarray:
     if not reads_part(rule):
         mask[...] = 1.0
     elif rule.kind == "slice":
-        mask[tuple(slice(b, b + s) for b, s in zip(rule.begin, rule.size))] = 1.0
+        mask[tuple(slice(start, stop) for start, stop in rule.box)] = 1.0
     else:
         # A composed rule: apply it to the entries' flat indices and mark the ones that come out.
         # Every step is a view that moves or drops entries, so this is exact for any composition.
@@ -82,7 +81,7 @@ def read_box(rule: Rule, tensor_shape: tuple[int, ...]) -> tuple[tuple[int, int]
     if not reads_part(rule):
         return tuple((0, n) for n in tensor_shape)
     if rule.kind == "slice":
-        return tuple((b, b + s) for b, s in zip(rule.begin, rule.size))
+        return rule.box
     read = np.nonzero(rule_mask(rule, tensor_shape))
     return tuple((int(axis.min()), int(axis.max()) + 1) for axis in read)
 
@@ -105,7 +104,8 @@ def split_pairs(
     boxes = {name: read_box(rule, tensor_shape) for name, rule in uses}
     # Where a read region is no box, boxes that meet may still share no entry: the masks decide.
     masks = {name: rule_mask(rule, tensor_shape) > 0 for name, rule in uses if not _reads_a_box(rule)}
-    overlap, apart = [], []
+    overlap: list[tuple[str, str]] = []
+    apart: list[tuple[str, str]] = []
     for (a, rule_a), (b, rule_b) in itertools.combinations(uses, 2):
         shared = all(max(a0, b0) < min(a1, b1) for (a0, a1), (b0, b1) in zip(boxes[a], boxes[b]))
         if shared and (a in masks or b in masks):

@@ -52,7 +52,8 @@ class Setting:
 
 def _caps() -> list[Setting]:
     """The caps of `Limits`, one variable each (`Limits.from_env` reads them)."""
-    return [Setting(env_variable(f.name), int, f.default, f"the cap {f.name}") for f in fields(Limits)]
+    defaults = Limits()
+    return [Setting(env_variable(f.name), int, getattr(defaults, f.name), f"the cap {f.name}") for f in fields(Limits)]
 
 
 SETTINGS: dict[str, Setting] = {

@@ -72,6 +72,11 @@ class Rule:
             object.__setattr__(self, "k", self.k % 4)
 
     @property
+    def box(self) -> tuple[tuple[int, int], ...]:
+        """A slice's [start, stop) on each axis of the stored tensor."""
+        return tuple((b, b + s) for b, s in zip(self.begin or (), self.size or ()))
+
+    @property
     def steps(self) -> tuple[Rule, ...]:
         """The single (not composed) rules this rule applies, in order: itself, or a composed rule's steps."""
         if self.kind != "compose":
@@ -314,7 +319,7 @@ class ModelSpec:
             check_int("spec.input_vocab", self.input_vocab, minimum=2)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "input_shape": list(self.input_shape),
@@ -362,7 +367,18 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelSpec:
-        """Parses JSON text (or UTF-8 bytes, as uploaded); malformed JSON raises ValueError with the position."""
+        """Parses JSON text (or UTF-8 bytes, as uploaded); malformed JSON raises ValueError with the position.
+
+        Example:
+            >>> spec = ModelSpec.from_json(
+            ...     '{"name": "chain", "input_shape": [4], "tensors": [{"name": "W", "shape": [4, 4]}],'
+            ...     ' "uses": [{"name": "a", "op": "dense", "tensor": "W"}, {"name": "b", "op": "dense", "tensor": "W"}]}'
+            ... )
+            >>> spec.name, [u.source for u in spec.uses]
+            ('chain', [None, None])
+            >>> ModelSpec.from_json(spec.to_json()) == spec
+            True
+        """
         if not isinstance(text, (str, bytes, bytearray)):
             raise fail("spec JSON", "must be text (str) or UTF-8 bytes.", type(text).__name__)
         try:
