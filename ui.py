@@ -57,7 +57,7 @@ def _keep_keras_session_while_training() -> None:
     own collector still runs.
     """
     from sharecore.nn.tfimport import keras
-    from sharecore.nn.training import warming_up
+    from sharecore.nn.trainer import warming_up
 
     clear_session = keras.backend.clear_session
     if getattr(clear_session, "waits_for_training", False):
@@ -126,7 +126,7 @@ def _load_tensorflow_then_warm_up() -> None:
     _keep_keras_session_while_training()
     _freeze_imported_objects()
     if settings.value_or_default("SHARECORE_WARM_UP") and not active_runs():
-        from sharecore.nn.training import warm_up  # TensorFlow is loaded by now
+        from sharecore.nn.trainer import warm_up  # TensorFlow is loaded by now
 
         # A server whose limits refuse the default experiment skips it; its Train page says why.
         with contextlib.suppress(ValueError):

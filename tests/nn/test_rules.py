@@ -26,7 +26,7 @@ from sharecore.core.spec import ModelSpec, Rule
 from sharecore.nn.data import make_dataset
 from sharecore.nn.layers import apply_rule, record_views
 from sharecore.nn.model import initial_values
-from sharecore.nn.training import rule_adjoint
+from sharecore.nn.tensor_rules import rule_adjoint
 from sharecore.share import urlstate
 from sharecore.share.codegen import keras_code
 from sharecore.viz import plots
