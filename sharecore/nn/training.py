@@ -15,18 +15,18 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from sharecore.core.config import TrainConfig, check_batch_split
 from sharecore.core.limits import SECRETS_SECTION, Limits, env_variable
 from sharecore.core.results import TrainProgress, TrainResult, TrainState
 from sharecore.core.runcheck import check_run
 from sharecore.core.spec import ModelSpec
-from sharecore.nn.data import make_dataset
+from sharecore.nn.data import Dataset, make_dataset
 from sharecore.nn.devices import describe, make_strategy, resolve_device
 from sharecore.nn.model import initial_values
+from sharecore.nn.recorder import Recorder
 from sharecore.nn.tfimport import tf
-from sharecore.nn.trainer import borrowed
+from sharecore.nn.trainer import Trainer, borrowed
 from sharecore.nn.variant import Variant
 
 
@@ -101,13 +101,6 @@ def train(
         batches.bit_generator.state = resume.state.rng  # the batches the earlier run would have drawn next
     steps = np.arange(1, config.steps + 1)
     recorded = (steps == 1) | (steps % config.record_every == 0) | (steps == config.steps)
-    # A continued run's records start with the earlier run's, kept as they were.
-    history: list[tuple] = _rows(resume, "history")
-    gradients: list[tuple] = _rows(resume, "gradients")
-    divergence: list[tuple] = _rows(resume, "divergence")
-
-    def frame() -> pd.DataFrame:
-        return pd.DataFrame(history, columns=["step", "variant", "loss", "accuracy"])
 
     # A strategy places the replicas' ops itself; under an outer device scope they would all go there.
     with (
@@ -118,28 +111,16 @@ def train(
         for v in variants:
             v.reset(init, config)  # also for a continued run: it sets the seed's ||W0|| for divergence
         params = {v.name: int(v.model.count_params()) for v in variants}
+        recorder = Recorder(variants, resume)
+        evaluate = _heldout_evaluation(trainer, data, recorder)
         if resume is None:
             weights = {"start": {v.name: v.snapshot() for v in variants}}
-            for v in variants:
-                _append_divergence(divergence, 0, v.name, v.divergence_now())
+            recorder.divergence_now(0)
+            evaluate(0)
         else:
             weights = {"start": resume.weights["start"]}
             _restore(variants, resume.state, config)
         pool_x, pool_y = tf.constant(data.x), tf.constant(data.y)
-        heldout: list[tuple] = _rows(resume, "heldout")
-        if data.heldout_x is not None:
-            heldout_x, heldout_y = tf.constant(data.heldout_x), tf.constant(data.heldout_y)
-
-            def evaluate(step: int) -> None:
-                losses, accs = (t.numpy() for t in trainer.evaluate(heldout_x, heldout_y))
-                heldout.extend((step, v.name, float(losses[j]), float(accs[j])) for j, v in enumerate(variants))
-
-            if resume is None:
-                evaluate(0)
-        else:
-
-            def evaluate(step: int) -> None:
-                pass
 
         stop_reason = None
         can_continue = True  # False once the weights are no place to go on from
@@ -159,43 +140,23 @@ def train(
             # Chunks end at multiples of `chunk`, also for a continued run, so that its held-out
             # evaluations fall on the steps of one uninterrupted run.
             first, last = steps_done, min((steps_done // chunk + 1) * chunk, config.steps)
+            idx = batches.integers(0, len(data.x), (last - first, config.batch_size)).astype("int32")
             try:
-                losses, accs, stats, finite = (
-                    t.numpy()
-                    for t in trainer.chunk(
-                        pool_x,
-                        pool_y,
-                        tf.constant(
-                            batches.integers(0, len(data.x), (last - first, config.batch_size)).astype("int32")
-                        ),
-                        tf.constant(recorded[first:last]),
-                    )
-                )
+                out = trainer.chunk(pool_x, pool_y, tf.constant(idx), tf.constant(recorded[first:last]))
+                losses, accs, stats, finite = (t.numpy() for t in out)
             except DEVICE_ERRORS as err:
                 stop_reason = _device_failure(err, where, first, last, config, strategy is not None)
                 can_continue = False  # the chunk may have updated some weights before it failed
                 break
-            for i in range(len(losses)):
-                step = first + i + 1
-                offset = 0
-                for j, v in enumerate(variants):
-                    history.append((step, v.name, float(losses[i, j]), float(accs[i, j])))
-                    if recorded[step - 1]:
-                        _append_stats(gradients, divergence, step, v, stats[i, offset : offset + v.stats_size])
-                    offset += v.stats_size
+            recorder.chunk(first, losses, accs, stats, recorded)
             steps_done = first + len(losses)
             if steps_done > first:
                 evaluate(steps_done)
             if not finite.all():
                 can_continue = False
-                bad = [v.name for v, ok in zip(variants, finite) if not ok]
-                stop_reason = (
-                    f"the {' and '.join(bad)} model's loss or weights became non-finite (NaN or inf) at step "
-                    f"{steps_done + 1}; training stopped there. The learning rate {config.learning_rate:g} is "
-                    f"probably too high for the {config.optimizer} optimizer: try {config.learning_rate / 10:g}."
-                )
+                stop_reason = _non_finite([v.name for v, ok in zip(variants, finite) if not ok], steps_done, config)
             if on_progress is not None:
-                on_progress(TrainProgress(steps_done, config.steps, frame()))
+                on_progress(TrainProgress(steps_done, config.steps, recorder.frame("history")))
             if stop_reason:
                 break
         seconds = time.perf_counter() - start
@@ -211,21 +172,27 @@ def train(
         device=where,
         steps_done=steps_done,
         stop_reason=stop_reason,
-        history=frame(),
-        gradients=pd.DataFrame(
-            gradients, columns=["step", "variant", "tensor", "use", "grad_norm", "sum_norm", "cosine_with_others"]
-        ),
-        divergence=pd.DataFrame(
-            divergence, columns=["step", "variant", "tensor", "use_a", "use_b", "relative_distance", "cosine"]
-        ),
         weights=weights,
         seconds=seconds + (resume.seconds if resume is not None else 0.0),
         dataset=data.description,
         params=params,
         compile_seconds=compile_seconds + (resume.compile_seconds if resume is not None else 0.0),
-        heldout=pd.DataFrame(heldout, columns=["step", "variant", "loss", "accuracy"]),
         state=state,
+        **recorder.frames(),
     )
+
+
+def _heldout_evaluation(trainer: Trainer, data: Dataset, recorder: Recorder) -> Callable[[int], None]:
+    """Records both variants' loss and accuracy on the held-out samples at a step; nothing without them."""
+    if data.heldout_x is None:
+        return lambda step: None
+    x, y = tf.constant(data.heldout_x), tf.constant(data.heldout_y)
+
+    def evaluate(step: int) -> None:
+        losses, accs = (t.numpy() for t in trainer.evaluate(x, y))
+        recorder.heldout(step, losses, accs)
+
+    return evaluate
 
 
 # What a device, its driver or a lost replica raises mid-run (out of memory, cuDNN, a collective that
@@ -275,6 +242,15 @@ def _over_time(limits: Limits, steps_done: int, steps: int) -> str:
     )
 
 
+def _non_finite(bad: list[str], steps_done: int, config: TrainConfig) -> str:
+    """The stop reason when the `bad` variants' loss or weights became NaN or inf in the step after `steps_done`."""
+    return (
+        f"the {' and '.join(bad)} model's loss or weights became non-finite (NaN or inf) at step "
+        f"{steps_done + 1}; training stopped there. The learning rate {config.learning_rate:g} is "
+        f"probably too high for the {config.optimizer} optimizer: try {config.learning_rate / 10:g}."
+    )
+
+
 # ----------------------------------------------------------------------------- continuing a run
 def _state_arrays(variants: list[Variant]) -> dict[str, np.ndarray]:
     """Every trainable and optimizer variable of both variants, as 'tied/var/0', 'untied/opt/2', ..."""
@@ -303,25 +279,3 @@ def _restore(variants: list[Variant], state: TrainState, config: TrainConfig) ->
                 var.assign(np.asarray(value, dtype=var.dtype))
         # The state holds the earlier learning rate; a continued run may change it (a schedule by hand).
         v.optimizer.learning_rate = config.learning_rate
-
-
-def _rows(result: TrainResult | None, frame: str) -> list[tuple]:
-    """The rows of one of `result`'s record frames as tuples; none without a result."""
-    if result is None:
-        return []
-    return list(getattr(result, frame).itertuples(index=False, name=None))
-
-
-def _append_stats(gradients: list, divergence: list, step: int, v: Variant, values: np.ndarray) -> None:
-    for i, (t, use) in enumerate(v.grad_keys):
-        norm, total, cos = values[3 * i : 3 * i + 3]
-        gradients.append((step, v.name, t, use, float(norm), float(total), float(cos)))
-    base = 3 * len(v.grad_keys)
-    for i, (t, a, b) in enumerate(v.div_keys):
-        rel, cos = values[base + 2 * i : base + 2 * i + 2]
-        divergence.append((step, v.name, t, a, b, float(rel), float(cos)))
-
-
-def _append_divergence(rows: list, step: int, variant: str, stats: dict) -> None:
-    for (t, a, b), (rel, cos) in stats.items():
-        rows.append((step, variant, t, a, b, float(rel), float(cos)))

@@ -42,7 +42,7 @@ import pandas as pd
 from sharecore.core import settings
 from sharecore.core.config import TrainConfig
 from sharecore.core.limits import env_variable
-from sharecore.core.results import TrainResult, TrainState
+from sharecore.core.results import RECORD_COLUMNS, TrainResult, TrainState
 from sharecore.core.spec import ModelSpec
 from sharecore.core.text import NOT_IN_A_LINE
 
@@ -61,7 +61,7 @@ _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _BUSY_TIMEOUT_SECONDS = 30.0
 # runs() marks its workspace as used at most this often, so that listing stays a read.
 _TOUCH_EVERY_SECONDS = 60.0
-FRAMES = ("history", "gradients", "divergence", "heldout")
+FRAMES = tuple(RECORD_COLUMNS)  # history, gradients, divergence, heldout: each kept as Parquet
 # Every field of TrainResult and where it is kept; tests/runs/test_store.py checks this covers them all.
 STORED_FIELDS = (
     *("spec", "config", "device", "steps_done", "stop_reason", "seconds", "dataset", "params", "compile_seconds"),

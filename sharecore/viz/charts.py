@@ -48,9 +48,9 @@ def loss_chart(
     """Training loss per step, tied vs untied, and accuracy on a second axis when there is one.
 
     Args:
-        history: `TrainResult.history` (or `TrainProgress.history`): step, variant, loss, accuracy.
+        history: `TrainResult.history` (or `TrainProgress.history`): `sharecore.core.results.HISTORY_COLUMNS`.
         total_steps: fixes the x range to [1, total_steps], so a live chart does not rescale.
-        heldout: `TrainResult.heldout` (step, variant, loss, accuracy on held-out samples), drawn
+        heldout: `TrainResult.heldout` (`HELDOUT_COLUMNS`, on held-out samples), drawn
             dashed; None or empty draws none.
         log_y: draw the loss axis on a log scale (a loss that falls by decades stays readable);
             the accuracy axis stays linear.
@@ -168,7 +168,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
     kernel gradient, mapped into the tensor's shape. Both panels share the y axis.
 
     Args:
-        gradients: `TrainResult.gradients`.
+        gradients: `TrainResult.gradients`: `sharecore.core.results.GRADIENT_COLUMNS`.
         tensor: a shared tensor of the run.
 
     Returns:
@@ -232,7 +232,7 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
     zero line the uses agree, below they pull against each other.
 
     Args:
-        gradients: `TrainResult.gradients`.
+        gradients: `TrainResult.gradients`: `sharecore.core.results.GRADIENT_COLUMNS`.
         tensor: a shared tensor of the run.
 
     Returns:
@@ -372,7 +372,7 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
     1) is the dashed reference.
 
     Args:
-        divergence: `TrainResult.divergence` (step 0 is before training).
+        divergence: `TrainResult.divergence`: `sharecore.core.results.DIVERGENCE_COLUMNS` (step 0 is before training).
         tensor: a shared tensor of the run.
         spec: optional; when given, an unknown tensor raises and a single-use tensor is named.
 
@@ -442,7 +442,7 @@ def divergence_heatmap(
     """Uses x uses matrix of the relative distance between their copies at one step.
 
     Args:
-        divergence: `TrainResult.divergence`.
+        divergence: `TrainResult.divergence`: `sharecore.core.results.DIVERGENCE_COLUMNS`.
         tensor: a shared tensor of the run.
         step: the step to show; the nearest recorded step at or below it is used.
         variant: 'untied' (the interesting one) or 'tied' (all zeros).
