@@ -25,13 +25,13 @@ from sharecore.viz.style import (
     STEP_AXIS,
     VARIANT_COLORS,
     VARIANTS,
-    _layout,
-    _message,
-    _mode,
-    _panel_note,
-    _tensor_rows,
-    _variants,
+    house_layout,
+    line_mode,
+    message_figure,
+    panel_note,
+    tensor_rows,
     use_colors,
+    variants_in,
 )
 
 HISTOGRAM_BINS = 40  # bins of the weight histograms, on one grid from the smallest value to the largest
@@ -69,17 +69,17 @@ def loss_chart(
         x_range = [1, total_steps] if total_steps > 1 else [0.5, 1.5]
     if history.empty:
         if total_steps is None:
-            return _message(title, "No training steps yet: the curves appear as training runs.")
+            return message_figure(title, "No training steps yet: the curves appear as training runs.")
         fig.update_xaxes(title_text=STEP_AXIS, range=x_range)
         fig.update_yaxes(title_text="loss", secondary_y=False)
-        fig = _message(title, "No training steps yet: the curves appear as training runs.", fig=fig)
+        fig = message_figure(title, "No training steps yet: the curves appear as training runs.", fig=fig)
         fig.update_xaxes(visible=True)
         fig.update_yaxes(visible=True)
         return fig
-    for variant in _variants(history):
+    for variant in variants_in(history):
         rows = history[history["variant"] == variant].sort_values("step")
         color = VARIANT_COLORS.get(variant, NEUTRAL)
-        mode = _mode(len(rows))
+        mode = line_mode(len(rows))
         fig.add_trace(
             go.Scatter(
                 x=rows["step"].to_numpy(),
@@ -106,7 +106,7 @@ def loss_chart(
                 secondary_y=True,
             )
     has_heldout = heldout is not None and not heldout.empty
-    for variant in _variants(heldout) if has_heldout else []:
+    for variant in variants_in(heldout) if has_heldout else []:
         rows = heldout[heldout["variant"] == variant].sort_values("step")
         fig.add_trace(
             go.Scatter(
@@ -134,7 +134,7 @@ def loss_chart(
     reading += ["dashed: held-out loss"] * has_heldout
     reading += ["dotted: accuracy on the right axis (higher is better)"] * has_accuracy
     how = ", ".join(reading) + "." + (" The loss axis is logarithmic: equal steps are equal factors." if log_y else "")
-    return _layout(fig, title, subtitle, how_to_read=how, hovermode="x unified")
+    return house_layout(fig, title, subtitle, how_to_read=how, hovermode="x unified")
 
 
 def _add_use_lines(
@@ -148,7 +148,7 @@ def _add_use_lines(
                 x=urows["step"].to_numpy(),
                 y=urows[column].to_numpy(),
                 name=use,
-                mode=_mode(len(urows)),
+                mode=line_mode(len(urows)),
                 line={"color": colors[use], "width": 1.8},
                 marker={"size": 5},
                 legendgroup=use,
@@ -178,9 +178,9 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         ValueError: if the frame has rows but none for `tensor`.
     """
     title = f"How hard does each use push on {tensor}?"
-    rows = _tensor_rows(gradients, tensor, "gradients")
+    rows = tensor_rows(gradients, tensor, "gradients")
     if rows.empty:
-        return _message(title, "No gradients recorded yet: they appear after the first recorded step.")
+        return message_figure(title, "No gradients recorded yet: they appear after the first recorded step.")
     uses = list(dict.fromkeys(rows["use"]))
     colors = use_colors(uses)
     fig = make_subplots(
@@ -193,7 +193,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
     for col, variant in enumerate(VARIANTS, start=1):
         vrows = rows[rows["variant"] == variant]
         if vrows.empty:
-            _panel_note(fig, f"no {variant} gradients recorded", col)
+            panel_note(fig, f"no {variant} gradients recorded", col)
             continue
         _add_use_lines(fig, vrows, uses, colors, "grad_norm", variant, col)
         if variant == "tied":
@@ -204,7 +204,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
                     x=sums["step"].to_numpy(),
                     y=sums["sum_norm"].to_numpy(),
                     name=f"sum: the gradient {tensor} gets",
-                    mode=_mode(len(sums)),
+                    mode=line_mode(len(sums)),
                     line={"color": VARIANT_COLORS["tied"], "width": 4.5},
                     marker={"size": 6},
                     meta={"variant": "tied", "role": "sum"},
@@ -215,7 +215,7 @@ def gradient_flow(gradients: pd.DataFrame, tensor: str) -> go.Figure:
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(title_text="gradient norm (L2)", rangemode="tozero", row=1, col=1)
     fig.update_annotations(font_size=12)
-    return _layout(
+    return house_layout(
         fig,
         title,
         f"{len(uses)} use{'s' * (len(uses) > 1)} of {tensor}; thin: one use's gradient, thick: their sum (tied)",
@@ -242,16 +242,18 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         ValueError: if the frame has rows but none for `tensor`.
     """
     title = f"Do the uses of {tensor} agree on which way to move it?"
-    rows = _tensor_rows(gradients, tensor, "gradients")
+    rows = tensor_rows(gradients, tensor, "gradients")
     if rows.empty:
-        return _message(title, "No gradients recorded yet: they appear after the first recorded step.")
+        return message_figure(title, "No gradients recorded yet: they appear after the first recorded step.")
     uses = list(dict.fromkeys(rows["use"]))
     if len(uses) == 1:
-        return _message(
+        return message_figure(
             title, f"Only one use ({uses[0]}) reads {tensor}, so there is no other use to agree or conflict with."
         )
     if rows["cosine_with_others"].isna().all():
-        return _message(title, f"Every recorded gradient of {tensor} was zero, so there is no direction to compare.")
+        return message_figure(
+            title, f"Every recorded gradient of {tensor} was zero, so there is no direction to compare."
+        )
     colors = use_colors(uses)
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05, subplot_titles=("tied", "untied"))
     for col, variant in enumerate(VARIANTS, start=1):
@@ -276,7 +278,7 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
             )
         vrows = rows[rows["variant"] == variant]
         if vrows.empty:
-            _panel_note(fig, f"no {variant} gradients recorded", col)
+            panel_note(fig, f"no {variant} gradients recorded", col)
             continue
         if len(uses) == 2:
             # With two uses "the others" is the other use, and cos(a, b) = cos(b, a): one line, named for both.
@@ -300,7 +302,7 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
             f"Above 0 (green): the use pushes {tensor} the same way as the other uses together; below 0 (red): "
             "against them. One color per use. Left: tied, right: untied."
         )
-    return _layout(fig, title, subtitle, panel_title_lines=1, how_to_read=how)
+    return house_layout(fig, title, subtitle, panel_title_lines=1, how_to_read=how)
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -385,7 +387,7 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
     title = f"How far do the untied copies of {tensor} drift apart?"
     rows, why = _pair_rows(divergence, tensor, spec)
     if rows.empty:
-        return _message(title, why)
+        return message_figure(title, why)
     pairs = list(dict.fromkeys(zip(rows["use_a"], rows["use_b"])))
     fig = make_subplots(
         rows=1,
@@ -396,7 +398,7 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
     tied_in_legend = False
     for k, (a, b) in enumerate(pairs):
         prow = rows[(rows["use_a"] == a) & (rows["use_b"] == b)]
-        for variant in _variants(prow):
+        for variant in variants_in(prow):
             vrows = prow[prow["variant"] == variant].sort_values("step")
             tied = variant == "tied"
             for col, metric in enumerate(("relative_distance", "cosine"), start=1):
@@ -406,7 +408,7 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
                         x=vrows["step"].to_numpy(),
                         y=vrows[metric].to_numpy(),
                         name="tied (one variable: 0 apart)" if tied else f"{a} ↔ {b}",
-                        mode=_mode(len(vrows)),
+                        mode=line_mode(len(vrows)),
                         line={
                             "color": VARIANT_COLORS["tied"] if tied else PAIR_PALETTE[k % len(PAIR_PALETTE)],
                             "width": 1.5 if tied else 2.2,
@@ -425,7 +427,7 @@ def divergence_chart(divergence: pd.DataFrame, tensor: str, *, spec: ModelSpec |
     fig.update_yaxes(title_text="‖Wa − Wb‖ / ‖W0‖ (ratio)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="cosine (1 = same direction)", row=1, col=2)
     fig.update_annotations(font_size=12)
-    return _layout(
+    return house_layout(
         fig,
         title,
         f"Each pair of uses of {tensor}, on the entries both read; tied stays at 0 and 1"
@@ -458,7 +460,7 @@ def divergence_heatmap(
         raise ValueError(f"variant must be 'tied' or 'untied'. Received: variant={variant!r}")
     rows, why = _pair_rows(divergence, tensor, spec)
     if rows.empty:
-        return _message(f"Which uses of {tensor} have drifted apart?", why)
+        return message_figure(f"Which uses of {tensor} have drifted apart?", why)
     # Every use of the tensor, in model order, also one whose pairs were all left out.
     named = [u.use.name for u in plan(spec).group(tensor)] if spec is not None else []
     uses = list(dict.fromkeys([*named, *_pair_uses(rows)]))
@@ -468,7 +470,7 @@ def divergence_heatmap(
     title = f"Which uses of {tensor} have drifted apart by step {step if at is None else at}?"
     if at is None:
         note = f"first recorded step is {recorded[0]}" if recorded else f"no {variant} rows recorded"
-        return _message(title, f"No {variant} record at or before step {step} ({note}).")
+        return message_figure(title, f"No {variant} record at or before step {step} ({note}).")
     index = {u: i for i, u in enumerate(uses)}
     # Blank, not 0, for a pair that was not compared (no common entry): 0 would read "identical".
     matrix = np.full((len(uses), len(uses)), np.nan)
@@ -495,7 +497,7 @@ def divergence_heatmap(
     fig.update_yaxes(title_text="use", autorange="reversed", scaleanchor="x", constrain="domain")
     shown = f"step {at}" if at == step else f"step {at}, the last recorded step at or before {step}"
     left_out = " · blank: no common entry to compare" if np.isnan(matrix).any() else ""
-    return _layout(
+    return house_layout(
         fig,
         title,
         f"{variant} model · ‖Wa − Wb‖ / ‖W0‖ at {shown}{left_out}",
@@ -557,7 +559,7 @@ def weight_histograms(weights: dict, name: str | None = None, *, spec: ModelSpec
     title = "Did training move the weight values?"
     phases = [ph for ph in ("start", "end") if weights.get(ph)]
     if not phases:
-        return _message(title, "No weights recorded yet: they appear when a run has finished.")
+        return message_figure(title, "No weights recorded yet: they appear when a run has finished.")
     keys, label = _weight_keys({ph: weights[ph] for ph in phases}, name, spec)
     values = {
         (ph, v): np.concatenate(
@@ -569,7 +571,7 @@ def weight_histograms(weights: dict, name: str | None = None, *, spec: ModelSpec
     everything = np.concatenate(list(values.values()))
     everything = everything[np.isfinite(everything)]
     if everything.size == 0:
-        return _message(title, "The selected weights hold no finite values.")
+        return message_figure(title, "The selected weights hold no finite values.")
     lo, hi = float(everything.min()), float(everything.max())
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5, hi + 0.5
@@ -581,7 +583,7 @@ def weight_histograms(weights: dict, name: str | None = None, *, spec: ModelSpec
     fig = make_subplots(rows=1, cols=2, shared_xaxes=True, horizontal_spacing=0.08, subplot_titles=VARIANTS)
     for col, variant in enumerate(VARIANTS, start=1):
         if not keys[variant]:
-            _panel_note(fig, f"the {variant} model stores no {name!r};<br>pass spec= to match its weights", col)
+            panel_note(fig, f"the {variant} model stores no {name!r};<br>pass spec= to match its weights", col)
             continue
         for ph in phases:
             before = ph == "start"
@@ -606,7 +608,7 @@ def weight_histograms(weights: dict, name: str | None = None, *, spec: ModelSpec
             )
     fig.update_xaxes(title_text="weight value")
     fig.update_yaxes(title_text="count (weights)", row=1, col=1)
-    return _layout(
+    return house_layout(
         fig,
         title,
         f"{label}; grey: before training, color: after",
