@@ -85,7 +85,15 @@ def rows(frame: pd.DataFrame, **equal) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- the house rules
-PLOT_MODULES = ("viz/plots", "viz/style", "viz/diagram", "viz/tensorviews", "viz/charts")
+PLOT_MODULES = (
+    "viz/plots",
+    "viz/style",
+    "viz/diagram",
+    "viz/tensorviews",
+    "viz/charts",
+    "viz/training_charts",
+    "viz/divergence_charts",
+)
 
 
 def module_imports(module: str) -> set[str]:
@@ -103,7 +111,7 @@ def test_plot_modules_do_not_import_streamlit(module):
     assert not any(name.split(".")[0] == "streamlit" for name in imported)
 
 
-@pytest.mark.parametrize("module", ["viz/style", "viz/diagram", "viz/tensorviews", "viz/charts"])
+@pytest.mark.parametrize("module", PLOT_MODULES[1:])
 def test_plot_modules_import_no_tensorflow_at_their_top_level(module):
     # tensor_views imports the Keras initializers inside the function, only when it needs them.
     tree = ast.parse((Path(sharecore.__file__).parent / f"{module}.py").read_text())
