@@ -781,8 +781,10 @@ def model_dot(spec_: ModelSpec, tied: bool) -> str:
 
 
 def tensor_views(spec_: ModelSpec, tensor: str, seed: int):
+    """The tensor views of `tensor` at the seed's initial values (a deterministic function of spec and seed)."""
     return _cache.get_or_compute(
-        ("tensor_views", spec_, tensor, seed), lambda: _plots().tensor_views(spec_, tensor, seed=seed)
+        ("tensor_views", spec_, tensor, seed),
+        lambda: _plots().tensor_views(spec_, tensor, sharecore.initial_values(spec_, seed)[tensor]),
     )
 
 

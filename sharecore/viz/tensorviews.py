@@ -1,7 +1,8 @@
 """The tensor views: a shared tensor, then the kernel each use reads from it, as heatmaps.
 
-Default values come from the Keras initializers (`sharecore.nn.model.initial_values`), imported
-inside `tensor_views` so that importing this module does not import TensorFlow.
+The views draw the values they are given: a seed's initial values come from the Keras engine
+(`sharecore.initial_values(spec, seed)`), a run's weights from its result. Plain NumPy and plotly:
+drawing imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ MIN_CELLS_PER_AXIS = 32
 
 
 # ----------------------------------------------------------------------------- tensor views
-def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None, seed: int = 0) -> go.Figure:
+def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
     """Heatmaps side by side: the stored tensor, then the kernel each use reads from it.
 
     All panels share one diverging color scale centred on 0. Arrays with more than two axes are
@@ -46,8 +47,8 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     Args:
         spec: the model spec.
         tensor: a shared tensor of `spec` (or the name of a use with its own kernel).
-        values: the stored tensor, in its stored shape; defaults to `initial_values(spec, seed)[tensor]`.
-        seed: the seed of the default values.
+        values: the stored tensor, in its stored shape: e.g. `sharecore.initial_values(spec, seed)[tensor]`
+            (the values a seed starts from) or `result.weights['end']['tied'][tensor]` (where a run ended).
 
     Returns:
         The figure; trace 0 is the stored tensor, trace i the i-th use in model order.
@@ -69,11 +70,6 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
             f"spec {spec.name!r} has no shared tensor {tensor!r}. Pick one of its shared tensors "
             f"{list(shapes)} (or a use with its own kernel: {list(own)}). Received: tensor={tensor!r}"
         )
-    if values is None:
-        # The Keras initializers: TensorFlow is imported here, not when the module is.
-        from sharecore.nn.model import initial_values
-
-        values = initial_values(spec, seed)[tensor]
     w = np.asarray(values)
     if w.shape != stored_shape:
         raise ValueError(
