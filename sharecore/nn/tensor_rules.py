@@ -10,8 +10,9 @@ import itertools
 
 import numpy as np
 
-from sharecore.core.plan import UsePlan, rule_output_shape
+from sharecore.core.plan import UsePlan
 from sharecore.core.rules import reads_part, rule_mask, split_pairs
+from sharecore.core.shapes import rule_output_shape
 from sharecore.core.spec import Rule
 from sharecore.nn.layers import rot90
 from sharecore.nn.tfimport import tf

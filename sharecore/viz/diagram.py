@@ -13,7 +13,8 @@ import html
 import plotly.graph_objects as go
 
 from sharecore.core.params import BYTES_PER_PARAM, ParamReport
-from sharecore.core.plan import UsePlan, plan, rule_output_shape
+from sharecore.core.plan import UsePlan, plan
+from sharecore.core.shapes import rule_output_shape
 from sharecore.core.spec import ModelSpec, Rule
 from sharecore.core.text import NOT_IN_A_LINE
 from sharecore.viz.style import (

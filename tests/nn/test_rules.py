@@ -20,8 +20,9 @@ import tensorflow as tf
 
 import sharecore
 from sharecore.core.config import TrainConfig
-from sharecore.core.plan import plan, rule_output_shape
+from sharecore.core.plan import plan
 from sharecore.core.rules import apply_rule_np, read_box, rule_mask, split_pairs
+from sharecore.core.shapes import rule_output_shape
 from sharecore.core.spec import ModelSpec, Rule
 from sharecore.nn.data import make_dataset
 from sharecore.nn.layers import apply_rule, record_views
