@@ -57,7 +57,7 @@ def _keep_keras_session_while_training() -> None:
     own collector still runs.
     """
     from sharecore.nn.tfimport import keras
-    from sharecore.nn.training import warming_up
+    from sharecore.nn.trainer import warming_up
 
     clear_session = keras.backend.clear_session
     if getattr(clear_session, "waits_for_training", False):
@@ -126,7 +126,7 @@ def _load_tensorflow_then_warm_up() -> None:
     _keep_keras_session_while_training()
     _freeze_imported_objects()
     if settings.value_or_default("SHARECORE_WARM_UP") and not active_runs():
-        from sharecore.nn.training import warm_up  # TensorFlow is loaded by now
+        from sharecore.nn.trainer import warm_up  # TensorFlow is loaded by now
 
         # A server whose limits refuse the default experiment skips it; its Train page says why.
         with contextlib.suppress(ValueError):
@@ -781,8 +781,10 @@ def model_dot(spec_: ModelSpec, tied: bool) -> str:
 
 
 def tensor_views(spec_: ModelSpec, tensor: str, seed: int):
+    """The tensor views of `tensor` at the seed's initial values (a deterministic function of spec and seed)."""
     return _cache.get_or_compute(
-        ("tensor_views", spec_, tensor, seed), lambda: _plots().tensor_views(spec_, tensor, seed=seed)
+        ("tensor_views", spec_, tensor, seed),
+        lambda: _plots().tensor_views(spec_, tensor, sharecore.initial_values(spec_, seed)[tensor]),
     )
 
 

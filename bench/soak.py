@@ -3,7 +3,7 @@
 One fresh Python process (`python -m bench.soak --worker ...`) trains the presets in turn,
 `sharecore.presets()` over and over (30 runs of 20 steps in the full mode), as visitors clicking
 through them would, and reads its RSS after every run. Seven presets do not fit the six idle
-trainers of the pool (`sharecore.nn.training.POOL_SIZE`), so every run evicts a trainer: what an
+trainers of the pool (`sharecore.nn.trainer.POOL_SIZE`), so every run evicts a trainer: what an
 evicted trainer leaves behind shows up as growth. **Growth** is the peak RSS over the last cycle
 of presets against the peak over the second one (see `windows`).
 

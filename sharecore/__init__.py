@@ -31,14 +31,15 @@ _NEEDS_TENSORFLOW = {
     "load_model": "sharecore.nn.model",
     "TrainProgress": "sharecore.core.results",
     "TrainResult": "sharecore.core.results",
-    "resolve_device": "sharecore.nn.training",
+    "resolve_device": "sharecore.nn.devices",
     "train": "sharecore.nn.training",
 }
 
 if TYPE_CHECKING:
     from sharecore.core.results import TrainProgress, TrainResult
+    from sharecore.nn.devices import resolve_device
     from sharecore.nn.model import build, initial_values, kernel_variables, load_model
-    from sharecore.nn.training import resolve_device, train
+    from sharecore.nn.training import train
 
 __all__ = [
     "ModelSpec",

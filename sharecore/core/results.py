@@ -6,6 +6,7 @@ read kept runs without importing TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,32 @@ from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 
 VARIANTS = ("tied", "untied")
+
+# The columns of a run's record frames, in order: the one definition that the trainer fills
+# (`sharecore.nn.recorder`), the run store keeps, and the charts, comparisons and diagnoses read.
+# Every row says at which step (0: before training) and of which variant it is.
+RECORD_KEY = ("step", "variant")
+HISTORY_COLUMNS = (*RECORD_KEY, "loss", "accuracy")  # every step; accuracy is NaN without classes
+GRADIENT_COLUMNS = (*RECORD_KEY, "tensor", "use", "grad_norm", "sum_norm", "cosine_with_others")  # per use
+DIVERGENCE_COLUMNS = (*RECORD_KEY, "tensor", "use_a", "use_b", "relative_distance", "cosine")  # per pair of uses
+HELDOUT_COLUMNS = (*RECORD_KEY, "loss", "accuracy")  # on the held-out samples
+# Each record frame of a `TrainResult`, by field name.
+RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "history": HISTORY_COLUMNS,
+    "gradients": GRADIENT_COLUMNS,
+    "divergence": DIVERGENCE_COLUMNS,
+    "heldout": HELDOUT_COLUMNS,
+}
+
+
+def record_frame(name: str, rows: Iterable[tuple] = ()) -> pd.DataFrame:
+    """One of a run's record frames from its rows (tuples in `RECORD_COLUMNS[name]` order); empty without rows.
+
+    Example:
+        >>> record_frame("history", [(1, "tied", 0.5, float("nan"))]).columns.tolist()
+        ['step', 'variant', 'loss', 'accuracy']
+    """
+    return pd.DataFrame(list(rows), columns=list(RECORD_COLUMNS[name]))
 
 
 @dataclass(frozen=True)
@@ -50,17 +77,17 @@ class TrainResult:
     device: str  # the device it ran on, e.g. '/CPU:0'
     steps_done: int
     stop_reason: str | None  # None when all steps ran
-    history: pd.DataFrame  # step, variant, loss, accuracy
-    gradients: pd.DataFrame  # step, variant, tensor, use, grad_norm, sum_norm, cosine_with_others
-    divergence: pd.DataFrame  # step, variant, tensor, use_a, use_b, relative_distance, cosine
+    history: pd.DataFrame  # HISTORY_COLUMNS
+    gradients: pd.DataFrame  # GRADIENT_COLUMNS
+    divergence: pd.DataFrame  # DIVERGENCE_COLUMNS, step 0 included
     weights: dict[str, dict[str, dict[str, np.ndarray]]]  # phase ('start'|'end') -> variant -> name -> array
     seconds: float  # training time, excluding the one-off compile
     dataset: str = ""
     params: dict[str, int] = field(default_factory=dict)  # variant -> count_params()
     compile_seconds: float = 0.0  # tracing the compiled chunk; 0 when a compiled trainer was reused
-    # step, variant, loss, accuracy on the data set's held-out samples (at step 0 and after every
+    # HELDOUT_COLUMNS: loss and accuracy on the data set's held-out samples (at step 0 and after every
     # chunk of steps); empty for a data set without a held-out split
-    heldout: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["step", "variant", "loss", "accuracy"]))
+    heldout: pd.DataFrame = field(default_factory=lambda: record_frame("heldout"))
     # where the run ended, for `train(..., resume=result.state)`; None for a run that cannot continue
     state: TrainState | None = None
 

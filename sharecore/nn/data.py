@@ -16,7 +16,7 @@ from sharecore.core.plan import Plan, as_plan
 from sharecore.core.rules import apply_rule_np
 from sharecore.core.runcheck import check_dataset
 from sharecore.core.spec import ModelSpec
-from sharecore.nn.model import _build_from_plan, draw, initial_values, layer_name
+from sharecore.nn.model import build_from_plan, draw, initial_values, layer_name
 
 if TYPE_CHECKING:
     import keras
@@ -60,7 +60,7 @@ def teacher_model(spec: ModelSpec | Plan, seed: int, tied: bool = False) -> kera
     """
     p = as_plan(spec)
     teacher_seed = seed + TEACHER_SEED_OFFSET
-    teacher = _build_from_plan(p, tied, initial_values(p, teacher_seed))
+    teacher = build_from_plan(p, tied, initial_values(p, teacher_seed))
     if not tied:
         tensors = {t.name: t for t in p.spec.tensors}
         for u in p.uses:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import sharecore.nn.devices  # noqa: F401  (GPU memory growth on and TF32 off, before any sharecore op)
-from sharecore.core.plan import conv_transpose_length
+from sharecore.core.shapes import conv_transpose_length
 from sharecore.nn.tfimport import keras, tf
 
 _local = threading.local()

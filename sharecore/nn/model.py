@@ -80,10 +80,14 @@ def build(spec: ModelSpec, tied: bool, seed: int = 0, limits: Limits | None = No
         ValueError: if the spec cannot be built or exceeds the limits (before any TensorFlow work).
     """
     p = check_limits(spec, None, limits)
-    return _build_from_plan(p, tied, initial_values(p, seed))
+    return build_from_plan(p, tied, initial_values(p, seed))
 
 
-def _build_from_plan(p: Plan, tied: bool, init: dict[str, np.ndarray]) -> keras.Model:
+def build_from_plan(p: Plan, tied: bool, init: dict[str, np.ndarray]) -> keras.Model:
+    """The Keras model of a checked plan, its kernels set to `init` (by shared tensor or own-kernel use name).
+
+    `build` is this with the seed's initial values; the trainer builds with zeros and assigns each run's own.
+    """
     spec = p.spec
     # Token ids are whole numbers: an int input, which an embedding looks up.
     inp = keras.Input(shape=spec.input_shape, name=INPUT_NODE, dtype="int32" if spec.input_vocab else "float32")

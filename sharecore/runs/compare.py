@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sharecore.core.results import VARIANTS, TrainResult
+from sharecore.core.results import RECORD_KEY, VARIANTS, TrainResult
 from sharecore.core.text import csv_text
 from sharecore.runs.whatif import settings_diff, settings_values
 
@@ -27,7 +27,7 @@ SERIES = {
     "divergence": "relative distance between untied copies, mean over the pairs of uses",
     "cosine": "cosine between a use's gradient and the other uses', mean over the uses",
 }
-CURVE_COLUMNS = ["run", "series", "step", "variant", "value"]
+CURVE_COLUMNS = ["run", "series", *RECORD_KEY, "value"]
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,11 @@ def curves(runs: Sequence[LabelledRun], tensor: str | None = None) -> pd.DataFra
                 parts.append(_long(res.heldout, "heldout_accuracy", "accuracy", run.label))
         div = _of_tensor(res.divergence, tensor)
         if not div.empty:
-            mean = div.groupby(["step", "variant"], as_index=False)["relative_distance"].mean()
+            mean = div.groupby(list(RECORD_KEY), as_index=False)["relative_distance"].mean()
             parts.append(_long(mean, "divergence", "relative_distance", run.label))
         grads = _of_tensor(res.gradients, tensor).dropna(subset=["cosine_with_others"])
         if not grads.empty:
-            mean = grads.groupby(["step", "variant"], as_index=False)["cosine_with_others"].mean()
+            mean = grads.groupby(list(RECORD_KEY), as_index=False)["cosine_with_others"].mean()
             parts.append(_long(mean, "cosine", "cosine_with_others", run.label))
     parts = [p for p in parts if not p.empty]
     if not parts:
@@ -74,7 +74,7 @@ def curves(runs: Sequence[LabelledRun], tensor: str | None = None) -> pd.DataFra
 
 
 def _long(frame: pd.DataFrame, series: str, column: str, label: str) -> pd.DataFrame:
-    out = frame[["step", "variant", column]].rename(columns={column: "value"})
+    out = frame[[*RECORD_KEY, column]].rename(columns={column: "value"})
     return out.assign(run=label, series=series)[CURVE_COLUMNS]
 
 

@@ -20,7 +20,8 @@ import textwrap
 from dataclasses import dataclass, replace
 
 from sharecore.core.params import param_report
-from sharecore.core.plan import Plan, UsePlan, plan, rule_output_shape
+from sharecore.core.plan import Plan, UsePlan, plan
+from sharecore.core.shapes import rule_output_shape
 from sharecore.core.spec import INPUT_NODE, ModelSpec, Rule
 
 WIDTH = 88  # line length of the generated script (ruff's and black's default)

@@ -13,18 +13,19 @@ import html
 import plotly.graph_objects as go
 
 from sharecore.core.params import BYTES_PER_PARAM, ParamReport
-from sharecore.core.plan import UsePlan, plan, rule_output_shape
+from sharecore.core.plan import UsePlan, plan
+from sharecore.core.shapes import rule_output_shape
 from sharecore.core.spec import ModelSpec, Rule
 from sharecore.core.text import NOT_IN_A_LINE
 from sharecore.viz.style import (
     NEUTRAL,
     VARIANT_COLORS,
-    _layout,
-    _message,
-    _shape_text,
-    _variants,
+    house_layout,
+    message_figure,
+    shape_text,
     tensor_colors,
     use_colors,
+    variants_in,
 )
 
 # ----------------------------------------------------------------------------- model diagram
@@ -108,14 +109,14 @@ def _use_tooltip(u: UsePlan, tied: bool) -> list[str]:
     """The hover detail of a use: what it reads, its shapes, its kernel and bias."""
     rule = rule_text(u.use.rule, u.tensor_shape)
     if u.shared and tied:
-        kernel = f"reads {_of(u.use.tensor, rule)}, one shared tensor {_shape_text(u.tensor_shape)}"
+        kernel = f"reads {_of(u.use.tensor, rule)}, one shared tensor {shape_text(u.tensor_shape)}"
     elif u.shared:
-        kernel = f"stores its own copy {_shape_text(u.kernel_shape)}, initialised as {_of(u.use.tensor, rule)}"
+        kernel = f"stores its own copy {shape_text(u.kernel_shape)}, initialised as {_of(u.use.tensor, rule)}"
     else:
-        kernel = f"stores its own kernel {_shape_text(u.kernel_shape)}"
+        kernel = f"stores its own kernel {shape_text(u.kernel_shape)}"
     lines = [
         f"{u.use.name} ({u.use.op}, {u.use.activation})",
-        f"reads node '{u.source}' {_shape_text(u.in_shape)} -> {_shape_text(u.out_shape)}",
+        f"reads node '{u.source}' {shape_text(u.in_shape)} -> {shape_text(u.out_shape)}",
         kernel,
     ]
     if u.use.op == "conv2d_transpose":
@@ -167,24 +168,24 @@ def model_dot(spec: ModelSpec, tied: bool = True) -> str:
         f"tooltip={dot_string(spec.name)}];",
         '  node [fontname="Helvetica", fontsize=11, shape=box, style="rounded,filled", fillcolor="white", margin="0.1,0.05"];',
         '  edge [fontname="Helvetica", fontsize=10, color="#777777", arrowsize=0.7];',
-        f'  in0 [label=<<b>input</b><br/>{dot_html(_shape_text(spec.input_shape))}>, fillcolor="#eeeeee", '
-        f'color="{NEUTRAL}", tooltip={_tooltip([f"input, per sample: {_shape_text(spec.input_shape)}"])}];',
-        f'  out0 [label=<<b>output</b><br/>{dot_html(_shape_text(p.output_shape))}>, fillcolor="#eeeeee", '
-        f'color="{NEUTRAL}", tooltip={_tooltip([f"output, per sample: {_shape_text(p.output_shape)}"])}];',
+        f'  in0 [label=<<b>input</b><br/>{dot_html(shape_text(spec.input_shape))}>, fillcolor="#eeeeee", '
+        f'color="{NEUTRAL}", tooltip={_tooltip([f"input, per sample: {shape_text(spec.input_shape)}"])}];',
+        f'  out0 [label=<<b>output</b><br/>{dot_html(shape_text(p.output_shape))}>, fillcolor="#eeeeee", '
+        f'color="{NEUTRAL}", tooltip={_tooltip([f"output, per sample: {shape_text(p.output_shape)}"])}];',
     ]
     for t, uses in ((t.name, p.group(t.name)) for t in spec.tensors):
         colors = use_colors([u.use.name for u in uses])
         for u in uses:
             lines.append(
                 f'  {ids[u.use.name]} [label=<<font color="{colors[u.use.name]}"><b>{dot_html(u.use.name)}</b></font>'
-                f"<br/>{dot_html(u.use.op)} {dot_html(_shape_text(u.kernel_shape))}>, "
+                f"<br/>{dot_html(u.use.op)} {dot_html(shape_text(u.kernel_shape))}>, "
                 f'color="{t_colors[t]}", penwidth=2, tooltip={_tooltip(_use_tooltip(u, tied))}];'
             )
     for u in p.uses:
         if not u.shared:
             lines.append(
                 f"  {ids[u.use.name]} [label=<<b>{dot_html(u.use.name)}</b><br/>{dot_html(u.use.op)} "
-                f'{dot_html(_shape_text(u.kernel_shape))}<br/>own kernel>, color="{NEUTRAL}", '
+                f'{dot_html(shape_text(u.kernel_shape))}<br/>own kernel>, color="{NEUTRAL}", '
                 f"tooltip={_tooltip(_use_tooltip(u, tied))}];"
             )
     for u in p.uses:
@@ -197,9 +198,9 @@ def model_dot(spec: ModelSpec, tied: bool = True) -> str:
         if tied:
             reads = f"read by {len(group)} use{'s' * (len(group) != 1)}"
             lines.append(
-                f"  t{k} [label=<<b>{dot_html(t.name)}</b> {dot_html(_shape_text(t.shape))}<br/>stored once, {reads}>, "
+                f"  t{k} [label=<<b>{dot_html(t.name)}</b> {dot_html(shape_text(t.shape))}<br/>stored once, {reads}>, "
                 f'shape=box, style="filled", fillcolor="{_light(color)}", color="{color}", penwidth=2, '
-                f"tooltip={_tooltip([f'shared tensor {t.name} {_shape_text(t.shape)}', f'one variable, {reads}', 'its gradient is the sum of their gradients'])}];"
+                f"tooltip={_tooltip([f'shared tensor {t.name} {shape_text(t.shape)}', f'one variable, {reads}', 'its gradient is the sum of their gradients'])}];"
             )
             for u in group:
                 rule = rule_text(u.use.rule, u.tensor_shape)
@@ -211,9 +212,9 @@ def model_dot(spec: ModelSpec, tied: bool = True) -> str:
             for j, u in enumerate(group):
                 rule = rule_text(u.use.rule, u.tensor_shape)
                 lines.append(
-                    f"  c{k}_{j} [label=<copy of <b>{dot_html(t.name)}</b><br/>{dot_html(_shape_text(u.kernel_shape))}>, "
+                    f"  c{k}_{j} [label=<copy of <b>{dot_html(t.name)}</b><br/>{dot_html(shape_text(u.kernel_shape))}>, "
                     f'shape=box, style="filled,dashed", fillcolor="{_light(color)}", color="{color}", '
-                    f"tooltip={_tooltip([f'{u.use.name} stores its own copy {_shape_text(u.kernel_shape)}', f'initialised as {_of(t.name, rule)}, then trained on its own'])}];"
+                    f"tooltip={_tooltip([f'{u.use.name} stores its own copy {shape_text(u.kernel_shape)}', f'initialised as {_of(t.name, rule)}, then trained on its own'])}];"
                 )
                 lines.append(
                     f'  c{k}_{j} -> {ids[u.use.name]} [color="{color}", fontcolor="{color}", '
@@ -237,10 +238,10 @@ def param_bars(report: ParamReport) -> go.Figure:
     table = report.table
     title = f"Who stores the parameters? Tied {report.tied_total:,} vs untied {report.untied_total:,}"
     if table.empty:
-        return _message(title, "The report has no uses.")
+        return message_figure(title, "The report has no uses.")
     uses = list(dict.fromkeys(table["use"]))
     fig = go.Figure()
-    for variant in _variants(table):
+    for variant in variants_in(table):
         rows = table[table["variant"] == variant].set_index("use").reindex(uses)
         color = VARIANT_COLORS.get(variant, NEUTRAL)
         hover = [
@@ -289,7 +290,7 @@ def param_bars(report: ParamReport) -> go.Figure:
         subtitle = "Nothing is shared, so both models store the same parameters"
     fig.update_xaxes(title_text="use (model order)")
     fig.update_yaxes(title_text="parameters (count)", rangemode="tozero")
-    return _layout(
+    return house_layout(
         fig,
         title,
         subtitle,

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sharecore.viz.style import ACCURACY_AXIS, HEIGHT, STEP_AXIS, _layout, _message, _mode, _panel_note
+from sharecore.viz.style import ACCURACY_AXIS, HEIGHT, STEP_AXIS, house_layout, line_mode, message_figure, panel_note
 
 # Runs take colors from a palette with neither the variant blue nor orange in it: a run's color
 # says which run, and the dash says which variant (Paul Tol's "muted", colour-blind safe).
@@ -45,7 +45,7 @@ def _add_lines(fig: go.Figure, rows: pd.DataFrame, colors: dict[str, str], row: 
                     name=f"{_text(label)} · {variant}",
                     legendgroup=label,
                     showlegend=legend,
-                    mode=_mode(len(line)),
+                    mode=line_mode(len(line)),
                     marker={"size": 4},
                     line={"color": colors[label], "dash": dash, "width": 2},
                     hovertemplate=f"{_hover(label)} · {variant}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
@@ -89,7 +89,7 @@ def loss_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool = False
     reading = "Lower is better. Color: run; solid: tied, dashed: untied. Left: training, right: held-out samples."
     rows = curves[curves["series"].isin(["loss", "heldout_loss"])] if not curves.empty else curves
     if rows.empty:
-        return _message(title, "No runs to compare yet: train, change one thing, train again.")
+        return message_figure(title, "No runs to compare yet: train, change one thing, train again.")
     fig = make_subplots(
         rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05, subplot_titles=("training", "held-out")
     )
@@ -97,13 +97,13 @@ def loss_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool = False
     _add_lines(fig, rows[rows["series"] == "loss"], colors, 1, 1, legend=True)
     held = rows[rows["series"] == "heldout_loss"]
     if held.empty:
-        _panel_note(fig, "no held-out split in these runs", col=2)
+        panel_note(fig, "no held-out split in these runs", col=2)
     _add_lines(fig, held, colors, 1, 2, legend=False)
     fig.update_xaxes(title_text=STEP_AXIS)
     fig.update_yaxes(title_text="loss", col=1)
     if log_y:
         _log_y(fig, rows["value"])
-    return _layout(
+    return house_layout(
         fig,
         title,
         height=HEIGHT + 60 + LEGEND_ROOM_PER_RUN * len(colors),
@@ -120,7 +120,7 @@ def series_overlay(
     its one line on how to read it."""
     rows = curves[curves["series"] == series] if not curves.empty else curves
     if rows.empty:
-        return _message(title, empty)
+        return message_figure(title, empty)
     fig = make_subplots(rows=1, cols=1)
     colors = run_colors(labels)
     _add_lines(fig, rows, colors, 1, 1, legend=True)
@@ -130,7 +130,7 @@ def series_overlay(
         fig.update_yaxes(range=[-1.05, 1.05], dtick=0.5)
     if series == "heldout_accuracy":
         fig.update_yaxes(**ACCURACY_AXIS)
-    return _layout(
+    return house_layout(
         fig, title, height=HEIGHT + 40 + LEGEND_ROOM_PER_RUN * len(colors), how_to_read=reading, legend=LEGEND_BELOW
     )
 

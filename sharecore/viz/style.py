@@ -8,8 +8,10 @@ Colors mean the same thing in every chart:
   color in the diagram's labels, the gradient charts and the cosine chart.
 * `tensor_colors`: each shared tensor's color (declaration order) marks its uses in the diagram.
 
-The underscored helpers are private to `sharecore.viz.diagram`, `sharecore.viz.tensorviews` and
-`sharecore.viz.charts`. This module imports neither TensorFlow nor streamlit.
+Every chart module draws through the helpers below: `house_layout` (title, subtitle, size and the
+one line on how to read a chart), `message_figure` and `panel_note` (why there is nothing to draw),
+`line_mode`, `variants_in`, `tensor_rows`, `flat_2d` and `shape_text`. This module imports neither
+TensorFlow nor streamlit.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ def tensor_colors(spec: ModelSpec) -> dict[str, str]:
     return {t.name: TENSOR_PALETTE[i % len(TENSOR_PALETTE)] for i, t in enumerate(spec.tensors)}
 
 
-# ----------------------------------------------------------------------------- shared helpers
-def _layout(
+# ----------------------------------------------------------------------------- the house layout and its helpers
+def house_layout(
     fig: go.Figure,
     title: str,
     subtitle: str = "",
@@ -102,7 +104,7 @@ def how_to_read(fig: go.Figure) -> str:
     return str(meta.get("how_to_read", "")) if isinstance(meta, dict) else ""
 
 
-def _message(title: str, message: str, subtitle: str = "", fig: go.Figure | None = None) -> go.Figure:
+def message_figure(title: str, message: str, subtitle: str = "", fig: go.Figure | None = None) -> go.Figure:
     """A figure that explains why there is nothing to draw (yet)."""
     fig = go.Figure() if fig is None else fig
     fig.add_annotation(
@@ -118,10 +120,11 @@ def _message(title: str, message: str, subtitle: str = "", fig: go.Figure | None
     if not fig.data:
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
-    return _layout(fig, title, subtitle)
+    return house_layout(fig, title, subtitle)
 
 
-def _panel_note(fig: go.Figure, text: str, col: int) -> None:
+def panel_note(fig: go.Figure, text: str, col: int) -> None:
+    """Writes `text` in the middle of panel `col` of a one-row subplot figure: why that panel is empty."""
     fig.add_annotation(
         text=text,
         name="empty",
@@ -136,17 +139,19 @@ def _panel_note(fig: go.Figure, text: str, col: int) -> None:
     )
 
 
-def _mode(points: int) -> str:
+def line_mode(points: int) -> str:
+    """The plotly scatter mode for a line of `points` points: with markers for a short or sparse line."""
     # Markers show where a short or sparsely recorded run actually has data.
     return "lines+markers" if points <= 40 else "lines"
 
 
-def _variants(frame: pd.DataFrame) -> list[str]:
+def variants_in(frame: pd.DataFrame) -> list[str]:
+    """The variants a frame has rows of, tied then untied first, then any other in order of appearance."""
     present = list(dict.fromkeys(frame["variant"]))
     return [v for v in VARIANTS if v in present] + [v for v in present if v not in VARIANTS]
 
 
-def _tensor_rows(frame: pd.DataFrame, tensor: str, frame_name: str) -> pd.DataFrame:
+def tensor_rows(frame: pd.DataFrame, tensor: str, frame_name: str) -> pd.DataFrame:
     """The rows of `tensor`; a ValueError if a non-empty frame never mentions it."""
     if frame.empty:
         return frame
@@ -159,7 +164,7 @@ def _tensor_rows(frame: pd.DataFrame, tensor: str, frame_name: str) -> pd.DataFr
     return frame[frame["tensor"] == tensor]
 
 
-def _flat_2d(a: np.ndarray) -> np.ndarray:
+def flat_2d(a: np.ndarray) -> np.ndarray:
     """A 2-D view for a heatmap: (prod(shape[:-1]), shape[-1]); a 1-D array becomes one row."""
     a = np.asarray(a)
     if a.ndim == 2:
@@ -167,7 +172,8 @@ def _flat_2d(a: np.ndarray) -> np.ndarray:
     return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
-def _shape_text(shape: Sequence[int]) -> str:
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as Python writes a tuple: '(10, 5)', '(3,)'."""
     return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
 
 

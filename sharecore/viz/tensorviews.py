@@ -1,7 +1,8 @@
 """The tensor views: a shared tensor, then the kernel each use reads from it, as heatmaps.
 
-Default values come from the Keras initializers (`sharecore.nn.model.initial_values`), imported
-inside `tensor_views` so that importing this module does not import TensorFlow.
+The views draw the values they are given: a seed's initial values come from the Keras engine
+(`sharecore.initial_values(spec, seed)`), a run's weights from its result. Plain NumPy and plotly:
+drawing imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from sharecore.core.spec import ModelSpec
 from sharecore.viz.diagram import rule_text
 from sharecore.viz.style import (
     HEIGHT,
-    _flat_2d,
-    _layout,
-    _shape_text,
+    flat_2d,
+    house_layout,
+    shape_text,
     use_colors,
 )
 
@@ -36,7 +37,7 @@ MIN_CELLS_PER_AXIS = 32
 
 
 # ----------------------------------------------------------------------------- tensor views
-def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None, seed: int = 0) -> go.Figure:
+def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
     """Heatmaps side by side: the stored tensor, then the kernel each use reads from it.
 
     All panels share one diverging color scale centred on 0. Arrays with more than two axes are
@@ -46,8 +47,8 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     Args:
         spec: the model spec.
         tensor: a shared tensor of `spec` (or the name of a use with its own kernel).
-        values: the stored tensor, in its stored shape; defaults to `initial_values(spec, seed)[tensor]`.
-        seed: the seed of the default values.
+        values: the stored tensor, in its stored shape: e.g. `sharecore.initial_values(spec, seed)[tensor]`
+            (the values a seed starts from) or `result.weights['end']['tied'][tensor]` (where a run ended).
 
     Returns:
         The figure; trace 0 is the stored tensor, trace i the i-th use in model order.
@@ -69,11 +70,6 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
             f"spec {spec.name!r} has no shared tensor {tensor!r}. Pick one of its shared tensors "
             f"{list(shapes)} (or a use with its own kernel: {list(own)}). Received: tensor={tensor!r}"
         )
-    if values is None:
-        # The Keras initializers: TensorFlow is imported here, not when the module is.
-        from sharecore.nn.model import initial_values
-
-        values = initial_values(spec, seed)[tensor]
     w = np.asarray(values)
     if w.shape != stored_shape:
         raise ValueError(
@@ -91,12 +87,12 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     boxes = []
     for u in group:
         if u.shared and reads_part(u.use.rule):
-            rows_read, cols_read = np.nonzero(_flat_2d(rule_mask(u.use.rule, stored_shape)))
+            rows_read, cols_read = np.nonzero(flat_2d(rule_mask(u.use.rule, stored_shape)))
             if rows_read.size:
                 box = (int(rows_read.min()), int(rows_read.max()) + 1, int(cols_read.min()), int(cols_read.max()) + 1)
                 boxes.append((u.use.name, colors[u.use.name], box))
 
-    flats = [_flat_2d(a) for _, _, a in panels]
+    flats = [flat_2d(a) for _, _, a in panels]
     per_axis = _cells_per_axis(len(panels))
     strides = [(-(-f.shape[0] // per_axis), -(-f.shape[1] // per_axis)) for f in flats]  # ceil division
 
@@ -107,9 +103,9 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     # Name on the first line, (rule and) shape on the second, so narrow panels keep their titles apart.
     titles = []
     for (label, rule, a), stride in zip(panels, strides):
-        text = f"<b>{label}</b><br>{rule}{_shape_text(a.shape)}"
+        text = f"<b>{label}</b><br>{rule}{shape_text(a.shape)}"
         if a.ndim != 2:
-            text += f"<br>shown as {_shape_text(_flat_2d(a).shape)}"
+            text += f"<br>shown as {shape_text(flat_2d(a).shape)}"
         if stride != (1, 1) and not same_sampling:
             text += f"<br>{_stride_text(*stride)}"
         titles.append(text)
@@ -127,7 +123,7 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
         # Square panels are about as tall as a column of a ~650 px wide figure is wide.
         row_height = 60 + 360 // cols if square else ROW_HEIGHT
         plot_area = rows * row_height + (rows - 1) * gap
-        height = plot_area + 118 + 17 * lines  # plus the title, subtitle and bottom margins of _layout
+        height = plot_area + 118 + 17 * lines  # plus the title, subtitle and bottom margins of house_layout
         vertical_spacing = gap / plot_area
     fig = make_subplots(
         rows=rows,
@@ -198,7 +194,7 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray | None = None,
     how = "Red: positive, blue: negative, white: 0, one color scale for all panels."
     if boxes:
         how += " An outlined box on the stored tensor marks the part a slice reads, in the color of its use's title."
-    return _layout(
+    return house_layout(
         fig,
         f"What does each use see of {tensor}?",
         subtitle,

@@ -543,17 +543,17 @@ def test_streamlit_clean_up_waits_while_the_start_up_warm_up_compiles():
     from keras.src.backend.common import global_state
 
     import ui
-    from sharecore.nn import training
+    from sharecore.nn import trainer as pool
 
     ui._keep_keras_session_while_training()
     state = global_state.GLOBAL_STATE_TRACKER
-    training._WARMING[("a warm-up",)] = threading.Event()
+    pool._WARMING[("a warm-up",)] = threading.Event()
     try:
-        assert training.warming_up()
+        assert pool.warming_up()
         keras.backend.clear_session()
         assert global_state.GLOBAL_STATE_TRACKER is state, "reset under a compiling warm-up"
     finally:
-        del training._WARMING[("a warm-up",)]
+        del pool._WARMING[("a warm-up",)]
     keras.backend.clear_session()
     assert global_state.GLOBAL_STATE_TRACKER is not state
 

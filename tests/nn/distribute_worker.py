@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 import sharecore as sc  # noqa: E402
 from sharecore.core.config import TrainConfig  # noqa: E402
-from sharecore.nn import training  # noqa: E402
+from sharecore.nn import trainer as pool  # noqa: E402
 from sharecore.nn.devices import make_strategy  # noqa: E402
 
 PRESETS = ("seed-dense", "seed-conv", "seed-mixed", "partial-share")
@@ -38,7 +38,7 @@ CONFIG = TrainConfig(steps=10, batch_size=16, record_every=1)
 MIRRORED = TrainConfig(**{**CONFIG.to_dict(), "distribute": "mirrored", "replicas": REPLICAS})
 
 
-def records(result: training.TrainResult) -> dict:
+def records(result: sc.TrainResult) -> dict:
     return {
         "device": result.device,
         "steps_done": result.steps_done,
@@ -52,11 +52,11 @@ def records(result: training.TrainResult) -> dict:
 
 
 def pool_trainers() -> list[tuple[tuple, object]]:
-    return [(key, trainer) for key, trainers in training._POOL.items() for trainer in trainers]
+    return [(key, trainer) for key, trainers in pool._POOL.items() for trainer in trainers]
 
 
 def main(out_path: str) -> None:
-    training.POOL_SIZE = 32  # keep every trainer of this process, for the pool case
+    pool.POOL_SIZE = 32  # keep every trainer of this process, for the pool case
     out: dict = {"replicas": len(tf.config.list_logical_devices("CPU"))}
     for name in PRESETS:
         out[name] = {
@@ -74,7 +74,7 @@ def main(out_path: str) -> None:
     # The pool after single-device and mirrored runs of the same spec: one trainer each, under its own key;
     # then single-device again, which must reuse the single-device trainer and give the first run's numbers.
     strategy = make_strategy(MIRRORED)
-    dense_spec = training._pool_key(sc.plan(sc.preset("seed-dense")), 0, CONFIG, "")[0]  # names blanked
+    dense_spec = pool._pool_key(sc.plan(sc.preset("seed-dense")), 0, CONFIG, "")[0]  # names blanked
     dense = [(key, t) for key, t in pool_trainers() if key[0] == dense_spec and key[2] == CONFIG.optimizer]
     out["pool"] = {
         "strategies": sorted(

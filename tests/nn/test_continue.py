@@ -178,7 +178,7 @@ def test_a_continued_run_may_change_the_learning_rate_from_its_next_step_on():
 
 
 def test_a_resumed_run_on_a_pooled_trainer_another_run_used_meanwhile_starts_from_its_own_state(monkeypatch):
-    from sharecore.nn import training
+    from sharecore.nn import trainer as pool
 
     spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=16, batch_size=8, seed=0)
     first = sharecore.train(spec, dataclasses.replace(config, steps=8))
@@ -186,12 +186,12 @@ def test_a_resumed_run_on_a_pooled_trainer_another_run_used_meanwhile_starts_fro
     sharecore.train(spec, dataclasses.replace(config, seed=9, steps=12))
     made = []
 
-    class CountedTrainer(training._Trainer):
+    class CountedTrainer(pool.Trainer):
         def __init__(self, *args, **kwargs) -> None:
             made.append(1)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_Trainer", CountedTrainer)
+    monkeypatch.setattr(pool, "Trainer", CountedTrainer)
     parts = sharecore.train(spec, config, resume=first)
     assert made == []  # the pooled trainer, not a new one
     assert_same_as_one_run(parts, sharecore.train(spec, config))

@@ -16,7 +16,7 @@ import sharecore as sc
 from sharecore.core.config import DIGITS_HELDOUT, TEACHER_HELDOUT, TEACHER_POOL_SIZE, TOKENS_HELDOUT, TrainConfig
 from sharecore.core.spec import ModelSpec
 from sharecore.nn import data as sc_data
-from sharecore.nn import training
+from sharecore.nn import trainer as pool
 from sharecore.nn.data import TEACHER_SEED_OFFSET, make_dataset, teacher_dataset
 from sharecore.nn.model import draw
 from sharecore.share.urlstate import datasets_for
@@ -325,9 +325,7 @@ def test_an_unknown_teacher_is_refused_with_the_choices():
 
 def test_the_compiled_trainer_does_not_depend_on_the_teacher():
     p = sc.plan(sc.preset("seed-dense"))
-    assert training._pool_key(p, 0, TrainConfig(teacher="tied"), "cpu") == training._pool_key(
-        p, 0, TrainConfig(), "cpu"
-    )
+    assert pool._pool_key(p, 0, TrainConfig(teacher="tied"), "cpu") == pool._pool_key(p, 0, TrainConfig(), "cpu")
 
 
 # ----------------------------------------------------------------------------- the Train page

@@ -255,10 +255,10 @@ def test_batches_drawn_chunk_by_chunk_are_the_batches_of_one_draw():
 )
 def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monkeypatch, error, says):
     """A GPU's out-of-memory or cuDNN failure (raised here on the CPU) is a stop, not a crash."""
-    from sharecore.nn import training
+    from sharecore.nn import trainer as pool
 
     spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=6, batch_size=8, seed=5)
-    real_checkout, calls = training._checkout, []
+    real_checkout, calls = pool._checkout, []
 
     def failing_checkout(key, make):
         trainer = real_checkout(key, make)
@@ -274,7 +274,7 @@ def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monke
         monkeypatch.setattr(trainer, "chunk", chunk_that_fails_second)
         return trainer
 
-    monkeypatch.setattr(training, "_checkout", failing_checkout)
+    monkeypatch.setattr(pool, "_checkout", failing_checkout)
     result = sharecore.train(spec, config, progress_every=3)
     assert says in result.stop_reason
     assert "training stopped and kept what was recorded" in result.stop_reason
@@ -287,9 +287,9 @@ def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monke
 
 def test_a_tensorflow_error_that_is_no_device_failure_is_raised_not_hidden_in_a_stop(monkeypatch):
     """A shape or argument error is a bug: the run must not end quietly with part of its records."""
-    from sharecore.nn import training
+    from sharecore.nn import trainer as pool
 
-    real_checkout = training._checkout
+    real_checkout = pool._checkout
 
     def failing_checkout(key, make):
         trainer = real_checkout(key, make)
@@ -301,6 +301,6 @@ def test_a_tensorflow_error_that_is_no_device_failure_is_raised_not_hidden_in_a_
         monkeypatch.setattr(trainer, "chunk", chunk_that_fails)
         return trainer
 
-    monkeypatch.setattr(training, "_checkout", failing_checkout)
+    monkeypatch.setattr(pool, "_checkout", failing_checkout)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Incompatible shapes"):
         sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=4, batch_size=8, seed=5))

@@ -228,3 +228,49 @@ def test_the_core_modules_import_one_way():
 
     cycles = [c for m in graph if m != "sharecore.__main__" and (c := cycle_from(m))]
     assert not cycles, f"import circles: {cycles[:3]}"
+
+
+# ----------------------------------------------------------------------------- the layers
+# What each layer of sharecore may import (at the top or inside a function): plain Python at the bottom,
+# the Keras engine on it, figures and the share formats beside it, run keeping and teaching above.
+LAYERS = {
+    "core": {"core"},
+    "nn": {"core", "nn"},
+    "viz": {"core", "viz"},
+    "share": {"core", "share"},
+    "runs": {"core", "nn", "runs"},
+    "teach": {"core", "nn", "teach"},
+}
+
+
+def _sharecore_imports(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line, module, names) of every `from sharecore... import names` in `path`, inside functions too."""
+    tree = ast.parse(path.read_text())
+    return [
+        (node.lineno, node.module, [a.name for a in node.names])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sharecore.")
+    ]
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_layer_imports_only_the_layers_it_stands_on(layer):
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / "sharecore" / layer).rglob("*.py"))
+        for line, module, _ in _sharecore_imports(path)
+        if module.split(".")[1] not in LAYERS[layer]
+    ]
+    assert not wrong, f"sharecore.{layer} may import {sorted(LAYERS[layer])} only: " + "; ".join(wrong)
+
+
+def test_no_module_imports_another_modules_underscored_names():
+    """A name another module needs is public, with a docstring; an underscore means 'this module only'."""
+    private = [
+        f"{path.relative_to(ROOT)}:{line} imports {name} from {module}"
+        for path in sorted((ROOT / "sharecore").rglob("*.py"))
+        for line, module, names in _sharecore_imports(path)
+        for name in names
+        if name.startswith("_")
+    ]
+    assert not private, "; ".join(private)

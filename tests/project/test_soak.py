@@ -18,7 +18,7 @@ import pytest
 
 import sharecore
 from bench.soak import growth
-from sharecore.nn import training
+from sharecore.nn import trainer as pool
 from tests.project.test_boundaries import ROOT
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ TARGET_PERCENT = 10.0
 
 
 def test_thirty_runs_cycling_the_presets_grow_memory_by_at_most_ten_percent():
-    assert len(sharecore.presets()) > training.POOL_SIZE, "every run must evict a trainer for this to test eviction"
+    assert len(sharecore.presets()) > pool.POOL_SIZE, "every run must evict a trainer for this to test eviction"
     out = subprocess.run(
         [sys.executable, "-m", "bench.soak", "--worker", json.dumps({"runs": RUNS, "steps": STEPS})],
         cwd=ROOT,

@@ -19,9 +19,9 @@ import pytest
 import sharecore
 from sharecore import TrainConfig
 from sharecore.core.results import TrainResult, TrainState
+from sharecore.runs.codec import STORED_FIELDS
 from sharecore.runs.store import (
     MAX_LABEL_CHARS,
-    STORED_FIELDS,
     RunStore,
     StoreUnavailable,
     UnknownRun,

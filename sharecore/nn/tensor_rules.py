@@ -1,0 +1,90 @@
+"""Rules in tensor space: a use's kernel mapped back into its shared tensor's shape, and pairs of uses compared.
+
+The trainer records, inside its compiled step, each use's gradient in the shared tensor's own shape
+(`rule_adjoint`) and how far apart the uses of a tensor are on the entries both read (`PairLayout`).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from sharecore.core.plan import UsePlan
+from sharecore.core.rules import reads_part, rule_mask, split_pairs
+from sharecore.core.shapes import rule_output_shape
+from sharecore.core.spec import Rule
+from sharecore.nn.layers import rot90
+from sharecore.nn.tfimport import tf
+
+
+def rule_adjoint(rule: Rule, g: tf.Tensor, tensor_shape: tuple[int, ...]) -> tf.Tensor:
+    """Maps a kernel-shaped tensor back into the stored tensor's shape (the rule's adjoint).
+
+    For identity, transpose, reshape, rot90 and flip this is the inverse; for slice it places
+    the slice into a zero tensor; for a composed rule it is its steps' adjoints in reverse
+    order. Gradients of a use's kernel map back to the shared tensor this way.
+    """
+    if rule.kind == "compose":
+        # Each step's adjoint needs the shape that step was given: the stored shape, then each output.
+        shapes = [tensor_shape]
+        for i, step in enumerate(rule.steps[:-1]):
+            shapes.append(rule_output_shape(step, shapes[-1], f"rule step {i}"))
+        for step, shape in zip(reversed(rule.steps), reversed(shapes)):
+            g = rule_adjoint(step, g, shape)
+        return g
+    if rule.kind == "rot90":
+        return rot90(g, -rule.k)  # turning back is the inverse
+    if rule.kind == "flip":
+        return tf.reverse(g, [rule.axis])  # a flip is its own inverse
+    if rule.kind == "identity":
+        return g
+    if rule.kind == "transpose":
+        perm = rule.perm if rule.perm is not None else tuple(reversed(range(len(tensor_shape))))
+        return tf.transpose(g, perm=np.argsort(perm).tolist())
+    if rule.kind == "reshape":
+        return tf.reshape(g, tensor_shape)
+    pads = [[b, n - b - s] for b, s, n in zip(rule.begin, rule.size, tensor_shape)]
+    return tf.pad(g, pads)
+
+
+def row_cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Cosine between matching rows of two (rows, size) tensors; NaN where a row is all zeros."""
+    denom = tf.norm(a, axis=1) * tf.norm(b, axis=1)  # (rows,)
+    return tf.where(denom > 0, tf.reduce_sum(a * b, 1) / tf.maximum(denom, 1e-30), float("nan"))
+
+
+class PairLayout:
+    """How one shared tensor's pairs of uses are compared in a fixed number of ops per pair offset.
+
+    The views of a tensor's n uses are stacked as rows (uses, size), each row zero outside what its
+    use reads. The pairs (i, i + d) for one offset d are rows [:n-d] against rows [d:], so the
+    compiled step holds one small block of ops per offset (at most n - 1), not one per pair: with a
+    block per pair, compile time and memory grew with the square of the uses. Differences are taken
+    entry by entry (not from Gram matrices), so tied pairs, whose rows are equal, are exactly 0.
+    """
+
+    def __init__(self, group: tuple[UsePlan, ...]) -> None:
+        shape = group[0].tensor_shape
+        self.pairs, self.apart = split_pairs([(u.use.name, u.use.rule) for u in group], shape)
+        row = {u.use.name: i for i, u in enumerate(group)}
+        self.offsets = sorted({row[b] - row[a] for a, b in self.pairs})
+        start = dict(zip(self.offsets, itertools.accumulate([0, *(len(group) - d for d in self.offsets)])))
+        # Where each compared pair lands in the offset blocks laid end to end.
+        self.index = np.array([start[row[b] - row[a]] + row[a] for a, b in self.pairs], dtype="int32")
+        # Only slices (alone or as a step) read part of the tensor; every other rule reads all of it.
+        partial = any(reads_part(u.use.rule) for u in group)
+        self.masks = np.stack([rule_mask(u.use.rule, shape).ravel() for u in group]) if partial else None
+
+    def compare(self, views: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """||Wa - Wb|| and cosine(Wa, Wb) on the entries both read, for each compared pair, from (uses, size) views."""
+        n = int(views.shape[0])
+        masks = None if self.masks is None else tf.constant(self.masks)  # (uses, size), one constant
+        distances, cosines = [], []
+        for d in self.offsets:
+            a, b = views[: n - d], views[d:]  # (n - d, size): uses i and i + d
+            if masks is not None:
+                a, b = a * masks[d:], b * masks[: n - d]  # each on what the other reads
+            distances.append(tf.norm(a - b, axis=1))
+            cosines.append(row_cosine(a, b))
+        return tf.gather(tf.concat(distances, 0), self.index), tf.gather(tf.concat(cosines, 0), self.index)

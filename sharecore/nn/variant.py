@@ -1,0 +1,235 @@
+"""One variant of a run: the tied or untied model with its optimizer, its head and what its compiled step records.
+
+At the steps chosen by `record_every` a variant's step records, inside the compiled step:
+
+* gradients: each use's contribution to its shared tensor's gradient (in the tensor's own
+  shape), the norm of their sum, and the cosine between a use and the other uses;
+* divergence: for every pair of uses of a shared tensor, how far apart their weights are on
+  the entries both read, from the variables themselves (tied: one variable, so exactly 0). A
+  pair that reads no common entry (two slices side by side) has nothing to compare and is left out.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from sharecore.core.config import TrainConfig
+from sharecore.core.plan import Plan, UsePlan
+from sharecore.core.rules import rule_mask
+from sharecore.nn.layers import apply_rule, record_views
+from sharecore.nn.model import assign_initial, build_from_plan, draw, kernel_variables
+from sharecore.nn.tensor_rules import PairLayout, row_cosine, rule_adjoint
+from sharecore.nn.tfimport import keras, tf
+
+
+@functools.cache
+def _optimizer_class(name: str) -> type:
+    """Keras's SGD or Adam, minus its own all-reduce of the gradients over replicas.
+
+    The trainer sums each step's gradients over the replicas itself (`_all_reduce`, per use, so that
+    the records are the whole batch's); Keras's sum on top of it would double every distributed
+    gradient. On one device that sum changes no number, but Keras's TensorFlow optimizer calls it
+    in every trace, and TensorFlow registers a custom gradient for it in a process-wide registry
+    that is never emptied; that entry held the whole traced graph, so every trainer ever made
+    stayed in memory (about 7 MB for a 4-use chain).
+    """
+    base = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[name]
+
+    class OneReplica(base):
+        def _all_reduce_sum_gradients(self, grads_and_vars: list) -> list:
+            return list(grads_and_vars)
+
+    return OneReplica
+
+
+class Variant:
+    """One model (tied or untied) with its optimizer, its head and what it records."""
+
+    def __init__(self, p: Plan, tied: bool, classes: int, optimizer: str) -> None:
+        self.plan, self.tied, self.name = p, tied, "tied" if tied else "untied"
+        self.model = build_from_plan(p, tied, _zeros(p))
+        self.head = None
+        # A token model outputs its own logits (seq, vocab), one next-token prediction per position.
+        self.logits = bool(classes and p.spec.input_vocab)
+        if classes and not self.logits:
+            # Classification needs a readout. It is the same (seeded) for both variants and is
+            # not part of the spec's parameter count.
+            self.head = keras.layers.Dense(classes, name="head")
+            self.head.build((None, math.prod(p.output_shape)))
+        self.variables = list(self.model.trainable_variables) + (
+            list(self.head.trainable_variables) if self.head else []
+        )
+        self.var_index = {id(v): i for i, v in enumerate(self.variables)}
+        self.optimizer = _optimizer_class(optimizer)(learning_rate=0.01, name=optimizer)
+        self.optimizer.build(self.variables)
+        self.groups = {t: p.group(t) for t in p.shared_tensors}
+        self.kernels = kernel_variables(self.model, p, tied)
+        self.kernel_uses: dict[int, list[str]] = {}  # id(kernel variable) -> the uses that read it
+        for use, k in self.kernels.items():
+            self.kernel_uses.setdefault(id(k), []).append(use)
+        self.viewless = [v for v in self.variables if id(v) not in self.kernel_uses]  # biases, the head
+        self.masks = {u.use.name: rule_mask(u.use.rule, u.tensor_shape) for u in p.uses if u.shared}
+        self.grad_keys = [(t, u.use.name) for t, group in self.groups.items() for u in group]
+        # Divergence compares two uses on the entries both read; a pair that shares none (two slices
+        # side by side) has nothing to compare and is not recorded.
+        layouts = {t: PairLayout(group) for t, group in self.groups.items() if len(group) > 1}
+        self.pairs = {t: layout for t, layout in layouts.items() if layout.pairs}
+        self.div_keys = [(t, a, b) for t, layout in self.pairs.items() for a, b in layout.pairs]
+        # ||W0|| on what each pair reads; a variable so that a compiled trainer serves any seed.
+        self.w0_norms = tf.Variable(tf.zeros([len(self.div_keys)]), trainable=False)
+
+    @property
+    def stats_size(self) -> int:
+        return 3 * len(self.grad_keys) + 2 * len(self.div_keys)
+
+    def reset(self, init: dict[str, np.ndarray], config: TrainConfig) -> None:
+        """Puts the variant back at its initial state for a new run."""
+        assign_initial(self.model, self.plan, self.tied, init)
+        if self.head is not None:
+            self.head.kernel.assign(draw("glorot_uniform", tuple(self.head.kernel.shape), config.seed, "head"))
+            self.head.bias.assign(np.zeros(self.head.bias.shape, dtype="float32"))
+        for v in self.optimizer.variables:
+            v.assign(tf.zeros(v.shape, v.dtype))
+        self.optimizer.learning_rate = config.learning_rate
+        self.w0_norms.assign(
+            [float(np.linalg.norm(init[t] * self.masks[a] * self.masks[b])) for t, a, b in self.div_keys]
+        )
+
+    # -- pieces of the compiled step
+    def loss(self, x: tf.Tensor, y: tf.Tensor, training: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+        """The loss (and accuracy, NaN without classes) of the model on a batch."""
+        out = self.model(x, training=training)
+        if self.logits:
+            logits = out  # (batch, seq, vocab); y: (batch, seq) next tokens
+        elif self.head is None:
+            return tf.reduce_mean(tf.square(out - y)), tf.constant(float("nan"))
+        else:
+            logits = self.head(tf.reshape(out, [tf.shape(out)[0], -1]))  # (batch, classes)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+        return loss, acc
+
+    def train_step(
+        self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor, replica: tf.distribute.ReplicaContext | None = None
+    ) -> tuple[tf.Tensor, ...]:
+        """One optimizer step. Returns loss, accuracy, whether all is finite, and the stats vector.
+
+        Under a strategy, `replica` is the context of the replica that holds this slice of the batch;
+        the step's gradients, loss and accuracy are then summed over the replicas, so that every
+        replica records and applies the numbers of the whole batch.
+        """
+        with tf.GradientTape() as tape, record_views() as views:  # views: this replica's own
+            loss, acc = self.loss(x, y)
+            if replica is not None:
+                # Each replica's mean over its 1/n of the batch, divided by n and summed over the
+                # replicas below, is the mean over the whole batch.
+                loss, acc = loss / replica.num_replicas_in_sync, acc / replica.num_replicas_in_sync
+        # Every kernel is read through one view per use, so a kernel's gradient is the sum of its
+        # views' gradients; only biases and the head are asked for as variables. (Asking for a kernel
+        # together with views of it kept every traced graph alive for good in TensorFlow 2.21.)
+        grads = tape.gradient(loss, [v for _, _, v in views] + self.viewless)
+        # An embedding's gradient comes as IndexedSlices (the rows its tokens read); the records and
+        # the sums over uses take whole tensors.
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        if replica is not None:
+            # Here, before tf.cond(record, ...): an all-reduce inside a branch fails.
+            grads, loss, acc = _all_reduce(replica, grads, loss, acc)
+        by_use = {use: g for (_, use, _), g in zip(views, grads)}
+        by_id = dict(zip(map(id, self.viewless), grads[len(views) :]))
+        by_id.update({k: _sum_or_none([by_use[u] for u in uses]) for k, uses in self.kernel_uses.items()})
+        var_grads = [by_id[id(v)] for v in self.variables]
+        self.optimizer.apply_gradients(zip(var_grads, self.variables))
+        finite = tf.math.is_finite(loss)
+        for v in self.variables:
+            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(v)))
+        stats = tf.cond(
+            record,
+            lambda: self._stats(by_use, var_grads),
+            lambda: tf.zeros([self.stats_size]),
+        )
+        return loss, acc, finite, stats
+
+    def _stats(self, by_use: dict[str, tf.Tensor], var_grads: list[tf.Tensor]) -> tf.Tensor:
+        # Whole-tensor ops on the stacked uses of each tensor, never one block of ops per use or pair:
+        # the compiled step (and its compile time and memory) then grows linearly with the uses.
+        values = []
+        for group in self.groups.values():
+            if not group:
+                continue
+            if self.tied:
+                # Contributions are the gradients w.r.t. each use's view of the one variable;
+                # autodiff has already mapped them back through the rules.
+                contribs = [by_use[u.use.name] for u in group]
+                total = var_grads[self.var_index[id(self.kernels[group[0].use.name])]]
+            else:
+                # Each copy's kernel gradient, mapped back into the shared tensor's shape.
+                contribs = [
+                    rule_adjoint(u.use.rule, var_grads[self.var_index[id(self.kernels[u.use.name])]], u.tensor_shape)
+                    for u in group
+                ]
+                total = tf.add_n(contribs)
+            g = tf.stack([tf.reshape(c, [-1]) for c in contribs])  # (uses, size)
+            total = tf.reshape(total, [1, -1])  # (1, size)
+            n = len(group)
+            cos = row_cosine(g, total - g) if n > 1 else tf.fill([n], float("nan"))
+            values.append(tf.reshape(tf.stack([tf.norm(g, axis=1), tf.fill([n], tf.norm(total)), cos], 1), [-1]))
+        values.append(self._divergence_values())
+        return tf.concat(values, 0)  # grad_norm, sum_norm, cosine per use; distance, cosine per pair
+
+    def _tensor_view(self, u: UsePlan) -> tf.Tensor:
+        """The use's current weights mapped into its shared tensor's shape."""
+        k = tf.convert_to_tensor(self.kernels[u.use.name])
+        if self.tied:
+            # One variable: each use's view of it, mapped back through its own rule.
+            k = apply_rule(u.use.rule.to_dict(), k)
+        return rule_adjoint(u.use.rule, k, u.tensor_shape)
+
+    def _divergence_values(self) -> tf.Tensor:
+        """Per compared pair, in `div_keys` order: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read."""
+        if not self.div_keys:
+            return tf.zeros([0])
+        distances, cosines = [], []
+        for t, layout in self.pairs.items():
+            views = tf.stack([tf.reshape(self._tensor_view(u), [-1]) for u in self.groups[t]])  # (uses, size)
+            distance, cosine = layout.compare(views)
+            distances.append(distance)
+            cosines.append(cosine)
+        relative = tf.concat(distances, 0) / self.w0_norms
+        return tf.reshape(tf.stack([relative, tf.concat(cosines, 0)], 1), [-1])  # distance, cosine per pair
+
+    def divergence_now(self) -> dict[tuple[str, str, str], tuple[float, float]]:
+        """The divergence of the current weights, computed eagerly."""
+        flat = self._divergence_values().numpy()
+        return {key: (float(flat[2 * i]), float(flat[2 * i + 1])) for i, key in enumerate(self.div_keys)}
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The stored kernels, by shared tensor name (tied) or use name (copies and own kernels)."""
+        out = {}
+        for u in self.plan.uses:
+            key = u.use.tensor if (self.tied and u.shared) else u.use.name
+            out[key] = np.array(self.kernels[u.use.name].numpy())
+        return out
+
+
+def _all_reduce(
+    replica: tf.distribute.ReplicaContext, grads: list[tf.Tensor | None], loss: tf.Tensor, acc: tf.Tensor
+) -> tuple[list[tf.Tensor | None], tf.Tensor, tf.Tensor]:
+    """Sums a step's gradients (per use, so the records stay per use), loss and accuracy over the replicas, in one call."""
+    present = [g for g in grads if g is not None]
+    summed = iter(replica.all_reduce(tf.distribute.ReduceOp.SUM, [*present, loss, acc]))
+    grads = [None if g is None else next(summed) for g in grads]
+    return grads, next(summed), next(summed)
+
+
+def _sum_or_none(grads: list[tf.Tensor | None]) -> tf.Tensor | None:
+    present = [g for g in grads if g is not None]
+    return tf.add_n(present) if present else None
+
+
+def _zeros(p: Plan) -> dict[str, np.ndarray]:
+    values = {t.name: np.zeros(t.shape, "float32") for t in p.spec.tensors}
+    values.update({u.use.name: np.zeros(u.tensor_shape, "float32") for u in p.uses if not u.shared})
+    return values
