@@ -85,6 +85,14 @@ def plan(spec: ModelSpec) -> Plan:
 
     Specs are frozen and hashable, so the plan is memoised for the app, which asks again on
     every rerun. Treat the returned plan as read-only.
+
+    Example:
+        >>> from sharecore import preset
+        >>> p = plan(preset("seed-dense"))  # W (10, 10) used by two dense layers in a chain
+        >>> [(u.use.name, u.source, u.kernel_shape, u.out_shape) for u in p.uses]
+        [('dense_1', 'input', (10, 10), (10,)), ('dense_2', 'dense_1', (10, 10), (10,))]
+        >>> p.shared_tensors, p.output_shape
+        (('W',), (10,))
     """
     tensors = {}
     for t in spec.tensors:
@@ -99,7 +107,7 @@ def plan(spec: ModelSpec) -> Plan:
             )
         tensors[t.name] = t
     node_shapes: dict[str, Shape] = {INPUT_NODE: tuple(spec.input_shape)}
-    bias_channels: dict[str, tuple[str, int]] = {}
+    bias_channels: dict[str | None, tuple[str, int]] = {}  # by tensor; only a use of a tensor shares a bias
     use_plans: list[UsePlan] = []
     previous = INPUT_NODE
     for u in spec.uses:
@@ -186,9 +194,9 @@ def plan(spec: ModelSpec) -> Plan:
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"outputs must not repeat a node. Received: outputs={list(outputs)}")
     reached = set(outputs)
-    for u in reversed(use_plans):
-        if u.use.name in reached:
-            reached.add(u.source)
+    for planned in reversed(use_plans):
+        if planned.use.name in reached:
+            reached.add(planned.source)
     dead = [u.use.name for u in use_plans if u.use.name not in reached]
     if dead:
         raise ValueError(
@@ -212,5 +220,16 @@ def as_plan(spec: ModelSpec | Plan) -> Plan:
 
 
 def validate(spec: ModelSpec) -> None:
-    """Raises ValueError if `spec` cannot be built; returns None otherwise."""
+    """Raises ValueError if `spec` cannot be built; returns None otherwise.
+
+    Example:
+        >>> from sharecore import ModelSpec
+        >>> validate(ModelSpec.from_dict({
+        ...     "input_shape": [5],
+        ...     "tensors": [{"name": "W", "shape": [10, 5]}],
+        ...     "uses": [{"name": "d", "op": "dense", "tensor": "W"}],
+        ... }))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: use 'd' needs a kernel with 5 input rows to read the 5 features of 'input', but the shared tensor 'W' gives 10. Make 'W' square, ...
+    """
     plan(spec)
