@@ -78,6 +78,13 @@ def build(spec: ModelSpec, tied: bool, seed: int = 0, limits: Limits | None = No
 
     Raises:
         ValueError: if the spec cannot be built or exceeds the limits (before any TensorFlow work).
+
+    Example:
+        >>> from sharecore import preset
+        >>> spec = preset("seed-mixed")  # W (10, 5): a dense op, and a 1x1 conv reading it reshaped
+        >>> tied, untied = build(spec, tied=True), build(spec, tied=False)
+        >>> tied.count_params(), untied.count_params(), len(tied.trainable_weights), len(untied.trainable_weights)
+        (50, 100, 1, 2)
     """
     p = check_limits(spec, None, limits)
     return build_from_plan(p, tied, initial_values(p, seed))
@@ -160,6 +167,14 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
 
     Raises:
         ValueError: if the file does not exist or is not a Keras model file.
+
+    Example:
+        >>> import os, tempfile
+        >>> from sharecore import preset
+        >>> path = os.path.join(tempfile.mkdtemp(), "tied.keras")
+        >>> build(preset("seed-mixed"), tied=True).save(path)
+        >>> len(load_model(path).trainable_weights)  # still one variable for both uses
+        1
     """
     if not os.path.isfile(path):
         raise ValueError(f"no saved model at {os.fspath(path)!r}; pass the path of a .keras file. Received: {path!r}")

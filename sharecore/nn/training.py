@@ -78,6 +78,16 @@ def train(
         ValueError: for an impossible spec, dataset or device, a spec or run over the limits, a
             batch that does not split evenly over the replicas, or a `resume` this run cannot
             continue, before any training.
+
+    Example:
+        >>> from sharecore import preset
+        >>> result = train(preset("seed-mixed"), TrainConfig(steps=20))
+        >>> result.steps_done, sorted(result.history.variant.unique())
+        (20, ['tied', 'untied'])
+        >>> list(result.gradients.columns)
+        ['step', 'variant', 'tensor', 'use', 'grad_norm', 'sum_norm', 'cosine_with_others']
+        >>> float(result.divergence[result.divergence.variant == "tied"].relative_distance.abs().max())  # one variable
+        0.0
     """
     config = config or TrainConfig()
     limits = limits or Limits.from_env()
