@@ -1,7 +1,7 @@
 """sharecore dashboard: the router. Page config, then the page the user picked.
 
 The shared sidebar is drawn by `ui.frame()`, the first call of every page in pages/; why it
-lives there and not here is explained in ui.py, beside `frame()`.
+lives there and not here is explained in ui/routing.py, beside `frame()`.
 """
 
 import streamlit as st

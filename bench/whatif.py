@@ -106,7 +106,7 @@ def _route_like_a_server() -> None:
     """Makes every AppTest run route its page as a server does, through `st.navigation` alone.
 
     AppTest resets `PagesManager.uses_pages_directory` before each run, and with a `pages/` folder
-    beside the app Streamlit then runs the page file by itself first: `ui.frame` sends it back
+    beside the app Streamlit then runs the page file by itself first: `ui.routing.frame` sends it back
     through the router with `st.rerun()`, so every `AppTest.run()` was two script runs and two
     clean-ups (`keras.backend.clear_session()`, a full garbage collection each). A server clears the
     flag at its first `st.navigation` call, for good; this clears it after each reset.
@@ -147,7 +147,7 @@ def _figures(at) -> list[dict]:
 
 
 def _wait_for_server_warm_up(limit_s: float = 300) -> float:
-    """Waits until ui's loader thread (TensorFlow, then the default trainer's compile) has ended; returns when."""
+    """Waits until ui.startup's loader thread (TensorFlow, then the default trainer's compile) has ended; returns when."""
     import ui
 
     ui.start_loading_tensorflow()
@@ -619,7 +619,7 @@ def run(mode: Mode, profile: bool | None = None) -> Section:
         f"Per session: {statistics.mean(added):.1f} MiB on average ({min(added):+.0f} to {max(added):+.0f}); "
         f"{readings[-1] - readings[0]:+.0f} MiB for all {n}. A full `gc.collect()` in this process then takes "
         f"{store['gc_s']:.3f} s (median of 5): what `keras.backend.clear_session()` added to every rerun before "
-        "ui.py passed it `free_memory=False`.",
+        "ui/startup.py passed it `free_memory=False`.",
         "",
         f"_Load average (1, 5, 15 min) at the end of this section: {load}._",
     )

@@ -1,4 +1,4 @@
-"""The byte-bounded cache of the pages' pure results (sharecore/cache.py) and how ui.py uses it."""
+"""The byte-bounded cache of the pages' pure results (ui/cache.py) and how ui/figures.py uses it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import sharecore
-from sharecore.cache import ByIdentity, ByteLRU, pickled_size
 from sharecore.core.spec import ModelSpec
 from sharecore.viz import plots
+from ui.cache import ByIdentity, ByteLRU, pickled_size
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def _clean_keras_session():
 
 
 def test_cache_module_imports_neither_streamlit_nor_tensorflow():
-    tree = ast.parse(Path(sharecore.__file__).with_name("cache.py").read_text())
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "ui" / "cache.py").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {name.split(".")[0] for name in imported} & {"streamlit", "tensorflow", "keras", "sharecore"}

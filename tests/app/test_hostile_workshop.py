@@ -66,7 +66,7 @@ def kept_labels(at) -> list[str]:
 def own_store(tmp_path, monkeypatch):
     """A run store of the test's own, so it can be damaged; the process's store comes back afterwards."""
     store = RunStore(tmp_path / "runs.sqlite3")
-    monkeypatch.setattr(ui, "_STORE", store)
+    monkeypatch.setattr(ui.kept, "_STORE", store)
     return store
 
 
@@ -218,7 +218,7 @@ def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_
 def test_a_shared_run_that_a_full_list_cannot_take_is_shown_and_says_why_it_was_not_added(tmp_path, monkeypatch):
     monkeypatch.setenv("SHARECORE_KEPT_RUNS", "1")
     monkeypatch.setenv("SHARECORE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(ui, "_STORE", None)
+    monkeypatch.setattr(ui.kept, "_STORE", None)
     owner = lab()
     click_and_wait(owner, "lab.train")
     run_id = owner.session_state["current_run_id"]
@@ -275,8 +275,8 @@ def test_a_store_folder_the_server_may_not_write_is_one_message_on_every_page_an
     folder = tmp_path / "read-only"
     folder.mkdir(mode=0o555)  # as a read-only volume is, to this server
     monkeypatch.setenv("SHARECORE_DATA_DIR", str(folder))
-    monkeypatch.setattr(ui, "_STORE", None)  # the process opens its store again, from this folder
-    monkeypatch.setattr(ui, "_STORE_PROBLEM", None)
+    monkeypatch.setattr(ui.kept, "_STORE", None)  # the process opens its store again, from this folder
+    monkeypatch.setattr(ui.kept, "_STORE_PROBLEM", None)
 
     def the_message(at) -> str:
         assert not at.exception, at.exception
@@ -334,7 +334,7 @@ def test_a_locked_store_is_a_clear_value_error_and_works_again_once_free(tmp_pat
 def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_shown(tmp_path, monkeypatch):
     monkeypatch.setenv("SHARECORE_KEPT_RUNS", "2")
     monkeypatch.setenv("SHARECORE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(ui, "_STORE", None)
+    monkeypatch.setattr(ui.kept, "_STORE", None)
     at = lab(preset="seed-dense")
     for lr in (0.01, 0.05, 0.1):
         at.select_slider(key="lab.cfg.learning_rate").set_value(lr).run()

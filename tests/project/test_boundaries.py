@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
 # What the design card puts at the top level, plus the tooling it allows and the shared UI module.
 TOP_LEVEL = {"streamlit_app.py", "pages", "sharecore", "tests", "requirements.txt", ".streamlit", "README.md"}
-ALLOWED_EXTRA = {"Makefile", "pyproject.toml", ".ci", "bench", "docs", "ui.py", "requirements-dev.txt"}
+ALLOWED_EXTRA = {"Makefile", "pyproject.toml", ".ci", "bench", "docs", "ui", "requirements-dev.txt"}
 # The hosted demo (README, "Hosting a demo"): the image, its build context's exclusions, the settings profile.
 ALLOWED_EXTRA |= {"Dockerfile", ".dockerignore", "deploy"}
 
@@ -136,7 +136,7 @@ def _imports_outside_type_checking(path: Path) -> list[tuple[int, str]]:
 def test_tensorflow_and_keras_are_imported_only_through_sharecore_tfimport():
     """TensorFlow's C++ start-up lines go straight to stderr; sharecore.nn.tfimport alone imports it, with them
     silenced, so that no sharecore module, page or benchmark imported first can let them through."""
-    files = [*(ROOT / "sharecore").rglob("*.py"), *(ROOT / "bench").glob("*.py"), *PAGE_FILES, ROOT / "ui.py"]
+    files = [*(ROOT / "sharecore").rglob("*.py"), *(ROOT / "bench").glob("*.py"), *PAGE_FILES, *(ROOT / "ui").glob("*.py")]
     direct = [
         f"{path.relative_to(ROOT)}:{line} imports {module}"
         for path in files

@@ -1,0 +1,129 @@
+"""The session's experiment: the preset it started from, its model spec and training settings, the Build
+editor's draft, and the URL that holds them.
+
+All per-user state lives in `st.session_state` (one per browser tab), so two users of one server never
+see each other's models or runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import streamlit as st
+
+import sharecore
+from sharecore.core.config import TrainConfig
+from sharecore.core.spec import ModelSpec
+from sharecore.share import urlstate
+from ui.keys import CONFIG, DRAFT, DRAFT_VERSION, PRESET, SPEC, URL_WARNINGS
+from ui.text import plain
+
+# Called with no arguments after every change of the spec. The sidebar's "Edited on the Build page"
+# note registers here (`ui.sidebar`): the sidebar is drawn before the page, and the Build page changes
+# the spec after it, so the note is refilled on the run of the edit, not one run later.
+_SPEC_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_spec_change(listener: Callable[[], None]) -> None:
+    """Calls `listener()` after every later change of the spec (once per listener)."""
+    if listener not in _SPEC_LISTENERS:
+        _SPEC_LISTENERS.append(listener)
+
+
+def init_state() -> None:
+    """On a session's first run, reads the experiment from the URL."""
+    ss = st.session_state
+    if SPEC not in ss:
+        state = urlstate.read_state(st.query_params.to_dict())
+        ss[PRESET] = state.preset
+        ss[SPEC] = state.spec
+        ss[CONFIG] = state.config
+        ss[DRAFT] = state.spec.to_dict()
+        ss[DRAFT_VERSION] = 0
+        ss[URL_WARNINGS] = list(state.warnings)
+
+
+def spec() -> ModelSpec:
+    return st.session_state[SPEC]
+
+
+def config() -> TrainConfig:
+    return st.session_state[CONFIG]
+
+
+def preset_name() -> str:
+    return st.session_state[PRESET]
+
+
+def set_spec(new: ModelSpec, *, reload_editor: bool) -> None:
+    """Makes `new` (already validated) the current spec; `reload_editor` resets the Build editor to it."""
+    ss = st.session_state
+    ss[SPEC] = new
+    if reload_editor:
+        ss[DRAFT] = new.to_dict()
+        ss[DRAFT_VERSION] += 1
+    ss[URL_WARNINGS] = []
+    sync_url()
+    for listener in _SPEC_LISTENERS:
+        listener()
+
+
+def set_config(new: TrainConfig) -> None:
+    st.session_state[CONFIG] = new
+    st.session_state[URL_WARNINGS] = []
+    sync_url()
+
+
+def load_preset(name: str) -> None:
+    """Switches to preset `name` (sidebar and Build editor follow).
+
+    A language model comes with its own task: its data set becomes 'tokens'. (A data set that the
+    new model cannot train on is changed by the Train page, which says so.)
+    """
+    st.session_state[PRESET] = name
+    st.session_state["sidebar.preset"] = name
+    new = sharecore.preset(name)
+    set_spec(new, reload_editor=True)
+    if urlstate.datasets_for(new)[0] == "tokens" and config().dataset != "tokens":
+        set_config(dataclasses.replace(config(), dataset="tokens"))
+        st.session_state["train.dataset"] = "tokens"
+
+
+def load_experiment(spec_: ModelSpec, config_: TrainConfig, preset: str) -> None:
+    """Makes (spec_, config_) the session's experiment, started from preset `preset`: the Lab,
+    Build editor, Train settings and sidebar all show it on their next run (an exercise's
+    one-click setup, a kept run's "load these settings", Reset)."""
+    ss = st.session_state
+    ss[PRESET] = preset
+    ss["sidebar.preset"] = preset
+    set_spec(spec_, reload_editor=True)
+    set_config(config_)
+    for key in [k for k in ss if isinstance(k, str) and k.startswith(("train.", "lab."))]:
+        if not key.startswith(("train.dl.", "lab.run.")):  # widgets re-read the experiment
+            del ss[key]
+
+
+def reset_to_preset(name: str) -> None:
+    """Reset / picking a preset in the Lab: the preset as published, with its default settings (the
+    seed and device stay); kept runs stay too."""
+    new = sharecore.preset(name)
+    base = urlstate.default_config(new)
+    load_experiment(new, dataclasses.replace(base, seed=config().seed, device=config().device), name)
+
+
+def sync_url() -> None:
+    """Writes the experiment into the URL, so that copying it shares the experiment."""
+    params = urlstate.encode_state(preset_name(), spec(), config())
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+def show_url_warnings() -> None:
+    for message in st.session_state[URL_WARNINGS]:
+        st.warning(plain(message), icon=":material/link_off:")  # they quote the link's text
+
+
+def check_spec(candidate: ModelSpec, train: TrainConfig | None = None) -> None:
+    """The core's validation plus this server's size limits; raises ValueError."""
+    urlstate.check_limits(candidate, train)
