@@ -8,36 +8,31 @@ import json
 import streamlit as st
 
 import sharecore
-import ui
 from sharecore.core.config import OPTIMIZERS, TEACHERS, TrainConfig
 from sharecore.core.limits import Limits
 from sharecore.core.text import csv_text, safe_file_name
 from sharecore.share import urlstate
+from ui import figures, kept, keys, startup, state, training, widgets
+from ui.routing import frame
+from ui.sitemap import PAGES
+from ui.text import plain
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 ss = st.session_state
-spec = ui.spec()
-config = ui.config()
-run = ui.active_run()
+spec = state.spec()
+config = state.config()
+run = training.active_run()
 limits = Limits.from_env()  # the server's caps: environment over secrets.toml over defaults
+
 
 DATASET_LABELS = {
     "teacher": "teacher: match a random network of the same shape",
     "digits": "digits: 8x8 handwritten digits",
     "tokens": "tokens: predict the next token of a random Markov chain",
 }
-# The settings widgets: their session-state keys and labels, by TrainConfig field.
-SETTING_WIDGETS = {
-    "dataset": "train.dataset",
-    "teacher": "train.teacher",
-    "optimizer": "train.optimizer",
-    "learning_rate": "train.learning_rate",
-    "steps": "train.steps",
-    "batch_size": "train.batch_size",
-    "record_every": "train.record_every",
-}
-SETTING_KEYS = {key: name for name, key in SETTING_WIDGETS.items()}
+# The settings widgets' labels, by TrainConfig field (their keys: keys.TRAIN_SETTINGS).
+SETTING_KEYS = {key: name for name, key in keys.TRAIN_SETTINGS.items()}
 SETTING_LABELS = {
     "dataset": "Dataset",
     "teacher": "Teacher",
@@ -61,12 +56,13 @@ def settings(config: TrainConfig) -> TrainConfig | None:
     held = dataclasses.replace(config, **{name: ss[key] for key, name in SETTING_KEYS.items()})
     _, adjustments = urlstate.fit_config(spec, held, limits)
     for a in adjustments:
-        ss[SETTING_WIDGETS[a.field]] = a.used
+        ss[keys.TRAIN_SETTINGS[a.field]] = a.used
         st.warning(
-            ui.plain(f"{SETTING_LABELS[a.field]} {a.asked!r} cannot be used: {a.reason} Using {a.used!r}."),
+            plain(f"{SETTING_LABELS[a.field]} {a.asked!r} cannot be used: {a.reason} Using {a.used!r}."),
             icon=":material/tune:",
         )
-    ss["train.learning_rate"] = float(ss["train.learning_rate"])  # a float widget needs a float
+    lr_key = keys.TRAIN_SETTINGS["learning_rate"]
+    ss[lr_key] = float(ss[lr_key])  # a float widget needs a float
     datasets = list(urlstate.datasets_for(spec))
     disabled = run is not None
     # The data set on a row of its own: beside it, the optimizer and learning rate were too narrow on a projector.
@@ -74,15 +70,19 @@ def settings(config: TrainConfig) -> TrainConfig | None:
     opt_col, lr_col = st.columns([1, 2])
     with data_col:
         dataset = st.radio(
-            SETTING_LABELS["dataset"], datasets, key="train.dataset", format_func=DATASET_LABELS.get, disabled=disabled
+            SETTING_LABELS["dataset"],
+            datasets,
+            key=keys.TRAIN_SETTINGS["dataset"],
+            format_func=DATASET_LABELS.get,
+            disabled=disabled,
         )
         # The teacher choice labels only the teacher data set; hidden, it keeps its value.
-        teacher = ss["train.teacher"]
+        teacher = ss[keys.TRAIN_SETTINGS["teacher"]]
         if dataset == "teacher":
             teacher = st.radio(
                 SETTING_LABELS["teacher"],
                 TEACHERS,
-                key="train.teacher",
+                key=keys.TRAIN_SETTINGS["teacher"],
                 horizontal=True,
                 disabled=disabled,
                 help="untied: every use of a shared tensor has its own random copy, which a tied model cannot "
@@ -94,9 +94,11 @@ def settings(config: TrainConfig) -> TrainConfig | None:
                 f"this model's input {list(spec.input_shape)} holds another number. Try preset 'siamese-digits'."
             )
     with opt_col:
-        optimizer = st.selectbox(SETTING_LABELS["optimizer"], OPTIMIZERS, key="train.optimizer", disabled=disabled)
+        optimizer = st.selectbox(
+            SETTING_LABELS["optimizer"], OPTIMIZERS, key=keys.TRAIN_SETTINGS["optimizer"], disabled=disabled
+        )
     with lr_col:
-        learning_rate = ui.learning_rate_picker("train.learning_rate", ss["train.learning_rate"], disabled=disabled)
+        learning_rate = widgets.learning_rate_picker(lr_key, ss[lr_key], disabled=disabled)
     steps_col, batch_col, every_col = st.columns(3)
     with steps_col:
         steps = st.number_input(
@@ -105,7 +107,7 @@ def settings(config: TrainConfig) -> TrainConfig | None:
             # No max_value: above it the browser silently keeps the old value (99999 showed and 60
             # trained); the server's cap is applied by urlstate.fit_config above, with a warning.
             step=10,
-            key="train.steps",
+            key=keys.TRAIN_SETTINGS["steps"],
             disabled=disabled,
         )
     with batch_col:
@@ -113,7 +115,7 @@ def settings(config: TrainConfig) -> TrainConfig | None:
             SETTING_LABELS["batch_size"],
             min_value=1,
             step=8,  # no max_value, as for the steps
-            key="train.batch_size",
+            key=keys.TRAIN_SETTINGS["batch_size"],
             disabled=disabled,
         )
     with every_col:
@@ -121,7 +123,7 @@ def settings(config: TrainConfig) -> TrainConfig | None:
             SETTING_LABELS["record_every"],
             min_value=1,  # at most the steps: urlstate.fit_config (no max_value, as for the steps)
             step=1,
-            key="train.record_every",
+            key=keys.TRAIN_SETTINGS["record_every"],
             help="Gradients and divergence are recorded every k steps (and at the first and last step).",
             disabled=disabled,
         )
@@ -137,9 +139,9 @@ def settings(config: TrainConfig) -> TrainConfig | None:
             dataset=dataset,
             teacher=teacher,
         )
-        ui.check_spec(spec, new)
+        state.check_spec(spec, new)
     except ValueError as err:
-        st.error(ui.plain(str(err)), icon=":material/error:")
+        st.error(plain(str(err)), icon=":material/error:")
         return None
     return new
 
@@ -147,7 +149,7 @@ def settings(config: TrainConfig) -> TrainConfig | None:
 def log_scale_toggle() -> bool:
     return st.toggle(
         "Log scale for the loss",
-        key="train.log_y",
+        key=keys.TRAIN_LOG_Y,
         help="Equal steps on the axis are equal factors: a loss that falls from 1 to 0.001 stays readable.",
     )
 
@@ -169,21 +171,21 @@ def live_panel() -> None:
         progress = run.progress
         if run.stop_event.is_set():
             st.info("Stopping: the run ends after its current chunk of steps.", icon=":material/stop_circle:")
-        elif waiting := ui.queue_text(run):  # read once: the place can change between two reads
+        elif waiting := training.queue_text(run):  # read once: the place can change between two reads
             st.info(waiting, icon=":material/hourglass:")
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
         if progress is not None:
             log_y = log_scale_toggle()
-            ui.chart(ui.loss_chart(progress.history, run.config.steps, log_y=log_y), key="train.live_loss")
+            widgets.chart(figures.loss_chart(progress.history, run.config.steps, log_y=log_y), key=keys.TRAIN_LIVE_LOSS)
 
     live()
 
 
 def result_panel(res: sharecore.TrainResult) -> None:
     if res.stop_reason:
-        st.warning(ui.plain(res.stop_reason), icon=":material/stop_circle:")
-    ui.training_warnings(res)
+        st.warning(plain(res.stop_reason), icon=":material/stop_circle:")
+    training.training_warnings(res)
     if res.spec != spec or res.config != config:
         st.caption("These results are from the last run; the model or settings have changed since.")
     summary = res.summary()
@@ -200,9 +202,9 @@ def result_panel(res: sharecore.TrainResult) -> None:
     counts = ", ".join(f"{variant} {n:,}" for variant, n in res.params.items())
     st.caption(f"Data: {res.dataset}. Parameters: {counts}.")
     log_y = log_scale_toggle()
-    ui.chart(ui.loss_chart(res.history, res.config.steps, res.heldout, log_y=log_y), key="train.loss")
-    st.page_link(ui.PAGES["gradients"], label="See the gradient flow", icon=":material/call_split:")
-    st.page_link(ui.PAGES["divergence"], label="See how far the copies drift", icon=":material/compare_arrows:")
+    widgets.chart(figures.loss_chart(res.history, res.config.steps, res.heldout, log_y=log_y), key=keys.TRAIN_LOSS)
+    st.page_link(PAGES["gradients"], label="See the gradient flow", icon=":material/call_split:")
+    st.page_link(PAGES["divergence"], label="See how far the copies drift", icon=":material/compare_arrows:")
     st.markdown("**Downloads**")
     row = st.container(horizontal=True)
     cols = [row] * 5
@@ -221,18 +223,18 @@ def result_panel(res: sharecore.TrainResult) -> None:
             mime=mime,
             on_click="ignore",
             icon=":material/download:",
-            key=f"train.dl.{label}",
+            key=keys.of(keys.TRAIN_DOWNLOAD, label),
         )
 
 
 st.title("Train")
 st.caption(
-    f"Model '{ui.plain(spec.name)}': the tied and the untied model start from the same numbers (seed {config.seed}) "
+    f"Model '{plain(spec.name)}': the tied and the untied model start from the same numbers (seed {config.seed}) "
     "and see the same batches."
 )
 new = settings(config)
 if new is not None and new != config:
-    ui.set_config(new)
+    state.set_config(new)
     config = new
 
 # One row that wraps: in fixed columns the buttons were cut ("T..") on a projector's 1024 px.
@@ -241,29 +243,29 @@ train_col.button(
     "Train",
     type="primary",
     icon=":material/play_arrow:",
-    on_click=ui.start_training,
+    on_click=training.start_training,
     disabled=run is not None or new is None,
-    key="train.start",
+    key=keys.TRAIN_START,
 )
 stop_col.button(
     "Stop",
     icon=":material/stop:",
-    on_click=ui.stop_training,
+    on_click=training.stop_training,
     disabled=run is None,
-    key="train.stop",
+    key=keys.TRAIN_STOP,
 )
 with device_col:
-    if ui.tensorflow_or_status("the device list"):
+    if startup.tensorflow_or_status("the device list"):
         try:
-            st.caption(f"Trains on {ui.device_name(config.device)}.")
+            st.caption(f"Trains on {figures.device_name(config.device)}.")
         except ValueError as err:
-            st.error(ui.plain(str(err)), icon=":material/error:")
+            st.error(plain(str(err)), icon=":material/error:")
 
-if ss[ui.RUN_ERROR]:
-    st.error(ui.plain(ss[ui.RUN_ERROR]), icon=":material/error:")
+if training.run_error():
+    st.error(plain(training.run_error()), icon=":material/error:")
 if run is not None:
     live_panel()
-elif ui.result() is not None:
-    result_panel(ui.result())
+elif kept.result() is not None:
+    result_panel(kept.result())
 else:
     st.info("Press Train: the defaults finish in a few seconds on a laptop CPU.", icon=":material/info:")

@@ -1,11 +1,13 @@
-"""Kept runs: this browser's workspace (its cookie), the run store, the runs the Lab and Compare pages
-overlay, and share links."""
+"""Kept runs: this browser's workspace (its cookie), the run store, the session's current result, the
+runs the Lab and Compare pages overlay, and share links."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import streamlit as st
@@ -13,11 +15,13 @@ import streamlit as st
 import sharecore
 from sharecore.runs.keeping import Kept
 from sharecore.runs.store import is_key, new_key
+from ui import state
 from ui.keys import (
     CURRENT_RUN_ID,
     KEEP_NOTES,
     LAST_SETTINGS,
     LOADED,
+    RESULT,
     SHARED,
     SHOWN,
     STORE_ERROR,
@@ -91,6 +95,11 @@ def store_problem() -> str | None:
     return store.problem if getattr(store, "read_only", None) else None
 
 
+def store_open() -> bool:
+    """Whether the run store could be opened (else a stand-in keeps nothing, and `store_problem` says why)."""
+    return not isinstance(run_store(), _NoStore)
+
+
 def show_store_problem() -> None:
     """The one message, on every page, of a run store that cannot keep runs."""
     problem = store_problem()
@@ -98,8 +107,9 @@ def show_store_problem() -> None:
         st.error(plain(problem), icon=":material/database:")
 
 
-def init_workspace() -> None:
-    """Reads this browser's workspace key from its cookie, or makes a new one (written by `remember_workspace`)."""
+def init_session() -> None:
+    """On a session's first run: reads this browser's workspace key from its cookie, or makes a new one
+    (written by `remember_workspace`); no current result yet."""
     ss = st.session_state
     if WORKSPACE in ss:
         return
@@ -108,6 +118,7 @@ def init_workspace() -> None:
         ss[WORKSPACE], ss[WORKSPACE_NEW] = cookie, False
     else:
         ss[WORKSPACE], ss[WORKSPACE_NEW] = new_key(), True
+    ss[RESULT] = None
     ss[CURRENT_RUN_ID] = None
     ss[LAST_SETTINGS] = None
     ss[KEEP_NOTES] = []
@@ -136,6 +147,31 @@ def workspace() -> str:
     return st.session_state[WORKSPACE]
 
 
+def result() -> sharecore.TrainResult | None:
+    """The session's current result: its last run (complete or stopped), or a kept run loaded into the Lab."""
+    return st.session_state.get(RESULT)
+
+
+def current_run_id() -> str | None:
+    """The kept id of the current result (what Continue extends); None when it was not kept."""
+    return st.session_state[CURRENT_RUN_ID]
+
+
+def last_settings() -> tuple | None:
+    """(spec, config) of the last kept run: what the next run's label compares with."""
+    return st.session_state[LAST_SETTINGS]
+
+
+def keep_notes() -> list[str]:
+    """What the store said about the last run kept (evictions, problems)."""
+    return st.session_state[KEEP_NOTES]
+
+
+def store_error() -> str | None:
+    """Why the run store could not be read on the last try, or None."""
+    return st.session_state.get(STORE_ERROR)
+
+
 def kept_runs() -> list:
     """This workspace's kept runs, newest first (`RunInfo`s: no frames are read); none while the store
     cannot be read (`STORE_ERROR` says why, and the kept-runs table shows it)."""
@@ -157,11 +193,13 @@ def load_kept(run_id: str):
 
 
 def took_in(res: sharecore.TrainResult, kept: Kept | None) -> None:
-    """Shows a finished run, kept by its runner (`ui.training`), in this session's overlay and notes.
+    """Makes a finished run, kept by its runner (`ui.training`), the current result, shown in this session's
+    overlay and notes.
 
     A continued run takes the place in the overlay of the run it continued: it is the same run, now longer.
     """
     ss = st.session_state
+    ss[RESULT] = res
     if kept is None or kept.run_id is None:
         # Not kept: the Lab draws it as the current run, and Continue must not replace the run kept before it.
         ss[KEEP_NOTES] = list(kept.notes) if kept is not None else []
@@ -198,9 +236,96 @@ def shown_runs() -> tuple[list, list[str]]:
     return [LabelledRun(label, res, run_id) for label, (_, res, run_id) in zip(labels, runs)], problems
 
 
+def shown_ids() -> list[str]:
+    """The ids of the kept runs the Lab and Compare pages overlay, in order."""
+    return list(st.session_state[SHOWN])
+
+
+def set_shown(run_ids: Iterable[str]) -> None:
+    """The kept runs to overlay, in order (the Compare page's pick)."""
+    st.session_state[SHOWN] = list(run_ids)
+
+
+def overlay_runs(*, with_unkept_result: bool = False) -> tuple[list, list[str]]:
+    """`shown_runs()`, with the current result first when it could not be kept and `with_unkept_result`
+    (the Lab: a run the store could not keep, all runs pinned or the store failing, is still drawn)."""
+    from sharecore.runs.compare import LabelledRun, unique_labels
+
+    runs, problems = shown_runs()
+    res = result()
+    if with_unkept_result and res is not None and current_run_id() is None:
+        labels = unique_labels(["this run (not kept)", *(r.label for r in runs)])
+        runs = [LabelledRun(labels[0], res), *(dataclasses.replace(r, label=x) for r, x in zip(runs, labels[1:]))]
+    return runs, problems
+
+
+def run_choices() -> dict[str, str]:
+    """The runs a comparison can pick, id -> label: the shown ones first, then every other kept run."""
+    kept = {info.id: info.label for info in kept_runs()}
+    labels = {run_id: kept.get(run_id) for run_id in dict.fromkeys([*st.session_state[SHOWN], *kept])}
+    for run_id, label in labels.items():
+        if label is None:
+            try:
+                labels[run_id] = load_kept(run_id).label
+            except (KeyError, ValueError):
+                labels[run_id] = "(no longer kept)"
+    return labels
+
+
+def edit_runs(changes: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Applies the kept-runs table's edits, (run id, {'show' | 'label' | 'pinned' | 'delete': value}) each;
+    returns what could not be done, one message per run."""
+    ss = st.session_state
+    store, ws = run_store(), workspace()
+    problems = []
+    for run_id, change in changes:
+        try:
+            if "label" in change:
+                store.rename(ws, run_id, change["label"])
+                ss[LOADED].pop(run_id, None)
+            if "pinned" in change:
+                store.pin(ws, run_id, bool(change["pinned"]))
+                ss[LOADED].pop(run_id, None)
+            if change.get("delete"):
+                store.delete(ws, run_id)
+                ss[LOADED].pop(run_id, None)
+                if run_id in ss[SHOWN]:
+                    ss[SHOWN].remove(run_id)
+            if "show" in change:
+                if change["show"] and run_id not in ss[SHOWN]:
+                    ss[SHOWN].append(run_id)
+                elif not change["show"] and run_id in ss[SHOWN]:
+                    ss[SHOWN].remove(run_id)
+        except (KeyError, ValueError) as err:
+            problems.append(str(err))
+    return problems
+
+
+def load_into_lab(run_id: str) -> None:
+    """Makes a kept run's model and settings the experiment, and the run itself the current result: Continue
+    carries it on (not the session's last run), and the next run's label says what changed from it."""
+    stored = load_kept(run_id)
+    state.load_experiment(stored.result.spec, stored.result.config, stored.preset or state.preset_name())
+    ss = st.session_state
+    ss[RESULT], ss[CURRENT_RUN_ID] = stored.result, run_id
+    ss[LAST_SETTINGS] = (stored.result.spec, stored.result.config)
+
+
 def share_path(run_id: str) -> str:
     """The path of a run's share link, relative to the app's root."""
     return f"compare?run={run_id}"
+
+
+def take_shared_link() -> str | None:
+    """The run id a share link asked for, once: None after the first call and when there was none."""
+    run_id, st.session_state[SHARED] = st.session_state[SHARED], None
+    return run_id
+
+
+def show_first(run_id: str) -> None:
+    """Puts a run at the front of the overlay, unless it is shown already."""
+    if run_id not in st.session_state[SHOWN]:
+        st.session_state[SHOWN].insert(0, run_id)
 
 
 def adopt_shared(run_id: str) -> str | None:

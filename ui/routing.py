@@ -50,13 +50,13 @@ def frame() -> None:
         st.rerun()
     startup.ignore_unusable_settings()  # before anything reads them
     state.init_state()  # on a session's first run, the experiment from the URL
-    kept.init_workspace()
+    kept.init_session()
     training.init_session()
     training.take_over_orphaned_run()
     training.collect_run()
     state.sync_url()
     kept.remember_workspace()
-    sidebar.sidebar()
+    sidebar.draw()
     _count_script_run()
     startup.show_setting_problems()
     state.show_url_warnings()

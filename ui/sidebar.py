@@ -10,26 +10,26 @@ import streamlit as st
 import sharecore
 from sharecore.core.config import DEVICES
 from sharecore.share import urlstate
-from ui.keys import PRESENTER
+from ui.keys import PRESENTER, SIDEBAR_DEVICE, SIDEBAR_PRESENTER, SIDEBAR_PRESET, SIDEBAR_SEED
 from ui.state import config, load_preset, on_spec_change, preset_name, set_config, spec
 from ui.training import active_run
 from ui.widgets import presenter_mode
 
 
 def _on_preset() -> None:
-    load_preset(st.session_state["sidebar.preset"])
+    load_preset(st.session_state[SIDEBAR_PRESET])
 
 
 def _on_seed() -> None:
-    set_config(dataclasses.replace(config(), seed=int(st.session_state["sidebar.seed"])))
+    set_config(dataclasses.replace(config(), seed=int(st.session_state[SIDEBAR_SEED])))
 
 
 def _on_device() -> None:
-    set_config(dataclasses.replace(config(), device=st.session_state["sidebar.device"]))
+    set_config(dataclasses.replace(config(), device=st.session_state[SIDEBAR_DEVICE]))
 
 
 def _on_presenter() -> None:
-    st.session_state[PRESENTER] = bool(st.session_state["sidebar.presenter"])
+    st.session_state[PRESENTER] = bool(st.session_state[SIDEBAR_PRESENTER])
 
 
 # The sidebar's "Edited on the Build page" slot of the script run in this thread. The sidebar is
@@ -48,7 +48,7 @@ def _edited_note() -> None:
         slot.empty()
 
 
-def sidebar() -> None:
+def draw() -> None:
     """The controls every page shares: preset, seed and device.
 
     Each page draws them (see `ui.routing.frame`), so on every page they are new widgets to Streamlit;
@@ -56,14 +56,14 @@ def sidebar() -> None:
     have already updated, so they always show the experiment and never a widget default.
     """
     ss = st.session_state
-    ss["sidebar.preset"] = preset_name()
-    ss["sidebar.seed"] = config().seed
-    ss["sidebar.device"] = config().device
+    ss[SIDEBAR_PRESET] = preset_name()
+    ss[SIDEBAR_SEED] = config().seed
+    ss[SIDEBAR_DEVICE] = config().device
     with st.sidebar:
         st.selectbox(
             "Preset",
             sharecore.presets(),
-            key="sidebar.preset",
+            key=SIDEBAR_PRESET,
             on_change=_on_preset,
             help="A ready-made model. Change it on the Build page.",
         )
@@ -74,14 +74,14 @@ def sidebar() -> None:
             min_value=0,
             max_value=urlstate.MAX_SEED,
             step=1,
-            key="sidebar.seed",
+            key=SIDEBAR_SEED,
             on_change=_on_seed,
             help="Initial weights, teacher network and batch order.",
         )
         st.selectbox(
             "Device",
             DEVICES,
-            key="sidebar.device",
+            key=SIDEBAR_DEVICE,
             on_change=_on_device,
             help="'auto' trains on a GPU when TensorFlow sees one, else on the CPU.",
         )
@@ -89,10 +89,10 @@ def sidebar() -> None:
         if run is not None:  # drawn on full reruns only: the Train page's live panel has the details
             st.caption(f":material/hourglass: {'Waiting for a free trainer' if run.queued else 'Training is running'}.")
         st.caption("The URL holds this experiment: copy it to share.")
-        ss["sidebar.presenter"] = presenter_mode()
+        ss[SIDEBAR_PRESENTER] = presenter_mode()
         st.toggle(
             "Presenter mode: larger chart text",
-            key="sidebar.presenter",
+            key=SIDEBAR_PRESENTER,
             on_change=_on_presenter,
             help="Larger titles, ticks, legends and hover text on every chart, for a projector.",
         )

@@ -30,14 +30,6 @@ _NAVIGATION = {
     "divergence": ("Divergence", "↔️"),
     "pitfalls": ("Pitfalls", "⚠️"),
 }
-# Starting points on the Build page: the simplest preset of each family of ops.
-FAMILIES = {
-    "dense": "seed-dense",
-    "conv": "seed-conv",
-    "mixed": "seed-mixed",
-    "language model": "tied-lm",
-    "autoencoder": "conv-autoencoder",
-}
 
 
 def navigation_pages() -> list[st.Page]:

@@ -16,7 +16,7 @@ import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
-from ui.keys import CONFIG, DRAFT, DRAFT_VERSION, PRESET, SPEC, URL_WARNINGS
+from ui.keys import CONFIG, DRAFT, DRAFT_VERSION, PRESET, SPEC, TRAIN_SETTINGS, URL_WARNINGS
 from ui.text import plain
 
 # Called with no arguments after every change of the spec. The sidebar's "Edited on the Build page"
@@ -56,6 +56,27 @@ def preset_name() -> str:
     return st.session_state[PRESET]
 
 
+def draft() -> dict:
+    """The Build editor's content (spec-like data, maybe invalid)."""
+    return st.session_state[DRAFT]
+
+
+def draft_version() -> int:
+    """The Build editor's version: the editors' widget keys carry it, so a new version gives fresh widgets."""
+    return st.session_state[DRAFT_VERSION]
+
+
+def set_draft(new: dict) -> None:
+    """Keeps the Build editor's content as its widgets hold it (the widgets stay)."""
+    st.session_state[DRAFT] = new
+
+
+def edit_draft(change: Callable[[dict], None]) -> None:
+    """Applies `change` to the Build editor's content (add or remove a tensor or use) and reloads the editor."""
+    change(st.session_state[DRAFT])
+    st.session_state[DRAFT_VERSION] += 1
+
+
 def set_spec(new: ModelSpec, *, reload_editor: bool) -> None:
     """Makes `new` (already validated) the current spec; `reload_editor` resets the Build editor to it."""
     ss = st.session_state
@@ -82,12 +103,11 @@ def load_preset(name: str) -> None:
     new model cannot train on is changed by the Train page, which says so.)
     """
     st.session_state[PRESET] = name
-    st.session_state["sidebar.preset"] = name
     new = sharecore.preset(name)
     set_spec(new, reload_editor=True)
     if urlstate.datasets_for(new)[0] == "tokens" and config().dataset != "tokens":
         set_config(dataclasses.replace(config(), dataset="tokens"))
-        st.session_state["train.dataset"] = "tokens"
+        st.session_state[TRAIN_SETTINGS["dataset"]] = "tokens"
 
 
 def load_experiment(spec_: ModelSpec, config_: TrainConfig, preset: str) -> None:
@@ -96,7 +116,6 @@ def load_experiment(spec_: ModelSpec, config_: TrainConfig, preset: str) -> None
     one-click setup, a kept run's "load these settings", Reset)."""
     ss = st.session_state
     ss[PRESET] = preset
-    ss["sidebar.preset"] = preset
     set_spec(spec_, reload_editor=True)
     set_config(config_)
     for key in [k for k in ss if isinstance(k, str) and k.startswith(("train.", "lab."))]:

@@ -18,19 +18,18 @@ from sharecore.core.runcheck import resume_conflicts
 from sharecore.core.spec import ModelSpec
 from sharecore.runs.keeping import KeepPlan, run_label
 from sharecore.runs.runner import BackgroundRun, orphaned_runs, training_runs
-from ui.kept import load_kept, run_store, took_in, workspace
-from ui.keys import CURRENT_RUN_ID, LAST_SETTINGS, RESULT, RUN, RUN_ERROR
+from ui.kept import current_run_id, last_settings, load_kept, result, run_store, took_in, workspace
+from ui.keys import RUN, RUN_ERROR
 from ui.sitemap import PAGES
 from ui.state import check_spec, config, preset_name, spec
 from ui.text import plain
 
 
 def init_session() -> None:
-    """On a session's first run: no run, no result, no error yet."""
+    """On a session's first run: no run and no error yet."""
     ss = st.session_state
     if RUN not in ss:
         ss[RUN] = None
-        ss[RESULT] = None
         ss[RUN_ERROR] = None
 
 
@@ -87,7 +86,7 @@ def continue_training(extra_steps: int) -> None:
     except ValueError as err:
         ss[RUN_ERROR] = str(err)
         return
-    ss[RUN] = _start_run(res.spec, new, resume=res, continues=ss.get(CURRENT_RUN_ID))
+    ss[RUN] = _start_run(res.spec, new, resume=res, continues=current_run_id())
 
 
 def _start_run(
@@ -99,7 +98,7 @@ def _start_run(
     if continues is not None:
         with contextlib.suppress(KeyError, ValueError):
             continued = load_kept(continues).label
-    label = run_label(st.session_state[LAST_SETTINGS], (spec_, config_), preset=preset_name(), continued=continued)
+    label = run_label(last_settings(), (spec_, config_), preset=preset_name(), continued=continued)
     plan = KeepPlan(run_store(), workspace(), label, preset_name(), continues if continued is not None else None)
     return BackgroundRun(
         spec_, config_, alive=_browser_connected(), resume=resume, owner=workspace(), on_result=plan
@@ -174,7 +173,6 @@ def collect_run() -> None:
     if run is None or not run.done:
         return
     if run.result is not None:
-        ss[RESULT] = run.result
         took_in(run.result, run.kept)
     ss[RUN_ERROR] = run.error
     ss[RUN] = None
@@ -205,8 +203,9 @@ def active_run() -> BackgroundRun | None:
     return run if run is not None and run.running else None
 
 
-def result() -> sharecore.TrainResult | None:
-    return st.session_state.get(RESULT)
+def run_error() -> str | None:
+    """Why the last run could not train, or None."""
+    return st.session_state[RUN_ERROR]
 
 
 def need_result() -> sharecore.TrainResult | None:

@@ -150,12 +150,12 @@ def test_cache_filled_with_the_largest_figures_stays_within_its_budget():
 
 
 def test_ui_caches_build_page_figures_by_their_arguments():
-    import ui  # streamlit is imported, but no page runs
+    from ui import figures  # streamlit is imported, but no page runs
 
     spec = sharecore.preset("tied-autoencoder")
-    assert ui.model_dot(spec, True) is ui.model_dot(spec, True)
-    assert ui.model_dot(spec, False) != ui.model_dot(spec, True)
-    report = ui.param_report(spec)
-    assert ui.param_report(spec) is report
-    assert ui.param_bars(report) is ui.param_bars(report)
-    assert ui._cache.total_bytes <= ui.CACHE_MB * 2**20
+    assert figures.model_dot(spec, True) is figures.model_dot(spec, True)
+    assert figures.model_dot(spec, False) != figures.model_dot(spec, True)
+    report = figures.param_report(spec)
+    assert figures.param_report(spec) is report
+    assert figures.param_bars(report) is figures.param_bars(report)
+    assert figures._cache.total_bytes <= figures.CACHE_MB * 2**20
