@@ -3,18 +3,14 @@ run against the ones before it, without leaving the page."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import streamlit as st
 
 import sharecore
-from sharecore.core.config import OPTIMIZERS
-from sharecore.core.limits import Limits
 from sharecore.core.spec import ModelSpec
 from sharecore.core.text import parse_ints
-from sharecore.share import urlstate
-from ui import figures, kept, kept_views, keys, state, training, widgets
+from ui import figures, kept, kept_views, keys, settings_editor, state, training, widgets
 from ui.routing import frame
 from ui.text import plain
 
@@ -24,15 +20,9 @@ ss = st.session_state
 spec = state.spec()
 config = state.config()
 run = training.active_run()
-limits = Limits.from_env()
 
 # Rules the Lab edits in place; a composed rule is edited on the Build page.
 LAB_RULES = ("identity", "transpose", "reshape", "slice", "rot90", "flip")
-STEP_CHOICES = (1, 5, 10, 20, 30, 60, 100, 200, 300, 500, 1000, 2000, 5000)
-DATASET_HELP = (
-    "teacher: imitate a random network of this model (any model). digits: 8x8 handwritten digits "
-    "(64 or 128 inputs). tokens: the next token of a random Markov chain (language models)."
-)
 
 
 # ----------------------------------------------------------------------------- model: rules and shapes
@@ -169,62 +159,6 @@ def model_editor() -> None:
             slot.error(plain(f"Not applied: {errors[field]}"), icon=":material/error:")
 
 
-# ----------------------------------------------------------------------------- training settings
-def _set(field: str, k: str) -> None:
-    if k not in ss:  # a preset load or Reset in the same rerun replaced the experiment (and this key) first
-        return
-    value = ss[k]
-    try:
-        new = dataclasses.replace(state.config(), **{field: value})
-        state.check_spec(state.spec(), new)
-    except ValueError as err:
-        ss[keys.LAB_SETTING_ERROR] = (field, str(err))
-        return
-    ss[keys.LAB_SETTING_ERROR] = None
-    state.set_config(new)
-
-
-def setting(field: str, widget, label: str, options=None, **kwargs: Any) -> Any:
-    k = keys.of(keys.LAB_SETTING, field)
-    ss[k] = getattr(config, field)  # the widgets show the experiment; their callbacks change it
-    if options is not None:
-        kwargs["options"] = options
-    return widget(label, key=k, on_change=_set, args=(field, k), disabled=run is not None, **kwargs)
-
-
-def settings_editor() -> None:
-    data_col, opt_col = st.columns([3, 2])
-    with data_col:
-        datasets = list(urlstate.datasets_for(spec))
-        if config.dataset not in datasets:
-            datasets.append(config.dataset)
-        setting("dataset", st.selectbox, "Data", datasets, help=DATASET_HELP)
-    with opt_col:
-        setting("optimizer", st.selectbox, "Optimizer", OPTIMIZERS)
-    if config.dataset == "teacher" and hasattr(config, "teacher"):
-        setting(
-            "teacher",
-            st.segmented_control,
-            "Teacher network",
-            ("untied", "tied"),
-            help="The teacher data set's targets come from a random network of this model: untied (every use its "
-            "own tensor) or tied. Whichever it is, that variant is the 'right' model.",
-        )
-    lr_col, steps_col = st.columns(2)
-    with lr_col:
-        k = keys.of(keys.LAB_SETTING, "learning_rate")
-        ss[k] = config.learning_rate  # the picker shows the experiment; its callback changes it
-        widgets.learning_rate_picker(
-            k, config.learning_rate, disabled=run is not None, on_change=_set, args=("learning_rate", k)
-        )
-    with steps_col:
-        steps = sorted({*(s for s in STEP_CHOICES if s <= limits.max_steps), config.steps})
-        setting("steps", st.select_slider, "Steps", steps)
-    problem = ss.get(keys.LAB_SETTING_ERROR)
-    if problem:
-        st.error(plain(f"{problem[0]} not changed: {problem[1]}"), icon=":material/error:")
-
-
 # ----------------------------------------------------------------------------- actions
 def _load_preset() -> None:
     name = ss.get(keys.LAB_PRESET)
@@ -233,7 +167,7 @@ def _load_preset() -> None:
     ss[keys.LAB_PRESET] = None
 
 
-def actions() -> None:
+def actions(trainable: bool) -> None:
     """Play, pause, continue, step: in rows that wrap, so no label is cut on a projector."""
     res = kept.result()
     blocked = training.continue_problem()
@@ -244,7 +178,7 @@ def actions() -> None:
         type="primary",
         icon=":material/play_arrow:",
         on_click=training.start_training,
-        disabled=busy,
+        disabled=busy or not trainable,
         key=keys.LAB_TRAIN,
         help="A new run with these settings, from the first step.",
     )
@@ -354,8 +288,9 @@ with controls.container(key=keys.LAB_CONTROLS):
         help="Back to the preset and its default settings (kept runs stay).",
     )
     model_editor()
-    settings_editor()
-    actions()
+    trainable = settings_editor.draw(full=False)
+    config = state.config()  # as the editor left it (a setting that no longer fitted the model changes)
+    actions(trainable)
 with view.container(key=keys.LAB_VIEW):
     st.graphviz_chart(figures.model_dot(spec, tied=True), width="stretch")
     if run is not None:

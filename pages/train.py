@@ -2,148 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import streamlit as st
 
 import sharecore
-from sharecore.core.config import OPTIMIZERS, TEACHERS, TrainConfig
-from sharecore.core.limits import Limits
 from sharecore.core.text import csv_text, safe_file_name
-from sharecore.share import urlstate
-from ui import figures, kept, keys, startup, state, training, widgets
+from ui import figures, kept, keys, settings_editor, startup, state, training, widgets
 from ui.routing import frame
 from ui.sitemap import PAGES
 from ui.text import plain
 
 frame()  # before anything else: see ui/routing.py
 
-ss = st.session_state
 spec = state.spec()
-config = state.config()
 run = training.active_run()
-limits = Limits.from_env()  # the server's caps: environment over secrets.toml over defaults
-
-
-DATASET_LABELS = {
-    "teacher": "teacher: match a random network of the same shape",
-    "digits": "digits: 8x8 handwritten digits",
-    "tokens": "tokens: predict the next token of a random Markov chain",
-}
-# The settings widgets' labels, by TrainConfig field (their keys: keys.TRAIN_SETTINGS).
-SETTING_KEYS = {key: name for name, key in keys.TRAIN_SETTINGS.items()}
-SETTING_LABELS = {
-    "dataset": "Dataset",
-    "teacher": "Teacher",
-    "optimizer": "Optimizer",
-    "learning_rate": "Learning rate",
-    "steps": "Steps",
-    "batch_size": "Batch size",
-    "record_every": "Record every (steps)",
-}
-
-
-def settings(config: TrainConfig) -> TrainConfig | None:
-    """The settings widgets; returns the settings they hold, or None after showing why they are invalid.
-
-    The widgets' bounds are urlstate's ranges. Streamlit silently resets a value outside a
-    widget's bounds, so the held values are first brought into range by `urlstate.fit_config`,
-    and each change is shown.
-    """
-    for key, name in SETTING_KEYS.items():
-        ss.setdefault(key, getattr(config, name))
-    held = dataclasses.replace(config, **{name: ss[key] for key, name in SETTING_KEYS.items()})
-    _, adjustments = urlstate.fit_config(spec, held, limits)
-    for a in adjustments:
-        ss[keys.TRAIN_SETTINGS[a.field]] = a.used
-        st.warning(
-            plain(f"{SETTING_LABELS[a.field]} {a.asked!r} cannot be used: {a.reason} Using {a.used!r}."),
-            icon=":material/tune:",
-        )
-    lr_key = keys.TRAIN_SETTINGS["learning_rate"]
-    ss[lr_key] = float(ss[lr_key])  # a float widget needs a float
-    datasets = list(urlstate.datasets_for(spec))
-    disabled = run is not None
-    # The data set on a row of its own: beside it, the optimizer and learning rate were too narrow on a projector.
-    data_col = st.container()
-    opt_col, lr_col = st.columns([1, 2])
-    with data_col:
-        dataset = st.radio(
-            SETTING_LABELS["dataset"],
-            datasets,
-            key=keys.TRAIN_SETTINGS["dataset"],
-            format_func=DATASET_LABELS.get,
-            disabled=disabled,
-        )
-        # The teacher choice labels only the teacher data set; hidden, it keeps its value.
-        teacher = ss[keys.TRAIN_SETTINGS["teacher"]]
-        if dataset == "teacher":
-            teacher = st.radio(
-                SETTING_LABELS["teacher"],
-                TEACHERS,
-                key=keys.TRAIN_SETTINGS["teacher"],
-                horizontal=True,
-                disabled=disabled,
-                help="untied: every use of a shared tensor has its own random copy, which a tied model cannot "
-                "always match. tied: the model's own tied network, which it can. Drawn at the seed + 7919.",
-            )
-        if "digits" not in datasets and not spec.input_vocab:
-            st.caption(
-                f"digits needs a model input of 64 values (one 8x8 image) or 128 (two side by side); "
-                f"this model's input {list(spec.input_shape)} holds another number. Try preset 'siamese-digits'."
-            )
-    with opt_col:
-        optimizer = st.selectbox(
-            SETTING_LABELS["optimizer"], OPTIMIZERS, key=keys.TRAIN_SETTINGS["optimizer"], disabled=disabled
-        )
-    with lr_col:
-        learning_rate = widgets.learning_rate_picker(lr_key, ss[lr_key], disabled=disabled)
-    steps_col, batch_col, every_col = st.columns(3)
-    with steps_col:
-        steps = st.number_input(
-            SETTING_LABELS["steps"],
-            min_value=1,
-            # No max_value: above it the browser silently keeps the old value (99999 showed and 60
-            # trained); the server's cap is applied by urlstate.fit_config above, with a warning.
-            step=10,
-            key=keys.TRAIN_SETTINGS["steps"],
-            disabled=disabled,
-        )
-    with batch_col:
-        batch_size = st.number_input(
-            SETTING_LABELS["batch_size"],
-            min_value=1,
-            step=8,  # no max_value, as for the steps
-            key=keys.TRAIN_SETTINGS["batch_size"],
-            disabled=disabled,
-        )
-    with every_col:
-        record_every = st.number_input(
-            SETTING_LABELS["record_every"],
-            min_value=1,  # at most the steps: urlstate.fit_config (no max_value, as for the steps)
-            step=1,
-            key=keys.TRAIN_SETTINGS["record_every"],
-            help="Gradients and divergence are recorded every k steps (and at the first and last step).",
-            disabled=disabled,
-        )
-    try:
-        new = TrainConfig(
-            steps=int(steps),
-            batch_size=int(batch_size),
-            optimizer=optimizer,
-            learning_rate=float(learning_rate),
-            seed=config.seed,
-            device=config.device,
-            record_every=int(record_every),
-            dataset=dataset,
-            teacher=teacher,
-        )
-        state.check_spec(spec, new)
-    except ValueError as err:
-        st.error(plain(str(err)), icon=":material/error:")
-        return None
-    return new
 
 
 def log_scale_toggle() -> bool:
@@ -229,13 +102,11 @@ def result_panel(res: sharecore.TrainResult) -> None:
 
 st.title("Train")
 st.caption(
-    f"Model '{plain(spec.name)}': the tied and the untied model start from the same numbers (seed {config.seed}) "
-    "and see the same batches."
+    f"Model '{plain(spec.name)}': the tied and the untied model start from the same numbers "
+    f"(seed {state.config().seed}) and see the same batches."
 )
-new = settings(config)
-if new is not None and new != config:
-    state.set_config(new)
-    config = new
+trainable = settings_editor.draw(full=True)
+config = state.config()  # as the editor left it
 
 # One row that wraps: in fixed columns the buttons were cut ("T..") on a projector's 1024 px.
 train_col = stop_col = device_col = st.container(horizontal=True, vertical_alignment="center")
@@ -244,7 +115,7 @@ train_col.button(
     type="primary",
     icon=":material/play_arrow:",
     on_click=training.start_training,
-    disabled=run is not None or new is None,
+    disabled=run is not None or not trainable,
     key=keys.TRAIN_START,
 )
 stop_col.button(

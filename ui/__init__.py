@@ -16,6 +16,7 @@ what they use from them:
     kept, kept_views             the workspace, run store, current result and kept runs; their charts,
                                  table and share links
     training                     the session's run: start, stop, continue, collect, wait
+    settings_editor              the training settings of the Lab and the Train page
     sidebar                      the controls every page shares
     routing                      the router's last step and `frame()`, every page's first call
 

@@ -49,6 +49,16 @@ RUNS_TABLE = "runs"  # of(prefix, RUNS_TABLE, version): the kept-runs table; a n
 RUNS_TABLE_VERSION = "runs.version"  # the table's version, bumped after every edit so that it shows the store
 RUNS_TABLE_PROBLEMS = "runs.problems"  # what the table's last edits could not do (messages)
 
+# ----------------------------------------------------------------------------- training settings (ui.settings_editor)
+# One widget per TrainConfig field, the same key in the Lab and on the Train page; each is set from
+# the experiment on every run, and its callback changes the experiment.
+SETTING = {
+    field: f"train.{field}"
+    for field in ("dataset", "teacher", "optimizer", "learning_rate", "steps", "batch_size", "record_every")
+}
+SETTINGS_ADJUSTED = "settings_adjusted"  # the Adjustments of the last change, said once on the run of the change
+SETTINGS_REFUSED = "settings_refused"  # (field, why, spec, config) of a change that could not be used, or None
+
 # ----------------------------------------------------------------------------- the sidebar (ui.sidebar)
 SIDEBAR_PRESET = "sidebar.preset"  # the preset picker
 SIDEBAR_SEED = "sidebar.seed"  # the seed input
@@ -65,8 +75,6 @@ LAB_VIEW = "lab-view"  # the column of charts (first when the columns stack)
 LAB_PRESET = "lab.preset"  # "Load a preset"; None again once it has loaded one
 LAB_RESET = "lab.reset"  # the Reset button
 LAB_MODEL = "lab.model"  # of(LAB_MODEL, draft version, 'tensor' | 'use', name, ...): the model editor's fields
-LAB_SETTING = "lab.cfg"  # of(LAB_SETTING, field): a training setting's widget (set from the experiment every run)
-LAB_SETTING_ERROR = "lab.setting_error"  # (field, why) of the last setting change that could not be used, or None
 LAB_TRAIN = "lab.train"  # the Train button
 LAB_STOP = "lab.stop"  # the Stop button
 LAB_CONTINUE = "lab.continue"  # the "+N steps" button
@@ -104,12 +112,6 @@ BUILD_LOAD_PASTE = "build.load_paste"  # "Load pasted JSON"
 BUILD_UPLOAD = "build.upload"  # the uploaded spec JSON file
 
 # ----------------------------------------------------------------------------- Train (pages/train.py)
-# A training setting's widget, by TrainConfig field; it holds its value until the experiment is loaded
-# anew (ui.state.load_experiment removes these keys, and load_preset sets the data set's).
-TRAIN_SETTINGS = {
-    field: f"train.{field}"
-    for field in ("dataset", "teacher", "optimizer", "learning_rate", "steps", "batch_size", "record_every")
-}
 TRAIN_START = "train.start"  # the Train button
 TRAIN_STOP = "train.stop"  # the Stop button
 TRAIN_LOG_Y = "train.log_y"  # the loss chart's log-scale toggle

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
 import sharecore
 from sharecore.core.config import TrainConfig
+from sharecore.core.limits import Limits
 from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
-from ui.keys import CONFIG, DRAFT, DRAFT_VERSION, PRESET, SPEC, TRAIN_SETTINGS, URL_WARNINGS
+from ui.keys import CONFIG, DRAFT, DRAFT_VERSION, PRESET, SPEC, URL_WARNINGS
 from ui.text import plain
 
 # Called with no arguments after every change of the spec. The sidebar's "Edited on the Build page"
@@ -100,27 +102,26 @@ def load_preset(name: str) -> None:
     """Switches to preset `name` (sidebar and Build editor follow).
 
     A language model comes with its own task: its data set becomes 'tokens'. (A data set that the
-    new model cannot train on is changed by the Train page, which says so.)
+    new model cannot train on is changed by the settings editor, which says so: `fit_settings`.)
     """
     st.session_state[PRESET] = name
     new = sharecore.preset(name)
     set_spec(new, reload_editor=True)
     if urlstate.datasets_for(new)[0] == "tokens" and config().dataset != "tokens":
         set_config(dataclasses.replace(config(), dataset="tokens"))
-        st.session_state[TRAIN_SETTINGS["dataset"]] = "tokens"
 
 
 def load_experiment(spec_: ModelSpec, config_: TrainConfig, preset: str) -> None:
     """Makes (spec_, config_) the session's experiment, started from preset `preset`: the Lab,
     Build editor, Train settings and sidebar all show it on their next run (an exercise's
-    one-click setup, a kept run's "load these settings", Reset)."""
-    ss = st.session_state
-    ss[PRESET] = preset
+    one-click setup, a kept run's "load these settings", Reset).
+
+    No widget key needs resetting: the settings and the sidebar set theirs from the experiment on
+    every run, and the model editors' keys carry the draft version, which `set_spec` moves on.
+    """
+    st.session_state[PRESET] = preset
     set_spec(spec_, reload_editor=True)
     set_config(config_)
-    for key in [k for k in ss if isinstance(k, str) and k.startswith(("train.", "lab."))]:
-        if not key.startswith(("train.dl.", "lab.run.")):  # widgets re-read the experiment
-            del ss[key]
 
 
 def reset_to_preset(name: str) -> None:
@@ -143,6 +144,49 @@ def show_url_warnings() -> None:
         st.warning(plain(message), icon=":material/link_off:")  # they quote the link's text
 
 
-def check_spec(candidate: ModelSpec, train: TrainConfig | None = None) -> None:
-    """The core's validation plus this server's size limits; raises ValueError."""
-    urlstate.check_limits(candidate, train)
+def check_spec(candidate: ModelSpec, train: TrainConfig | None = None, limits: Limits | None = None) -> None:
+    """The core's validation plus this server's size limits (default `Limits.from_env()`); raises ValueError."""
+    urlstate.check_limits(candidate, train, limits)
+
+
+def change_setting(field: str, value: Any) -> tuple[urlstate.Adjustment, ...]:
+    """Sets one training setting of the experiment: the one way a settings widget changes the TrainConfig.
+
+    The value is brought into the range this server trains with (`urlstate.fit_config`, which may
+    change a setting that depends on it too: record_every is at most the steps), and the run is then
+    checked once against the spec and the server's limits.
+
+    Args:
+        field: a `TrainConfig` field.
+        value: its new value.
+
+    Returns:
+        What had to change to fit (`Adjustment`s, for the editor to say); empty when nothing did.
+
+    Raises:
+        ValueError: why the experiment cannot train with this value; the settings are then unchanged.
+    """
+    limits = Limits.from_env()
+    asked = dataclasses.replace(config(), **{field: value})  # TrainConfig checks the value itself
+    used, adjustments = urlstate.fit_config(spec(), asked, limits)
+    check_spec(spec(), used, limits)
+    set_config(used)
+    return adjustments
+
+
+def fit_settings() -> tuple[urlstate.Adjustment, ...]:
+    """Brings the settings into range for the current spec, which may have changed since they were set (the
+    digits data set on a model that does not read 8x8 images); returns what changed."""
+    used, adjustments = urlstate.fit_config(spec(), config())
+    if adjustments:
+        set_config(used)
+    return adjustments
+
+
+def settings_problem() -> str | None:
+    """Why the experiment cannot train as it is (the spec and settings together over a limit), or None."""
+    try:
+        check_spec(spec(), config())
+    except ValueError as err:
+        return str(err)
+    return None

@@ -342,7 +342,7 @@ def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_sh
     monkeypatch.setattr(ui_kept, "_STORE", None)
     at = lab(preset="seed-dense")
     for lr in (0.01, 0.05, 0.1):
-        at.select_slider(key="lab.cfg.learning_rate").set_value(lr).run()
+        at.select_slider(key="train.learning_rate").set_value(lr).run()
         click_and_wait(at, "lab.train")
     assert kept_labels(at) == ["lr 0.1 (was 0.05)", "lr 0.05 (was 0.01)"]
     assert any(
@@ -350,7 +350,7 @@ def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_sh
         for n in at.session_state["keep_notes"]
     )
     edit_kept_runs(at, {"0": {"pinned": True}, "1": {"pinned": True}})
-    at.select_slider(key="lab.cfg.learning_rate").set_value(0.2).run()
+    at.select_slider(key="train.learning_rate").set_value(0.2).run()
     click_and_wait(at, "lab.train")
     assert any("all 2 are pinned" in text for text in shown_text(at)), shown_text(at)
     res = at.session_state["result"]
@@ -372,7 +372,7 @@ def test_load_in_the_lab_then_continue_carries_on_the_loaded_run():
     at = lab(preset="seed-dense", steps="20")
     click_and_wait(at, "lab.train")
     first = at.session_state["current_run_id"]
-    at.select_slider(key="lab.cfg.learning_rate").set_value(0.1).run()
+    at.select_slider(key="train.learning_rate").set_value(0.1).run()
     click_and_wait(at, "lab.train")
     second = at.session_state["current_run_id"]
     at.switch_page("pages/compare.py").run()
@@ -417,7 +417,7 @@ def test_each_exercise_sets_up_its_experiment_and_it_trains_in_the_lab(exercise)
     first = exercise.setups[0]
     assert at.session_state["spec"] == first.spec and at.session_state["config"] == first.config
     at.switch_page("pages/lab.py").run()
-    at.select_slider(key="lab.cfg.steps").set_value(5).run()  # the set-up's own settings, fewer steps
+    at.select_slider(key="train.steps").set_value(5).run()  # the set-up's own settings, fewer steps
     click_and_wait(at, "lab.train")
     assert not at.session_state["run_error"], at.session_state["run_error"]
     res = at.session_state["result"]

@@ -46,7 +46,7 @@ def traces(at, title_part: str) -> list[dict]:
 
 
 def set_learning_rate(at, value: float):
-    at.select_slider(key="lab.cfg.learning_rate").set_value(value).run()
+    at.select_slider(key="train.learning_rate").set_value(value).run()
     assert at.session_state["config"].learning_rate == value
 
 
@@ -257,7 +257,7 @@ def test_a_setting_changed_in_the_same_rerun_as_a_preset_load_is_no_traceback():
     # A browser can send a setting's change together with a preset pick; the pick replaces the
     # experiment (and the settings' widget keys) first, then the setting's callback runs.
     at = lab(preset="seed-conv")
-    at.selectbox(key="lab.cfg.optimizer").set_value("sgd")
+    at.selectbox(key="train.optimizer").set_value("sgd")
     at.selectbox(key="lab.preset").set_value("tied-autoencoder")
     at.run()
     assert not at.exception, at.exception

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,7 @@ UI_LAYERS = [
     "kept",
     "kept_views",
     "training",
+    "settings_editor",
     "sidebar",
     "routing",
 ]
@@ -98,6 +100,67 @@ def test_the_ui_package_is_the_layers_it_lists_and_each_imports_only_the_ones_be
         above = set(UI_LAYERS[UI_LAYERS.index(module) :])
         assert not _ui_imports(path) & above, f"ui/{module}.py imports {sorted(_ui_imports(path) & above)}"
         assert len(path.read_text().splitlines()) < 500, f"ui/{module}.py has grown past 500 lines: split it"
+
+
+def _owned_keys() -> dict[str, str]:
+    """Session-key constant -> its writer, from the section headings of ui/keys.py ('... (ui.state)')."""
+    owners, owner = {}, None
+    for line in (ROOT / "ui" / "keys.py").read_text().splitlines():
+        if heading := re.match(r"# -+ .*\((ui\.\w+|pages/\w+\.py)\)$", line):
+            owner = heading.group(1)
+        elif (name := re.match(r"([A-Z][A-Z_]*) = ", line)) and owner:
+            owners[name.group(1)] = owner
+    return owners
+
+
+def _session_writes(path: Path) -> list[tuple[int, str]]:
+    """(line, key) of each key `path` writes in st.session_state: assigned, deleted, popped or set by default."""
+    tree = ast.parse(path.read_text())
+    session = {"ss", "st.session_state"}
+    writes = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            targets = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+            writes += [
+                (node.lineno, ast.unparse(t.slice))
+                for t in targets
+                if isinstance(t, ast.Subscript) and ast.unparse(t.value) in session
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("pop", "setdefault", "update", "clear")
+            and ast.unparse(node.func.value) in session
+        ):
+            writes.append((node.lineno, ast.unparse(node.args[0]) if node.args else "*"))
+    return writes
+
+
+UI_FILES = sorted(p for p in (ROOT / "ui").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("path", [*PAGE_FILES, *UI_FILES], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_page_or_ui_module_writes_only_its_own_session_keys(path):
+    """A page is layout plus calls: the module that owns a key (named in ui/keys.py) is its only writer."""
+    from ui import keys
+
+    owners = _owned_keys()
+    by_value = {}
+    for name, owner in owners.items():
+        value = getattr(keys, name)
+        by_value.update(dict.fromkeys(value.values() if isinstance(value, dict) else [value], owner))
+    me = f"pages/{path.name}" if path.parent.name == "pages" else f"ui.{path.stem}"
+    for line, key in _session_writes(path):
+        name = key.removeprefix("keys.").split("[")[0]
+        if name in owners:
+            owner = owners[name]
+        elif key[:1] in "'\"":
+            owner = by_value.get(ast.literal_eval(key), "no module (add it to ui/keys.py)")
+        else:
+            continue  # a key the module composes for its own widgets (`key(...)`, a parameter)
+        assert owner == me, f"{path.name}:{line} writes {key}, which {owner} owns"
 
 
 @pytest.mark.parametrize("page", [p.stem for p in PAGE_FILES])
