@@ -168,7 +168,7 @@ def draw(*, full: bool) -> bool:
     refused = ss.get(SETTINGS_REFUSED)
     if refused and refused[2:] == (spec, config):
         st.error(plain(f"{LABELS[refused[0]]} not changed: {refused[1]}"), icon=":material/error:")
-    problem = state.settings_problem()
+    problem = state.run_problem()
     if problem:
         st.error(plain(problem), icon=":material/error:")
     return problem is None

@@ -8,6 +8,7 @@ see each other's models or runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ import streamlit as st
 
 import sharecore
 from sharecore.core.config import TrainConfig
-from sharecore.core.limits import Limits
+from sharecore.core.limits import Limits, check_limits
 from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
 from ui.keys import CONFIG, DRAFT, DRAFT_VERSION, PRESET, SPEC, URL_WARNINGS
@@ -144,9 +145,29 @@ def show_url_warnings() -> None:
         st.warning(plain(message), icon=":material/link_off:")  # they quote the link's text
 
 
-def check_spec(candidate: ModelSpec, train: TrainConfig | None = None, limits: Limits | None = None) -> None:
-    """The core's validation plus this server's size limits (default `Limits.from_env()`); raises ValueError."""
-    urlstate.check_limits(candidate, train, limits)
+def check_spec(candidate: ModelSpec) -> None:
+    """The core's validation plus this server's size limits, for a model trained with the default settings;
+    raises ValueError."""
+    check_limits(candidate)
+
+
+@functools.lru_cache(maxsize=32)
+def _run_problem(spec_: ModelSpec, config_: TrainConfig, limits: Limits) -> str | None:
+    """Why `config_` cannot train `spec_` under `limits` (the core's checks and the caps), or None.
+
+    A pure function of frozen values, so its answers are kept: a setting's change, the editor's draw
+    on the run it starts and a Train click ask about the same experiment, and the check runs once.
+    """
+    try:
+        check_limits(spec_, config_, limits)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def run_problem(spec_: ModelSpec | None = None, config_: TrainConfig | None = None) -> str | None:
+    """Why the experiment (or `spec_` trained with `config_`) cannot train under this server's limits now, or None."""
+    return _run_problem(spec_ or spec(), config_ or config(), Limits.from_env())
 
 
 def change_setting(field: str, value: Any) -> tuple[urlstate.Adjustment, ...]:
@@ -169,7 +190,9 @@ def change_setting(field: str, value: Any) -> tuple[urlstate.Adjustment, ...]:
     limits = Limits.from_env()
     asked = dataclasses.replace(config(), **{field: value})  # TrainConfig checks the value itself
     used, adjustments = urlstate.fit_config(spec(), asked, limits)
-    check_spec(spec(), used, limits)
+    problem = _run_problem(spec(), used, limits)
+    if problem:
+        raise ValueError(problem)
     set_config(used)
     return adjustments
 
@@ -181,12 +204,3 @@ def fit_settings() -> tuple[urlstate.Adjustment, ...]:
     if adjustments:
         set_config(used)
     return adjustments
-
-
-def settings_problem() -> str | None:
-    """Why the experiment cannot train as it is (the spec and settings together over a limit), or None."""
-    try:
-        check_spec(spec(), config())
-    except ValueError as err:
-        return str(err)
-    return None

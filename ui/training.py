@@ -21,7 +21,7 @@ from sharecore.runs.runner import BackgroundRun, orphaned_runs, training_runs
 from ui.kept import current_run_id, last_settings, load_kept, result, run_store, took_in, workspace
 from ui.keys import RUN, RUN_ERROR
 from ui.sitemap import PAGES
-from ui.state import check_spec, config, preset_name, spec
+from ui.state import config, preset_name, run_problem, spec
 from ui.text import plain
 
 
@@ -39,13 +39,9 @@ def start_training() -> None:
     run: BackgroundRun | None = ss.get(RUN)
     if run is not None and run.running:
         return
-    ss[RUN_ERROR] = None
-    try:
-        check_spec(spec(), config())
-    except ValueError as err:
-        ss[RUN_ERROR] = str(err)
-        return
-    ss[RUN] = _start_run(spec(), config())
+    ss[RUN_ERROR] = run_problem()  # most often known already: the settings editor asked on its last draw
+    if ss[RUN_ERROR] is None:
+        ss[RUN] = _start_run(spec(), config())
 
 
 def continue_problem() -> str | None:
@@ -73,7 +69,6 @@ def continue_training(extra_steps: int) -> None:
     if active_run() is not None or continue_problem():
         return
     res, now = result(), config()
-    ss[RUN_ERROR] = None
     new = dataclasses.replace(
         res.config,
         steps=res.steps_done + int(extra_steps),
@@ -81,12 +76,9 @@ def continue_training(extra_steps: int) -> None:
         record_every=now.record_every,
         device=now.device,
     )
-    try:
-        check_spec(res.spec, new)
-    except ValueError as err:
-        ss[RUN_ERROR] = str(err)
-        return
-    ss[RUN] = _start_run(res.spec, new, resume=res, continues=current_run_id())
+    ss[RUN_ERROR] = run_problem(res.spec, new)
+    if ss[RUN_ERROR] is None:
+        ss[RUN] = _start_run(res.spec, new, resume=res, continues=current_run_id())
 
 
 def _start_run(

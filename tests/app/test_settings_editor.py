@@ -82,3 +82,13 @@ def test_the_lab_says_when_it_changes_a_setting_that_no_longer_fits_the_model():
     assert at.selectbox(key="train.dataset").value == "teacher" and at.session_state["config"].dataset == "teacher"
     at.run()
     assert not at.warning and not at.exception  # said once, when it happened
+
+
+def test_a_limit_lowered_while_the_page_is_open_turns_train_off_on_the_next_run(monkeypatch):
+    # The run check's answers are kept for the same spec, settings and limits: new limits are a new question.
+    at = open_app("train", preset="seed-dense")
+    assert not at.error and not at.button(key="train.start").disabled
+    monkeypatch.setenv("SHARECORE_MAX_RECORDED_ROWS", RECORDED_ROWS_CAP)
+    at.run()
+    assert at.button(key="train.start").disabled
+    assert any("362" in e for e in shown(at.error)), shown(at.error)
