@@ -39,8 +39,9 @@ RUN groupadd --gid 10001 sharecore \
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-# Only what the app needs: the router, the pages, the shared UI module, the library, Streamlit's config.
-COPY streamlit_app.py ui.py ./
+# Only what the app needs: the router, the pages, the shared UI package, the library, Streamlit's config.
+COPY streamlit_app.py ./
+COPY ui/ ui/
 COPY pages/ pages/
 COPY sharecore/ sharecore/
 COPY .streamlit/config.toml .streamlit/config.toml

@@ -78,7 +78,7 @@ def _free_port() -> int:
 
 # A what-if server: Streamlit ends every script run (each 0.5 s tick of the Train page's live
 # fragment too) with gc.collect(2) (`runner.postScriptGC`) and keras.backend.clear_session().
-# ui.py softens both (clear_session waits while a run trains; gc.freeze() after the imports);
+# ui/startup.py softens both (clear_session waits while a run trains; gc.freeze() after the imports);
 # this variant turns both off entirely, to show what they still cost. Not the app as shipped.
 WHAT_IF_ARGS = ["--runner.postScriptGC", "false"]
 WHAT_IF_PATCH = (
@@ -357,7 +357,7 @@ def run(mode: Mode, out_dir: Path | None, what_if: bool | None = None) -> Sectio
             "which calls `keras.backend.clear_session()`, replaced by a no-op). Both run after every script "
             "run, each 0.5 s tick of the live panel included; left alone they starved the training thread "
             "(a full garbage collection holding the GIL, TensorFlow's kernel cache emptied under it: the "
-            "first default run took over 2 minutes before `ui.py` deferred `clear_session` during runs and "
+            "first default run took over 2 minutes before `ui/startup.py` deferred `clear_session` during runs and "
             "froze the import-time objects with `gc.freeze()`). The difference between the two tables is "
             "what the clean-ups still cost with that mitigation.",
             "",

@@ -206,7 +206,7 @@ def worst_cases(limits: Limits, steps: int) -> list[Case]:
 def child(request: dict) -> dict:
     """In a fresh process: the server's imports and warm-up, then the runs of `request`, all at once."""
     import sharecore
-    import ui  # noqa: F401  (what every page imports: Streamlit, sharecore, pandas, plotly)
+    import ui.routing  # noqa: F401  (what every page imports: Streamlit, sharecore, pandas, plotly)
     from sharecore.runs.runner import BackgroundRun
 
     sharecore.import_tensorflow()

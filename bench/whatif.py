@@ -45,7 +45,7 @@ TARGETS = {"loop_s": 3.0, "rerun_s": 0.5, "run_mb": 1.0}
 LOSS_TITLE = "Loss of each run"
 KEPT = 10  # runs kept per workspace
 SESSIONS = 8  # AppTest sessions (browsers) in the memory part
-LAB_SHOWN = 4  # runs the Lab overlays (ui.MAX_SHOWN)
+LAB_SHOWN = 4  # runs the Lab overlays (ui.kept.MAX_SHOWN)
 KEPT_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.005, 0.002, 0.001, 0.5, 0.0005)  # one kept run per rate
 
 
@@ -106,7 +106,7 @@ def _route_like_a_server() -> None:
     """Makes every AppTest run route its page as a server does, through `st.navigation` alone.
 
     AppTest resets `PagesManager.uses_pages_directory` before each run, and with a `pages/` folder
-    beside the app Streamlit then runs the page file by itself first: `ui.frame` sends it back
+    beside the app Streamlit then runs the page file by itself first: `ui.routing.frame` sends it back
     through the router with `st.rerun()`, so every `AppTest.run()` was two script runs and two
     clean-ups (`keras.backend.clear_session()`, a full garbage collection each). A server clears the
     flag at its first `st.navigation` call, for good; this clears it after each reset.
@@ -147,12 +147,12 @@ def _figures(at) -> list[dict]:
 
 
 def _wait_for_server_warm_up(limit_s: float = 300) -> float:
-    """Waits until ui's loader thread (TensorFlow, then the default trainer's compile) has ended; returns when."""
-    import ui
+    """Waits until ui.startup's loader thread (TensorFlow, then the default trainer's compile) has ended; returns when."""
+    from ui import startup
 
-    ui.start_loading_tensorflow()
+    startup.start_loading_tensorflow()
     deadline = time.perf_counter() + limit_s
-    while ui._LOADER.is_alive() and time.perf_counter() < deadline:
+    while startup._LOADER.is_alive() and time.perf_counter() < deadline:
         time.sleep(0.1)
     return time.perf_counter()
 
@@ -171,7 +171,7 @@ def loop_worker(rounds: int, warm_up: bool, data_dir: str, profile: bool = False
     """The Lab's change -> Train -> overlay loop, `rounds` times, in this (fresh) process."""
     os.environ["SHARECORE_DATA_DIR"] = data_dir
     os.environ["SHARECORE_WARM_UP"] = "1" if warm_up else "0"
-    import ui
+    from ui import kept
 
     started = time.perf_counter()
     at = _open("lab")
@@ -203,7 +203,7 @@ def loop_worker(rounds: int, warm_up: bool, data_dir: str, profile: bool = False
         res = at.session_state["result"]
         setting = at.session_state["config"].learning_rate
         run_id = at.session_state["current_run_id"]
-        labels = {info.id: info.label for info in ui.run_store().runs(at.session_state["workspace"])}
+        labels = {info.id: info.label for info in kept.run_store().runs(at.session_state["workspace"])}
         drawn = set().union(*(drawn_runs(f) for f in _figures(at)))
         if labels.get(run_id) not in drawn or res.config.learning_rate != lr or setting != lr:
             raise RuntimeError(f"round {i}: the overlay does not draw the new run {labels.get(run_id)!r}: {drawn}")
@@ -297,14 +297,14 @@ def store_worker(sessions: int, kept: int, reruns: int, sizes: list[str] | None,
 
     os.environ["SHARECORE_DATA_DIR"] = data_dir
     import sharecore
-    import ui
     from sharecore.share import urlstate
+    from ui import kept
 
     first = _open()  # the server's first page: starts loading TensorFlow, then the warm-up
     _wait_for_server_warm_up()
     results = _train_kept(kept)
     labels = [f"lr {r.config.learning_rate:g}" for r in results]
-    store = ui.run_store()
+    store = kept.run_store()
     gc.collect()
     out: dict = {"kept": kept, "sessions": [], "baseline_mb": _rss_mb()}
     open_sessions = [first]
@@ -619,7 +619,7 @@ def run(mode: Mode, profile: bool | None = None) -> Section:
         f"Per session: {statistics.mean(added):.1f} MiB on average ({min(added):+.0f} to {max(added):+.0f}); "
         f"{readings[-1] - readings[0]:+.0f} MiB for all {n}. A full `gc.collect()` in this process then takes "
         f"{store['gc_s']:.3f} s (median of 5): what `keras.backend.clear_session()` added to every rerun before "
-        "ui.py passed it `free_memory=False`.",
+        "ui/startup.py passed it `free_memory=False`.",
         "",
         f"_Load average (1, 5, 15 min) at the end of this section: {load}._",
     )

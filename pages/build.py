@@ -9,18 +9,28 @@ from typing import Any
 import streamlit as st
 
 import sharecore
-import ui
 from sharecore.core.limits import check_spec_size
 from sharecore.core.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
 from sharecore.core.text import parse_ints, safe_file_name
+from ui import figures, keys, startup, state, widgets
+from ui.routing import frame
+from ui.text import plain
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 OWN = "(own kernel)"  # a use that reads no shared tensor
 PREVIOUS = "(previous use)"  # a use that reads the node before it
 
 ss = st.session_state
-version = ss[ui.DRAFT_VERSION]
+version = state.draft_version()
+# Starting points: the simplest preset of each family of ops.
+FAMILIES = {
+    "dense": "seed-dense",
+    "conv": "seed-conv",
+    "mixed": "seed-mixed",
+    "language model": "tied-lm",
+    "autoencoder": "conv-autoencoder",
+}
 
 
 # ----------------------------------------------------------------------------- small widget helpers
@@ -29,7 +39,7 @@ MAX_STRIDES = 64  # the strides input's upper bound (a larger loaded value raise
 
 def key(*parts: object) -> str:
     """Widget keys carry the draft version, so reloading the editor gives fresh widgets."""
-    return ".".join(["build", str(version), *map(str, parts)])
+    return keys.of(keys.BUILD_EDITOR, version, *parts)
 
 
 def shape_text(value: Any) -> str:
@@ -76,21 +86,15 @@ def unique(prefix: str, taken: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- editor callbacks
-def _edit_draft(change) -> None:
-    draft = ss[ui.DRAFT]
-    change(draft)
-    ss[ui.DRAFT_VERSION] += 1
-
-
 def add_tensor() -> None:
     def change(d: dict) -> None:
         d["tensors"].append({"name": unique("T", [t.get("name") for t in d["tensors"]]), "shape": [4, 4]})
 
-    _edit_draft(change)
+    state.edit_draft(change)
 
 
 def remove_tensor(i: int) -> None:
-    _edit_draft(lambda d: d["tensors"].pop(i))
+    state.edit_draft(lambda d: d["tensors"].pop(i))
 
 
 def add_use() -> None:
@@ -102,7 +106,7 @@ def add_use() -> None:
             use["kernel_shape"] = [4, 4]
         d["uses"].append(use)
 
-    _edit_draft(change)
+    state.edit_draft(change)
 
 
 def remove_use(i: int) -> None:
@@ -110,12 +114,12 @@ def remove_use(i: int) -> None:
         name = d["uses"].pop(i).get("name")
         d["outputs"] = [o for o in d.get("outputs", []) if o != name]
 
-    _edit_draft(change)
+    state.edit_draft(change)
 
 
 def load_json_text(raw: str | bytes, where: str) -> None:
     """Loads a pasted or uploaded spec; any problem becomes a message, never an exception."""
-    ss["build.load_error"] = None
+    ss[keys.BUILD_LOAD_ERROR] = None
     try:
         check_spec_size(raw)
         if isinstance(raw, bytes):
@@ -124,23 +128,23 @@ def load_json_text(raw: str | bytes, where: str) -> None:
             except UnicodeDecodeError:
                 raise ValueError(f"{where} is not UTF-8 text; a spec is a JSON file.") from None
         loaded = ModelSpec.from_json(raw)
-        ui.check_spec(loaded)
+        state.check_spec(loaded)
     except Exception as err:  # ValueError from the core; anything else is still just a bad file
         message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-        ss["build.load_error"] = f"Could not load the {where}: {message}"
+        ss[keys.BUILD_LOAD_ERROR] = f"Could not load the {where}: {message}"
         return
     if loaded.name in sharecore.presets() and loaded == sharecore.preset(loaded.name):
-        ui.load_preset(loaded.name)
+        state.load_preset(loaded.name)
     else:
-        ui.set_spec(loaded, reload_editor=True)
+        state.set_spec(loaded, reload_editor=True)
 
 
 def on_paste() -> None:
-    load_json_text(ss.get("build.paste", ""), "pasted JSON")
+    load_json_text(ss.get(keys.BUILD_PASTE, ""), "pasted JSON")
 
 
 def on_upload() -> None:
-    upload = ss.get("build.upload")
+    upload = ss.get(keys.BUILD_UPLOAD)
     if upload is not None:
         load_json_text(upload.getvalue(), f"file '{upload.name}'")
 
@@ -165,7 +169,7 @@ def tensor_editor(draft: dict) -> list[dict]:
                 key=key("tensor", i, "remove"),
                 on_click=remove_tensor,
                 args=(i,),
-                help=ui.plain(f"Remove {name}"),
+                help=plain(f"Remove {name}"),
             )
         tensors.append({"name": name, "shape": shape, "initializer": init})
     st.button("Add shared tensor", icon=":material/add:", key=key("tensor", "add"), on_click=add_tensor)
@@ -246,7 +250,7 @@ def rule_editor(u: dict, i: int, tensor_shape: Any) -> dict:
 
 def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict:
     # Draft names are what the user typed, valid or not: shown as text, never as Markdown.
-    label = ui.plain(f"{i + 1}. {u.get('name')}: {u.get('op')} reading {u.get('tensor') or 'its own kernel'}")
+    label = plain(f"{i + 1}. {u.get('name')}: {u.get('op')} reading {u.get('tensor') or 'its own kernel'}")
     with st.expander(label, expanded=i < 2):
         name_col, op_col, tensor_col = st.columns(3)
         with name_col:
@@ -314,7 +318,7 @@ def use_editor(u: dict, i: int, tensors: list[dict], earlier: list[str]) -> dict
             with padding_col:
                 out["padding"] = select("Padding", PADDINGS, key("use", i, "padding"), u.get("padding", "same"))
         st.button(
-            ui.plain(f"Remove {name}"),
+            plain(f"Remove {name}"),
             icon=":material/delete:",
             key=key("use", i, "remove"),
             on_click=remove_use,
@@ -366,8 +370,8 @@ def editor(draft: dict) -> dict:
 def to_spec(draft: dict) -> ModelSpec:
     """The draft as a checked spec; an edited preset is renamed so downloads do not mislabel it."""
     spec = ModelSpec.from_dict(draft)
-    ui.check_spec(spec)
-    name = ui.preset_name()
+    state.check_spec(spec)
+    name = state.preset_name()
     if spec.name == name:
         base = sharecore.preset(name)
         if dataclasses.replace(spec, name=base.name, description=base.description) != base:
@@ -381,41 +385,41 @@ st.caption("Pick a preset in the sidebar or start from a family, then change sha
 # A row that wraps: fixed columns cut the button texts ("lang...") on a projector's 1024 px.
 families = st.container(horizontal=True, vertical_alignment="center")
 families.markdown("Start from a family:", width="content")
-for family, name in ui.FAMILIES.items():
-    families.button(family, key=f"build.family.{family}", on_click=ui.load_preset, args=(name,))
+for family, name in FAMILIES.items():
+    families.button(family, key=keys.of(keys.BUILD_FAMILY, family), on_click=state.load_preset, args=(name,))
 # Below 1200 px of window (a projector, a laptop with the sidebar open) the editor and the views
 # beside it were too narrow for their selects and labels: there they stack, views first.
-ui.stack_columns_when_narrow("build-views")
+widgets.stack_columns_when_narrow(keys.BUILD_VIEWS)
 
 status = st.container()
 edit_col, view_col = st.columns([5, 6], gap="medium")
 errors: list[str] = []
-with edit_col.container(key="build-editor"):
-    draft = editor(ss[ui.DRAFT])
-ss[ui.DRAFT] = draft
+with edit_col.container(key=keys.BUILD_EDITOR_BOX):
+    draft = editor(state.draft())
+state.set_draft(draft)
 try:
     if errors:
         raise ValueError(errors[0])
     candidate = to_spec(draft)
-    if candidate != ui.spec():
-        ui.set_spec(candidate, reload_editor=False)
+    if candidate != state.spec():
+        state.set_spec(candidate, reload_editor=False)
 except Exception as err:  # the core raises ValueError; the fallback keeps any surprise on screen, not a traceback
     with status:
-        st.error(ui.plain(str(err)), icon=":material/error:")
+        st.error(plain(str(err)), icon=":material/error:")
         st.caption("The views show the last valid model until the spec is fixed.")
-if ss.get("build.load_error"):
-    status.error(ui.plain(ss["build.load_error"]), icon=":material/error:")
+if ss.get(keys.BUILD_LOAD_ERROR):
+    status.error(plain(ss[keys.BUILD_LOAD_ERROR]), icon=":material/error:")
 
-spec = ui.spec()
-seed = ui.config().seed
-with view_col.container(key="build-views"):
-    variant = st.segmented_control("Model", ["tied", "untied"], default="tied", key="build.variant") or "tied"
+spec = state.spec()
+seed = state.config().seed
+with view_col.container(key=keys.BUILD_VIEWS):
+    variant = st.segmented_control("Model", ["tied", "untied"], default="tied", key=keys.BUILD_VARIANT) or "tied"
     tied = variant == "tied"
     diagram_tab, tensors_tab, params_tab, code_tab, json_tab = st.tabs(
         ["Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON"]
     )
     with diagram_tab:
-        st.graphviz_chart(ui.model_dot(spec, tied), width="stretch")
+        st.graphviz_chart(figures.model_dot(spec, tied), width="stretch")
         st.caption(
             "Grey arrows: data flow. Each shared tensor has its own color; "
             + (
@@ -427,23 +431,23 @@ with view_col.container(key="build-views"):
             + " Hover a box for its shapes and rule."
         )
     with tensors_tab:
-        tensor = ui.tensor_picker(spec, key="build.tensor")
+        tensor = widgets.tensor_picker(spec, key=keys.BUILD_TENSOR)
         if tensor is None:
             st.info("This model shares no tensor: every use has its own kernel.")
         else:
             st.caption("The stored tensor, and the kernel each use makes from it through its rule.")
-            if ui.tensorflow_or_status("the initial weights"):
-                ui.chart(ui.tensor_views(spec, tensor, seed), key="build.tensor_views")
+            if startup.tensorflow_or_status("the initial weights"):
+                widgets.chart(figures.tensor_views(spec, tensor, seed), key=keys.BUILD_TENSOR_VIEWS)
     with params_tab:
-        report = ui.param_report(spec)
+        report = figures.param_report(spec)
         tied_col, untied_col, saved_col = st.columns(3)
         tied_col.metric("Tied", f"{report.tied_total:,}")
         untied_col.metric("Untied", f"{report.untied_total:,}")
         saved_col.metric("Saved", f"{report.saved:,}", help=f"Untied / tied = {report.ratio:.2f}x")
-        ui.chart(ui.param_bars(report), key="build.param_bars")
+        widgets.chart(figures.param_bars(report), key=keys.BUILD_PARAM_BARS)
         st.dataframe(report.table, hide_index=True, width="stretch")
     with code_tab:
-        code = ui.keras_code(spec, tied)
+        code = figures.keras_code(spec, tied)
         st.caption(f"A standalone Keras script for the {variant} model: copy it or download it and run it.")
         st.download_button(
             "Download script",
@@ -452,7 +456,7 @@ with view_col.container(key="build-views"):
             mime="text/x-python",
             on_click="ignore",
             icon=":material/download:",
-            key="build.download_code",
+            key=keys.BUILD_DOWNLOAD_CODE,
         )
         st.code(code, language="python")
     with json_tab:
@@ -463,9 +467,9 @@ with view_col.container(key="build-views"):
             mime="application/json",
             on_click="ignore",
             icon=":material/download:",
-            key="build.download_spec",
+            key=keys.BUILD_DOWNLOAD_SPEC,
         )
         st.code(spec.to_json(), language="json")
-        st.text_area("Paste a spec JSON", key="build.paste", height=150)
-        st.button("Load pasted JSON", on_click=on_paste, key="build.load_paste")
-        st.file_uploader("…or upload a spec JSON file", type=["json"], key="build.upload", on_change=on_upload)
+        st.text_area("Paste a spec JSON", key=keys.BUILD_PASTE, height=150)
+        st.button("Load pasted JSON", on_click=on_paste, key=keys.BUILD_LOAD_PASTE)
+        st.file_uploader("…or upload a spec JSON file", type=["json"], key=keys.BUILD_UPLOAD, on_change=on_upload)

@@ -2,10 +2,12 @@
 
 import streamlit as st
 
-import ui
 from sharecore.viz.charts import pairs_left_out
+from ui import figures, keys, training, widgets
+from ui.routing import frame
+from ui.text import plain
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 st.title("Divergence")
 st.markdown(
@@ -14,29 +16,31 @@ st.markdown(
     "the relative distance ‖W_a − W_b‖ / ‖W₀‖ grows and their cosine falls as they drift apart."
 )
 
-res = ui.need_result()
+res = training.need_result()
 if res is not None:
-    tensor = ui.tensor_picker(res.spec, key="divergence.tensor", min_uses=2)
+    tensor = widgets.tensor_picker(res.spec, key=keys.DIVERGENCE_TENSOR, min_uses=2)
     if tensor is None:
         st.info("No shared tensor of the trained model has two or more uses, so there are no copies to compare.")
     else:
         compared, apart = pairs_left_out(res.spec, tensor)
         if apart:
             # Divergence is measured on the entries both uses read; these pairs read none in common.
-            names = ui.plain(", ".join(f"{a} and {b}" for a, b in apart))
+            names = plain(", ".join(f"{a} and {b}" for a, b in apart))
             st.info(
-                f"Not compared: {names} read no common entry of {ui.plain(tensor)} (their slices lie side by side), so "
+                f"Not compared: {names} read no common entry of {plain(tensor)} (their slices lie side by side), so "
                 "there is nothing on which their weights could differ. They are left out of the chart and "
                 "of the divergence CSV.",
                 icon=":material/info:",
             )
         if compared:
-            ui.chart(ui.divergence_chart(res.divergence, tensor, res.spec), key="divergence.chart")
-        if len(compared) >= 2 and ui.uses_of(res.spec, tensor) >= 3:
+            widgets.chart(figures.divergence_chart(res.divergence, tensor, res.spec), key=keys.DIVERGENCE_CHART)
+        if len(compared) >= 2 and widgets.uses_of(res.spec, tensor) >= 3:
             steps = sorted(int(s) for s in res.divergence["step"].unique())
-            step = st.select_slider("Step", steps, value=steps[-1], key="divergence.step")
-            ui.chart(ui.divergence_heatmap(res.divergence, tensor, step, res.spec), key="divergence.heatmap")
+            step = st.select_slider("Step", steps, value=steps[-1], key=keys.DIVERGENCE_STEP)
+            widgets.chart(
+                figures.divergence_heatmap(res.divergence, tensor, step, res.spec), key=keys.DIVERGENCE_HEATMAP
+            )
     st.subheader("Weights before and after training")
     names = [t.name for t in res.spec.tensors] + [u.name for u in res.spec.uses if u.tensor is None]
-    name = st.selectbox("Weights", [None, *names], key="divergence.weights", format_func=lambda n: n or "all")
-    ui.chart(ui.weight_histograms(res, name), key="divergence.histograms")
+    name = st.selectbox("Weights", [None, *names], key=keys.DIVERGENCE_WEIGHTS, format_func=lambda n: n or "all")
+    widgets.chart(figures.weight_histograms(res, name), key=keys.DIVERGENCE_HISTOGRAMS)

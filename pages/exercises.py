@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-import ui
 from sharecore.teach.exercises import EXERCISES, Exercise, exercise
+from ui import keys, state
+from ui.routing import frame
+from ui.sitemap import PAGES
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 ss = st.session_state
-OPEN = "exercises.open"  # the page a Set up button asked for; opened on the run its click starts
 
-if (page := ss.pop(OPEN, None)) is not None:
-    st.switch_page(ui.PAGES[page])
+if (page := ss.pop(keys.EXERCISES_OPEN, None)) is not None:
+    st.switch_page(PAGES[page])
 
 
 def _set_up(exercise_id: str) -> None:
     """A Set up button's callback: runs before the page, so the sidebar and Lab widgets re-read the experiment."""
     ex = exercise(exercise_id)
     first = ex.setups[0]
-    ui.load_experiment(first.spec, first.config, first.preset)
-    ss[OPEN] = ex.page
+    state.load_experiment(first.spec, first.config, first.preset)
+    ss[keys.EXERCISES_OPEN] = ex.page
 
 
 def show(number: int, ex: Exercise) -> None:
@@ -33,7 +34,7 @@ def show(number: int, ex: Exercise) -> None:
         first = ex.setups[0]
         st.button(
             "Set up",
-            key=f"exercises.setup.{ex.id}",
+            key=keys.of(keys.EXERCISES_SET_UP, ex.id),
             on_click=_set_up,
             args=(ex.id,),
             icon=":material/science:",

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-import ui
+from ui import figures, keys, training, widgets
+from ui.routing import frame
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 st.title("Gradient flow")
 st.markdown(
@@ -14,13 +15,13 @@ st.markdown(
     "way as the other uses (above zero: they agree) or against them (below zero: they conflict)."
 )
 
-res = ui.need_result()
+res = training.need_result()
 if res is not None:
-    tensor = ui.tensor_picker(res.spec, key="gradients.tensor")
+    tensor = widgets.tensor_picker(res.spec, key=keys.GRADIENTS_TENSOR)
     if tensor is None:
         st.info("The trained model shares no tensor, so there is no gradient to split between uses.")
     else:
-        flow, cosine = ui.gradient_figures(res.gradients, tensor)
-        ui.chart(flow, key="gradients.flow")
-        ui.chart(cosine, key="gradients.cosine")
+        flow, cosine = figures.gradient_figures(res.gradients, tensor)
+        widgets.chart(flow, key=keys.GRADIENTS_FLOW)
+        widgets.chart(cosine, key=keys.GRADIENTS_COSINE)
         st.caption(f"Recorded every {res.config.record_every} step(s) over {res.steps_done} steps on {res.device}.")

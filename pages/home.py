@@ -2,9 +2,12 @@
 
 import streamlit as st
 
-import ui
+from ui import figures, state
+from ui.routing import frame
+from ui.sitemap import PAGES
+from ui.text import plain
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 st.title("Tied vs untied weights")
 st.markdown(
@@ -18,43 +21,43 @@ st.markdown(
 st.subheader("Your first minute")
 st.markdown("1. Pick a **preset** in the sidebar (or start from a family on the Build page).")
 st.page_link(
-    ui.PAGES["build"],
+    PAGES["build"],
     label="2. Build: see the model, its shared tensors and the Keras code",
     icon=":material/construction:",
 )
-st.page_link(ui.PAGES["train"], label="3. Train: press Train and watch both losses", icon=":material/play_arrow:")
+st.page_link(PAGES["train"], label="3. Train: press Train and watch both losses", icon=":material/play_arrow:")
 st.page_link(
-    ui.PAGES["gradients"],
+    PAGES["gradients"],
     label="4. Gradient flow: which use pushes the shared tensor where",
     icon=":material/call_split:",
 )
 st.page_link(
-    ui.PAGES["divergence"], label="5. Divergence: how far the untied copies drift", icon=":material/compare_arrows:"
+    PAGES["divergence"], label="5. Divergence: how far the untied copies drift", icon=":material/compare_arrows:"
 )
 st.page_link(
-    ui.PAGES["pitfalls"], label="Pitfalls: three ways sharing silently breaks in Keras", icon=":material/warning:"
+    PAGES["pitfalls"], label="Pitfalls: three ways sharing silently breaks in Keras", icon=":material/warning:"
 )
 
 st.subheader("In a workshop")
 st.page_link(
-    ui.PAGES["lab"],
+    PAGES["lab"],
     label="Lab: change one thing, train, compare with the run before, all on one screen",
     icon=":material/science:",
 )
 st.page_link(
-    ui.PAGES["exercises"], label="Exercises: ten guided what-ifs with one-click set-ups", icon=":material/school:"
+    PAGES["exercises"], label="Exercises: ten guided what-ifs with one-click set-ups", icon=":material/school:"
 )
 st.page_link(
-    ui.PAGES["compare"],
+    PAGES["compare"],
     label="Compare runs: kept runs side by side, what differs, and a link to share one",
     icon=":material/stacked_line_chart:",
 )
 
-spec = ui.spec()
-report = ui.param_report(spec)
-st.subheader(f"Current model: {ui.plain(spec.name)}")
+spec = state.spec()
+report = figures.param_report(spec)
+st.subheader(f"Current model: {plain(spec.name)}")
 if spec.description:
-    st.caption(ui.plain(spec.description))
+    st.caption(plain(spec.description))
 tied, untied, saved = st.columns(3)
 tied.metric("Tied parameters", f"{report.tied_total:,}")
 untied.metric("Untied parameters", f"{report.untied_total:,}")

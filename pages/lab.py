@@ -3,34 +3,26 @@ run against the ones before it, without leaving the page."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import streamlit as st
 
 import sharecore
-import ui
-from sharecore.core.config import OPTIMIZERS
-from sharecore.core.limits import Limits
 from sharecore.core.spec import ModelSpec
 from sharecore.core.text import parse_ints
-from sharecore.share import urlstate
+from ui import figures, kept, kept_views, keys, settings_editor, state, training, widgets
+from ui.routing import frame
+from ui.text import plain
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 ss = st.session_state
-spec = ui.spec()
-config = ui.config()
-run = ui.active_run()
-limits = Limits.from_env()
+spec = state.spec()
+config = state.config()
+run = training.active_run()
 
 # Rules the Lab edits in place; a composed rule is edited on the Build page.
 LAB_RULES = ("identity", "transpose", "reshape", "slice", "rot90", "flip")
-STEP_CHOICES = (1, 5, 10, 20, 30, 60, 100, 200, 300, 500, 1000, 2000, 5000)
-DATASET_HELP = (
-    "teacher: imitate a random network of this model (any model). digits: 8x8 handwritten digits "
-    "(64 or 128 inputs). tokens: the next token of a random Markov chain (language models)."
-)
 
 
 # ----------------------------------------------------------------------------- model: rules and shapes
@@ -40,7 +32,7 @@ def ints_text(values: Any) -> str:
 
 def key(*parts: object) -> str:
     # The Build editor's version: a spec loaded from anywhere else gives the Lab fresh widgets.
-    return ".".join(["lab", "model", str(ss[ui.DRAFT_VERSION]), *map(str, parts)])
+    return keys.of(keys.LAB_MODEL, state.draft_version(), *parts)
 
 
 def held(k: str, initial: Any) -> str:
@@ -66,7 +58,7 @@ def use_edit(u) -> tuple[str, Any, Any]:
     rule = u.rule.to_dict()
     field = f"use {u.name}"
     if rule["kind"] not in LAB_RULES:
-        st.markdown(f"**{ui.plain(u.name)}** reads {ui.plain(u.tensor)} as {ui.plain(u.rule.describe())}")
+        st.markdown(f"**{plain(u.name)}** reads {plain(u.tensor)} as {plain(u.rule.describe())}")
         st.caption("A composed rule: edit it on the Build page.")
         return field, None, st.empty()
     kind_col, detail_col = st.columns(2)
@@ -119,7 +111,7 @@ def apply(data: dict, change: tuple) -> dict:
 
 def candidate(data: dict) -> ModelSpec:
     new = ModelSpec.from_dict(data)
-    ui.check_spec(new)
+    state.check_spec(new)
     return new
 
 
@@ -160,133 +152,77 @@ def model_editor() -> None:
         except ValueError:
             pass
     if accepted != current:
-        ui.set_spec(candidate(accepted), reload_editor=True)
+        state.set_spec(candidate(accepted), reload_editor=True)
         st.rerun()
     for field, _, slot in fields:
         if field in errors:
-            slot.error(ui.plain(f"Not applied: {errors[field]}"), icon=":material/error:")
-
-
-# ----------------------------------------------------------------------------- training settings
-def _set(field: str, k: str) -> None:
-    if k not in ss:  # a preset load or Reset in the same rerun replaced the experiment (and this key) first
-        return
-    value = ss[k]
-    try:
-        new = dataclasses.replace(ui.config(), **{field: value})
-        ui.check_spec(ui.spec(), new)
-    except ValueError as err:
-        ss["lab.setting_error"] = (field, str(err))
-        return
-    ss["lab.setting_error"] = None
-    ui.set_config(new)
-
-
-def setting(field: str, widget, label: str, options=None, **kwargs: Any) -> Any:
-    k = f"lab.cfg.{field}"
-    ss[k] = getattr(config, field)  # the widgets show the experiment; their callbacks change it
-    if options is not None:
-        kwargs["options"] = options
-    return widget(label, key=k, on_change=_set, args=(field, k), disabled=run is not None, **kwargs)
-
-
-def settings_editor() -> None:
-    data_col, opt_col = st.columns([3, 2])
-    with data_col:
-        datasets = list(urlstate.datasets_for(spec))
-        if config.dataset not in datasets:
-            datasets.append(config.dataset)
-        setting("dataset", st.selectbox, "Data", datasets, help=DATASET_HELP)
-    with opt_col:
-        setting("optimizer", st.selectbox, "Optimizer", OPTIMIZERS)
-    if config.dataset == "teacher" and hasattr(config, "teacher"):
-        setting(
-            "teacher",
-            st.segmented_control,
-            "Teacher network",
-            ("untied", "tied"),
-            help="The teacher data set's targets come from a random network of this model: untied (every use its "
-            "own tensor) or tied. Whichever it is, that variant is the 'right' model.",
-        )
-    lr_col, steps_col = st.columns(2)
-    with lr_col:
-        k = "lab.cfg.learning_rate"
-        ss[k] = config.learning_rate  # the picker shows the experiment; its callback changes it
-        ui.learning_rate_picker(
-            k, config.learning_rate, disabled=run is not None, on_change=_set, args=("learning_rate", k)
-        )
-    with steps_col:
-        steps = sorted({*(s for s in STEP_CHOICES if s <= limits.max_steps), config.steps})
-        setting("steps", st.select_slider, "Steps", steps)
-    problem = ss.get("lab.setting_error")
-    if problem:
-        st.error(ui.plain(f"{problem[0]} not changed: {problem[1]}"), icon=":material/error:")
+            slot.error(plain(f"Not applied: {errors[field]}"), icon=":material/error:")
 
 
 # ----------------------------------------------------------------------------- actions
 def _load_preset() -> None:
-    name = ss.get("lab.preset")
+    name = ss.get(keys.LAB_PRESET)
     if name:
-        ui.reset_to_preset(name)
-    ss["lab.preset"] = None
+        state.reset_to_preset(name)
+    ss[keys.LAB_PRESET] = None
 
 
-def actions() -> None:
+def actions(trainable: bool) -> None:
     """Play, pause, continue, step: in rows that wrap, so no label is cut on a projector."""
-    res = ui.result()
-    blocked = ui.continue_problem()
+    res = kept.result()
+    blocked = training.continue_problem()
     busy = run is not None
     row = st.container(horizontal=True)
     row.button(
         "Train",
         type="primary",
         icon=":material/play_arrow:",
-        on_click=ui.start_training,
-        disabled=busy,
-        key="lab.train",
+        on_click=training.start_training,
+        disabled=busy or not trainable,
+        key=keys.LAB_TRAIN,
         help="A new run with these settings, from the first step.",
     )
     row.button(
         "Stop",
         icon=":material/pause:",
-        on_click=ui.stop_training,
+        on_click=training.stop_training,
         disabled=not busy,
-        key="lab.stop",
+        key=keys.LAB_STOP,
         help="Pause: the run ends after its current chunk of steps, is kept, and can be continued.",
     )
     row.button(
         f"+{config.steps} steps",
         icon=":material/fast_forward:",
-        on_click=ui.continue_training,
+        on_click=training.continue_training,
         args=(config.steps,),
         disabled=busy or blocked is not None,
-        key="lab.continue",
+        key=keys.LAB_CONTINUE,
         help=blocked
         or f"Continue this run for {config.steps} more steps: weights, optimizer state and records carry on.",
     )
     row.button(
         f"+{config.record_every} step{'s' if config.record_every > 1 else ''}",
         icon=":material/skip_next:",
-        on_click=ui.continue_training,
+        on_click=training.continue_training,
         args=(config.record_every,),
         disabled=busy or blocked is not None,
-        key="lab.step",
+        key=keys.LAB_STEP,
         help=blocked or "Step: train up to the next recorded step and look.",
     )
     if res is not None and not busy:
         st.caption(
             f"The last run ended at step {res.steps_done}; the + buttons carry it on."
             if blocked is None
-            else ui.plain(f"The + buttons are off: {blocked}")
+            else plain(f"The + buttons are off: {blocked}")
         )
-    if ss[ui.RUN_ERROR]:
-        st.error(ui.plain(ss[ui.RUN_ERROR]), icon=":material/error:")
-    for note in ss[ui.KEEP_NOTES]:
-        st.info(ui.plain(note), icon=":material/inventory_2:")
+    if training.run_error():
+        st.error(plain(training.run_error()), icon=":material/error:")
+    for note in kept.keep_notes():
+        st.info(plain(note), icon=":material/inventory_2:")
     if res is not None and not busy:
-        ui.training_warnings(res)
+        training.training_warnings(res)
         if res.dataset:
-            st.caption(f"Data: {ui.plain(res.dataset)}.")
+            st.caption(f"Data: {plain(res.dataset)}.")
 
 
 # ----------------------------------------------------------------------------- charts and kept runs
@@ -297,72 +233,66 @@ def live() -> None:
     def panel() -> None:
         if not run.running or run.queued != queued:
             st.rerun()
-        if waiting := ui.queue_text(run):
+        if waiting := training.queue_text(run):
             st.info(waiting, icon=":material/hourglass:")
         progress = run.progress
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
         if progress is not None:
-            ui.chart(ui.loss_chart(progress.history, run.config.steps), key="lab.live_loss")
+            widgets.chart(figures.loss_chart(progress.history, run.config.steps), key=keys.LAB_LIVE_LOSS)
 
     panel()
 
 
 def charts() -> None:
-    runs, problems = ui.shown_runs()
-    res = ui.result()
-    if res is not None and ss[ui.CURRENT_RUN_ID] is None:
-        # The store could not keep the last run (all runs pinned, the store failed): it is still drawn.
-        from sharecore.runs.compare import LabelledRun, unique_labels
-
-        labels = unique_labels(["this run (not kept)", *(r.label for r in runs)])
-        runs = [LabelledRun(labels[0], res), *(dataclasses.replace(r, label=x) for r, x in zip(runs, labels[1:]))]
+    runs, problems = kept.overlay_runs(with_unkept_result=True)
     for problem in problems:
-        st.warning(ui.plain(problem), icon=":material/link_off:")
+        st.warning(plain(problem), icon=":material/link_off:")
     if not runs:
         st.info(
             "Press Train. Each run is kept below; change one thing and train again to compare.", icon=":material/info:"
         )
         return
-    ui.compare_charts(runs, key="lab", tensor=None)
+    kept_views.compare_charts(runs, key=keys.LAB_RUNS, tensor=None)
 
 
 def runs_table() -> None:
     st.markdown("**Kept runs**: tick *show* to overlay a run; rename or pin it here.")
-    ui.kept_runs_editor(key="lab")
+    kept_views.kept_runs_editor(key=keys.LAB_RUNS)
 
 
 st.title("Lab", anchor=False)
 st.caption("Change one thing, train, and read the new run against the ones before it.")
 # Below 1200 px of window (a projector, a laptop with the sidebar open) the controls and the charts
 # beside them were too narrow for their labels: there they stack, charts first (as on Build).
-ui.stack_columns_when_narrow("lab-view")
+widgets.stack_columns_when_narrow(keys.LAB_VIEW)
 controls, view = st.columns([5, 8], gap="medium")
-with controls.container(key="lab-controls"):
+with controls.container(key=keys.LAB_CONTROLS):
     picker, reset = st.columns([3, 2], vertical_alignment="bottom")
     picker.selectbox(
         "Load a preset",
         sharecore.presets(),
         index=None,
-        key="lab.preset",
-        placeholder=f"{ui.preset_name()}{' (edited)' if spec != sharecore.preset(ui.preset_name()) else ''}",
+        key=keys.LAB_PRESET,
+        placeholder=f"{state.preset_name()}{' (edited)' if spec != sharecore.preset(state.preset_name()) else ''}",
         on_change=_load_preset,
         help="Loads the preset with its default settings, also when it is the one you have.",
     )
     reset.button(
         "Reset",
         icon=":material/restart_alt:",
-        on_click=ui.reset_to_preset,
-        args=(ui.preset_name(),),
-        key="lab.reset",
+        on_click=state.reset_to_preset,
+        args=(state.preset_name(),),
+        key=keys.LAB_RESET,
         width="stretch",
         help="Back to the preset and its default settings (kept runs stay).",
     )
     model_editor()
-    settings_editor()
-    actions()
-with view.container(key="lab-view"):
-    st.graphviz_chart(ui.model_dot(spec, tied=True), width="stretch")
+    trainable = settings_editor.draw(full=False)
+    config = state.config()  # as the editor left it (a setting that no longer fitted the model changes)
+    actions(trainable)
+with view.container(key=keys.LAB_VIEW):
+    st.graphviz_chart(figures.model_dot(spec, tied=True), width="stretch")
     if run is not None:
         live()
     charts()

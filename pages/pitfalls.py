@@ -3,9 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-import ui
+from ui import figures, startup, state
+from ui.routing import frame
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
 
 def shown(value) -> str:
@@ -25,7 +26,7 @@ st.markdown(
     "Each demonstration builds a tiny model both ways and measures it when this page runs: "
     "the broken recipe on the left, the sharecore way on the right."
 )
-results = ui.all_pitfalls(ui.config().seed) if ui.tensorflow_or_status("the demonstrations") else []
+results = figures.all_pitfalls(state.config().seed) if startup.tensorflow_or_status("the demonstrations") else []
 for i, pit in enumerate(results):
     st.subheader(f"{i + 1}. {pit.title}")
     st.markdown(pit.explanation)

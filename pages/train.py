@@ -2,152 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import streamlit as st
 
 import sharecore
-import ui
-from sharecore.core.config import OPTIMIZERS, TEACHERS, TrainConfig
-from sharecore.core.limits import Limits
 from sharecore.core.text import csv_text, safe_file_name
-from sharecore.share import urlstate
+from ui import figures, kept, keys, settings_editor, startup, state, training, widgets
+from ui.routing import frame
+from ui.sitemap import PAGES
+from ui.text import plain
 
-ui.frame()  # before anything else: see ui.frame
+frame()  # before anything else: see ui/routing.py
 
-ss = st.session_state
-spec = ui.spec()
-config = ui.config()
-run = ui.active_run()
-limits = Limits.from_env()  # the server's caps: environment over secrets.toml over defaults
-
-DATASET_LABELS = {
-    "teacher": "teacher: match a random network of the same shape",
-    "digits": "digits: 8x8 handwritten digits",
-    "tokens": "tokens: predict the next token of a random Markov chain",
-}
-# The settings widgets: their session-state keys and labels, by TrainConfig field.
-SETTING_WIDGETS = {
-    "dataset": "train.dataset",
-    "teacher": "train.teacher",
-    "optimizer": "train.optimizer",
-    "learning_rate": "train.learning_rate",
-    "steps": "train.steps",
-    "batch_size": "train.batch_size",
-    "record_every": "train.record_every",
-}
-SETTING_KEYS = {key: name for name, key in SETTING_WIDGETS.items()}
-SETTING_LABELS = {
-    "dataset": "Dataset",
-    "teacher": "Teacher",
-    "optimizer": "Optimizer",
-    "learning_rate": "Learning rate",
-    "steps": "Steps",
-    "batch_size": "Batch size",
-    "record_every": "Record every (steps)",
-}
-
-
-def settings(config: TrainConfig) -> TrainConfig | None:
-    """The settings widgets; returns the settings they hold, or None after showing why they are invalid.
-
-    The widgets' bounds are urlstate's ranges. Streamlit silently resets a value outside a
-    widget's bounds, so the held values are first brought into range by `urlstate.fit_config`,
-    and each change is shown.
-    """
-    for key, name in SETTING_KEYS.items():
-        ss.setdefault(key, getattr(config, name))
-    held = dataclasses.replace(config, **{name: ss[key] for key, name in SETTING_KEYS.items()})
-    _, adjustments = urlstate.fit_config(spec, held, limits)
-    for a in adjustments:
-        ss[SETTING_WIDGETS[a.field]] = a.used
-        st.warning(
-            ui.plain(f"{SETTING_LABELS[a.field]} {a.asked!r} cannot be used: {a.reason} Using {a.used!r}."),
-            icon=":material/tune:",
-        )
-    ss["train.learning_rate"] = float(ss["train.learning_rate"])  # a float widget needs a float
-    datasets = list(urlstate.datasets_for(spec))
-    disabled = run is not None
-    # The data set on a row of its own: beside it, the optimizer and learning rate were too narrow on a projector.
-    data_col = st.container()
-    opt_col, lr_col = st.columns([1, 2])
-    with data_col:
-        dataset = st.radio(
-            SETTING_LABELS["dataset"], datasets, key="train.dataset", format_func=DATASET_LABELS.get, disabled=disabled
-        )
-        # The teacher choice labels only the teacher data set; hidden, it keeps its value.
-        teacher = ss["train.teacher"]
-        if dataset == "teacher":
-            teacher = st.radio(
-                SETTING_LABELS["teacher"],
-                TEACHERS,
-                key="train.teacher",
-                horizontal=True,
-                disabled=disabled,
-                help="untied: every use of a shared tensor has its own random copy, which a tied model cannot "
-                "always match. tied: the model's own tied network, which it can. Drawn at the seed + 7919.",
-            )
-        if "digits" not in datasets and not spec.input_vocab:
-            st.caption(
-                f"digits needs a model input of 64 values (one 8x8 image) or 128 (two side by side); "
-                f"this model's input {list(spec.input_shape)} holds another number. Try preset 'siamese-digits'."
-            )
-    with opt_col:
-        optimizer = st.selectbox(SETTING_LABELS["optimizer"], OPTIMIZERS, key="train.optimizer", disabled=disabled)
-    with lr_col:
-        learning_rate = ui.learning_rate_picker("train.learning_rate", ss["train.learning_rate"], disabled=disabled)
-    steps_col, batch_col, every_col = st.columns(3)
-    with steps_col:
-        steps = st.number_input(
-            SETTING_LABELS["steps"],
-            min_value=1,
-            # No max_value: above it the browser silently keeps the old value (99999 showed and 60
-            # trained); the server's cap is applied by urlstate.fit_config above, with a warning.
-            step=10,
-            key="train.steps",
-            disabled=disabled,
-        )
-    with batch_col:
-        batch_size = st.number_input(
-            SETTING_LABELS["batch_size"],
-            min_value=1,
-            step=8,  # no max_value, as for the steps
-            key="train.batch_size",
-            disabled=disabled,
-        )
-    with every_col:
-        record_every = st.number_input(
-            SETTING_LABELS["record_every"],
-            min_value=1,  # at most the steps: urlstate.fit_config (no max_value, as for the steps)
-            step=1,
-            key="train.record_every",
-            help="Gradients and divergence are recorded every k steps (and at the first and last step).",
-            disabled=disabled,
-        )
-    try:
-        new = TrainConfig(
-            steps=int(steps),
-            batch_size=int(batch_size),
-            optimizer=optimizer,
-            learning_rate=float(learning_rate),
-            seed=config.seed,
-            device=config.device,
-            record_every=int(record_every),
-            dataset=dataset,
-            teacher=teacher,
-        )
-        ui.check_spec(spec, new)
-    except ValueError as err:
-        st.error(ui.plain(str(err)), icon=":material/error:")
-        return None
-    return new
+spec = state.spec()
+run = training.active_run()
 
 
 def log_scale_toggle() -> bool:
     return st.toggle(
         "Log scale for the loss",
-        key="train.log_y",
+        key=keys.TRAIN_LOG_Y,
         help="Equal steps on the axis are equal factors: a loss that falls from 1 to 0.001 stays readable.",
     )
 
@@ -169,21 +44,21 @@ def live_panel() -> None:
         progress = run.progress
         if run.stop_event.is_set():
             st.info("Stopping: the run ends after its current chunk of steps.", icon=":material/stop_circle:")
-        elif waiting := ui.queue_text(run):  # read once: the place can change between two reads
+        elif waiting := training.queue_text(run):  # read once: the place can change between two reads
             st.info(waiting, icon=":material/hourglass:")
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
         if progress is not None:
             log_y = log_scale_toggle()
-            ui.chart(ui.loss_chart(progress.history, run.config.steps, log_y=log_y), key="train.live_loss")
+            widgets.chart(figures.loss_chart(progress.history, run.config.steps, log_y=log_y), key=keys.TRAIN_LIVE_LOSS)
 
     live()
 
 
 def result_panel(res: sharecore.TrainResult) -> None:
     if res.stop_reason:
-        st.warning(ui.plain(res.stop_reason), icon=":material/stop_circle:")
-    ui.training_warnings(res)
+        st.warning(plain(res.stop_reason), icon=":material/stop_circle:")
+    training.training_warnings(res)
     if res.spec != spec or res.config != config:
         st.caption("These results are from the last run; the model or settings have changed since.")
     summary = res.summary()
@@ -200,9 +75,9 @@ def result_panel(res: sharecore.TrainResult) -> None:
     counts = ", ".join(f"{variant} {n:,}" for variant, n in res.params.items())
     st.caption(f"Data: {res.dataset}. Parameters: {counts}.")
     log_y = log_scale_toggle()
-    ui.chart(ui.loss_chart(res.history, res.config.steps, res.heldout, log_y=log_y), key="train.loss")
-    st.page_link(ui.PAGES["gradients"], label="See the gradient flow", icon=":material/call_split:")
-    st.page_link(ui.PAGES["divergence"], label="See how far the copies drift", icon=":material/compare_arrows:")
+    widgets.chart(figures.loss_chart(res.history, res.config.steps, res.heldout, log_y=log_y), key=keys.TRAIN_LOSS)
+    st.page_link(PAGES["gradients"], label="See the gradient flow", icon=":material/call_split:")
+    st.page_link(PAGES["divergence"], label="See how far the copies drift", icon=":material/compare_arrows:")
     st.markdown("**Downloads**")
     row = st.container(horizontal=True)
     cols = [row] * 5
@@ -221,19 +96,17 @@ def result_panel(res: sharecore.TrainResult) -> None:
             mime=mime,
             on_click="ignore",
             icon=":material/download:",
-            key=f"train.dl.{label}",
+            key=keys.of(keys.TRAIN_DOWNLOAD, label),
         )
 
 
 st.title("Train")
 st.caption(
-    f"Model '{ui.plain(spec.name)}': the tied and the untied model start from the same numbers (seed {config.seed}) "
-    "and see the same batches."
+    f"Model '{plain(spec.name)}': the tied and the untied model start from the same numbers "
+    f"(seed {state.config().seed}) and see the same batches."
 )
-new = settings(config)
-if new is not None and new != config:
-    ui.set_config(new)
-    config = new
+trainable = settings_editor.draw(full=True)
+config = state.config()  # as the editor left it
 
 # One row that wraps: in fixed columns the buttons were cut ("T..") on a projector's 1024 px.
 train_col = stop_col = device_col = st.container(horizontal=True, vertical_alignment="center")
@@ -241,29 +114,29 @@ train_col.button(
     "Train",
     type="primary",
     icon=":material/play_arrow:",
-    on_click=ui.start_training,
-    disabled=run is not None or new is None,
-    key="train.start",
+    on_click=training.start_training,
+    disabled=run is not None or not trainable,
+    key=keys.TRAIN_START,
 )
 stop_col.button(
     "Stop",
     icon=":material/stop:",
-    on_click=ui.stop_training,
+    on_click=training.stop_training,
     disabled=run is None,
-    key="train.stop",
+    key=keys.TRAIN_STOP,
 )
 with device_col:
-    if ui.tensorflow_or_status("the device list"):
+    if startup.tensorflow_or_status("the device list"):
         try:
-            st.caption(f"Trains on {ui.device_name(config.device)}.")
+            st.caption(f"Trains on {figures.device_name(config.device)}.")
         except ValueError as err:
-            st.error(ui.plain(str(err)), icon=":material/error:")
+            st.error(plain(str(err)), icon=":material/error:")
 
-if ss[ui.RUN_ERROR]:
-    st.error(ui.plain(ss[ui.RUN_ERROR]), icon=":material/error:")
+if training.run_error():
+    st.error(plain(training.run_error()), icon=":material/error:")
 if run is not None:
     live_panel()
-elif ui.result() is not None:
-    result_panel(ui.result())
+elif kept.result() is not None:
+    result_panel(kept.result())
 else:
     st.info("Press Train: the defaults finish in a few seconds on a laptop CPU.", icon=":material/info:")

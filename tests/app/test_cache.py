@@ -1,4 +1,4 @@
-"""The byte-bounded cache of the pages' pure results (sharecore/cache.py) and how ui.py uses it."""
+"""The byte-bounded cache of the pages' pure results (ui/cache.py) and how ui/figures.py uses it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import sharecore
-from sharecore.cache import ByIdentity, ByteLRU, pickled_size
 from sharecore.core.spec import ModelSpec
 from sharecore.viz import plots
+from ui.cache import ByIdentity, ByteLRU, pickled_size
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def _clean_keras_session():
 
 
 def test_cache_module_imports_neither_streamlit_nor_tensorflow():
-    tree = ast.parse(Path(sharecore.__file__).with_name("cache.py").read_text())
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "ui" / "cache.py").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {name.split(".")[0] for name in imported} & {"streamlit", "tensorflow", "keras", "sharecore"}
@@ -150,12 +150,12 @@ def test_cache_filled_with_the_largest_figures_stays_within_its_budget():
 
 
 def test_ui_caches_build_page_figures_by_their_arguments():
-    import ui  # streamlit is imported, but no page runs
+    from ui import figures  # streamlit is imported, but no page runs
 
     spec = sharecore.preset("tied-autoencoder")
-    assert ui.model_dot(spec, True) is ui.model_dot(spec, True)
-    assert ui.model_dot(spec, False) != ui.model_dot(spec, True)
-    report = ui.param_report(spec)
-    assert ui.param_report(spec) is report
-    assert ui.param_bars(report) is ui.param_bars(report)
-    assert ui._cache.total_bytes <= ui.CACHE_MB * 2**20
+    assert figures.model_dot(spec, True) is figures.model_dot(spec, True)
+    assert figures.model_dot(spec, False) != figures.model_dot(spec, True)
+    report = figures.param_report(spec)
+    assert figures.param_report(spec) is report
+    assert figures.param_bars(report) is figures.param_bars(report)
+    assert figures._cache.total_bytes <= figures.CACHE_MB * 2**20

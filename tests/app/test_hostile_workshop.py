@@ -16,7 +16,6 @@ from streamlit.runtime.context import ContextProxy, StreamlitCookies
 from streamlit.testing.v1 import AppTest
 
 import sharecore
-import ui
 from sharecore.core.config import TrainConfig
 from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
@@ -25,6 +24,8 @@ from sharecore.viz import overlays as comparecharts
 from tests.app.test_lab import click_and_wait, no_training_left_behind  # noqa: F401  (autouse fixture)
 from tests.app.test_pages import APP, figures, open_app, values
 from tests.conftest import rerun_unprivileged
+from ui import kept as ui_kept
+from ui.text import WORD_JOINER, plain
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")
 # Labels a workshop participant might type, each meaning something to Markdown, HTML, plotly or a path.
@@ -59,14 +60,14 @@ def shown_text(at) -> list[str]:
 
 
 def kept_labels(at) -> list[str]:
-    return [info.label for info in ui.run_store().runs(at.session_state["workspace"])]
+    return [info.label for info in ui_kept.run_store().runs(at.session_state["workspace"])]
 
 
 @pytest.fixture
 def own_store(tmp_path, monkeypatch):
     """A run store of the test's own, so it can be damaged; the process's store comes back afterwards."""
     store = RunStore(tmp_path / "runs.sqlite3")
-    monkeypatch.setattr(ui, "_STORE", store)
+    monkeypatch.setattr(ui_kept, "_STORE", store)
     return store
 
 
@@ -124,9 +125,9 @@ def test_a_run_renamed_to_markup_shows_it_as_text_in_the_table_charts_compare_pa
     at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     heading = [m.value for m in at.markdown if "etc" in m.value]
-    assert heading == [f"**{ui.plain(label)}**"], heading  # the Markdown-escaped label, bold as a whole
+    assert heading == [f"**{plain(label)}**"], heading  # the Markdown-escaped label, bold as a whole
     assert label in list(at.dataframe[-1].value["run"]), "the final figures name the run as typed"
-    stored = ui.run_store().load(run_id, at.session_state["workspace"])
+    stored = ui_kept.run_store().load(run_id, at.session_state["workspace"])
     runs = [compare.LabelledRun(stored.label, stored.result, run_id)]
     assert json.loads(compare.specs_json(runs))[0]["label"] == label
     assert "etc" in compare.comparison_csv(runs).splitlines()[1]  # quoted by the CSV writer, no path
@@ -145,7 +146,9 @@ def test_a_label_loses_control_and_bidi_override_characters_that_would_turn_the_
     ["A" * 30, "B" * 64, "A" * 23, "A" * 24 + "\n", "<script>alert(1)</script>", "../../etc/passwd", "x'; y=1"],
 )
 def test_a_tampered_workspace_cookie_gets_a_fresh_key_and_never_a_traceback_or_markup(cookie, monkeypatch):
-    monkeypatch.setattr(ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui.WORKSPACE_COOKIE: cookie})))
+    monkeypatch.setattr(
+        ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui_kept.WORKSPACE_COOKIE: cookie}))
+    )
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()  # the first run writes the cookie
     assert not at.exception, at.exception
@@ -153,7 +156,7 @@ def test_a_tampered_workspace_cookie_gets_a_fresh_key_and_never_a_traceback_or_m
     assert TOKEN.fullmatch(key) and key != cookie
     scripts = [el.proto.body for el in at.get("html") if "cookie" in el.proto.body]
     assert scripts == [
-        f"<script>document.cookie = '{ui.WORKSPACE_COOKIE}={key}; path=/; max-age=31536000; SameSite=Lax';</script>"
+        f"<script>document.cookie = '{ui_kept.WORKSPACE_COOKIE}={key}; path=/; max-age=31536000; SameSite=Lax';</script>"
     ]
     at.switch_page("pages/lab.py").run()
     assert not at.exception, at.exception
@@ -161,7 +164,9 @@ def test_a_tampered_workspace_cookie_gets_a_fresh_key_and_never_a_traceback_or_m
 
 def test_a_valid_cookie_is_kept_and_not_written_again(monkeypatch):
     key = "Zz09_-" * 4
-    monkeypatch.setattr(ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui.WORKSPACE_COOKIE: key})))
+    monkeypatch.setattr(
+        ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui_kept.WORKSPACE_COOKIE: key}))
+    )
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert at.session_state["workspace"] == key
@@ -195,7 +200,7 @@ def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_
     edit_kept_runs(owner, {"0": {"label": "owner's name"}})  # renamed before sharing
     viewer = open_app("compare", run=run_id)
     assert not viewer.exception, viewer.exception
-    [kept] = ui.run_store().runs(viewer.session_state["workspace"])
+    [kept] = ui_kept.run_store().runs(viewer.session_state["workspace"])
     assert kept.id == run_id and kept.label != "owner's name", kept
 
     def labels_shown() -> set[str]:
@@ -207,7 +212,7 @@ def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_
         shown |= set(compare.curves(runs)["run"])  # what the CSV download writes
         return shown
 
-    assert any(ui.plain(kept.label) in text for text in shown_text(viewer)), shown_text(viewer)  # "Opened ..."
+    assert any(plain(kept.label) in text for text in shown_text(viewer)), shown_text(viewer)  # "Opened ..."
     assert not any("owner" in text for text in shown_text(viewer))
     assert labels_shown() == {kept.label}
     edit_kept_runs(owner, {"0": {"label": "owner renamed it again"}})
@@ -218,15 +223,15 @@ def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_
 def test_a_shared_run_that_a_full_list_cannot_take_is_shown_and_says_why_it_was_not_added(tmp_path, monkeypatch):
     monkeypatch.setenv("SHARECORE_KEPT_RUNS", "1")
     monkeypatch.setenv("SHARECORE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(ui, "_STORE", None)
+    monkeypatch.setattr(ui_kept, "_STORE", None)
     owner = lab()
     click_and_wait(owner, "lab.train")
     run_id = owner.session_state["current_run_id"]
     viewer_key = "V" * 24
-    store = ui.run_store()
+    store = ui_kept.run_store()
     store.pin(viewer_key, store.save(viewer_key, owner.session_state["result"], "pinned").run_id, True)
     monkeypatch.setattr(
-        ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui.WORKSPACE_COOKIE: viewer_key}))
+        ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui_kept.WORKSPACE_COOKIE: viewer_key}))
     )
     viewer = open_app("compare", run=run_id)
     assert not viewer.exception, viewer.exception
@@ -275,13 +280,13 @@ def test_a_store_folder_the_server_may_not_write_is_one_message_on_every_page_an
     folder = tmp_path / "read-only"
     folder.mkdir(mode=0o555)  # as a read-only volume is, to this server
     monkeypatch.setenv("SHARECORE_DATA_DIR", str(folder))
-    monkeypatch.setattr(ui, "_STORE", None)  # the process opens its store again, from this folder
-    monkeypatch.setattr(ui, "_STORE_PROBLEM", None)
+    monkeypatch.setattr(ui_kept, "_STORE", None)  # the process opens its store again, from this folder
+    monkeypatch.setattr(ui_kept, "_STORE_PROBLEM", None)
 
     def the_message(at) -> str:
         assert not at.exception, at.exception
-        # As written: ui.plain escaped the Markdown characters with backslashes, and put word joiners in.
-        shown = [re.sub(r"\\([!-/:-@[-`{-~])", r"\1", text).replace(ui.WORD_JOINER, "") for text in shown_text(at)]
+        # As written: plain() escaped the Markdown characters with backslashes, and put word joiners in.
+        shown = [re.sub(r"\\([!-/:-@[-`{-~])", r"\1", text).replace(WORD_JOINER, "") for text in shown_text(at)]
         about = [text for text in shown if str(folder) in text]
         assert len(about) == 1, shown  # one message, naming the folder
         return about[0]
@@ -334,10 +339,10 @@ def test_a_locked_store_is_a_clear_value_error_and_works_again_once_free(tmp_pat
 def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_shown(tmp_path, monkeypatch):
     monkeypatch.setenv("SHARECORE_KEPT_RUNS", "2")
     monkeypatch.setenv("SHARECORE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(ui, "_STORE", None)
+    monkeypatch.setattr(ui_kept, "_STORE", None)
     at = lab(preset="seed-dense")
     for lr in (0.01, 0.05, 0.1):
-        at.select_slider(key="lab.cfg.learning_rate").set_value(lr).run()
+        at.select_slider(key="train.learning_rate").set_value(lr).run()
         click_and_wait(at, "lab.train")
     assert kept_labels(at) == ["lr 0.1 (was 0.05)", "lr 0.05 (was 0.01)"]
     assert any(
@@ -345,7 +350,7 @@ def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_sh
         for n in at.session_state["keep_notes"]
     )
     edit_kept_runs(at, {"0": {"pinned": True}, "1": {"pinned": True}})
-    at.select_slider(key="lab.cfg.learning_rate").set_value(0.2).run()
+    at.select_slider(key="train.learning_rate").set_value(0.2).run()
     click_and_wait(at, "lab.train")
     assert any("all 2 are pinned" in text for text in shown_text(at)), shown_text(at)
     res = at.session_state["result"]
@@ -367,7 +372,7 @@ def test_load_in_the_lab_then_continue_carries_on_the_loaded_run():
     at = lab(preset="seed-dense", steps="20")
     click_and_wait(at, "lab.train")
     first = at.session_state["current_run_id"]
-    at.select_slider(key="lab.cfg.learning_rate").set_value(0.1).run()
+    at.select_slider(key="train.learning_rate").set_value(0.1).run()
     click_and_wait(at, "lab.train")
     second = at.session_state["current_run_id"]
     at.switch_page("pages/compare.py").run()
@@ -378,7 +383,7 @@ def test_load_in_the_lab_then_continue_carries_on_the_loaded_run():
     res = at.session_state["result"]
     longer = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=40))
     np.testing.assert_allclose(res.history["loss"], longer.history["loss"], rtol=1e-5)
-    kept = {info.id for info in ui.run_store().runs(at.session_state["workspace"])}
+    kept = {info.id for info in ui_kept.run_store().runs(at.session_state["workspace"])}
     assert second in kept, "the other run is untouched"
     assert first not in kept, "the loaded run is replaced by its longer self"
 
@@ -412,7 +417,7 @@ def test_each_exercise_sets_up_its_experiment_and_it_trains_in_the_lab(exercise)
     first = exercise.setups[0]
     assert at.session_state["spec"] == first.spec and at.session_state["config"] == first.config
     at.switch_page("pages/lab.py").run()
-    at.select_slider(key="lab.cfg.steps").set_value(5).run()  # the set-up's own settings, fewer steps
+    at.select_slider(key="train.steps").set_value(5).run()  # the set-up's own settings, fewer steps
     click_and_wait(at, "lab.train")
     assert not at.session_state["run_error"], at.session_state["run_error"]
     res = at.session_state["result"]

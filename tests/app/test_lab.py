@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 import sharecore
-import ui
 from sharecore.core.config import TrainConfig
 from sharecore.core.runcheck import check_resume
 from tests.app.test_pages import figures, no_training_left_behind, open_app, values  # noqa: F401 (autouse fixture)
+from ui import figures as ui_figures
+from ui import kept as ui_kept
 
 FAST = {"steps": "20"}  # a link's settings: short runs keep the loop quick
 
@@ -45,7 +46,7 @@ def traces(at, title_part: str) -> list[dict]:
 
 
 def set_learning_rate(at, value: float):
-    at.select_slider(key="lab.cfg.learning_rate").set_value(value).run()
+    at.select_slider(key="train.learning_rate").set_value(value).run()
     assert at.session_state["config"].learning_rate == value
 
 
@@ -56,7 +57,7 @@ def test_lab_keeps_each_run_labels_what_changed_and_overlays_both_with_their_tru
     click_and_wait(at, "lab.train")
     kept = at.session_state["shown_runs"]
     assert len(kept) == 2
-    labels = [info.label for info in ui.run_store().runs(at.session_state["workspace"])]
+    labels = [info.label for info in ui_kept.run_store().runs(at.session_state["workspace"])]
     assert labels[0] == "lr 0.1 (was 0.01)", labels
     data = traces(at, "Loss of each run")
     names = [t["name"] for t in data]
@@ -235,11 +236,11 @@ def test_cached_curves_of_kept_runs_are_the_frame_compare_curves_gives_and_are_r
         compare.LabelledRun(f"lr {lr:g}", sharecore.train(spec, TrainConfig(steps=5, learning_rate=lr)), f"id{lr}")
         for lr in (0.01, 0.1)
     ]
-    cached = ui.compare_curves(runs)
+    cached = ui_figures.compare_curves(runs)
     pd.testing.assert_frame_equal(cached, compare.curves(runs))
-    assert ui.compare_curves(runs) is cached, "a rerun with the same runs reuses the frame"
-    assert ui.compare_curves(runs[:1]) is not cached
-    pd.testing.assert_frame_equal(ui.compare_curves(runs[:1]), compare.curves(runs[:1]))
+    assert ui_figures.compare_curves(runs) is cached, "a rerun with the same runs reuses the frame"
+    assert ui_figures.compare_curves(runs[:1]) is not cached
+    pd.testing.assert_frame_equal(ui_figures.compare_curves(runs[:1]), compare.curves(runs[:1]))
 
 
 def test_a_run_that_barely_learns_gets_a_warning_with_a_fix_on_the_lab_and_train_pages():
@@ -256,7 +257,7 @@ def test_a_setting_changed_in_the_same_rerun_as_a_preset_load_is_no_traceback():
     # A browser can send a setting's change together with a preset pick; the pick replaces the
     # experiment (and the settings' widget keys) first, then the setting's callback runs.
     at = lab(preset="seed-conv")
-    at.selectbox(key="lab.cfg.optimizer").set_value("sgd")
+    at.selectbox(key="train.optimizer").set_value("sgd")
     at.selectbox(key="lab.preset").set_value("tied-autoencoder")
     at.run()
     assert not at.exception, at.exception

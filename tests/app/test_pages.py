@@ -337,7 +337,7 @@ def test_a_tampered_url_warns_and_falls_back_to_defaults():
 
 
 def shown(alert) -> str:
-    """An alert's text as the reader sees it: ui.plain escapes Markdown with backslashes."""
+    """An alert's text as the reader sees it: ui.text.plain escapes Markdown with backslashes."""
     return re.sub(r"\\(.)", r"\1", alert.value)
 
 
@@ -440,8 +440,7 @@ def test_streamlit_clean_up_between_script_runs_leaves_a_running_training_alone(
     import keras
     from keras.src.backend.common import global_state
 
-    import ui
-    from sharecore.runs.runner import BackgroundRun
+    from sharecore.runs.runner import BackgroundRun, active_runs
 
     assert gc.get_freeze_count() > 100_000
     assert keras.backend.clear_session.waits_for_training
@@ -458,7 +457,7 @@ def test_streamlit_clean_up_between_script_runs_leaves_a_running_training_alone(
         run.stop()
     keras.backend.clear_session()
     assert global_state.GLOBAL_STATE_TRACKER is not state
-    assert ui.active_runs() == 0
+    assert active_runs() == 0
 
 
 def test_streamlit_clean_up_between_script_runs_resets_keras_without_a_full_garbage_collection(monkeypatch):
@@ -468,9 +467,9 @@ def test_streamlit_clean_up_between_script_runs_resets_keras_without_a_full_garb
     import keras
     from keras.src.backend.common import global_state
 
-    import ui
+    from ui import startup
 
-    ui._keep_keras_session_while_training()
+    startup._keep_keras_session_while_training()
     collections = []
     monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args) or 0)
     state = global_state.GLOBAL_STATE_TRACKER
@@ -542,10 +541,10 @@ def test_streamlit_clean_up_waits_while_the_start_up_warm_up_compiles():
     import keras
     from keras.src.backend.common import global_state
 
-    import ui
     from sharecore.nn import trainer as pool
+    from ui import startup
 
-    ui._keep_keras_session_while_training()
+    startup._keep_keras_session_while_training()
     state = global_state.GLOBAL_STATE_TRACKER
     pool._WARMING[("a warm-up",)] = threading.Event()
     try:
@@ -561,12 +560,12 @@ def test_streamlit_clean_up_waits_while_the_start_up_warm_up_compiles():
 @pytest.fixture
 def unusable_settings(monkeypatch):
     """Two SHARECORE_* values a server cannot use; the messages this process collected are dropped afterwards."""
-    import ui
+    from ui import startup
 
     monkeypatch.setenv("SHARECORE_MAX_STEPS", "lots")
     monkeypatch.setenv("SHARECORE_WARM_UP", "yes")
     yield
-    ui.IGNORED_SETTINGS.clear()
+    startup.IGNORED_SETTINGS.clear()
 
 
 @pytest.mark.parametrize("page", ["home", "lab", "train", "compare"])

@@ -1,10 +1,11 @@
-"""The house: where pages live and how they reach the router, what imports TensorFlow, and
-that a run plans its spec once. The fresh-server browser checks are in test_browser_layout.py."""
+"""The house: where pages live and how they reach the router, how the ui package's layers import
+each other and who writes a session key, what imports TensorFlow, and that a run plans its spec once. The fresh-server browser checks are in test_browser_layout.py."""
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,9 @@ from sharecore.core.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
-# What the design card puts at the top level, plus the tooling it allows and the shared UI module.
+# What the design card puts at the top level, plus the tooling it allows and the shared UI package.
 TOP_LEVEL = {"streamlit_app.py", "pages", "sharecore", "tests", "requirements.txt", ".streamlit", "README.md"}
-ALLOWED_EXTRA = {"Makefile", "pyproject.toml", ".ci", "bench", "docs", "ui.py", "requirements-dev.txt"}
+ALLOWED_EXTRA = {"Makefile", "pyproject.toml", ".ci", "bench", "docs", "ui", "requirements-dev.txt"}
 # The hosted demo (README, "Hosting a demo"): the image, its build context's exclusions, the settings profile.
 ALLOWED_EXTRA |= {"Dockerfile", ".dockerignore", "deploy"}
 
@@ -37,22 +38,129 @@ def test_the_top_level_is_the_design_cards():
 
 
 def test_the_router_lists_every_page_file_and_nothing_else():
-    import ui
+    from ui.sitemap import PAGES
 
-    assert sorted(Path(p).name for p in ui.PAGES.values()) == sorted(p.name for p in PAGE_FILES)
-    assert all((ROOT / p).is_file() for p in ui.PAGES.values())
+    assert sorted(Path(p).name for p in PAGES.values()) == sorted(p.name for p in PAGE_FILES)
+    assert all((ROOT / p).is_file() for p in PAGES.values())
 
 
 @pytest.mark.parametrize("page", PAGE_FILES, ids=lambda p: p.stem)
 def test_every_page_calls_ui_frame_before_anything_else(page):
-    """A page that draws before `ui.frame()` would run without the router on a fresh server."""
+    """A page that draws before `frame()` (ui/routing.py) would run without the router on a fresh server."""
     tree = ast.parse(page.read_text())
+    assert any(
+        isinstance(n, ast.ImportFrom) and n.module == "ui.routing" and [a.name for a in n.names] == ["frame"]
+        for n in tree.body
+    ), f"{page.name}: import frame with `from ui.routing import frame`"
     body = [n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom))]
     body = body[1:] if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body  # docstring
     first = body[0]
-    assert isinstance(first, ast.Expr) and ast.unparse(first) == "ui.frame()", (
-        f"{page.name}: the first statement after the imports must be ui.frame(); found {ast.unparse(first)!r}"
+    assert isinstance(first, ast.Expr) and ast.unparse(first) == "frame()", (
+        f"{page.name}: the first statement after the imports must be frame(); found {ast.unparse(first)!r}"
     )
+
+
+# The ui package's modules, bottom to top, as ui/__init__.py lists them: each imports only modules before it.
+UI_LAYERS = [
+    "keys",
+    "text",
+    "cache",
+    "sitemap",
+    "startup",
+    "state",
+    "widgets",
+    "figures",
+    "kept",
+    "kept_views",
+    "training",
+    "settings_editor",
+    "sidebar",
+    "routing",
+]
+
+
+def _ui_imports(path: Path) -> set[str]:
+    """The ui modules `path` imports (`from ui import a, b`, `from ui.a import x`, `import ui.a`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "ui":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ui."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("ui.")}
+    return found
+
+
+def test_the_ui_package_is_the_layers_it_lists_and_each_imports_only_the_ones_below_it():
+    modules = sorted(p.stem for p in (ROOT / "ui").glob("*.py") if p.stem != "__init__")
+    assert modules == sorted(UI_LAYERS)
+    for module in UI_LAYERS:
+        path = ROOT / "ui" / f"{module}.py"
+        above = set(UI_LAYERS[UI_LAYERS.index(module) :])
+        assert not _ui_imports(path) & above, f"ui/{module}.py imports {sorted(_ui_imports(path) & above)}"
+        assert len(path.read_text().splitlines()) < 500, f"ui/{module}.py has grown past 500 lines: split it"
+
+
+def _owned_keys() -> dict[str, str]:
+    """Session-key constant -> its writer, from the section headings of ui/keys.py ('... (ui.state)')."""
+    owners, owner = {}, None
+    for line in (ROOT / "ui" / "keys.py").read_text().splitlines():
+        if heading := re.match(r"# -+ .*\((ui\.\w+|pages/\w+\.py)\)$", line):
+            owner = heading.group(1)
+        elif (name := re.match(r"([A-Z][A-Z_]*) = ", line)) and owner:
+            owners[name.group(1)] = owner
+    return owners
+
+
+def _session_writes(path: Path) -> list[tuple[int, str]]:
+    """(line, key) of each key `path` writes in st.session_state: assigned, deleted, popped or set by default."""
+    tree = ast.parse(path.read_text())
+    session = {"ss", "st.session_state"}
+    writes = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            targets = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+            writes += [
+                (node.lineno, ast.unparse(t.slice))
+                for t in targets
+                if isinstance(t, ast.Subscript) and ast.unparse(t.value) in session
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("pop", "setdefault", "update", "clear")
+            and ast.unparse(node.func.value) in session
+        ):
+            writes.append((node.lineno, ast.unparse(node.args[0]) if node.args else "*"))
+    return writes
+
+
+UI_FILES = sorted(p for p in (ROOT / "ui").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("path", [*PAGE_FILES, *UI_FILES], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_page_or_ui_module_writes_only_its_own_session_keys(path):
+    """A page is layout plus calls: the module that owns a key (named in ui/keys.py) is its only writer."""
+    from ui import keys
+
+    owners = _owned_keys()
+    by_value = {}
+    for name, owner in owners.items():
+        value = getattr(keys, name)
+        by_value.update(dict.fromkeys(value.values() if isinstance(value, dict) else [value], owner))
+    me = f"pages/{path.name}" if path.parent.name == "pages" else f"ui.{path.stem}"
+    for line, key in _session_writes(path):
+        name = key.removeprefix("keys.").split("[")[0]
+        if name in owners:
+            owner = owners[name]
+        elif key[:1] in "'\"":
+            owner = by_value.get(ast.literal_eval(key), "no module (add it to ui/keys.py)")
+        else:
+            continue  # a key the module composes for its own widgets (`key(...)`, a parameter)
+        assert owner == me, f"{path.name}:{line} writes {key}, which {owner} owns"
 
 
 @pytest.mark.parametrize("page", [p.stem for p in PAGE_FILES])
@@ -136,7 +244,12 @@ def _imports_outside_type_checking(path: Path) -> list[tuple[int, str]]:
 def test_tensorflow_and_keras_are_imported_only_through_sharecore_tfimport():
     """TensorFlow's C++ start-up lines go straight to stderr; sharecore.nn.tfimport alone imports it, with them
     silenced, so that no sharecore module, page or benchmark imported first can let them through."""
-    files = [*(ROOT / "sharecore").rglob("*.py"), *(ROOT / "bench").glob("*.py"), *PAGE_FILES, ROOT / "ui.py"]
+    files = [
+        *(ROOT / "sharecore").rglob("*.py"),
+        *(ROOT / "bench").glob("*.py"),
+        *PAGE_FILES,
+        *(ROOT / "ui").glob("*.py"),
+    ]
     direct = [
         f"{path.relative_to(ROOT)}:{line} imports {module}"
         for path in files

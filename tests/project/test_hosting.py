@@ -195,7 +195,7 @@ def test_every_file_the_image_copies_exists_and_is_not_left_out_of_the_context()
     for keyword, rest in instructions():
         if keyword == "COPY":
             sources += shlex.split(rest)[:-1]
-    assert {"streamlit_app.py", "ui.py", "pages/", "sharecore/", ".streamlit/config.toml"} <= set(sources)
+    assert {"streamlit_app.py", "ui/", "pages/", "sharecore/", ".streamlit/config.toml"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
         parts = Path(source).parts  # the source and every folder above it

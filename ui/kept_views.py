@@ -1,0 +1,161 @@
+"""What the Lab and Compare pages draw of the kept runs: their overlaid charts and the editable table."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import kept
+from ui.figures import compare_curves, overlay_figure
+from ui.keys import (
+    COSINE_OVERLAY,
+    DIVERGENCE_OVERLAY,
+    LOG_Y,
+    LOSS_OVERLAY,
+    OVERLAYS_BOX,
+    RUNS_TABLE,
+    RUNS_TABLE_PROBLEMS,
+    RUNS_TABLE_VERSION,
+    of,
+)
+from ui.text import plain
+from ui.widgets import chart
+
+
+def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
+    """The overlays of kept runs: loss (training and held-out), divergence and gradient cosine."""
+    from sharecore.viz import overlays as comparecharts
+
+    labels = [r.label for r in runs]
+    curves = compare_curves(runs, tensor)
+    log_y = st.toggle("Log scale for loss", key=of(key, LOG_Y), help="Shows small losses and slow drift.")
+    chart(overlay_figure(comparecharts.loss_overlay, curves, labels, log_y=log_y), key=of(key, LOSS_OVERLAY))
+    # Drift and cosine side by side only where each gets 450 px: narrower (a projector, the Lab's
+    # chart column), their titles and run names did not fit, so they stack. A container query
+    # measures the charts' own room, not the window's.
+    box = f"st-key-{key}-{OVERLAYS_BOX}"
+    st.html(
+        f"""<style>
+        .{box} {{ container-type: inline-size; }}
+        @container (max-width: 899.98px) {{
+          .{box} [data-testid="stHorizontalBlock"] {{ flex-direction: column; }}
+          .{box} [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {{
+            width: 100% !important; flex: 1 1 auto !important; }}
+        }}
+        </style>"""
+    )
+    left, right = st.container(key=f"{key}-{OVERLAYS_BOX}").columns(2)
+    with left:
+        chart(
+            overlay_figure(comparecharts.divergence_overlay, curves, labels, log_y=log_y),
+            key=of(key, DIVERGENCE_OVERLAY),
+        )
+    with right:
+        chart(overlay_figure(comparecharts.cosine_overlay, curves, labels), key=of(key, COSINE_OVERLAY))
+
+
+def _table_keys(key: str) -> tuple[str, str, str]:
+    """The kept-runs table's widget key (with its version), version key and problems key under prefix `key`."""
+    version = st.session_state.get(of(key, RUNS_TABLE_VERSION), 0)
+    return of(key, RUNS_TABLE, version), of(key, RUNS_TABLE_VERSION), of(key, RUNS_TABLE_PROBLEMS)
+
+
+def _apply_run_edits(key: str, rows: list) -> None:
+    """The kept-runs table's callback: show/hide, rename, pin, delete (`kept.edit_runs`)."""
+    ss = st.session_state
+    table, version, problems = _table_keys(key)
+    edits = ss[table]["edited_rows"]
+    ss[problems] = kept.edit_runs((rows[int(index)].id, change) for index, change in edits.items())
+    ss[version] = ss.get(version, 0) + 1  # a fresh table shows the store
+
+
+def kept_runs_editor(*, key: str) -> None:
+    """This workspace's kept runs as an editable table: show (overlay), label, pin, delete, share link."""
+    import pandas as pd
+
+    rows = kept.kept_runs()
+    store = kept.run_store()
+    table_key, _, problems_key = _table_keys(key)
+    if getattr(store, "problem", None) and not getattr(store, "read_only", None):  # read-only: the page's top message
+        st.warning(plain(store.problem), icon=":material/warning:")
+    if kept.store_error():
+        st.error(
+            plain(f"{kept.store_error()} Runs cannot be kept or listed until it works again."), icon=":material/error:"
+        )
+    for problem in st.session_state.get(problems_key, []):
+        st.error(plain(problem), icon=":material/error:")
+    if not rows:
+        if not kept.store_open():
+            st.caption("No runs are kept while the run store cannot be opened (see the message above).")
+        else:
+            st.caption("No kept runs yet. Every finished or stopped run is kept here, in this browser's workspace.")
+        return
+    shown = kept.shown_ids()
+    table = pd.DataFrame(
+        {
+            "show": [info.id in shown for info in rows],
+            "label": [info.label for info in rows],
+            "pinned": [info.pinned for info in rows],
+            "steps": [info.steps_done for info in rows],
+            "loss tied": [info.final_loss.get("tied") for info in rows],
+            "loss untied": [info.final_loss.get("untied") for info in rows],
+            "link": [kept.share_path(info.id) for info in rows],
+            "delete": [False] * len(rows),
+        }
+    )
+    st.data_editor(
+        table,
+        key=table_key,
+        on_change=_apply_run_edits,
+        args=(key, rows),
+        hide_index=True,
+        width="stretch",
+        disabled=["steps", "loss tied", "loss untied", "link"],
+        # Widths in px so that all eight fit a projector's page (1024 px with the sidebar); what a
+        # class reads (name and losses) comes first, and the name stays in view on a narrower page.
+        column_order=["show", "label", "loss tied", "loss untied", "steps", "pinned", "link", "delete"],
+        column_config={
+            "show": st.column_config.CheckboxColumn(
+                "show", width=64, pinned=True, help="Overlay this run on the charts."
+            ),
+            "label": st.column_config.TextColumn(
+                "label", width=116, pinned=True, max_chars=80, help="What changed; click to rename."
+            ),
+            "pinned": st.column_config.CheckboxColumn(
+                "pin", width=52, help="A pinned run is never removed to make room."
+            ),
+            "steps": st.column_config.NumberColumn("steps", width=50),
+            "loss tied": st.column_config.NumberColumn(width=70, format="%.4g"),
+            "loss untied": st.column_config.NumberColumn(width=84, format="%.4g"),
+            "link": st.column_config.LinkColumn(
+                "share", width=52, display_text="link", help="Whoever has this link sees the run."
+            ),
+            "delete": st.column_config.CheckboxColumn("delete", width=70, help="Removes the run from this workspace."),
+        },
+    )
+    limit = getattr(store, "max_runs_per_workspace", None)
+    if limit:
+        st.caption(f"Up to {limit} runs are kept per browser; beyond that the oldest unpinned run goes.")
+
+
+def open_shared_link() -> None:
+    """A share link's run joins this browser's kept runs (by reference) and the comparison; says how it went."""
+    run_id = kept.take_shared_link()
+    if run_id is None:
+        return
+    # Adopted first, then read: the page, the charts and the CSV show the label this browser's list keeps.
+    not_added = kept.adopt_shared(run_id)
+    try:
+        stored = kept.load_kept(run_id)
+    except (KeyError, ValueError) as err:
+        st.error(plain(str(err)), icon=":material/link_off:")
+        return
+    kept.show_first(run_id)
+    if not_added:
+        st.warning(
+            plain(f"Opened the shared run '{stored.label}', but it could not be added to your kept runs: {not_added}"),
+            icon=":material/link:",
+        )
+    else:
+        st.success(
+            plain(f"Opened the shared run '{stored.label}'. It is now in your kept runs."), icon=":material/link:"
+        )
