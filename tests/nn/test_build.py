@@ -283,15 +283,6 @@ def test_contributions_through_reshape_and_slice_rules_map_back_to_the_tensor_sh
     np.testing.assert_allclose(contributions["part"][:, 1:3], xn.T @ (3 * y[:, 8:] ** 2), rtol=1e-4)
 
 
-def test_import_sharecore_does_not_import_streamlit():
-    import subprocess
-    import sys
-
-    code = "import sys, sharecore; print('streamlit' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
 def test_a_use_named_shared_with_its_own_bias_does_not_collide_with_the_shared_bias():
     spec = ModelSpec.from_dict(
         {

@@ -8,7 +8,6 @@ construction.
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import numpy as np
 import pandas as pd
@@ -63,15 +62,10 @@ def noisy_decay(n: int, start: float, end: float, noise: float, seed: int) -> np
 
 
 # ----------------------------------------------------------------------------- synthetic histories
-def test_the_warning_is_a_frozen_dataclass_and_diagnose_needs_no_tensorflow():
+def test_the_warning_is_a_frozen_dataclass():
     warning = TrainingWarning("flat", None, "seen; try")
     with pytest.raises(dataclasses.FrozenInstanceError):
         warning.kind = "rising"
-    import subprocess
-
-    code = "import sys, sharecore.runs.diagnose; print('tensorflow' in sys.modules, 'streamlit' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
 
 
 def test_a_falling_noisy_loss_gets_no_warning():

@@ -698,14 +698,3 @@ def test_a_default_seed_dense_run_takes_under_a_megabyte_and_listing_30_runs_is_
     print(f"runs() with {len(listed)} runs: best {min(timings) * 1000:.1f} ms, worst {max(timings) * 1000:.1f} ms")
     assert len(listed) == 30
     assert min(timings) < 0.05
-
-
-def test_the_run_store_and_whatif_import_neither_tensorflow_nor_streamlit():
-    code = (
-        "import sys; import sharecore.runs.store, sharecore.runs.whatif; "
-        "print(sorted(m for m in ('tensorflow', 'streamlit', 'keras') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ}
-    )
-    assert out.stdout.strip() == "[]"

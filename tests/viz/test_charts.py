@@ -6,11 +6,6 @@ The figures are built from real tiny runs and read back from `fig.data[i].x / .y
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -85,65 +80,6 @@ def rows(frame: pd.DataFrame, **equal) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- the house rules
-PLOT_MODULES = (
-    "viz/plots",
-    "viz/style",
-    "viz/diagram",
-    "viz/tensorviews",
-    "viz/charts",
-    "viz/training_charts",
-    "viz/divergence_charts",
-)
-
-
-def module_imports(module: str) -> set[str]:
-    """The modules a sharecore module imports, at its top level and inside functions."""
-    tree = ast.parse((Path(sharecore.__file__).parent / f"{module}.py").read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    return imported | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-
-
-@pytest.mark.parametrize("module", PLOT_MODULES)
-def test_plot_modules_do_not_import_streamlit(module):
-    # test_build checks the whole package in a fresh interpreter; this checks the builders' own imports.
-    imported = module_imports(module)
-    assert any(name.startswith("sharecore") or name.startswith("plotly") for name in imported)
-    assert not any(name.split(".")[0] == "streamlit" for name in imported)
-
-
-@pytest.mark.parametrize("module", PLOT_MODULES[1:])
-def test_plot_modules_import_no_tensorflow_at_their_top_level(module):
-    tree = ast.parse((Path(sharecore.__file__).parent / f"{module}.py").read_text())
-    top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
-    top |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
-    assert not {name.split(".")[0] for name in top} & {"tensorflow", "keras"}
-    assert "sharecore.nn.model" not in top and "sharecore.nn.training" not in top
-
-
-@pytest.mark.parametrize("module", PLOT_MODULES)
-def test_plot_modules_import_nothing_of_the_keras_engine_even_inside_a_function(module):
-    # Data from sharecore.nn, display in sharecore.viz: a figure draws the values it is given.
-    engine = {name for name in module_imports(module) if name.split(".")[0] in ("tensorflow", "keras")}
-    engine |= {name for name in module_imports(module) if name == "sharecore.nn" or name.startswith("sharecore.nn.")}
-    assert not engine
-
-
-def test_diagrams_param_bars_and_given_tensor_views_draw_without_importing_tensorflow():
-    # The Build page draws a spec before any model exists; only default tensor values need Keras.
-    code = (
-        "import sys, numpy as np\n"
-        "from sharecore.viz import plots\n"
-        "from sharecore.core.presets import preset\n"
-        "from sharecore.core.params import param_report\n"
-        "spec = preset('albert-mlp')\n"
-        "plots.model_dot(spec, tied=True); plots.model_dot(spec, tied=False)\n"
-        "plots.param_bars(param_report(spec))\n"
-        "t = spec.tensors[0]\n"
-        "plots.tensor_views(spec, t.name, values=np.zeros(t.shape, dtype=np.float32))\n"
-        "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_every_chart_is_compact_white_and_titled_with_its_question(dense_run, albert_run):

@@ -190,19 +190,6 @@ def test_hostile_text_stays_inside_its_label_and_tooltip(name):
     assert esc_string(graph["tooltip"][1]) == shown
 
 
-def test_the_diagram_imports_neither_tensorflow_nor_streamlit():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from sharecore.viz.diagram import model_dot; from sharecore import preset\n"
-        "model_dot(preset('albert-mlp'), tied=False)\n"
-        "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 # ----------------------------------------------------------------------------- charts
 def history(accuracy: bool) -> pd.DataFrame:
     steps = np.arange(1, 11)
