@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from sharecore.viz.charts import pairs_left_out
+from sharecore.viz.divergence_charts import pairs_left_out
 from ui import figures, keys, training, widgets
 from ui.routing import frame
 from ui.text import plain
