@@ -22,9 +22,8 @@ from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
 from sharecore.teach.exercises import EXERCISES
 from sharecore.viz import overlays as comparecharts
-from tests.app.test_lab import click_and_wait, no_training_left_behind  # noqa: F401  (autouse fixture)
-from tests.app.test_pages import APP, figures, open_app, values
-from tests.conftest import rerun_unprivileged
+from tests.support.apptest import APP, click_and_wait, figures, open_app, values
+from tests.support.users import rerun_unprivileged
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")
 # Labels a workshop participant might type, each meaning something to Markdown, HTML, plotly or a path.

@@ -26,7 +26,7 @@ from tests.browser.test_pages import (
     wait_for_page,
     wait_until_idle,
 )
-from tests.conftest import require_chromium
+from tests.support.server import require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 browser = test_browser.browser  # the module-wide Chromium fixture

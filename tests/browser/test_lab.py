@@ -33,7 +33,7 @@ from tests.browser.test_pages import (
     wait_for_rerun,
     wait_until_idle,
 )
-from tests.conftest import require_chromium
+from tests.support.server import require_chromium
 
 pytestmark = pytest.mark.browser
 browser = test_browser.browser  # the module-wide Chromium fixture

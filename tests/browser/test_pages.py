@@ -31,7 +31,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 import sharecore
-from tests.conftest import require_chromium
+from tests.support.server import require_chromium
 
 pytestmark = pytest.mark.browser
 

@@ -29,7 +29,7 @@ from sharecore.nn.training import rule_adjoint
 from sharecore.share import urlstate
 from sharecore.share.codegen import keras_code
 from sharecore.viz import plots
-from tests.share.test_codegen import _exec_script, assert_ruff_clean
+from tests.support.codegen import assert_ruff_clean, exec_script
 
 # ----------------------------------------------------------------------------- the specs
 # One 3x3 kernel under its four rotations in a conv chain (p4-style), and a 2x3 kernel whose
@@ -709,7 +709,7 @@ def test_generated_keras_code_applies_the_rules_and_builds_the_same_model(name, 
     reference = sharecore.build(spec, tied, seed=0)
 
     code = keras_code(spec, tied)
-    namespace, printed = _exec_script(code)
+    namespace, printed = exec_script(code)
 
     count = COUNTS[name][0 if tied else 1]
     assert int(re.search(r"^count_params: (\d+)$", printed, re.MULTILINE).group(1)) == count
@@ -742,7 +742,7 @@ def test_generated_code_writes_composed_rules_as_views_in_order():
 @pytest.mark.parametrize("name", ["rotations", "rot90-reshape"])
 def test_generated_tied_script_saves_and_loads_in_safe_mode_keeping_the_tie(tmp_path, name):
     spec = spec_of(name)
-    model = _exec_script(keras_code(spec, tied=True))[0]["model"]
+    model = exec_script(keras_code(spec, tied=True))[0]["model"]
     path = tmp_path / "model.keras"
 
     model.save(path)

@@ -19,7 +19,7 @@ import pytest
 import sharecore
 from bench.soak import growth
 from sharecore.nn import training
-from tests.project.test_boundaries import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
 
