@@ -5,7 +5,8 @@ Each issue-8 finding has a regression test at the level a user meets it:
    (library: the file's bytes, their AST, and the script run in a fresh Python);
 6. a lone surrogate broke Home, Build and Train and made the CLI fail after training (spec
    boundary, link, paste, CLI);
-7. a name or description from a link was rendered as Markdown (AppTest: what the page sends).
+7. a name or description from a link was rendered as Markdown (AppTest: what the page sends; what
+   Chromium shows is tests/browser/test_user_text.py).
 Download file names made from the name are checked too.
 """
 
@@ -37,8 +38,6 @@ from sharecore.core.spec import ModelSpec, TrainConfig
 from sharecore.core.text import MAX_FILE_STEM, csv_text, safe_file_name
 from sharecore.share import urlstate
 from sharecore.share.codegen import keras_code
-from tests.browser import test_pages as test_browser
-from tests.browser.test_pages import browser, new_tab, server  # noqa: F401 - the real-Chromium fixtures
 from tests.support.hostile import HOSTILE, MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -530,35 +529,3 @@ def test_the_cli_writes_its_csvs_through_csv_text(tmp_path: Path) -> None:
         assert written == csv_text(getattr(hostile, name)), name
         assert_no_live_formula(written)
     assert csv_cells((tmp_path / "history.csv").read_text())[1][1] == f"'{FORMULAS[0]}"
-
-
-# ----------------------------------------------------------------------------- 7. in a real browser
-@pytest.mark.browser
-def test_a_link_with_markdown_shows_plain_text_in_chromium_with_no_link_image_icon_or_request(request) -> None:
-    """What the AppTest checks cannot see: Streamlit rewrites text after parsing Markdown."""
-    app = request.getfixturevalue("server")
-    page = request.getfixturevalue("new_tab")()
-    requested: list[str] = []
-    page.on("request", lambda r: requested.append(r.url))
-    name = "![](http://127.0.0.1:9/p.png) [a](http://x.y) :red[r] :material/home: a@b.c"
-    description = (
-        "# Heading\n- [link](http://x.example) <img src=x onerror=alert(1)>\n"
-        "**bold** :smile: :streamlit: www.x.y $x^2$ a -> b https://x.example\n"
-        "![](http://127.0.0.1:9/pixel.png?leak=1)"
-    )
-    spec = dataclasses.replace(BASE, name=name, description=description)
-
-    test_browser.goto(page, app, "home", f"preset=seed-dense&spec={urlstate.encode_spec(spec)}")
-    main = page.locator('[data-testid="stMain"]')
-    heading = main.locator("h3").filter(has_text="Current model")
-    heading.wait_for()
-    caption = main.locator('[data-testid="stCaptionContainer"]').filter(has_text="Heading")
-
-    assert heading.inner_text().replace("\u2060", "") == f"Current model: {name}"
-    assert caption.inner_text().replace("\u2060", "") == description
-    for element in (heading, caption):  # a heading's own '#...' anchor is the only link
-        assert all(a.get_attribute("href").startswith("#") for a in element.locator("a").all()), element
-    for markup in ("img", "strong", "h1", "li", "[data-testid='stIconMaterial']", "span[style*='color']"):
-        assert heading.locator(markup).count() == 0, markup
-        assert caption.locator(markup).count() == 0, markup
-    assert not [url for url in requested if not url.startswith(app.url)]

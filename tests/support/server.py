@@ -36,6 +36,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 APP = "streamlit_app.py"
+# A server that does not time a fresh server's first Train skips the warm-up compile of the default
+# experiment: it only costs CPU that the tests beside it need, and a server stopped during the compile
+# waits for it to end before it exits (ui._wait_for_loader_at_exit).
+NO_WARM_UP = {"SHARECORE_WARM_UP": "0"}
 # The server is shared with whatever else runs on the machine; TensorFlow's first import dominates.
 SERVER_START_S = 90
 
