@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # ----------------------------------------------------------------------------- results to keep
 @pytest.fixture(scope="module")
-def trained() -> TrainResult:
-    """A real run: 5 steps of seed-dense."""
-    return sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=5))
+def trained(tiny_run) -> TrainResult:
+    """A real run: 5 steps of seed-dense (shared with any other file that trains the same)."""
+    return tiny_run("seed-dense", steps=5)
 
 
 @pytest.fixture
