@@ -1,4 +1,12 @@
-"""Shared test setup: every test starts from a clean Keras session and fixed seeds."""
+"""Shared test setup: every test starts from a clean Keras session and fixed seeds.
+
+The suite is laid out like the code: tests/core, nn, viz, runs, teach, share and cli test the
+library's layers and its command line; tests/app drives the pages through AppTest; tests/browser
+drives a real server in Chromium (its fixtures: tests/browser/conftest.py); tests/project checks the
+repository as a whole. Helpers that several files use are in tests/support/ (a test module never
+imports another). `make test` runs everything but the measurements marked `long`, which `make
+test-long` runs; see the README's Development section.
+"""
 
 from __future__ import annotations
 
