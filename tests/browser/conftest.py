@@ -1,5 +1,5 @@
 """Fixtures of the browser tests: the system Chromium through pytest-playwright, one Streamlit server
-shared by every module that needs one with the default settings, and tabs that reach only it.
+shared by every module that needs one with the default settings (`SHARED`), and tabs that reach only it.
 
 pytest-playwright (requirements-dev.txt) gives the `browser`, `new_context`, `context` and `page`
 fixtures and its options (`--headed`, `--slowmo`, `--tracing`, `--video`, `--screenshot`). Its
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
-from tests.support.browser import VIEWPORT, local_only, screenshot_dir
+from tests.support.browser import VIEWPORT, goto, local_only, screenshot_dir
 from tests.support.server import CHROMIUM_ARGS, NO_WARM_UP, Server, require_chromium, run_server
 
 # What a tab waits for an element at most, unless told otherwise (a busy 2-core machine is slow).
@@ -74,12 +74,27 @@ def browser_context_args(pytestconfig: pytest.Config, _pw_artifacts_folder) -> d
 
 
 # ----------------------------------------------------------------------------- servers and tabs
+# The shared server's settings: the defaults (two trainers), no warm-up compile, and runs of up to
+# 100,000 steps, so that the workshop smoke can close a tab whose run is still training.
+SHARED = {**NO_WARM_UP, "SHARECORE_MAX_STEPS": "100000"}
+
+
 @pytest.fixture(scope="package")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`streamlit run streamlit_app.py` with the default settings (no warm-up compile), shared by every
-    module of this package on this worker; killed with its process group at the end."""
+def server(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Server]:
+    """`streamlit run streamlit_app.py` with the SHARED settings, shared by every module of this package
+    on this worker; killed with its process group at the end.
+
+    One tab opens Home first, so that every test meets a server in use, whichever file runs first:
+    a fresh server's first visitor meets Streamlit's older multipage mode, which
+    tests/browser/test_fresh_server.py tests on servers of its own.
+    """
     require_chromium()  # no browser, no reason to start a server
-    with run_server(tmp_path_factory.mktemp("streamlit") / "server.log", env=NO_WARM_UP) as app:
+    with run_server(tmp_path_factory.mktemp("streamlit") / "server.log", env=SHARED) as app:
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(TAB_TIMEOUT_S * 1000)
+        local_only(context, app)
+        goto(context.new_page(), app, "home")
+        context.close()
         yield app
 
 

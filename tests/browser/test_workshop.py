@@ -7,8 +7,8 @@ tab's run ends and its trainer goes to the waiting tab, whose result is the libr
 test-long` (marker `long`) runs the measurement: twelve tabs, three of them closed, on a fresh
 server whose peak memory is checked against the README's budget.
 
-The servers here allow long runs (SHARECORE_MAX_STEPS), so they are not the package's shared one.
-`start_training_in_tabs` opens any number of tabs on one server and starts a run in each, for
+The smoke runs on the package's shared server, which allows long runs too; the load test gets a
+fresh server of its own. `start_training_in_tabs` opens any number of tabs on one server and starts a run in each, for
 larger load tests.
 """
 
@@ -39,7 +39,7 @@ from tests.support.server import NO_WARM_UP, Server, run_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-TRAINERS = 2  # SHARECORE_MAX_CONCURRENT_RUNS of this module's server
+TRAINERS = 2  # SHARECORE_MAX_CONCURRENT_RUNS of the load test's server, and the default
 # The workshop load test: a closed tab's trainer goes to the next run in the queue within this.
 FREED_WITHIN_S = 10
 # The README's memory budget for a server with two runs training at once ("Limits" section).
@@ -61,21 +61,6 @@ def fresh_workshop_server(tmp_path) -> Iterator[Server]:
     the clicks more slowly, and its peak memory would count both.
     """
     with run_server(tmp_path / "server.log", env=WORKSHOP) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def workshop_server(tmp_path_factory, browser) -> Iterator[Server]:
-    """The same settings, shared by this module's short tests, and already visited once.
-
-    A fresh server's first visitor meets Streamlit's older multipage mode (tests/browser/test_fresh_server.py);
-    the load tests are about a server in use, so one tab opens Home first, as the long test's
-    `compile_trainers` does.
-    """
-    with run_server(tmp_path_factory.mktemp("workshop") / "server.log", env=WORKSHOP) as app:
-        context = browser.new_context()
-        goto(context.new_page(), app, "home")
-        context.close()
         yield app
 
 
@@ -257,10 +242,9 @@ def test_a_workshop_of_twelve_tabs_queues_frees_closed_tabs_and_gives_each_its_o
     assert peak <= BUDGET_MB, f"the server's peak resident memory was {peak:,.0f} MB"
 
 
-def test_three_tabs_on_two_trainers_queue_the_third_and_a_closed_tab_frees_its_trainer_for_it(tab_on, workshop_server):
-    """The smoke of the load test above: the queue, a closed tab's trainer freed, and the waiting tab's own result."""
-    server = workshop_server
-    new_tab = tabs_on(tab_on, server)
+def test_three_tabs_on_two_trainers_queue_the_third_and_a_closed_tab_frees_its_trainer_for_it(new_tab, server):
+    """The smoke of the load test above, on the package's shared server (two trainers, long runs allowed):
+    the queue, a closed tab's trainer freed, and the waiting tab's own result."""
     long_run, short_run, steps = "preset=albert-mlp&batch=512", "preset=seed-dense", 40
     queries = [f"{long_run}&steps=100000&every={LONG_EVERY}&seed={s}" for s in (1, 2)]
     queries.append(f"{short_run}&steps={steps}&seed=3")
