@@ -1,5 +1,6 @@
 """Fixtures of the browser tests: the system Chromium through pytest-playwright, one Streamlit server
-shared by every module that needs one with the default settings (`SHARED`), and tabs that reach only it.
+(`server`, with the `SHARED` settings) for every module that needs no server of its own, and tabs
+that reach only their server.
 
 pytest-playwright (requirements-dev.txt) gives the `browser`, `new_context`, `context` and `page`
 fixtures and its options (`--headed`, `--slowmo`, `--tracing`, `--video`, `--screenshot`). Its
