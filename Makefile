@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
-# `make test` and `make quick` run the tests on this many pytest-xdist worker processes, one per core here
-# (`make test TEST_WORKERS=0`: in pytest's own process, as plain `pytest` does). Each file runs whole on one
-# worker and the browser files together on one (tests/conftest.py), so module-scoped servers start once.
+# `make test`, `make test-long` and `make quick` run the tests on this many pytest-xdist worker processes, one
+# per core here (`make test TEST_WORKERS=0`: in pytest's own process, as plain `pytest` does). Each file runs
+# whole on one worker and the browser files together on one (tests/conftest.py), so their shared server
+# starts once. `make test` leaves out the measurements (marker `long`); `make test-long` runs only them.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: run test quick bench bench-full lint format clean demo
+.PHONY: run test test-long quick bench bench-full lint format clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,11 +54,15 @@ demo:
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not long"
+
+# The measurements: the 12-tab workshop load test, the 30-run soak, bench's fresh-process sections.
+test-long: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m long
 
 quick: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not browser and not slow"
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not browser and not slow and not long"
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench --quick

@@ -2,6 +2,7 @@
 
 Uses the system Chromium (`apt-get install chromium`) through Playwright; never downloads a
 browser. Skips, saying why, when Chromium, Playwright, the app or its Train button is missing.
+The server is started by the tests' launcher (tests/support/server.py), with the same Chromium flags.
 """
 
 from __future__ import annotations
@@ -9,28 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import REPO, Headline, Mode, Section, median, memory_mb, note, table
+from tests.support.server import APP, CHROMIUM, CHROMIUM_ARGS, Server, run_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-APP = "streamlit_app.py"
 CHART = '[data-testid="stPlotlyChart"] svg'
 TRAIN_BUTTON = re.compile(r"(^|\s)Train$")  # its text is the icon's ligature name, then 'Train'
 RECORD_EVERY = "Record every (steps)"  # a Train-page setting: changing it reruns without training
@@ -70,12 +58,6 @@ class Skip(Exception):
     """The section cannot run here; the message says why."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # A what-if server: Streamlit ends every script run (each 0.5 s tick of the Train page's live
 # fragment too) with gc.collect(2) (`runner.postScriptGC`) and keras.backend.clear_session().
 # ui/startup.py softens both (clear_session waits while a run trains; gc.freeze() after the imports);
@@ -87,28 +69,12 @@ WHAT_IF_PATCH = (
 
 
 @contextlib.contextmanager
-def _server(port: int, log: Path, what_if: bool) -> Iterator[subprocess.Popen]:
-    """`streamlit run` on `port` (optionally the what-if variant), stopped by its own pid at the end."""
-    args = ["run", APP, "--server.headless", "true", "--server.port", str(port)] + (WHAT_IF_ARGS if what_if else [])
-    if what_if:
-        code = (
-            WHAT_IF_PATCH
-            + f"import runpy, sys; sys.argv = ['streamlit', *{args!r}]; runpy.run_module('streamlit', run_name='__main__')"
-        )
-        cmd = [sys.executable, "-c", code]
-    else:
-        cmd = [sys.executable, "-m", "streamlit", *args]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _server(log: Path, what_if: bool) -> Iterator[Server]:
+    """`streamlit run` on a free port (optionally the what-if variant), not waited for: the caller times
+    its start. Its process group is ended at the end."""
+    options = {"args": WHAT_IF_ARGS, "before_streamlit": WHAT_IF_PATCH} if what_if else {}
+    with run_server(log, cwd=REPO, wait=False, report=False, **options) as server:
+        yield server
 
 
 def _goto_when_up(page, url: str, proc: subprocess.Popen, deadline: float) -> None:
@@ -150,8 +116,8 @@ def _rerun(page, value: int) -> float:
 
 
 def _check_ready() -> None:
-    if not Path(CHROMIUM).exists():
-        raise Skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    if not CHROMIUM:
+        raise Skip("Chromium is missing (apt-get install -y chromium)")
     if not (REPO / APP).exists():
         raise Skip(f"{APP} is not there yet")
     try:
@@ -180,10 +146,9 @@ def measure(mode: Mode, log: Path, out: dict, what_if: bool = False) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.add_init_script(OBSERVER)
-            port = _free_port()
-            base = f"http://localhost:{port}"
             start = time.perf_counter()
-            with _server(port, log, what_if) as proc:
+            with _server(log, what_if) as server:
+                proc, base = server.proc, server.url
                 _goto_when_up(page, f"{base}/build", proc, start + 180)
                 out["served"] = time.perf_counter() - start
                 page.wait_for_selector(CHART, timeout=TIMEOUT_MS)

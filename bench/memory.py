@@ -254,21 +254,21 @@ def measure(case: Case, copies: int, limits: Limits) -> dict:
 # ----------------------------------------------------------------------------- a real server
 def server_baseline() -> float | None:
     """A fresh `streamlit run`'s resident memory after a Train page has loaded TensorFlow and the warm-up ran."""
-    from bench.dashboard import CHROMIUM, CHROMIUM_ARGS, TRAIN_BUTTON, Skip, _free_port, _goto_when_up, _server
+    from bench.dashboard import CHROMIUM, CHROMIUM_ARGS, TRAIN_BUTTON, Skip, _goto_when_up, _server
 
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM:
         return None
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
     log = Path("/tmp") / "sharecore-bench-memory-streamlit.log"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            with _server(port, log, what_if=False) as proc:
+            with _server(log, what_if=False) as server:
+                proc = server.proc
                 try:
-                    _goto_when_up(page, f"http://localhost:{port}/train", proc, time.perf_counter() + 180)
+                    _goto_when_up(page, f"{server.url}/train", proc, time.perf_counter() + 180)
                 except Skip:
                     return None
                 button = page.get_by_role("button", name=TRAIN_BUTTON)

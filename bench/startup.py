@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import REPO, Headline, Mode, Section, median, note, table
-from bench.dashboard import CHROMIUM, CHROMIUM_ARGS, TRAIN_BUTTON, TRAINED, Skip, _free_port
+from bench.dashboard import CHROMIUM, CHROMIUM_ARGS, TRAIN_BUTTON, TRAINED, Skip
+from tests.support.server import start_server, stop_server
 
 BEFORE_REF = os.environ.get("SHARECORE_BENCH_BEFORE", "337e05b")
 TARGETS = {"cli_s": 0.5, "cli_mb": 150.0, "home_s": 3.0, "chart_s": 8.0}
@@ -74,16 +75,13 @@ def _tensorflow_import_s() -> float:
 def _fresh_server(root: Path, browser, home_only: bool = False) -> dict[str, float]:
     """Seconds from `streamlit run` to Home painted, navigation drawn, and the first chart after
     going to Train and clicking it as soon as it can be clicked."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    log = open(Path(tempfile.gettempdir()) / f"sharecore-bench-startup-{root.name}.log", "w")  # noqa: SIM115
+    log = Path(tempfile.gettempdir()) / f"sharecore-bench-startup-{root.name}.log"
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     out: dict[str, float] = {}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = start_server(log, cwd=root)
+    proc, url = server.proc, server.url
     try:
         while True:
             if proc.poll() is not None:
@@ -111,12 +109,7 @@ def _fresh_server(root: Path, browser, home_only: bool = False) -> dict[str, flo
         out["chart"] = time.perf_counter() - start
     finally:
         context.close()
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
+        stop_server(server)
     return out
 
 
@@ -134,8 +127,8 @@ def run(mode: Mode) -> Section:
                     for name, argv in COMMANDS.items():
                         cli.setdefault((name, side), []).append(_cli(root, argv))
                 note(f"startup: CLI round {r + 1} done")
-            if not Path(CHROMIUM).exists():
-                raise Skip(f"{CHROMIUM} is missing")
+            if not CHROMIUM:
+                raise Skip("Chromium is missing (apt-get install -y chromium)")
             from playwright.sync_api import sync_playwright
 
             with sync_playwright() as pw:

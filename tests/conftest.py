@@ -1,20 +1,27 @@
-"""Shared test setup: every test starts from a clean Keras session and fixed seeds."""
+"""Shared test setup: every test starts from a clean Keras session and fixed seeds.
+
+The suite is laid out like the code: tests/core, nn, viz, runs, teach, share and cli test the
+library's layers and its command line; tests/app drives the pages through AppTest; tests/browser
+drives a real server in Chromium (its fixtures: tests/browser/conftest.py); tests/project checks the
+repository as a whole. Helpers that several files use are in tests/support/ (a test module never
+imports another). `make test` runs everything but the measurements marked `long`, which `make
+test-long` runs; see the README's Development section.
+"""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import random
-import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.support import ROOT
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Kept runs go to a store of the test session's own (servers started by browser tests inherit it),
@@ -24,10 +31,6 @@ os.environ.setdefault("SHARECORE_DATA_DIR", tempfile.mkdtemp(prefix="sharecore-t
 # the controller; it gets a folder of its own in it, so no test sees another worker's kept runs.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["SHARECORE_DATA_DIR"] = os.path.join(os.environ["SHARECORE_DATA_DIR"], os.environ["PYTEST_XDIST_WORKER"])
-
-ROOT = Path(__file__).resolve().parents[1]
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 BROWSER_TESTS = "tests/browser/"  # the files whose every test drives Chromium
@@ -65,11 +68,35 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return BrowserFilesTogether(config, log)
 
 
+# The files that take longest besides the browser files (seconds of one file on a busy 2-core machine,
+# `make test`'s --durations, December 2026). They start right after the browser files, so that none of
+# them starts last and keeps one worker busy while the other has nothing left: the rest follow in
+# collection order. A file missing here only starts later; nothing else depends on this list.
+HEAVY_FIRST = (
+    "tests/nn/test_distribute.py",  # 250 s: a fresh process on two logical CPUs, and two CLI runs
+    "tests/nn/test_properties.py",  # 190 s: generated specs built, saved and trained
+    "tests/nn/test_continue.py",  # 150 s
+    "tests/app/test_hostile_workshop.py",  # 130 s
+    "tests/app/test_lab.py",  # 80 s
+    "tests/nn/test_embedding.py",  # 75 s
+    "tests/app/test_user_text.py",  # 65 s
+)
+
+
+def _order(item: pytest.Item) -> tuple[int, int]:
+    file = _file_of(item.nodeid).replace(os.sep, "/")
+    if _is_browser_file(file):
+        return (0, 0)
+    if file in HEAVY_FIRST:
+        return (1, HEAVY_FIRST.index(file))
+    return (2, 0)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In a pytest-xdist worker, the browser files first: the longest unit starts at once (with
-    `--no-loadscope-reorder` the workers take the units in this order)."""
+    """In a pytest-xdist worker, the browser files first: the longest unit starts at once; then
+    HEAVY_FIRST, then the rest (with `--no-loadscope-reorder` the workers take the units in this order)."""
     if hasattr(config, "workerinput"):
-        items.sort(key=lambda item: not _is_browser_file(_file_of(item.nodeid)))  # stable
+        items.sort(key=_order)  # stable: collection order within each group
 
 
 @pytest.fixture(autouse=True)
@@ -84,15 +111,6 @@ def _clean_keras_session():
     random.seed(1234)
     np.random.seed(1234)
     yield
-
-
-def require_chromium() -> str:
-    """The Chromium path; skips without one on a user's machine, fails in CI."""
-    if CHROMIUM:
-        return CHROMIUM
-    if CI:
-        pytest.fail("Chromium is required in CI (CI=true) but was not found; .ci/run installs it with apt.")
-    pytest.skip("Chromium not installed (apt-get install chromium); browser tests run in CI.")
 
 
 # ----------------------------------------------------------------------------- the checkout stays as it was
@@ -140,88 +158,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 _BEFORE = pytest.StashKey[dict]()
 
 
-# ----------------------------------------------------------------------------- another user
-# A server that is not root: the Dockerfile's user. Root can write any folder and read any file, so a
-# test of what a server may not write or read runs its code as this user (CI runs as root).
-UNPRIVILEGED_UID = 10001
+@pytest.fixture(scope="session")
+def tiny_run():
+    """`tiny_run(preset, **config) -> TrainResult`: a tiny real run, trained once per test process and
+    shared by every file that trains the same one (tests/support/runs.py). Do not change the result."""
+    from tests.support.runs import tiny_run
 
-
-def unprivileged(command: list[str]) -> tuple[list[str], dict]:
-    """`command` as UNPRIVILEGED_UID (gid too, no supplementary groups), and the extra `subprocess.run` arguments.
-
-    util-linux's setpriv where it is installed; otherwise Python's own `user`/`group`/`extra_groups`, the same
-    system calls. Only root may drop privileges: skipped elsewhere, a failure in CI (CI=true runs as root).
-    """
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        why = f"running as uid {UNPRIVILEGED_UID} needs root (to drop privileges), and this process is not root"
-        if CI:
-            pytest.fail(f"{why}; CI runs as root.")
-        pytest.skip(why)
-    setpriv = shutil.which("setpriv")
-    if setpriv:
-        ids = [f"--reuid={UNPRIVILEGED_UID}", f"--regid={UNPRIVILEGED_UID}", "--clear-groups"]
-        return [setpriv, *ids, *command], {}
-    return command, {"user": UNPRIVILEGED_UID, "group": UNPRIVILEGED_UID, "extra_groups": []}
-
-
-def run_unprivileged(command: list[str], *, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """Runs `command` as UNPRIVILEGED_UID in the checkout's root, with exactly `env` (plus PATH)."""
-    _check_unprivileged_python()
-    args, extra = unprivileged(command)
-    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
-    return subprocess.run(args, env=environ, cwd=ROOT, capture_output=True, text=True, timeout=timeout, **extra)
-
-
-@functools.cache
-def _check_unprivileged_python() -> None:
-    args, extra = unprivileged([sys.executable, "-c", "import os, sharecore.runs.store; print(os.geteuid())"])
-    out = subprocess.run(
-        args, env={"PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True, timeout=120, **extra
-    )
-    if out.returncode != 0 or out.stdout.strip() != str(UNPRIVILEGED_UID):
-        pytest.fail(
-            f"uid {UNPRIVILEGED_UID} could not run {sys.executable} on this checkout ({ROOT}): {out.stderr[-500:]}. "
-            "The checkout and the Python environment must be readable by other users (not under a 0700 /root)."
-        )
-
-
-def rerun_unprivileged(request: pytest.FixtureRequest) -> bool:
-    """Runs the calling test again as UNPRIVILEGED_UID, in a pytest of its own, when this process is root.
-
-    For a test of what a server may not write: root may write anything. Returns True when it ran the
-    test that way (and it passed: the caller returns at once), False when this process is not root
-    (the test goes on here, as the user it is).
-    """
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return False
-    home = Path(tempfile.mkdtemp(prefix="sharecore-test-home-"))
-    try:
-        os.chown(home, UNPRIVILEGED_UID, UNPRIVILEGED_UID)  # ~/.keras, and pytest's tmp_path (PYTEST_DEBUG_TEMPROOT)
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            # This process's run store is in root's 0700 temporary folder: the test's pytest makes its own.
-            if not key.startswith(("PYTEST_", "SHARECORE_DATA_DIR")) and key not in ("USER", "LOGNAME")
-        }
-        env |= {"HOME": str(home), "PYTEST_DEBUG_TEMPROOT": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            request.node.nodeid,
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:xdist",
-        ]
-        out = run_unprivileged(command, env=env, timeout=600)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    assert out.returncode == 0 and re.search(r"^1 passed", out.stdout, re.M), (  # passed, not skipped
-        f"{request.node.nodeid} as uid {UNPRIVILEGED_UID}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
-    )
-    return True
+    return tiny_run
 
 
 @pytest.fixture

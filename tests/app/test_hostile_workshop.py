@@ -21,9 +21,8 @@ from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
 from sharecore.teach.exercises import EXERCISES
 from sharecore.viz import overlays as comparecharts
-from tests.app.test_lab import click_and_wait, no_training_left_behind  # noqa: F401  (autouse fixture)
-from tests.app.test_pages import APP, figures, open_app, values
-from tests.conftest import rerun_unprivileged
+from tests.support.apptest import APP, click_and_wait, figures, open_app, values
+from tests.support.users import rerun_unprivileged
 from ui import kept as ui_kept
 from ui.text import WORD_JOINER, plain
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -13,23 +12,11 @@ import pandas as pd
 import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.core.runcheck import check_resume
-from tests.app.test_pages import figures, no_training_left_behind, open_app, values  # noqa: F401 (autouse fixture)
+from tests.support.apptest import click_and_wait, figures, open_app, values
 from ui import figures as ui_figures
 from ui import kept as ui_kept
 
 FAST = {"steps": "20"}  # a link's settings: short runs keep the loop quick
-
-
-def click_and_wait(at, key: str, timeout: float = 90):
-    """Clicks a button that starts a run, then reruns (as the live fragment does) until it ends."""
-    at.button(key=key).click().run()
-    deadline = time.monotonic() + timeout
-    while at.session_state["run"] is not None:
-        assert time.monotonic() < deadline, "training did not finish in time"
-        time.sleep(0.3)
-        at.run()
-    assert not at.exception
-    return at
 
 
 def lab(**query: str):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import re
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +16,8 @@ from sharecore import preset, train
 from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
+from tests.support.apptest import APP, figures, go, open_app, train_until_done, trainer_threads, values, widget
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PAGES = ["home", "lab", "compare", "exercises", "build", "train", "gradients", "divergence", "pitfalls"]
 # Small enough to compile fast; A has three uses (so the pairwise heatmap shows), B one.
 THREE_USES = ModelSpec.from_dict(
@@ -35,65 +33,6 @@ THREE_USES = ModelSpec.from_dict(
         ],
     }
 )
-
-
-# ----------------------------------------------------------------------------- helpers
-def open_app(page: str | None = None, **query: str) -> AppTest:
-    """A fresh session (one browser tab), opened with `query` in the URL."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
-    at.run()
-    if page is not None:
-        go(at, page)
-    return at
-
-
-def go(at: AppTest, page: str) -> AppTest:
-    return at.switch_page(f"pages/{page}.py").run()
-
-
-def figures(at: AppTest) -> list[dict]:
-    """The plotly figures on the page, as the JSON the browser gets."""
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
-
-
-def values(array) -> np.ndarray:
-    """A plotly array: plain JSON, or plotly 7's base64 {'dtype', 'bdata', 'shape'} form."""
-    if isinstance(array, dict) and "bdata" in array:
-        out = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
-        if "shape" in array:
-            out = out.reshape([int(n) for n in str(array["shape"]).split(",")])
-        return out
-    return np.asarray(array)
-
-
-def widget(widgets, suffix: str):
-    """The widget whose key ends with `suffix` (the Build editor's keys carry a version)."""
-    found = [w for w in widgets if w.key and w.key.endswith(suffix)]
-    assert len(found) == 1, f"expected one widget with key *{suffix}, found {[w.key for w in found]}"
-    return found[0]
-
-
-def trainer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "sharecore-train"]
-
-
-def train_until_done(at: AppTest, timeout: float = 90) -> None:
-    """Clicks Train, then reruns the page (as the live fragment's polling does) until the run ends."""
-    at.button(key="train.start").click().run()
-    deadline = time.monotonic() + timeout
-    while at.session_state["run"] is not None:
-        assert time.monotonic() < deadline, "training did not finish in time"
-        time.sleep(0.5)
-        at.run()
-
-
-@pytest.fixture(autouse=True)
-def no_training_left_behind():
-    yield
-    for thread in trainer_threads():
-        thread.join(60)
-    assert not trainer_threads(), "a training thread outlived its test"
 
 
 # ----------------------------------------------------------------------------- smoke
@@ -536,7 +475,6 @@ def test_picking_tied_lm_halves_the_table_and_trains_on_the_token_task():
 def test_streamlit_clean_up_waits_while_the_start_up_warm_up_compiles():
     # The loader thread's warm-up traces a trainer while Streamlit resets Keras after each script
     # run; a reset mid-trace broke it ("'list' object has no attribute 'ndim'").
-    import threading
 
     import keras
     from keras.src.backend.common import global_state

@@ -8,11 +8,7 @@ from sharecore import preset
 from sharecore.core.config import TrainConfig
 from sharecore.runs import runner
 from sharecore.runs.runner import BackgroundRun
-from tests.app.test_pages import (
-    go,
-    no_training_left_behind,  # noqa: F401  (autouse: no run outlives a test)
-    open_app,
-)
+from tests.support.apptest import go, open_app
 
 TIMEOUT = 120
 

@@ -10,12 +10,7 @@ import pytest
 import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.share import urlstate
-from tests.app.test_pages import (
-    go,
-    no_training_left_behind,  # noqa: F401  (autouse: no run outlives a test)
-    open_app,
-    trainer_threads,
-)
+from tests.support.apptest import go, open_app, trainer_threads
 
 # Eight different experiments: presets and seeds.
 EXPERIMENTS = [

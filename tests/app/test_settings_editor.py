@@ -8,7 +8,7 @@ import re
 import pytest
 
 from sharecore.core.config import TrainConfig
-from tests.app.test_pages import go, no_training_left_behind, open_app  # noqa: F401 (autouse fixture)
+from tests.support.apptest import go, open_app
 
 # seed-dense records 6 gradient and divergence rows per recorded step, and 2 for step 0: under this cap, 30
 # steps recorded at every step fit (182 rows) and 60 do not (362 rows), nor do the default settings (60 steps).

@@ -5,7 +5,8 @@ Each issue-8 finding has a regression test at the level a user meets it:
    (library: the file's bytes, their AST, and the script run in a fresh Python);
 6. a lone surrogate broke Home, Build and Train and made the CLI fail after training (spec
    boundary, link, paste, CLI);
-7. a name or description from a link was rendered as Markdown (AppTest: what the page sends).
+7. a name or description from a link was rendered as Markdown (AppTest: what the page sends; what
+   Chromium shows is tests/browser/test_user_text.py).
 Download file names made from the name are checked too.
 """
 
@@ -38,8 +39,7 @@ from sharecore.core.spec import ModelSpec
 from sharecore.core.text import MAX_FILE_STEM, csv_text, safe_file_name
 from sharecore.share import urlstate
 from sharecore.share.codegen import keras_code
-from tests.browser import test_pages as test_browser
-from tests.browser.test_pages import browser, new_tab, server  # noqa: F401 - the real-Chromium fixtures
+from tests.support.hostile import HOSTILE, MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
@@ -51,22 +51,6 @@ FIXED_FIRST_LINES = {
     True: ["# Weight sharing in Keras 3: the tied model of a spec, as a standalone script.", "#"],
     False: ["# Weight sharing in Keras 3: the untied model of a spec, as a standalone script.", "#"],
 }
-
-
-def marker_payload(marker: Path) -> str:
-    """Printable text that unicode_escape decoding turns into a line of code creating `marker`."""
-    return f"ok \\u000aopen({str(marker)!r}, 'w').write('pwned')  # "
-
-
-def forced(spec: ModelSpec, **text: str) -> ModelSpec:
-    """`spec` with name/description set past the spec's own checks.
-
-    The code generator must not rely on the spec boundary: these are the characters it refuses.
-    """
-    out = dataclasses.replace(spec)
-    for field, value in text.items():
-        object.__setattr__(out, field, value)
-    return out
 
 
 def link_param(data: dict) -> str:
@@ -82,35 +66,7 @@ def shown(markdown_body: str) -> str:
 
 
 # ----------------------------------------------------------------------------- 1. the exported script
-def hostile_codegen_cases(marker: Path) -> dict[str, ModelSpec]:
-    payload = marker_payload(marker)
-    valid = {  # the spec accepts all of these
-        "unicode_escape cookie": {"name": "x coding: unicode_escape", "description": payload},
-        "raw_unicode_escape cookie": {"name": "x coding=raw_unicode_escape", "description": payload},
-        "utf-7 cookie": {"name": "coding:utf-7", "description": "+AAo-open('x', 'w')"},
-        "emacs form": {"name": "-*- coding: latin-1 -*-", "description": payload},
-        "vim form": {"name": "vim: set fileencoding=unicode_escape :", "description": payload},
-        "cookie in the description": {"name": "plain", "description": f"# -*- coding: unicode_escape -*-\n{payload}"},
-        "long name wrapping onto line 2": {"name": "a " * 28 + "x coding: unicode_escape", "description": payload},
-        "long word cut before a modeline": {"name": "x" * 70 + " vim:", "description": "y" * 86 + "vim:set x"},
-        "surrogate-free weird unicode": {
-            "name": "Ünï ½ ² 𝔘 \u202e evil \u200d ﷽ 中文 \ufeff",
-            "description": "tab\there\nemoji 👩\u200d💻, RTL \u202b abc \u202c, combining e\u0301, nbsp\xa0x",
-        },
-    }
-    specs = {case: ModelSpec.from_dict(BASE.to_dict() | text) for case, text in valid.items()}
-    refused = {  # line breaks and controls the spec refuses; the generator copes anyway
-        "carriage return": {"name": "a\rcoding: unicode_escape", "description": f"b\r{payload}"},
-        "form feed and vertical tab": {"name": "a\x0c\x0bb", "description": f"\x0c{payload}\x0b"},
-        "U+2028 and U+2029": {"name": "a\u2028coding: unicode_escape", "description": f"\u2029{payload}"},
-        "NUL": {"name": "a\x00b", "description": "c\x00d"},
-        "file separators and NEL": {"name": "a\x1c\x1d\x1e\x85b", "description": f"\x85{payload}"},
-        "lone surrogate": {"name": "a\ud800b", "description": "\udfff"},
-    }
-    specs |= {case: forced(BASE, **text) for case, text in refused.items()}
-    return specs
-
-
+# The cases are tests/support/hostile.py's `hostile_codegen_cases`.
 CODEGEN_CASES = sorted(hostile_codegen_cases(Path("marker")))
 
 
@@ -332,15 +288,7 @@ def test_safe_file_name_refuses_a_suffix_with_a_path() -> None:
 
 
 # ----------------------------------------------------------------------------- 7. pages show text, not markup
-MD_NAME = "![](http://127.0.0.1:9/p.png?leak=1) [a](http://x.y) :red[r] :material/home:"
-MD_DESCRIPTION = (
-    "# Heading\n- item\n    indented code\n<img src=x onerror=alert(1)>\n"
-    "**bold** `code` $x^2$ ~~s~~ | a | b |\nwww.x.example a@x.example https://x.example :smile: \\*\n"
-    "![](http://127.0.0.1:9/pixel.png?leak=1)"
-)
-HOSTILE = dataclasses.replace(BASE, name=MD_NAME, description=MD_DESCRIPTION)
-
-
+# The hostile name and description (MD_NAME, MD_DESCRIPTION, HOSTILE) are tests/support/hostile.py's.
 def rendered_html(markdown_body: str) -> str:
     """An independent CommonMark renderer (with GFM tables and strikethrough) as the oracle."""
     markdown_it = pytest.importorskip("markdown_it")
@@ -582,35 +530,3 @@ def test_the_cli_writes_its_csvs_through_csv_text(tmp_path: Path) -> None:
         assert written == csv_text(getattr(hostile, name)), name
         assert_no_live_formula(written)
     assert csv_cells((tmp_path / "history.csv").read_text())[1][1] == f"'{FORMULAS[0]}"
-
-
-# ----------------------------------------------------------------------------- 7. in a real browser
-@pytest.mark.browser
-def test_a_link_with_markdown_shows_plain_text_in_chromium_with_no_link_image_icon_or_request(request) -> None:
-    """What the AppTest checks cannot see: Streamlit rewrites text after parsing Markdown."""
-    app = request.getfixturevalue("server")
-    page = request.getfixturevalue("new_tab")()
-    requested: list[str] = []
-    page.on("request", lambda r: requested.append(r.url))
-    name = "![](http://127.0.0.1:9/p.png) [a](http://x.y) :red[r] :material/home: a@b.c"
-    description = (
-        "# Heading\n- [link](http://x.example) <img src=x onerror=alert(1)>\n"
-        "**bold** :smile: :streamlit: www.x.y $x^2$ a -> b https://x.example\n"
-        "![](http://127.0.0.1:9/pixel.png?leak=1)"
-    )
-    spec = dataclasses.replace(BASE, name=name, description=description)
-
-    test_browser.goto(page, app, "home", f"preset=seed-dense&spec={urlstate.encode_spec(spec)}")
-    main = page.locator('[data-testid="stMain"]')
-    heading = main.locator("h3").filter(has_text="Current model")
-    heading.wait_for()
-    caption = main.locator('[data-testid="stCaptionContainer"]').filter(has_text="Heading")
-
-    assert heading.inner_text().replace("\u2060", "") == f"Current model: {name}"
-    assert caption.inner_text().replace("\u2060", "") == description
-    for element in (heading, caption):  # a heading's own '#...' anchor is the only link
-        assert all(a.get_attribute("href").startswith("#") for a in element.locator("a").all()), element
-    for markup in ("img", "strong", "h1", "li", "[data-testid='stIconMaterial']", "span[style*='color']"):
-        assert heading.locator(markup).count() == 0, markup
-        assert caption.locator(markup).count() == 0, markup
-    assert not [url for url in requested if not url.startswith(app.url)]

@@ -1,10 +1,22 @@
 """The pages/ layout on FRESHLY started servers, in a real Chromium.
 
 Streamlit treats a `pages/` folder beside the entry file as its older multipage layout until a
-run in the process calls `st.navigation` (see `ui.frame`). Only the first visitors of a new
-server meet that mode, so every case here starts its own server: a deep link as the very first
-request, the first sidebar change of the first visitor of `/`, and visitors arriving at once.
-The cheap guard checks (every page file calls `ui.frame()` first) are in tests/app/test_pages.py.
+run in the process calls `st.navigation` (see `ui.routing.frame`). Only the first visitors of a new
+server meet that mode, so every case here gets a server that no browser has visited: a deep link
+as the very first request, the first sidebar change of the first visitor of `/`, and five visitors
+arriving at once, each checking that every icon the tab showed came from the server itself.
+
+What keeps this file short: the servers are started together, when the module begins (`fresh`),
+and each case takes one that is already up and stops it when done, so the four start-ups overlap
+instead of following each other. The servers skip the warm-up compile (nothing here trains), and
+one that is stopped then exits at once instead of waiting for a compile to end.
+
+The deep link is checked once per code path that a fresh server's first request can take, not
+once per page: `/` runs the entry file (streamlit_app.py, which calls `st.navigation` itself), and
+`/train` runs a page file in the older mode, which hands over to the router through `frame()` (ui/routing.py).
+Every page file takes that second path: tests/project/test_boundaries.py checks that each calls
+`frame()` before anything else, and that each, opened first in the older mode through AppTest,
+shows the whole app. The five visitors at once open five more pages as first requests.
 """
 
 from __future__ import annotations
@@ -15,33 +27,57 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import test_pages as test_browser
-from tests.browser.test_pages import (
-    EXCEPTION,
-    PAGES,
-    VIEWPORT,
+from tests.support.browser import EXCEPTION, PAGES, fill, wait_for_page, wait_until_idle
+from tests.support.server import (
+    NO_WARM_UP,
     Server,
-    fill,
-    run_server,
-    wait_for_page,
-    wait_until_idle,
+    require_chromium,
+    start_server,
+    stop_server,
+    wait_until_healthy,
 )
-from tests.conftest import require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-browser = test_browser.browser  # the module-wide Chromium fixture
 
 NAV_LINK = '[data-testid="stSidebarNavLink"]'
 NAV_TITLES = ["Home", "Lab", "Compare runs", "Exercises", "Build", "Train", "Gradient flow", "Divergence", "Pitfalls"]
 SIDEBAR = '[data-testid="stSidebar"]'
+DEEP_LINKS = ["home", "train"]  # the entry file's path and a page file's (the module docstring says why)
+CASES = len(DEEP_LINKS) + 2  # and the first visitor of /, and five visitors at once
+
+
+class FreshServers:
+    """Servers started together, none visited yet; `take()` hands one out."""
+
+    def __init__(self, folder) -> None:
+        self.unused = [start_server(folder / f"server-{i}.log", env=NO_WARM_UP) for i in range(CASES)]
+
+    def take(self) -> Server:
+        assert self.unused, f"more fresh servers asked for than the {CASES} started (CASES)"
+        server = self.unused.pop(0)
+        wait_until_healthy(server)
+        return server
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Iterator[FreshServers]:
+    require_chromium()
+    servers = FreshServers(tmp_path_factory.mktemp("fresh"))
+    try:
+        yield servers
+    finally:
+        for server in servers.unused:
+            stop_server(server)
 
 
 @pytest.fixture
-def fresh_server(tmp_path) -> Iterator[Server]:
-    """A server that no browser has visited yet."""
-    require_chromium()
-    with run_server(tmp_path / "server.log") as app:
-        yield app
+def fresh_server(fresh: FreshServers) -> Iterator[Server]:
+    """A server that no browser has visited yet; stopped after the test."""
+    server = fresh.take()
+    try:
+        yield server
+    finally:
+        stop_server(server)
 
 
 # Headless Chromium loads no favicon, so every address the page gives its icon is recorded instead.
@@ -54,15 +90,9 @@ new MutationObserver(() => {
 """
 
 
-def open_tab(browser, server: Server):
-    """A new browser context (a new Streamlit session) that only reaches the local server."""
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(90_000)
-    context.add_init_script(RECORD_FAVICONS)
-    context.route(
-        "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
-    )
-    return context.new_page()
+def open_tab(tab_on, server: Server):
+    """A new browser context (a new Streamlit session) that only reaches `server` and records its favicons."""
+    return tab_on(server, init_script=RECORD_FAVICONS)
 
 
 def check_full_app(page, title: str, preset: str, seed: int) -> None:
@@ -84,10 +114,10 @@ def check_full_app(page, title: str, preset: str, seed: int) -> None:
     assert icons and all(icon.startswith((origin, "data:")) for icon in icons), icons
 
 
-@pytest.mark.parametrize("name", list(PAGES))
-def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(browser, fresh_server, name):
+@pytest.mark.parametrize("name", DEEP_LINKS)
+def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(tab_on, fresh_server, name):
     path, title = PAGES[name]
-    page = open_tab(browser, fresh_server)
+    page = open_tab(tab_on, fresh_server)
     page.goto(f"{fresh_server.url}/{path}?preset=seed-conv&seed=5")
     check_full_app(page, title, "seed-conv", 5)
     # A reload is a new session on a server that has left the older mode: still the same page.
@@ -96,8 +126,8 @@ def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(brows
     page.context.close()
 
 
-def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_change(browser, fresh_server):
-    page = open_tab(browser, fresh_server)
+def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_change(tab_on, fresh_server):
+    page = open_tab(tab_on, fresh_server)
     page.goto(fresh_server.url)
     wait_for_page(page, PAGES["home"][1])
     seed = page.locator(SIDEBAR).get_by_label("Seed", exact=True)
@@ -109,7 +139,7 @@ def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_chang
     page.locator(NAV_LINK, has_text="Train").click()
     check_full_app(page, "Train", "seed-dense", 7)
     # ... and a second visitor starts from the defaults, while a reload of the link keeps it.
-    other = open_tab(browser, fresh_server)
+    other = open_tab(tab_on, fresh_server)
     other.goto(fresh_server.url)
     check_full_app(other, PAGES["home"][1], "seed-dense", 0)
     page.reload()
@@ -118,13 +148,13 @@ def test_first_visitor_of_home_on_a_fresh_server_keeps_their_first_sidebar_chang
     other.context.close()
 
 
-def test_five_visitors_arriving_at_once_on_a_fresh_server_each_see_the_full_app(browser, fresh_server):
+def test_five_visitors_arriving_at_once_on_a_fresh_server_each_see_the_full_app(tab_on, fresh_server):
     visits = [("home", "seed-mixed", 1), ("train", "seed-conv", 2), ("build", "albert-mlp", 3)]
     visits += [("divergence", "partial-share", 4), ("gradients", "tied-autoencoder", 5)]
     pages = []
     started = time.monotonic()
     for name, preset, seed in visits:  # all requests go out before any page is waited for
-        page = open_tab(browser, fresh_server)
+        page = open_tab(tab_on, fresh_server)
         page.goto(f"{fresh_server.url}/{PAGES[name][0]}?preset={preset}&seed={seed}", wait_until="commit")
         pages.append(page)
     for page, (name, preset, seed) in zip(pages, visits):

@@ -2,8 +2,8 @@
 (after short trainings), Compare runs (three runs) and Exercises cut no text, their chart titles and
 legends overlap nothing, and presenter mode ("larger chart text") keeps it so.
 
-One server for the module; three 20-step runs are trained once, in one browser's workspace (its
-cookie), and every test opens fresh tabs with that cookie. Screenshots: docs/presenter-lab.png and
+The package's shared server (tests/browser/conftest.py); three 20-step runs are trained once, in one
+browser's workspace (its cookie), and every test opens fresh tabs with that cookie. Screenshots: docs/presenter-lab.png and
 docs/presenter-compare.png at 1024x768, docs/compare.png at 1280x900 (each under 300 KB).
 """
 
@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import test_pages as test_browser
-from tests.browser.test_lab import pick_slider, train
-from tests.browser.test_pages import CHART, PAGE_S, select_option, wait_for_charts, wait_until_idle
-from tests.browser.test_presenter import NARROW, PROJECTOR, check_fits, diagram, open_tab, save_png, screenshot_dir
+from tests.support.browser import (
+    CHART,
+    NARROW,
+    PROJECTOR,
+    check_fits,
+    diagram,
+    local_only,
+    pick_slider,
+    save_png,
+    screenshot_dir,
+    select_option,
+    train_in_lab,
+    wait_for_charts,
+    wait_until_idle,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-browser = test_browser.browser
-server = test_browser.server
 
 README = {"width": 1280, "height": 900}
 LAB = "lab?preset=seed-conv&steps=20"
@@ -70,26 +79,24 @@ TITLE_SIZE = """() => Math.min(...[...document.querySelectorAll('[data-testid="s
 def workspace(browser, server) -> dict:
     """The storage state (workspace cookie) of a browser that trained three 20-step runs in the Lab:
     seed-conv, then learning rate 0.1, then optimizer sgd."""
-    page = open_tab(browser, server, PROJECTOR)
+    context = browser.new_context(viewport=PROJECTOR)  # module-wide, so not the per-test `new_context`
+    context.set_default_timeout(90_000)
+    local_only(context, server)
+    page = context.new_page()
     open_page(page, server, LAB, "Lab")
-    train(page)
+    train_in_lab(page)
     pick_slider(page, "Learning rate", "0.1")
-    train(page)
+    train_in_lab(page)
     select_option(page, '[data-testid="stSelectbox"]:has-text("Optimizer")', "sgd")
-    train(page)
-    state = page.context.storage_state()
-    page.context.close()
+    train_in_lab(page)
+    state = context.storage_state()
+    context.close()
     return state
 
 
-def tab(browser, server, viewport: dict, workspace: dict):
+def tab(new_tab, viewport: dict, workspace: dict):
     """A fresh tab (a new session) in the browser that kept the runs."""
-    context = browser.new_context(viewport=viewport, storage_state=workspace)
-    context.set_default_timeout(PAGE_S * 1000)
-    context.route(
-        "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
-    )
-    return context.new_page()
+    return new_tab(viewport=viewport, storage_state=workspace)
 
 
 def open_page(page, server, path: str, title: str) -> None:
@@ -150,9 +157,9 @@ def show_loss_on_log_scale(page, key: str) -> None:
 
 @pytest.mark.parametrize("viewport", [NARROW, PROJECTOR], ids=["800px", "1024x768"])
 def test_the_lab_with_kept_runs_fits_a_narrow_screen_or_a_projector_also_in_presenter_mode(
-    browser, server, workspace, viewport
+    new_tab, server, workspace, viewport
 ):
-    page = tab(browser, server, viewport, workspace)
+    page = tab(new_tab, viewport, workspace)
     open_page(page, server, LAB, "Lab")
     wait_for_charts(page, 3)
     assert diagram(page)["overlaps"] == 0, "diagram labels overlap"
@@ -169,9 +176,9 @@ def test_the_lab_with_kept_runs_fits_a_narrow_screen_or_a_projector_also_in_pres
 
 @pytest.mark.parametrize("viewport", [NARROW, PROJECTOR], ids=["800px", "1024x768"])
 def test_compare_with_three_runs_fits_a_narrow_screen_or_a_projector_also_in_presenter_mode(
-    browser, server, workspace, viewport
+    new_tab, server, workspace, viewport
 ):
-    page = tab(browser, server, viewport, workspace)
+    page = tab(new_tab, viewport, workspace)
     compare_all_runs(page, server)
     assert page.get_by_role("button", name="Load in the Lab").count() == RUNS
     check_all(page, "Compare")
@@ -183,8 +190,8 @@ def test_compare_with_three_runs_fits_a_narrow_screen_or_a_projector_also_in_pre
     page.context.close()
 
 
-def test_the_compare_view_for_the_readme_fits_at_1280x900(browser, server, workspace):
-    page = tab(browser, server, README, workspace)
+def test_the_compare_view_for_the_readme_fits_at_1280x900(new_tab, server, workspace):
+    page = tab(new_tab, README, workspace)
     compare_all_runs(page, server)
     check_all(page, "Compare at 1280x900")
     show_loss_on_log_scale(page, "compare")
@@ -193,8 +200,8 @@ def test_the_compare_view_for_the_readme_fits_at_1280x900(browser, server, works
 
 
 @pytest.mark.parametrize("viewport", [NARROW, PROJECTOR], ids=["800px", "1024x768"])
-def test_the_exercises_fit_a_narrow_screen_or_a_projector(browser, server, viewport):
-    page = open_tab(browser, server, viewport)
+def test_the_exercises_fit_a_narrow_screen_or_a_projector(new_tab, server, viewport):
+    page = new_tab(viewport=viewport)
     open_page(page, server, "exercises", "Exercises")
     assert page.get_by_role("button", name="Set up").count() == 10
     for expander in page.locator('[data-testid="stExpander"] summary').all():

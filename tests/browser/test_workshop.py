@@ -2,9 +2,14 @@
 told their place in the queue, a closed tab's run ends within seconds and frees its trainer, and
 the server stays within the README's memory budget.
 
-Reuses tests/browser/test_pages.py's launch flags, browser and tab fixtures with a server of its own
-(its settings differ). `start_training_in_tabs` opens any number of tabs on one server and
-starts a run in each, for larger load tests.
+`make test` runs the smoke: three tabs on two trainers (the third waits, first in line; a closed
+tab's run ends and its trainer goes to the waiting tab, whose result is the library's). `make
+test-long` (marker `long`) runs the measurement: twelve tabs, three of them closed, on a fresh
+server whose peak memory is checked against the README's budget.
+
+The smoke runs on the package's shared server, which allows long runs too; the load test gets a
+fresh server of its own. `start_training_in_tabs` opens any number of tabs on one server and starts a run in each, for
+larger load tests.
 """
 
 from __future__ import annotations
@@ -20,26 +25,21 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 import sharecore
 from bench.common import memory_mb
 from sharecore.core.config import TrainConfig
-from tests.browser import test_pages as test_browser
-from tests.browser.test_pages import (
+from tests.support import ROOT
+from tests.support.browser import (
     ERROR,
-    ROOT,
     TRAIN_S,
-    Server,
     assert_no_exception,
     goto,
     main_text,
     metric,
-    run_server,
     wait_for_results,
 )
+from tests.support.server import NO_WARM_UP, Server, run_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-# test_browser.py's fixtures: the module-wide Chromium, and fresh tabs on this test's `server`.
-browser = test_browser.browser
-new_tab = test_browser.new_tab
 
-TRAINERS = 2  # SHARECORE_MAX_CONCURRENT_RUNS of this module's server
+TRAINERS = 2  # SHARECORE_MAX_CONCURRENT_RUNS of the load test's server, and the default
 # The workshop load test: a closed tab's trainer goes to the next run in the queue within this.
 FREED_WITHIN_S = 10
 # The README's memory budget for a server with two runs training at once ("Limits" section).
@@ -50,20 +50,22 @@ TRAINING = re.compile(r"Training tied and untied: step (\d+) of (\d+)")
 LONG_EVERY = 100
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[Server]:
-    """A server with TRAINERS trainers, long runs allowed, and no warm-up compile.
+WORKSHOP = {"SHARECORE_MAX_CONCURRENT_RUNS": str(TRAINERS), "SHARECORE_MAX_STEPS": "100000", **NO_WARM_UP}
 
-    One per test (a few seconds each): a server that has just served one load test answers the
-    next one's clicks more slowly, and its peak memory would count both.
+
+@pytest.fixture
+def fresh_workshop_server(tmp_path) -> Iterator[Server]:
+    """A server with TRAINERS trainers, long runs allowed, and no warm-up compile, for one test.
+
+    The load test gets one of its own: a server that has just served another load test answers
+    the clicks more slowly, and its peak memory would count both.
     """
-    with run_server(
-        tmp_path / "server.log",
-        SHARECORE_MAX_CONCURRENT_RUNS=str(TRAINERS),
-        SHARECORE_MAX_STEPS="100000",
-        SHARECORE_WARM_UP="0",
-    ) as app:
+    with run_server(tmp_path / "server.log", env=WORKSHOP) as app:
         yield app
+
+
+def tabs_on(tab_on, server: Server):
+    return lambda: tab_on(server)
 
 
 def run_state(page) -> tuple[str, int]:
@@ -176,7 +178,12 @@ def compile_trainers(open_tab, server: Server, queries: list[str]) -> None:
         page.close()
 
 
-def test_a_workshop_of_twelve_tabs_queues_frees_closed_tabs_and_gives_each_its_own_result(new_tab, server):
+@pytest.mark.long
+def test_a_workshop_of_twelve_tabs_queues_frees_closed_tabs_and_gives_each_its_own_result(
+    tab_on, fresh_workshop_server
+):
+    server = fresh_workshop_server
+    new_tab = tabs_on(tab_on, server)
     readme = (ROOT / "README.md").read_text()
     assert f"{BUDGET_MB:,} MB" in readme, "the README no longer states the budget this test checks"
     # Tabs 1-3 start runs far longer than the test, and are closed; tabs 4-12 train a short run each.
@@ -233,3 +240,34 @@ def test_a_workshop_of_twelve_tabs_queues_frees_closed_tabs_and_gives_each_its_o
     peak = peak_rss_mb(server_pid(server))
     print(f"workshop: server peak RSS {peak:,.0f} MB; tabs 4 and 5 had a trainer {freed[0]:.1f} and {freed[1]:.1f} s")
     assert peak <= BUDGET_MB, f"the server's peak resident memory was {peak:,.0f} MB"
+
+
+def test_three_tabs_on_two_trainers_queue_the_third_and_a_closed_tab_frees_its_trainer_for_it(new_tab, server):
+    """The smoke of the load test above, on the package's shared server (two trainers, long runs allowed):
+    the queue, a closed tab's trainer freed, and the waiting tab's own result."""
+    long_run, short_run, steps = "preset=albert-mlp&batch=512", "preset=seed-dense", 40
+    queries = [f"{long_run}&steps=100000&every={LONG_EVERY}&seed={s}" for s in (1, 2)]
+    queries.append(f"{short_run}&steps={steps}&seed=3")
+    tabs = start_training_in_tabs(new_tab, server, queries)
+    for page in tabs[:2]:
+        wait_for_state(page, "training", TRAIN_S, min_step=1)
+    states = [run_state(page) for page in tabs]
+    assert states[:2] == [("training", states[0][1]), ("training", states[1][1])], states
+    assert states[2] == ("waiting", 1), states  # first in line, told so
+    assert f"({TRAINERS} runs training)" in main_text(tabs[2])
+
+    tabs[0].close()  # mid-run: its run ends, and its trainer goes to the waiting tab
+    closed = time.monotonic()
+    (freed,) = wait_to_leave_queue(tabs[2:], closed, TRAIN_S)
+    print(f"a closed tab's trainer went to the waiting tab after {freed:.1f} s")
+    assert run_state(tabs[1])[0] == "training", "the other long run goes on"
+    tabs[1].close()  # its long run ends too, and frees the server for the next test
+
+    page = tabs[2]
+    wait_for_results(page, server, TRAIN_S)
+    assert_no_exception(page)
+    assert "(seed 3)" in main_text(page)
+    assert metric(page, "Steps") == f"{steps} / {steps}"
+    library = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=steps, seed=3)).summary()
+    shown = (metric(page, "Final loss, tied"), metric(page, "Final loss, untied"))
+    assert shown == tuple(f"{library['final_loss'][v]:.4g}" for v in ("tied", "untied")), shown

@@ -11,6 +11,7 @@ import sharecore
 from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import random_inputs
 from sharecore.nn.layers import record_views
+from tests.support.ties import assert_tie_holds
 
 # preset: (tied params, untied params, tied trainable weights, untied trainable weights)
 EXPECTED = {
@@ -36,21 +37,17 @@ def test_every_preset_has_an_expected_count():
     assert set(sharecore.presets()) == set(EXPECTED)
 
 
-@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_preset_counts_parameters_and_weights_exactly(name, tied):
-    params_tied, params_untied, weights_tied, weights_untied = EXPECTED[name]
-    model = sharecore.build(sharecore.preset(name), tied=tied)
-    assert model.count_params() == (params_tied if tied else params_untied)
-    assert len(model.trainable_weights) == (weights_tied if tied else weights_untied)
+def test_every_preset_holds_its_tie_counts_exactly_computes_one_function_and_saves(name, tmp_path):
+    """tests/support/ties.py's harness: exact counts against EXPECTED and param_report, one variable per
+    stored tensor, the same function tied and untied at init, and a tie that survives save and load."""
+    assert_tie_holds(sharecore.preset(name), counts=EXPECTED[name], tmp_path=tmp_path)
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_param_report_totals_equal_keras_count_params(name):
-    spec = sharecore.preset(name)
-    report = sharecore.param_report(spec)
-    assert report.tied_total == sharecore.build(spec, tied=True).count_params()
-    assert report.untied_total == sharecore.build(spec, tied=False).count_params()
+def test_param_report_rows_add_up_to_its_totals(name):
+    # Its totals equal Keras's count_params (assert_tie_holds, above); here its rows add up to them.
+    report = sharecore.param_report(sharecore.preset(name))
     for variant, total in (("tied", report.tied_total), ("untied", report.untied_total)):
         rows = report.table[report.table.variant == variant]
         assert rows.owned_params.sum() == total
@@ -77,16 +74,6 @@ def test_param_report_counts_a_shared_bias_once_and_own_biases_per_use():
     tied = report.table[report.table.variant == "tied"].set_index("use")
     assert tied.loc["b", "owned_params"] == 0
     assert tied.loc["b", "referenced_params"] == 36 + 6
-
-
-@pytest.mark.parametrize("name", list(EXPECTED))
-def test_tied_and_untied_compute_the_same_function_before_training(name):
-    spec = sharecore.preset(name)
-    x = batch(spec)
-    tied = sharecore.build(spec, tied=True, seed=3)(x)
-    untied = sharecore.build(spec, tied=False, seed=3)(x)
-    # Exact: each use runs the same op on bit-equal kernels (a rule only moves numbers), tied or untied.
-    np.testing.assert_array_equal(np.asarray(tied), np.asarray(untied))
 
 
 def test_different_seeds_give_different_weights_and_the_same_seed_the_same():

@@ -17,7 +17,7 @@ from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
 from sharecore.viz import plots
-from tests.app.test_pages import APP, train_until_done
+from tests.support.apptest import APP, train_until_done
 
 CONFIG = TrainConfig(steps=6, batch_size=8, seed=2)
 # W is (10, 8); each use reads 4 of its columns, from these: a and d read the same columns, a and b

@@ -22,6 +22,7 @@ from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import make_dataset
 from sharecore.nn.model import kernel_variables
+from tests.support.ties import assert_tie_holds
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCAB, DIM, SEQ = 12, 5, 4
@@ -57,20 +58,17 @@ def ce(logits: tf.Tensor, y: np.ndarray) -> tf.Tensor:
 
 
 # ----------------------------------------------------------------------------- counts
-@pytest.mark.parametrize(("tied", "count", "weights"), [(True, VOCAB * DIM, 1), (False, 2 * VOCAB * DIM, 2)])
-def test_tied_lm_counts_the_table_once_and_untied_twice(tied, count, weights):
-    model = sc.build(lm_spec(), tied)
-    assert model.count_params() == count
-    assert len(model.trainable_weights) == weights
-    report = sc.param_report(lm_spec())
-    assert (report.tied_total, report.untied_total) == (VOCAB * DIM, 2 * VOCAB * DIM)
+def test_tied_lm_counts_the_table_once_and_untied_twice(tmp_path):
+    """tests/support/ties.py's harness: the table once (one weight) or twice (two), against param_report;
+    one function at init; a tie that survives save and load."""
+    counts = (VOCAB * DIM, 2 * VOCAB * DIM, 1, 2)
+    assert_tie_holds(lm_spec(), counts=counts, seed=1, x=token_batch(), exact=False, tmp_path=tmp_path)
 
 
 def test_tied_lm_preset_counts():
+    # Keras builds these counts too: tests/nn/test_build.py runs the tie harness over every preset.
     report = sc.param_report(sc.preset("tied-lm"))
     assert (report.tied_total, report.untied_total) == (32 * 16 + 16 * 16, 2 * 32 * 16 + 16 * 16) == (768, 1280)
-    assert sc.build(sc.preset("tied-lm"), True).count_params() == 768
-    assert sc.build(sc.preset("tied-lm"), False).count_params() == 1280
 
 
 def test_params_cli_reports_gpt2_small_embedding_without_building(tmp_path):
@@ -117,8 +115,7 @@ def test_tied_embedding_equals_keras_reversible_embedding_logits_and_gradients()
 
 def test_tied_and_untied_compute_the_same_logits_at_init():
     x = token_batch()
-    tied, untied = sc.build(lm_spec(True), True, seed=1), sc.build(lm_spec(True), False, seed=1)
-    np.testing.assert_allclose(np.asarray(tied(x)), np.asarray(untied(x)), rtol=1e-6, atol=1e-7)
+    tied = assert_tie_holds(lm_spec(True), seed=1, x=x, exact=False).tied  # tied and untied agree (the harness)
     np.testing.assert_allclose(np.asarray(tied(x))[0, 0], tied_oracle(tied, x)[0, 0], rtol=1e-5, atol=1e-6)
 
 

@@ -33,6 +33,7 @@ import sharecore as sc
 from sharecore.core.limits import Limits, check_limits, tied_params, untied_params
 from sharecore.core.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, MAX_INT, OPS, PADDINGS, RULES, ModelSpec
 from sharecore.nn.layers import SharedKernel
+from tests.support.ties import assert_tie_holds
 
 EXAMPLES = {
     "valid_end_to_end": 30,  # build, compare, save/load, train: about 1.5 s each
@@ -417,18 +418,18 @@ def test_every_generated_valid_spec_builds_tied_and_untied_trains_and_survives_s
     report = sc.param_report(spec)
     check_limits(spec, SMALL_CONFIG, ROOMY)
 
-    tied, untied = sc.build(spec, tied=True, seed=3), sc.build(spec, tied=False, seed=3)
-    assert (tied.count_params(), untied.count_params()) == (report.tied_total, report.untied_total)
+    x = np.random.default_rng(0).standard_normal((3, *spec.input_shape)).astype("float32")
+    # tests/support/ties.py's harness: counts equal to the report, one variable per stored tensor, and the
+    # same initial numbers, so the same function before training.
+    pair = assert_tie_holds(spec, seed=3, x=x, exact=False, rtol=1e-5, atol=1e-5, nonzero=False)
+    tied, untied = pair.tied, pair.untied
     # One layer per shared tensor and per own kernel: the tie is one layer called once per use.
     stores = {("tensor", u.tensor) if u.tensor else ("own", u.name) for u in g.uses}
     assert sum(isinstance(layer, SharedKernel) for layer in tied.layers) == len(stores)
 
-    x = np.random.default_rng(0).standard_normal((3, *spec.input_shape)).astype("float32")
     y_tied, y_untied = _outputs(tied, x), _outputs(untied, x)
     assert y_tied.shape == (3, *g.output_shape)
     assert np.isfinite(y_tied).all()
-    # Same initial numbers, so the same function before training.
-    np.testing.assert_allclose(y_tied, y_untied, rtol=1e-5, atol=1e-5)
 
     with tempfile.TemporaryDirectory() as tmp:
         for model, total, expected in ((tied, report.tied_total, y_tied), (untied, report.untied_total, y_untied)):
@@ -994,10 +995,11 @@ def test_every_generated_token_model_counts_builds_trains_on_tokens_and_saves_it
     spec = ModelSpec.from_dict(data)
     report = sc.param_report(spec)
     assert (report.tied_total, report.untied_total) == (tied_count, untied_count)
-    tied, untied = sc.build(spec, True, seed=1), sc.build(spec, False, seed=1)
-    assert (tied.count_params(), untied.count_params()) == (tied_count, untied_count)
     x = np.random.default_rng(0).integers(0, data["input_vocab"], (3, *data["input_shape"])).astype("int32")
-    np.testing.assert_allclose(np.asarray(tied(x)), np.asarray(untied(x)), rtol=1e-5, atol=1e-6)
+    # The tie harness: these counts, one table when tied, one function at init.
+    counts = (tied_count, untied_count)
+    pair = assert_tie_holds(spec, params=counts, seed=1, x=x, exact=False, rtol=1e-5, atol=1e-6, nonzero=False)
+    tied = pair.tied
     result = sc.train(spec, sc.TrainConfig(**{**SMALL_CONFIG.to_dict(), "dataset": "tokens"}))
     assert result.stop_reason is None and np.isfinite(result.history.loss).all()
     path = tmp_path_factory.mktemp("lm") / "m.keras"

@@ -31,7 +31,8 @@ from sharecore.nn.tensor_rules import rule_adjoint
 from sharecore.share import urlstate
 from sharecore.share.codegen import keras_code
 from sharecore.viz import plots
-from tests.share.test_codegen import _exec_script, assert_ruff_clean
+from tests.support.codegen import assert_ruff_clean, exec_script
+from tests.support.ties import assert_tie_holds
 
 # ----------------------------------------------------------------------------- the specs
 # One 3x3 kernel under its four rotations in a conv chain (p4-style), and a 2x3 kernel whose
@@ -435,20 +436,6 @@ def test_invalid_rules_are_refused_when_read_with_the_step_named(rule, says):
 
 
 # ----------------------------------------------------------------------------- models
-@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
-@pytest.mark.parametrize("name", PARAMS)
-def test_counts_parameters_and_weights_exactly(name, tied):
-    params_tied, params_untied, weights_tied, weights_untied = COUNTS[name]
-    spec = spec_of(name)
-
-    model = sharecore.build(spec, tied=tied)
-
-    assert model.count_params() == (params_tied if tied else params_untied)
-    assert len(model.trainable_weights) == (weights_tied if tied else weights_untied)
-    report = sharecore.param_report(spec)
-    assert (report.tied_total, report.untied_total) == (params_tied, params_untied)
-
-
 @pytest.mark.parametrize("name", PARAMS)
 def test_tied_and_untied_compute_the_plain_tensorflow_function_at_init(name):
     spec = spec_of(name)
@@ -456,11 +443,10 @@ def test_tied_and_untied_compute_the_plain_tensorflow_function_at_init(name):
     init = initial_values(spec, seed=2)
     kernels = {u["name"]: numpy_view(u.get("rule"), init[u["tensor"]]) for u in SPECS[name]["uses"]}
 
-    tied, untied = sharecore.build(spec, True, seed=2), sharecore.build(spec, False, seed=2)
+    pair = assert_tie_holds(spec, seed=2, x=x)  # tied and untied: one function (and the tie's own checks)
+    tied, untied = pair.tied, pair.untied
 
     expected = plain_forward(SPECS[name], kernels, tf.constant(x)).numpy()
-    # Exact: each use runs the same op on bit-equal kernels (a rule only moves numbers), tied or untied.
-    np.testing.assert_array_equal(np.asarray(tied(x)), np.asarray(untied(x)))
     np.testing.assert_allclose(np.asarray(tied(x)), expected, rtol=1e-5, atol=1e-6)
     # Each untied copy starts as its use's view: numpy.rot90 / numpy.flip of the stored tensor.
     for u in SPECS[name]["uses"]:
@@ -476,19 +462,16 @@ def _sgd_step(model: keras.Model, x: np.ndarray, y: np.ndarray, lr: float) -> No
 
 
 @pytest.mark.parametrize("name", PARAMS)
-def test_saved_tied_model_loads_in_safe_mode_and_keeps_the_tie(tmp_path, name):
+def test_counts_exactly_and_a_saved_tied_model_loads_in_safe_mode_keeping_the_tie(tmp_path, name):
+    """tests/support/ties.py's harness (COUNTS exactly, against param_report; the tied model saved and
+    loaded in safe mode keeps its counts, its one variable per tensor and its outputs), then training
+    goes on the same in the loaded model as in the original."""
     spec = spec_of(name)
-    original = sharecore.build(spec, tied=True, seed=1)
-    path = tmp_path / "m.keras"
-    original.save(path)
-
-    loaded = keras.models.load_model(path, safe_mode=True)
-
     x = batch(spec, 6)
+    pair = assert_tie_holds(spec, counts=COUNTS[name], seed=1, x=x, tmp_path=tmp_path)
+    original, loaded = pair.tied, pair.loaded
+
     y = np.random.default_rng(1).standard_normal(np.asarray(original(x)).shape).astype("float32")
-    assert loaded.count_params() == COUNTS[name][0]
-    assert len(loaded.trainable_weights) == COUNTS[name][2]
-    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(original(x)))
     before = [w.numpy().copy() for w in loaded.trainable_weights]
     for model in (original, loaded):
         _sgd_step(model, x, y, lr=0.1)
@@ -712,7 +695,7 @@ def test_generated_keras_code_applies_the_rules_and_builds_the_same_model(name, 
     reference = sharecore.build(spec, tied, seed=0)
 
     code = keras_code(spec, tied)
-    namespace, printed = _exec_script(code)
+    namespace, printed = exec_script(code)
 
     count = COUNTS[name][0 if tied else 1]
     assert int(re.search(r"^count_params: (\d+)$", printed, re.MULTILINE).group(1)) == count
@@ -745,7 +728,7 @@ def test_generated_code_writes_composed_rules_as_views_in_order():
 @pytest.mark.parametrize("name", ["rotations", "rot90-reshape"])
 def test_generated_tied_script_saves_and_loads_in_safe_mode_keeping_the_tie(tmp_path, name):
     spec = spec_of(name)
-    model = _exec_script(keras_code(spec, tied=True))[0]["model"]
+    model = exec_script(keras_code(spec, tied=True))[0]["model"]
     path = tmp_path / "model.keras"
 
     model.save(path)

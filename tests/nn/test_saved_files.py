@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 import sharecore
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 DATA = ROOT / "tests" / "data"
 

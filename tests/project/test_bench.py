@@ -84,7 +84,10 @@ def test_dashboard_section_says_why_it_skips_when_the_app_is_missing(monkeypatch
     assert not section.headlines
 
 
+# Bench's fresh-process sections (about 75 s): `make test-long`. `make test` keeps the smoke of each part:
+# the in-process sections above, and the soak's fresh process (tests/project/test_soak.py's eight runs).
 @pytest.mark.slow
+@pytest.mark.long
 def test_compile_and_soak_sections_run_in_fresh_processes_and_write_their_tables(tmp_path):
     out = tmp_path / "RESULTS.md"
     assert main(["--smoke", "--only", "compile", "--only", "soak", "--only", "distribute", "--out", str(out)]) == 0

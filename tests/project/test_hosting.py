@@ -26,7 +26,7 @@ import pytest
 
 from sharecore.core.limits import Limits, env_variable
 from sharecore.runs.store import DATA_DIR_VARIABLE
-from tests.conftest import UNPRIVILEGED_UID, run_unprivileged
+from tests.support.users import UNPRIVILEGED_UID, run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "deploy" / "hosted-demo.env"
@@ -214,7 +214,7 @@ try:
 except ValueError as err:  # StoreUnavailable is one
     print(f"{type(err).__name__}: {err}")
     sys.exit(3)
-from tests.runs.test_store import assert_results_equal, hand_made
+from tests.support.store import assert_results_equal, hand_made
 workspace = new_key()
 run_id = store.save(workspace, hand_made(), "kept in the image's folder").run_id
 assert_results_equal(hand_made(), store.load(run_id).result)
@@ -225,7 +225,7 @@ print(json.dumps({"path": str(store.path), "labels": [run.label for run in store
 def open_the_store_as_the_image_user(data_dir: Path) -> subprocess.CompletedProcess:
     """`_OPEN_THE_STORE` as the Dockerfile's USER, with its ENV (SHARECORE_DATA_DIR moved to `data_dir`)."""
     uid, _ = image_user()
-    assert uid == str(UNPRIVILEGED_UID), "tests/conftest.py runs as the image's user: keep them the same"
+    assert uid == str(UNPRIVILEGED_UID), "tests/support/users.py runs as the image's user: keep them the same"
     env = {**dockerfile_env(), DATA_DIR_VARIABLE: str(data_dir), "PYTHONPATH": str(ROOT)}
     return run_unprivileged([sys.executable, "-c", _OPEN_THE_STORE], env=env)
 

@@ -9,9 +9,7 @@ that cannot import sharecore at all.
 from __future__ import annotations
 
 import ast
-import contextlib
 import importlib.util
-import io
 import re
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from sharecore.core.plan import plan
 from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import random_inputs
 from sharecore.share.codegen import keras_code
+from tests.support.codegen import assert_ruff_clean, exec_script
 
 # Names that are Python keywords, builtins or names the script itself uses; a use named
 # like a shared tensor; quotes and code in the spec's name, a newline in its description
@@ -71,15 +70,6 @@ CASES = [
 ]
 
 
-def _exec_script(code: str) -> tuple[dict, str]:
-    """Runs `code` as `__main__` in a fresh namespace; returns the namespace and what it printed."""
-    namespace: dict = {"__name__": "__main__"}
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "<keras_code>", "exec"), namespace)
-    return namespace, printed.getvalue()
-
-
 def _printed_count(printed: str) -> int:
     return int(re.search(r"^count_params: (\d+)$", printed, re.MULTILINE).group(1))
 
@@ -96,7 +86,7 @@ def test_generated_script_builds_the_sharecore_model(name: str, tied: bool) -> N
     reference = sharecore.build(spec, tied, seed=0)
 
     code = keras_code(spec, tied)
-    namespace, printed = _exec_script(code)
+    namespace, printed = exec_script(code)
 
     count = report.tied_total if tied else report.untied_total
     assert _printed_count(printed) == count
@@ -118,7 +108,7 @@ def test_generated_script_builds_the_sharecore_model(name: str, tied: bool) -> N
 @pytest.mark.parametrize("name", ["seed-mixed", "siamese-digits", "tied-autoencoder", "tricky-names"])
 def test_saved_tied_model_loads_in_safe_mode_and_keeps_the_tie(name: str, tmp_path: Path) -> None:
     spec = SPECS[name]
-    model = _exec_script(keras_code(spec, tied=True))[0]["model"]
+    model = exec_script(keras_code(spec, tied=True))[0]["model"]
     path = tmp_path / "model.keras"
 
     model.save(path)
@@ -178,28 +168,6 @@ def test_generated_code_compiles_and_imports_only_keras_tensorflow_and_numpy() -
                     imported.add(node.module)
             assert imported == {"keras", "numpy", "tensorflow"}, name
             assert "sharecore" not in code, name
-
-
-def assert_ruff_clean(specs: dict[str, ModelSpec], tmp_path: Path) -> None:
-    """The generated scripts of `specs`, tied and untied, are ruff-formatted and lint clean at 88 columns."""
-    for name, spec in specs.items():
-        for tied in (True, False):
-            (tmp_path / f"{name.replace('-', '_')}_{tied}.py").write_text(keras_code(spec, tied))
-    ruff = [sys.executable, "-m", "ruff"]
-
-    formatted = subprocess.run(
-        [*ruff, "format", "--isolated", "--check", "--diff", "."], cwd=tmp_path, capture_output=True, text=True
-    )
-    linted = subprocess.run(
-        [*ruff, "check", "--isolated", "--select", "E,F,W,I,B,UP,SIM", "--line-length", "88", "."],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-
-    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
-    assert linted.returncode == 0, linted.stdout + linted.stderr
-    assert len(list(tmp_path.glob("*.py"))) == 2 * len(specs)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")

@@ -13,7 +13,7 @@ import sharecore
 from sharecore.core.results import TrainResult
 from sharecore.nn.data import make_dataset
 from sharecore.teach.exercises import EXERCISES, SAME_COPIES, Claim, Exercise, exercise, verify
-from tests.app.test_pages import go, open_app
+from tests.support.apptest import go, open_app
 
 
 def run(ex: Exercise) -> tuple[list[TrainResult], Claim]:

@@ -23,7 +23,7 @@ import sharecore
 from sharecore.core.limits import Limits
 from sharecore.viz import plots
 from sharecore.viz.diagram import model_dot
-from tests.app.test_user_text import MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
+from tests.support.hostile import MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 

@@ -1,0 +1,363 @@
+"""Driving the app in a real Chromium: its pages, waiting for reruns and charts, reading what it shows,
+and screenshots. Every function takes a Playwright page (one tab, one Streamlit session); the
+fixtures that open them are in tests/browser/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from tests.support import ROOT
+from tests.support.server import Server
+
+VIEWPORT = {"width": 1280, "height": 900}
+PROJECTOR = {"width": 1024, "height": 768}
+NARROW = {"width": 800, "height": 900}
+MAX_SCREENSHOT_BYTES = 300_000
+# page -> (url path: st.navigation names it after the page's file, the page's title)
+PAGES = {
+    "home": ("", "Tied vs untied weights"),  # the default page lives at /
+    "build": ("build", "Build"),
+    "train": ("train", "Train"),
+    "gradients": ("gradients", "Gradient flow"),
+    "divergence": ("divergence", "Divergence"),
+    "pitfalls": ("pitfalls", "Pitfalls"),
+}
+PAGE_S = 60  # a page's first run (may build and compile a model)
+# A server's first run of a model traces and compiles its training graph. That takes about a
+# second on an idle machine, but has taken over 40 s on a busy 2-core one.
+TRAIN_S = 150
+
+CHART = '[data-testid="stPlotlyChart"]'
+EXCEPTION = '[data-testid="stException"]'
+ERROR = '[data-testid="stAlertContentError"]'  # st.error, e.g. a run that could not train
+WARNING = '[data-testid="stAlertContentWarning"]'  # st.warning, e.g. a link that could not be read
+METRIC = '[data-testid="stMetric"]'
+GRAPHVIZ = '[data-testid="stGraphVizChart"]'
+# True when every visible chart has drawn its SVG and there are at least `n` of them.
+CHARTS_DRAWN = """n => {
+    const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+        .filter(c => c.offsetParent !== null && !c.closest('[data-stale="true"]'));
+    return charts.length >= n && charts.every(c => c.querySelector('svg.main-svg'));
+}"""
+
+
+# ----------------------------------------------------------------------------- tabs
+def local_only(context, server: Server) -> None:
+    """Refuses every request of `context` that does not go to `server` (e.g. the page icon from
+    fonts.gstatic.com), so the tests never touch the network."""
+    context.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort()
+    )
+
+
+# ----------------------------------------------------------------------------- pages and reruns
+def goto(page, server: Server, name: str, query: str = "") -> None:
+    """Opens page `name` by URL: a new session, whose state comes from `query`."""
+    path, title = PAGES[name]
+    page.goto(f"{server.url}/{path}{'?' + query if query else ''}")
+    wait_for_page(page, title)
+
+
+def click_nav(page, server: Server, name: str) -> None:
+    """Follows the sidebar link to page `name`, staying in the same session."""
+    path, title = PAGES[name]
+    page.locator(f'[data-testid="stSidebarNavLink"][href="{server.url}/{path}"]').click()
+    wait_for_page(page, title)
+
+
+def wait_for_page(page, title: str) -> None:
+    page.locator("h1", has_text=title).first.wait_for()
+    wait_until_idle(page)
+
+
+IDLE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app && app.dataset.testScriptState === 'notRunning'
+        && app.dataset.testConnectionState === 'CONNECTED'
+        && !document.querySelector(
+            '[data-testid="stSkeleton"], [data-testid="stSkeletonElement"], [data-testid="stSpinner"]');
+}"""
+
+
+def wait_until_idle(page, timeout_s: float = PAGE_S) -> None:
+    """Waits for the script run to finish and every element to be drawn (no placeholder, no spinner).
+
+    The pages that poll a training run go idle between polls.
+    """
+    page.wait_for_function(IDLE, timeout=timeout_s * 1000)
+
+
+# The count of full script runs the app writes into the sidebar (`ui.routing._count_script_run`).
+SCRIPT_RUNS = "() => Number(document.querySelector('.sharecore-script-run')?.dataset.run ?? 0)"
+
+
+def script_runs(page) -> int:
+    """How many full script runs this tab's session has had, as the page shows it now."""
+    return page.evaluate(SCRIPT_RUNS)
+
+
+def wait_for_rerun(page, before: int, timeout_s: float = PAGE_S) -> None:
+    """Waits for the rerun an input asked for: the script has run again since `before` (`script_runs`),
+    the app is idle, and no further run (an `st.rerun()` it asked for) starts within half a second.
+
+    Streamlit shows 'not running' between an input and the server's answer, so waiting for an idle
+    app alone can pass before the input's rerun has begun."""
+    deadline = time.monotonic() + timeout_s
+    page.wait_for_function(f"before => ({SCRIPT_RUNS})() > before", arg=before, timeout=timeout_s * 1000)
+    while True:
+        wait_until_idle(page, max(1.0, deadline - time.monotonic()))
+        seen = script_runs(page)
+        page.wait_for_timeout(500)
+        if script_runs(page) == seen and page.evaluate(IDLE):
+            return
+        assert time.monotonic() < deadline, f"the app on {page.url} kept rerunning for {timeout_s:.0f} s"
+
+
+def wait_for_charts(page, at_least: int, timeout_s: float = PAGE_S) -> None:
+    """Waits until at least `at_least` charts are on screen and each has drawn its SVG."""
+    try:
+        page.wait_for_function(CHARTS_DRAWN, arg=at_least, timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        charts = page.locator(CHART)
+        drawn = page.locator(f"{CHART} svg.main-svg").count()
+        pytest.fail(
+            f"expected {at_least} drawn chart(s) on {page.url} within {timeout_s:.0f} s; found "
+            f"{charts.count()} chart element(s), {drawn} SVG(s). Exceptions: {page.locator(EXCEPTION).all_inner_texts()}"
+            f"\nThe page shows:\n{main_text(page)[-1500:]}"
+        )
+
+
+def assert_no_exception(page) -> None:
+    boxes = page.locator(EXCEPTION)
+    assert boxes.count() == 0, f"exception on {page.url}:\n" + "\n".join(boxes.all_inner_texts())
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def metric(page, label: str) -> str:
+    """The value shown by the metric called `label`."""
+    exact = re.compile(rf"^\s*{re.escape(label)}\s*$")
+    box = page.locator(METRIC).filter(has=page.locator('[data-testid="stMetricLabel"]', has_text=exact))
+    return box.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def numbers(text: str) -> list[int]:
+    return [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", text)]
+
+
+# ----------------------------------------------------------------------------- inputs
+def select_option(page, container: str, option: str) -> None:
+    """Picks `option` (another than the one shown) in the st.selectbox inside `container`, and waits for its rerun."""
+    wait_until_idle(page)
+    before = script_runs(page)
+    box = page.locator(f"{container} [role='combobox']")
+    for _ in range(3):  # a rerun that lands while the list opens closes it again
+        box.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    else:
+        pytest.fail(f"could not pick {option!r} in {container} on {page.url}")
+    wait_for_rerun(page, before)
+
+
+def set_number(page, container: str, value: int) -> None:
+    """Types `value` (another than the one shown) into the number or text input inside `container`, and waits
+    for its rerun."""
+    fill(page, page.locator(f"{container} input"), str(value))
+
+
+def fill(page, field, text: str) -> None:
+    """Types `text` (another than the one shown) into a text field, presses Enter and waits for its rerun."""
+    wait_until_idle(page)
+    before = script_runs(page)
+    field.fill(text)
+    field.press("Enter")
+    wait_for_rerun(page, before)
+
+
+def pick_slider(page, label: str, value: str) -> None:
+    """Moves an st.select_slider to `value` with the keyboard, as a person would."""
+    slider = page.locator('[data-testid="stSlider"]', has_text=label).get_by_role("slider")
+    wait_until_idle(page)
+    before = script_runs(page)
+    slider.focus()
+    for _ in range(40):
+        now = slider.get_attribute("aria-valuetext") or ""
+        if now == value:
+            break
+        slider.press("ArrowRight" if float(now or 0) < float(value) else "ArrowLeft")  # lower is left
+    else:
+        pytest.fail(f"could not set {label} to {value}")
+    slider.blur()
+    wait_for_rerun(page, before)
+
+
+# ----------------------------------------------------------------------------- training
+def wait_for_results(page, server: Server, timeout_s: float) -> None:
+    """Waits for the Train page's results panel and its loss chart; fails with what the page and server show."""
+    done_or_failed = page.locator(f'{METRIC}:has-text("Final loss"), {ERROR}').first
+    try:
+        done_or_failed.wait_for(timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(
+            f"no training results within {timeout_s:.0f} s on {page.url}. The page shows:\n"
+            f"{main_text(page)[-1500:]}\nServer log:\n{server.log_tail(1500)}"
+        )
+    errors = page.locator(ERROR)
+    assert errors.count() == 0, f"training on {page.url} failed:\n" + "\n".join(errors.all_inner_texts())
+    wait_for_charts(page, 1)
+
+
+LAB_RUNNING = "() => document.body.innerText.includes('Training tied and untied')"
+
+
+def open_lab(page, url: str, query: str = "") -> None:
+    page.goto(f"{url}/lab{'?' + query if query else ''}")
+    page.locator("h1, h2, h3", has_text="Lab").first.wait_for(timeout=PAGE_S * 1000)
+    wait_until_idle(page)
+
+
+def train_in_lab(page, button: str = "Train") -> None:
+    """Clicks a Lab button that trains and waits until the run has ended and the charts are back."""
+    page.get_by_role("button", name=button).click()
+    with contextlib.suppress(PlaywrightTimeout):  # a short run may end before a poll sees it
+        page.wait_for_function(LAB_RUNNING, timeout=20_000, polling=100)
+    page.wait_for_function(f"() => !({LAB_RUNNING})()", timeout=TRAIN_S * 1000, polling=300)
+    wait_until_idle(page, TRAIN_S)
+    errors = page.locator(ERROR)
+    assert errors.count() == 0, "\n".join(errors.all_inner_texts())
+    wait_for_charts(page, 3)
+
+
+# ----------------------------------------------------------------------------- layout
+# Text that does not fit its box: buttons, metric labels and values, select values, headings.
+# A box is cut when its content is wider than the box (scrollWidth > clientWidth).
+CUT_TEXT = """() => {
+    const selectors = ['button', '[data-testid="stMetricLabel"]', '[data-testid="stMetricValue"]',
+        '[data-baseweb="select"] [value]', '[data-baseweb="select"] div[title]', 'h1', 'h2', 'h3',
+        '[data-testid="stWidgetLabel"]', '[role="tab"]'];
+    const cut = [];
+    for (const el of document.querySelectorAll(selectors.join(','))) {
+        if (el.offsetParent === null || el.closest('[data-testid="stSidebar"]')) continue;
+        for (const box of [el, ...el.querySelectorAll('*')]) {
+            const style = getComputedStyle(box);
+            if (box.scrollWidth > box.clientWidth + 1 && style.overflow !== 'visible' && box.clientWidth > 2) {
+                cut.push((el.innerText || el.getAttribute('value') || el.tagName).trim().slice(0, 60)
+                    + ' (' + box.scrollWidth + ' > ' + box.clientWidth + ')');
+                break;
+            }
+        }
+    }
+    return cut;
+}"""
+# The text boxes of each chart's title and panel titles: pairs that overlap, and titles past the chart's edge.
+TITLE_CLASH = """() => {
+    const problems = [];
+    for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
+        if (chart.offsetParent === null) continue;
+        const svg = chart.querySelector('svg.main-svg').getBoundingClientRect();
+        const boxes = [...chart.querySelectorAll('.gtitle, .annotation-text')]
+            .filter(t => t.textContent.trim())
+            .map(t => [t.textContent.trim().slice(0, 40), t.getBoundingClientRect()]);
+        for (const [text, r] of boxes)
+            if (r.right > svg.right + 1 || r.left < svg.left - 1) problems.push('past the edge: ' + text);
+        for (let i = 0; i < boxes.length; i++)
+            for (let j = i + 1; j < boxes.length; j++) {
+                const [a, p] = boxes[i], [b, q] = boxes[j];
+                if (p.left < q.right - 1 && q.left < p.right - 1 && p.top < q.bottom - 1 && q.top < p.bottom - 1)
+                    problems.push('overlap: ' + a + ' / ' + b);
+            }
+    }
+    return problems;
+}"""
+# The diagram's SVG, drawn by Graphviz in the browser: its node and edge groups and text.
+DIAGRAM = """() => {
+    const svg = document.querySelector('[data-testid="stGraphVizChart"] svg');
+    if (!svg) return null;
+    // Text of two different nodes or edges (lines of one label may touch each other).
+    const labels = [...svg.querySelectorAll('g.node text, g.edge text')]
+        .map(t => [t.closest('g.node, g.edge'), t.getBoundingClientRect()]);
+    let overlaps = 0;
+    for (let i = 0; i < labels.length; i++)
+        for (let j = i + 1; j < labels.length; j++) {
+            if (labels[i][0] === labels[j][0]) continue;
+            const p = labels[i][1], q = labels[j][1];
+            if (p.left < q.right - 1 && q.left < p.right - 1 && p.top < q.bottom - 1 && q.top < p.bottom - 1) overlaps++;
+        }
+    return {nodes: svg.querySelectorAll('g.node').length, edges: svg.querySelectorAll('g.edge').length,
+            text: svg.textContent, titles: [...svg.querySelectorAll('title, a')].map(
+                a => a.getAttribute('xlink:title') || a.getAttribute('title') || '').join('\\n'),
+            images: svg.querySelectorAll('image, img, foreignObject').length, overlaps};
+}"""
+
+
+def check_fits(page, where: str) -> None:
+    """No exception, no text cut off, no chart titles overlapping on what `page` shows now."""
+    wait_until_idle(page)
+    assert_no_exception(page)
+    cut = page.evaluate(CUT_TEXT)
+    assert not cut, f"text cut off on {where}: {cut}"
+    clashes = page.evaluate(TITLE_CLASH)
+    assert not clashes, f"chart titles clash on {where}: {clashes}"
+
+
+def diagram(page) -> dict:
+    """What the Graphviz diagram on the page draws (`DIAGRAM`), once its first node is there."""
+    page.locator(f"{GRAPHVIZ} svg g.node").first.wait_for()
+    return page.evaluate(DIAGRAM)
+
+
+# ----------------------------------------------------------------------------- screenshots
+_SCREENSHOTS: Path | None = None
+
+
+def screenshot_dir() -> Path:
+    """SHARECORE_SCREENSHOTS (relative to the repository: `SHARECORE_SCREENSHOTS=docs` retakes the
+    README's), else one temporary folder for the test process: a test run never rewrites tracked files."""
+    global _SCREENSHOTS
+    if _SCREENSHOTS is None:
+        target = os.environ.get("SHARECORE_SCREENSHOTS")
+        _SCREENSHOTS = ROOT / target if target else Path(tempfile.mkdtemp(prefix="sharecore-screenshots-"))
+    _SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return _SCREENSHOTS
+
+
+def snap(page, screenshots: Path, name: str) -> Path:
+    """A PNG of what is on screen now (the viewport, CSS pixels)."""
+    page.mouse.move(VIEWPORT["width"] - 5, VIEWPORT["height"] - 5)  # no tooltip or hover outline
+    wait_until_idle(page)
+    path = screenshots / f"{name}.png"
+    page.screenshot(path=str(path), scale="css", animations="disabled", caret="hide")
+    assert path.stat().st_size < MAX_SCREENSHOT_BYTES, f"{path} is {path.stat().st_size:,} bytes"
+    return path
+
+
+def save_png(page, name: str, path: Path | None = None) -> Path:
+    """A viewport screenshot (presenter-<name>.png in `screenshot_dir()`, or `path`), re-encoded with
+    Pillow's optimiser (and fewer colors if needed) to stay under 300 KB."""
+    from PIL import Image
+
+    page.mouse.move(5, PROJECTOR["height"] - 5)
+    wait_until_idle(page)
+    image = Image.open(io.BytesIO(page.screenshot(scale="css", animations="disabled", caret="hide")))
+    path = path or screenshot_dir() / f"presenter-{name}.png"
+    image.save(path, optimize=True)
+    if path.stat().st_size >= MAX_SCREENSHOT_BYTES:
+        image.convert("RGB").quantize(colors=256).save(path, optimize=True)
+    assert path.stat().st_size < MAX_SCREENSHOT_BYTES, f"{path} is {path.stat().st_size:,} bytes"
+    return path
