@@ -52,13 +52,23 @@ demo:
 	@echo "sharecore demo on http://localhost:$(PORT) (Ctrl-C stops it)"
 	docker run --rm -p $(PORT):8501 sharecore-demo
 
+# The examples in the public docstrings (the README's functions) run as doctests with the tests.
+DOCTESTS = sharecore/core sharecore/nn/model.py sharecore/nn/training.py
+
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not long"
+	$(BIN)/lint-imports
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not long" --doctest-modules tests $(DOCTESTS)
 
-# The measurements: the 12-tab workshop load test, the 30-run soak, bench's fresh-process sections.
+# The measurements (the 12-tab workshop load test, the 30-run soak, bench's fresh-process sections,
+# `pip install .` in a new venv), then the numeric claims on both kinds of CPU kernels: oneDNN on
+# (the default on some CPUs, where float sums run in another order) and off.
+NUMERIC_CLAIMS = tests/teach/test_exercises.py tests/nn/test_properties.py tests/nn/test_build.py tests/runs/test_diagnose.py
 test-long: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m long
+	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not browser" $(NUMERIC_CLAIMS)
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not browser" $(NUMERIC_CLAIMS)
 
 quick: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .
@@ -73,6 +83,8 @@ bench-full: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m mypy
 
 format: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff format .

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROOT
 
 
@@ -59,3 +61,36 @@ def test_the_sharecore_command_lists_the_presets_from_another_folder(tmp_path):
     )
     assert ran.returncode == 0 and ran.stderr == "", ran.stderr
     assert re.search(r"^seed-conv\s+2736\s+5040\s", ran.stdout, re.M), ran.stdout  # the README's published counts
+
+
+@pytest.mark.long
+def test_pip_install_in_a_fresh_venv_gives_a_working_sharecore_command(tmp_path):
+    """`pip install .` as a user would, in a new virtual environment: the declared dependencies come from
+    the package index (TensorFlow is left to the user, and `presets` needs none), the command is installed."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=tmp_path,  # not the checkout: what is installed must be what runs
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    ran = subprocess.run(
+        [str(venv / "bin" / "sharecore"), "presets"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert ran.returncode == 0 and ran.stderr == "", ran.stderr
+    assert re.search(r"^tied-lm\s+768\s+1280\s", ran.stdout, re.M), ran.stdout  # the README's published counts
+    shown = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sharecore, sys; print(sharecore.__file__, 'tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert str(venv) in shown.stdout and shown.stdout.split()[-1] == "False", shown.stdout + shown.stderr

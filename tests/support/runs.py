@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 
 import sharecore
+from sharecore.core.config import TrainConfig
 from sharecore.core.results import TrainResult
-from sharecore.core.spec import TrainConfig
 
 
 @functools.cache
