@@ -118,11 +118,17 @@ def check_full_app(page, title: str, preset: str, seed: int) -> None:
 def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(tab_on, fresh_server, name):
     path, title = PAGES[name]
     page = open_tab(tab_on, fresh_server)
-    page.goto(f"{fresh_server.url}/{path}?preset=seed-conv&seed=5")
-    check_full_app(page, title, "seed-conv", 5)
-    # A reload is a new session on a server that has left the older mode: still the same page.
-    page.reload()
-    check_full_app(page, title, "seed-conv", 5)
+    # Training settings too: the first deep link of a fresh server once showed Steps 1 and record every 1
+    # (the Train page's widgets were set in the run the router then replaced).
+    page.goto(f"{fresh_server.url}/{path}?preset=seed-conv&seed=5&steps=3000&every=10")
+    for visit in ("first request", "reload"):  # a reload is a new session on a server past the older mode
+        if visit == "reload":
+            page.reload()
+        check_full_app(page, title, "seed-conv", 5)
+        if name == "train":
+            steps = page.locator(".st-key-train-steps input").input_value()
+            every = page.locator(".st-key-train-record_every input").input_value()
+            assert (steps, every) == ("3000", "10"), f"{visit}: the link's steps {steps}, record every {every}"
     page.context.close()
 
 
