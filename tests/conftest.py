@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.support import ROOT
+from tests.support.cli import without_tensorflow  # noqa: F401  (a fixture: fails a test that loads TensorFlow)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Kept runs go to a store of the test session's own (servers started by browser tests inherit it),

@@ -21,20 +21,9 @@ import pandas as pd
 import pytest
 
 import sharecore
-from sharecore import cli
+from tests.support.cli import TensorFlowLoaded, main
 
 ROOT = Path(__file__).resolve().parents[2]
-# Every sharecore module that loads TensorFlow does so through sharecore.nn.tfimport (test_layout.py checks it).
-TENSORFLOW_MODULES = (
-    "tensorflow",
-    "keras",
-    "sharecore.nn.tfimport",
-    *sorted(
-        ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for path in (ROOT / "sharecore").rglob("*.py")
-        if "from sharecore.nn.tfimport import" in path.read_text()
-    ),
-)
 
 
 def run(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
@@ -45,39 +34,12 @@ def run(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> subpr
     )
 
 
-def main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    """`python -m sharecore *argv` in this process: (exit status, stdout, stderr)."""
-    status = cli.main(list(argv))
-    out = capsys.readouterr()
-    return status, out.out, out.err
-
-
 def assert_errors_only(status: int, stderr: str, lines: int = 1) -> None:
     """Exit 2, and only `lines` one-line errors on stderr: never a traceback."""
     assert status == 2, stderr
     assert "Traceback" not in stderr
     assert stderr.count("\n") == lines, stderr
     assert all(line.startswith("sharecore: error: ") for line in stderr.splitlines()), stderr
-
-
-class TensorFlowLoaded(BaseException):
-    """Not an Exception: the CLI's catch-all for bugs must not turn it into a message."""
-
-
-@pytest.fixture
-def without_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fails the test if the CLI loads TensorFlow, even where an earlier test has loaded it in this process.
-
-    The CLI's door to TensorFlow (`sharecore.import_tensorflow`) raises, and importing any of
-    `TENSORFLOW_MODULES` fails (a None in sys.modules stops an import, loaded or not).
-    """
-
-    def refuse() -> None:
-        raise TensorFlowLoaded("the CLI loaded TensorFlow for input it can refuse without it")
-
-    monkeypatch.setattr(sharecore, "import_tensorflow", refuse)
-    for name in TENSORFLOW_MODULES:
-        monkeypatch.setitem(sys.modules, name, None)
 
 
 def test_the_guard_catches_a_tensorflow_import(without_tensorflow):
@@ -136,6 +98,16 @@ def test_presets_lists_every_preset_with_its_counts(capsys, without_tensorflow):
         report = sharecore.param_report(sharecore.preset(name))
         line = next(row for row in stdout.splitlines() if row.startswith(name + " "))
         assert line.split()[1:3] == [str(report.tied_total), str(report.untied_total)]
+
+
+def test_params_counts_a_preset_without_tensorflow(capsys, without_tensorflow):
+    status, stdout, stderr = main(capsys, "params", "seed-conv", "--json")
+    assert status == 0 and stderr == ""
+    data = json.loads(stdout)  # the README's published counts
+    assert (data["tied"], data["untied"]) == (2736, 5040)
+    assert sum(r["owned_params"] for r in data["table"] if r["variant"] == "tied") == 2736
+    status, stdout, stderr = main(capsys, "params", "seed-conv")
+    assert status == 0 and "tied: 2,736 parameters   untied: 5,040" in stdout
 
 
 def test_params_json_of_a_spec_file_matches_the_built_models(tmp_path, capsys):

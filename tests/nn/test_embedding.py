@@ -22,6 +22,7 @@ from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import make_dataset
 from sharecore.nn.model import kernel_variables
+from tests.support.cli import main
 from tests.support.ties import assert_tie_holds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,20 +72,15 @@ def test_tied_lm_preset_counts():
     assert (report.tied_total, report.untied_total) == (32 * 16 + 16 * 16, 2 * 32 * 16 + 16 * 16) == (768, 1280)
 
 
-def test_params_cli_reports_gpt2_small_embedding_without_building(tmp_path):
-    """GPT-2 small reads one (50,257, 768) table as its input embedding and its output projection."""
+def test_params_cli_reports_gpt2_small_embedding_without_building(capsys, without_tensorflow):
+    """GPT-2 small reads one (50,257, 768) table as its input embedding and its output projection; it is
+    counted from the plan (TensorFlow cannot load during this test), at the server's default caps."""
     path = ROOT / "docs" / "gpt2-small-embedding.json"  # the README's command
-    code = (
-        "import sys, sharecore.cli as cli; rc = cli.main(['params', sys.argv[1], '--json']); "
-        "print('tensorflow' in sys.modules); sys.exit(rc)"
-    )
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}  # the server caps: counting needs no raise
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    counts, built = proc.stdout.splitlines()
-    assert json.loads(counts)["tied"] == 38_597_376 == 50257 * 768
-    assert json.loads(counts)["untied"] == 77_194_752
-    assert built == "False"  # counted from the plan: TensorFlow was never imported
+    status, stdout, stderr = main(capsys, "params", str(path), "--json")
+    assert status == 0, stderr
+    counts = json.loads(stdout)
+    assert counts["tied"] == 38_597_376 == 50257 * 768
+    assert counts["untied"] == 77_194_752
 
 
 def test_a_table_over_the_parameter_cap_is_refused_before_anything_is_allocated():
