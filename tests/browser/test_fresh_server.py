@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.browser import EXCEPTION, PAGES, fill, wait_for_page, wait_until_idle
+from tests.support.browser import EXCEPTION, PAGES, fill, live, wait_for_page, wait_until_idle
 from tests.support.server import (
     NO_WARM_UP,
     Server,
@@ -126,8 +126,8 @@ def test_first_request_of_a_fresh_server_as_a_deep_link_shows_the_full_app(tab_o
             page.reload()
         check_full_app(page, title, "seed-conv", 5)
         if name == "train":
-            steps = page.locator(".st-key-train-steps input").input_value()
-            every = page.locator(".st-key-train-record_every input").input_value()
+            steps = live(page, ".st-key-train-steps input").input_value()
+            every = live(page, ".st-key-train-record_every input").input_value()
             assert (steps, every) == ("3000", "10"), f"{visit}: the link's steps {steps}, record every {every}"
     page.context.close()
 

@@ -32,6 +32,7 @@ from tests.support.browser import (
     assert_no_exception,
     click_nav,
     goto,
+    live,
     local_only,
     main_text,
     metric,
@@ -92,7 +93,7 @@ def test_a_short_training_draws_the_loss_gradient_and_divergence_charts(new_tab,
     set_number(page, ".st-key-train-steps", 20)
     page.wait_for_url(re.compile(r"[?&]steps=20(&|$)"))  # the setting reached the session and the URL
 
-    page.locator(".st-key-train-start button").click()
+    live(page, ".st-key-train-start button").click()
     clicked = time.monotonic()
     wait_for_results(page, server, TRAIN_S)
     server.timings["Train click -> results and loss chart (seed-dense, 20 steps; no warm-up, so with the compile)"] = (
@@ -101,7 +102,7 @@ def test_a_short_training_draws_the_loss_gradient_and_divergence_charts(new_tab,
     assert metric(page, "Steps") == "20 / 20"
     assert_no_exception(page)
     assert metric(page, "Device").startswith("CPU")
-    page.locator(".st-key-train-loss").scroll_into_view_if_needed()  # the results and their chart
+    live(page, ".st-key-train-loss").scroll_into_view_if_needed()  # the results and their chart
     snap(page, screenshots, "train")
 
     click_nav(page, server, "gradients")  # sidebar navigation keeps the session and its results
@@ -136,8 +137,8 @@ def test_a_copied_url_opens_the_same_experiment_in_a_new_session(new_tab, server
     assert_no_exception(other)
     assert other.locator(WARNING).count() == 0, other.locator(WARNING).all_inner_texts()  # the link was read
     assert spec_json(other) == spec_shown
-    assert other.locator(".st-key-sidebar-preset input").input_value() == "albert-mlp"
-    assert other.locator(".st-key-sidebar-seed input").input_value() == "7"
+    assert live(other, ".st-key-sidebar-preset input").input_value() == "albert-mlp"
+    assert live(other, ".st-key-sidebar-seed input").input_value() == "7"
     other.get_by_text("Edited on the Build page (started from 'albert-mlp')").wait_for()
     report = sharecore.param_report(sharecore.ModelSpec.from_dict(spec_shown))
     click_nav(other, server, "home")
@@ -166,7 +167,7 @@ def test_three_tabs_train_at_once_and_each_sees_only_its_own_results(new_tab, se
     # Back to back: with at most two runs training at once per server, the third one queues.
     started = time.monotonic()
     for page in tabs:
-        page.locator(".st-key-train-start button").click()
+        live(page, ".st-key-train-start button").click()
 
     for page, (preset, seed) in zip(tabs, runs):
         wait_for_results(page, server, max(5.0, TRAIN_S + 30 - (time.monotonic() - started)))
@@ -186,7 +187,7 @@ def test_a_newcomer_builds_tied_lm_trains_it_on_tokens_and_gets_keras_code_that_
     """Issue 11's walk: the language model family, its counts, the token task with a held-out loss, the code."""
     page = new_tab()
     goto(page, server, "build")
-    page.locator(".st-key-build-family-language-model button").click()
+    live(page, ".st-key-build-family-language-model button").click()
     # The click's rerun may not have started yet: wait for its counts, not only for an idle page.
     page.wait_for_function(
         """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')].some(e => e.innerText.trim() === '768')""",
@@ -197,7 +198,7 @@ def test_a_newcomer_builds_tied_lm_trains_it_on_tokens_and_gets_keras_code_that_
     assert (metric(page, "Tied"), metric(page, "Untied")) == ("768", "1,280")
     page.get_by_role("tab", name="Keras code").click()
     with page.expect_download() as download:
-        page.locator(".st-key-build-download_code button").click()
+        live(page, ".st-key-build-download_code button").click()
     script = tmp_path / "tied_lm.py"
     download.value.save_as(script)
     ran = subprocess.run(
@@ -211,12 +212,12 @@ def test_a_newcomer_builds_tied_lm_trains_it_on_tokens_and_gets_keras_code_that_
     assert "count_params: 768" in ran.stdout and "output shape: (4, 8, 32)" in ran.stdout
 
     click_nav(page, server, "train")
-    assert page.locator(".st-key-train-dataset input[type=radio]:checked").count() == 1
-    assert "tokens: predict the next token" in page.locator(".st-key-train-dataset").inner_text()
-    page.locator(".st-key-train-start button").click()
+    assert live(page, ".st-key-train-dataset input[type=radio]:checked").count() == 1
+    assert "tokens: predict the next token" in live(page, ".st-key-train-dataset").inner_text()
+    live(page, ".st-key-train-start button").click()
     wait_for_results(page, server, TRAIN_S)
     assert_no_exception(page)
-    legend = page.locator(".st-key-train-loss").inner_text()
+    legend = live(page, ".st-key-train-loss").inner_text()
     assert "tied held-out loss" in legend and "untied held-out loss" in legend
     assert "Markov chain over 32 tokens" in main_text(page)
 

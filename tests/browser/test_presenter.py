@@ -24,9 +24,12 @@ from tests.support.browser import (
     click_nav,
     diagram,
     goto,
+    live,
     save_png,
+    script_runs,
     set_number,
     wait_for_charts,
+    wait_for_rerun,
     wait_for_results,
     wait_until_idle,
 )
@@ -60,14 +63,16 @@ def test_no_text_is_cut_and_no_chart_titles_overlap_on_a_narrow_screen_or_a_proj
     set_number(page, ".st-key-train-steps", 20)
     page.wait_for_url(re.compile(r"[?&]steps=20(&|$)"))
     check_fits(page, "Train")
-    page.locator(".st-key-train-start button").click()
+    live(page, ".st-key-train-start button").click()
     wait_for_results(page, server, TRAIN_S)
     check_fits(page, "Train, results")
-    page.locator(".st-key-train-log_y").click()  # the log-scale toggle redraws the loss chart
-    page.locator(".st-key-train-loss", has_text="log scale").wait_for()  # the axis title says so
+    before = script_runs(page)
+    live(page, ".st-key-train-log_y").click()  # the log-scale toggle redraws the loss chart
+    wait_for_rerun(page, before)
+    live(page, ".st-key-train-loss").filter(has_text="log scale").wait_for()  # the axis title says so
     wait_for_charts(page, 1)
     if shots:
-        page.locator(".st-key-train-loss").scroll_into_view_if_needed()
+        live(page, ".st-key-train-loss").scroll_into_view_if_needed()
         save_png(page, "train")
 
     for name in ("gradients", "divergence"):
@@ -88,7 +93,7 @@ def test_the_diagram_is_drawn_by_graphviz_in_chromium_with_colored_tensors_and_r
     for text in ("wide", "narrow", "W", "stored once, read by 2 uses", "as stored", "slice [:, 0:4]"):
         assert text in drawn["text"]
     assert "reads slice [:, 0:4] of W" in drawn["titles"]  # the hover detail, as Graphviz tooltips
-    page.locator(".st-key-build-variant button", has_text="untied").click()
+    live(page, ".st-key-build-variant button").filter(has_text="untied").click()
     wait_until_idle(page)
     page.wait_for_function(
         "() => document.querySelector('[data-testid=\"stGraphVizChart\"] svg')?.textContent.includes('copy of')"

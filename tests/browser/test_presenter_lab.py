@@ -17,6 +17,7 @@ from tests.support.browser import (
     PROJECTOR,
     check_fits,
     diagram,
+    live,
     local_only,
     pick_slider,
     save_png,
@@ -147,11 +148,11 @@ def show_loss_on_log_scale(page, key: str) -> None:
     linear one), scrolled to the top of the window with its legend."""
     ticks = f"() => [...document.querySelectorAll('.st-key-{key}-loss .ytick text')].map(t => t.textContent).join(' ')"
     linear = page.evaluate(ticks)
-    page.locator(f".st-key-{key}-log_y").click()
+    live(page, f".st-key-{key}-log_y").click()
     wait_until_idle(page)
     page.wait_for_function(f"linear => ({ticks})() && ({ticks})() !== linear", arg=linear)  # redrawn
     wait_for_charts(page, 3)
-    page.locator(f".st-key-{key}-loss").evaluate(SCROLL_TO_TOP)
+    live(page, f".st-key-{key}-loss").evaluate(SCROLL_TO_TOP)
     check_all(page, f"{key}, log scale")
 
 

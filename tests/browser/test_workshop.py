@@ -31,6 +31,7 @@ from tests.support.browser import (
     TRAIN_S,
     assert_no_exception,
     goto,
+    live,
     main_text,
     metric,
     wait_for_results,
@@ -105,7 +106,7 @@ def start_training_in_tabs(open_tab, server: Server, queries: list[str]) -> list
         tabs.append(page)
     for i, page in enumerate(tabs):
         clicked = time.monotonic()
-        page.locator(".st-key-train-start button").click()
+        live(page, ".st-key-train-start button").click()
         try:
             page.wait_for_function(
                 "re => new RegExp(re).test(document.querySelector('[data-testid=\"stMain\"]').innerText)",
@@ -171,7 +172,7 @@ def compile_trainers(open_tab, server: Server, queries: list[str]) -> None:
         for seed, page in enumerate(pages, start=100):
             goto(page, server, "train", f"{query}&steps=2&seed={seed}")
         for page in pages:
-            page.locator(".st-key-train-start button").click()
+            live(page, ".st-key-train-start button").click()
         for page in pages:
             wait_for_results(page, server, TRAIN_S)
     for page in pages:

@@ -123,6 +123,17 @@ def wait_for_rerun(page, before: int, timeout_s: float = PAGE_S) -> None:
         assert time.monotonic() < deadline, f"the app on {page.url} kept rerunning for {timeout_s:.0f} s"
 
 
+def live(page, selector: str):
+    """`selector` (a keyed element, then optionally what to find inside it: ".st-key-train-steps input")
+    as the current script run drew it. While a rerun is under way Streamlit keeps the previous run's
+    element beside the new one, marked `data-stale="true"`, so a plain locator can match both and
+    Playwright's strict mode refuses to act on either."""
+    if not selector.startswith(".st-key-"):
+        return page.locator(selector)  # e.g. a widget found by its label: it carries no key to mark
+    keyed, _, inside = selector.partition(" ")
+    return page.locator(f'{keyed}:not([data-stale="true"]) {inside}'.strip())
+
+
 def wait_for_charts(page, at_least: int, timeout_s: float = PAGE_S) -> None:
     """Waits until at least `at_least` charts are on screen and each has drawn its SVG."""
     try:
@@ -162,7 +173,7 @@ def select_option(page, container: str, option: str) -> None:
     """Picks `option` (another than the one shown) in the st.selectbox inside `container`, and waits for its rerun."""
     wait_until_idle(page)
     before = script_runs(page)
-    box = page.locator(f"{container} [role='combobox']")
+    box = live(page, f"{container} [role='combobox']")
     for _ in range(3):  # a rerun that lands while the list opens closes it again
         box.click()
         try:
@@ -178,7 +189,7 @@ def select_option(page, container: str, option: str) -> None:
 def set_number(page, container: str, value: int) -> None:
     """Types `value` (another than the one shown) into the number or text input inside `container`, and waits
     for its rerun."""
-    fill(page, page.locator(f"{container} input"), str(value))
+    fill(page, live(page, f"{container} input"), str(value))
 
 
 def fill(page, field, text: str) -> None:
