@@ -251,6 +251,30 @@ class RunLog:
         self.close()
 
 
+def check_logdir(logdir: str | os.PathLike) -> Path:
+    """Makes `logdir` and writes and removes a file there, so that a bad folder fails before a run, not after.
+
+    Returns:
+        The folder, as a `Path`.
+
+    Raises:
+        ValueError: if it is a file (or lies in one) or cannot be written, with the reason.
+    """
+    folder = Path(logdir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sharecore-write-test-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        probe.unlink()
+    except OSError as err:
+        reason = "it is a file" if folder.is_file() else err.strerror or type(err).__name__
+        raise ValueError(
+            f"cannot write TensorBoard logs to {str(folder)!r} ({reason}); give a folder you can write to. "
+            f"Received: logdir={str(logdir)!r}"
+        ) from None
+    return folder
+
+
 def write_run(result: TrainResult, logdir: str | os.PathLike) -> list[Path]:
     """Writes a run's records as TensorBoard events: `logdir/tied` and `logdir/untied` (tags: see the module).
 

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sharecore
+from sharecore.core.config import TrainConfig
 from sharecore.core.results import VARIANTS
-from sharecore.nn import tensorboard
+from sharecore.nn import tensorboard, training
 from tests.support.events import (
     assert_histogram_of,
     assert_run_logged,
@@ -62,6 +64,24 @@ def test_the_untied_divergence_grows_from_zero_and_the_tied_one_stays_zero(run, 
     tied, untied = (read_events(tmp_path / v).values[tag] for v in VARIANTS)
     assert float(untied[0]) == 0 and float(untied[4]) > 0
     assert {float(v) for v in tied.values()} == {0.0}
+
+
+def test_train_with_a_logdir_writes_the_logs_when_the_run_ends(tmp_path):
+    result = sharecore.train(sharecore.preset("tied-lm"), TrainConfig(steps=2, batch_size=8), logdir=tmp_path / "run")
+
+    assert_run_logged(tmp_path / "run", result)
+
+
+def test_train_refuses_a_logdir_it_cannot_write_before_training(tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setattr(training, "make_dataset", _never)
+
+    with pytest.raises(ValueError, match=r"cannot write TensorBoard logs to .*a_file.* \(it is a file\)"):
+        sharecore.train(sharecore.preset("tied-lm"), TrainConfig(steps=2), logdir=tmp_path / "a_file")
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("training started")
 
 
 def test_a_kept_run_without_weights_writes_its_scalars_alone(run, tmp_path):
