@@ -190,3 +190,25 @@ def test_writing_leaves_no_temporary_folder_behind(run, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", None)
     tensorboard.logs_zip([("a", run)])
     assert list(Path(tmp_path).iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def multiplexer():
+    """TensorBoard's own event loader, where the viewer is installed (`pip install -e ".[tensorboard]"`)."""
+    return pytest.importorskip("tensorboard.backend.event_processing.plugin_event_multiplexer")
+
+
+def test_tensorboards_own_reader_files_every_tag_under_its_dashboard(multiplexer, run, tmp_path):
+    """A run per variant, the scalars under TensorBoard's scalar dashboard and the weights under its histograms."""
+    tensorboard.write_run(run, tmp_path / "lm")
+
+    loaded = multiplexer.EventMultiplexer()
+    loaded.AddRunsFromDirectory(str(tmp_path))
+    loaded.Reload()
+
+    assert sorted(loaded.Runs()) == ["lm/tied", "lm/untied"]
+    for variant in VARIANTS:
+        events = read_events(tmp_path / "lm" / variant)
+        for plugin in ("scalars", "histograms"):
+            tags = set(loaded.PluginRunToTagToContent(plugin)[f"lm/{variant}"])
+            assert tags == {tag for tag, p in events.plugins.items() if p == plugin}
