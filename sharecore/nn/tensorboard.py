@@ -88,36 +88,40 @@ class EventFile:
     def _write(self, event: tf.compat.v1.Event) -> None:
         self._writer.write(event.SerializeToString())
 
-    def _value(self, tag: str, plugin: str) -> tf.compat.v1.Summary.Value:
-        value = tf.compat.v1.Summary.Value(tag=tag)
-        if tag not in self._described:
+    def _describe(self, value: tf.compat.v1.Summary.Value, plugin: str) -> None:
+        if value.tag not in self._described:
             value.metadata.CopyFrom(_metadata(plugin))
-            self._described.add(tag)
-        return value
+            self._described.add(value.tag)
 
     def scalars(self, frame: pd.DataFrame) -> None:
         """Writes a long frame of scalars, one row each: step, tag, value. NaN values are left out.
 
         The values go through float32, as `tf.summary.scalar` writes them; one event per step.
         """
-        frame = frame[frame["value"].notna()]
-        wall_time = time.time()
-        for step, rows in frame.groupby("step", sort=True):
-            summary = tf.compat.v1.Summary()
-            for tag, number in zip(rows["tag"], rows["value"]):
-                value = self._value(tag, SCALARS_PLUGIN)
-                value.tensor.dtype = tf.float32.as_datatype_enum
+        frame = frame[frame["value"].notna()].sort_values("step", kind="stable")
+        steps = frame["step"].to_numpy()
+        tags, numbers = frame["tag"].tolist(), frame["value"].to_numpy(dtype=np.float64).tolist()
+        starts = [0, *(np.flatnonzero(steps[1:] != steps[:-1]) + 1).tolist(), len(steps)]
+        wall_time, dtype = time.time(), tf.float32.as_datatype_enum
+        for first, stop in itertools.pairwise(starts):
+            if first == stop:
+                continue
+            event = tf.compat.v1.Event(wall_time=wall_time, step=int(steps[first]))
+            for tag, number in zip(tags[first:stop], numbers[first:stop]):
+                value = event.summary.value.add(tag=tag)  # filled in place: appending a made one copies it
+                self._describe(value, SCALARS_PLUGIN)
+                value.tensor.dtype = dtype
                 value.tensor.tensor_shape.SetInParent()  # a scalar: a shape with no dimensions
-                value.tensor.float_val.append(float(number))
-                summary.value.append(value)
-            self._write(tf.compat.v1.Event(wall_time=wall_time, step=int(step), summary=summary))
+                value.tensor.float_val.append(number)
+            self._write(event)
 
     def histogram(self, tag: str, step: int, values: np.ndarray) -> None:
         """Writes the histogram of `values` at `step`: `HISTOGRAM_BUCKETS` buckets (left edge, right edge,
         count) as float64, TensorBoard's histogram format; non-finite values are left out."""
-        value = self._value(tag, HISTOGRAMS_PLUGIN)
+        event = tf.compat.v1.Event(wall_time=time.time(), step=int(step))
+        value = event.summary.value.add(tag=tag)
+        self._describe(value, HISTOGRAMS_PLUGIN)
         value.tensor.CopyFrom(tf.make_tensor_proto(histogram_buckets(values)))
-        event = tf.compat.v1.Event(wall_time=time.time(), step=int(step), summary=tf.compat.v1.Summary(value=[value]))
         self._write(event)
 
     def flush(self) -> None:
