@@ -155,6 +155,8 @@ def histogram_buckets(values: np.ndarray, buckets: int = HISTOGRAM_BUCKETS) -> n
 # ----------------------------------------------------------------------------- the record frames as tags
 def _long(frame: pd.DataFrame, prefix: pd.Series | str, fields: Iterable[str]) -> pd.DataFrame:
     """step, variant, tag, value: one row per field of each row of `frame`; tag = prefix + field."""
+    if frame.empty:
+        fields = ()  # an empty frame (a run without a held-out split or shared tensors) may lack columns
     parts = [
         pd.DataFrame({"step": frame["step"], "variant": frame["variant"], "tag": prefix + field, "value": frame[field]})
         for field in fields
@@ -169,11 +171,15 @@ def history_scalars(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
 
 def gradient_scalars(frame: pd.DataFrame) -> pd.DataFrame:
     """The tags of a gradients frame (`GRADIENT_COLUMNS`): step, variant, tag, value."""
+    if frame.empty:
+        return _long(frame, "", ())
     return _long(frame, "gradients/" + frame["tensor"] + "/" + frame["use"] + "/", GRADIENT_FIELDS)
 
 
 def divergence_scalars(frame: pd.DataFrame) -> pd.DataFrame:
     """The tags of a divergence frame (`DIVERGENCE_COLUMNS`): step, variant, tag, value."""
+    if frame.empty:
+        return _long(frame, "", ())
     pair = frame["use_a"] + "-" + frame["use_b"]
     return _long(frame, "divergence/" + frame["tensor"] + "/" + pair + "/", DIVERGENCE_FIELDS)
 

@@ -23,6 +23,7 @@ from tests.support.events import (
     read_events,
 )
 from tests.support.hostile import PATH_LABELS
+from tests.support.store import hand_made
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,18 @@ def test_a_kept_run_without_weights_writes_its_scalars_alone(run, tmp_path):
 
     assert_run_logged(tmp_path, bare)
     assert not any(t.startswith("weights/") for v in VARIANTS for t in read_events(tmp_path / v).values)
+
+
+def test_a_result_with_empty_frames_infinities_and_odd_weights_is_written_as_it_is(tmp_path):
+    odd = hand_made()  # no divergence columns, inf and NaN, int and empty weights, a weight named 'a/b c'
+
+    tensorboard.write_run(odd, tmp_path)
+
+    for variant in VARIANTS:
+        events = read_events(tmp_path / variant)
+        assert_scalars_equal(events.scalars(), expected_scalars(odd, variant))
+    assert read_events(tmp_path / "untied").values["weights/a/b c"][0][:, 2].sum() == 6
+    assert read_events(tmp_path / "untied").values["weights/W"][odd.steps_done].shape == (0, 3)
 
 
 def test_a_callback_writes_its_gradients_as_it_goes_into_one_file_per_variant(run, tmp_path):
