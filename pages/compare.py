@@ -127,3 +127,14 @@ downloads.download_button(
     icon=":material/download:",
     key=keys.COMPARE_SPECS,
 )
+downloads.download_button(
+    "Their TensorBoard logs (zip)",
+    lambda: compare.tensorboard_zip(runs),  # made on click: it loads TensorFlow and writes every record
+    file_name=safe_file_name("comparison", "_tensorboard.zip"),
+    mime="application/zip",
+    on_click="ignore",
+    icon=":material/download:",
+    key=keys.COMPARE_TENSORBOARD,
+    help="A folder per run, tied/ and untied/ in each: unzip, then `tensorboard --logdir <folder>` "
+    "(pip install tensorboard).",
+)

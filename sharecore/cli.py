@@ -4,7 +4,8 @@ Bad input prints one line on stderr and exits with status 2 (a bug: one line, st
 a traceback, and nothing of TensorFlow's start-up (`sharecore.nn.tfimport`). `train` checks its spec
 file, its settings (`sharecore.core.runcheck.check_run`) and its output folder before it loads
 TensorFlow, writes what it recorded when stopped with Ctrl-C (exit 130), and names each file it
-could not write (exit 2).
+could not write (exit 2). With `--logdir DIR` it also writes the run's TensorBoard logs, DIR/tied and
+DIR/untied (`sharecore.nn.tensorboard`), and checks DIR with the output folder.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader stopped early
 OUTPUT_FILES = ("history.csv", "gradients.csv", "divergence.csv", "summary.json")
+LOGS = "TensorBoard logs"  # with --logdir, what a message calls them beside the files
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,18 +153,27 @@ class _CtrlC:
         os.write(2, b"sharecore: stopping after the current steps to write what was recorded; Ctrl-C again quits.\n")
 
 
-def _check_writable(out: Path) -> None:
-    """Creates `out` and writes and removes a file there, so that a bad --out fails before training, not after."""
+def _check_writable(out: Path, what: str = "the output folder", option: str = "--out") -> None:
+    """Creates `out` and writes and removes a file there, so that a bad --out (or --logdir) fails before
+    training, not after."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".sharecore-write-test-{os.getpid()}"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         probe.unlink()
     except OSError as err:
-        reason = "it is a file" if out.is_file() else err.strerror or type(err).__name__
+        reason = _not_writable_reason(out, err)
         raise ValueError(
-            f"cannot write to the output folder {str(out)!r} ({reason}); choose another folder with --out."
+            f"cannot write to {what} {str(out)!r} ({reason}); choose another folder with {option}."
         ) from None
+
+
+def _not_writable_reason(path: Path, err: OSError) -> str:
+    if path.is_file():
+        return "it is a file"
+    if path.exists() and not path.is_dir():
+        return "it is not a folder"
+    return err.strerror or type(err).__name__
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -208,6 +219,17 @@ def _write_results(result: TrainResult, summary: dict, out: Path) -> dict[str, s
     return problems
 
 
+def _write_logs(result: TrainResult, logdir: Path) -> dict[str, str]:
+    """The run's TensorBoard logs in `logdir/tied` and `logdir/untied`; {LOGS: why} when they could not be written."""
+    from sharecore.nn.tensorboard import write_run
+
+    try:
+        write_run(result, logdir)
+    except OSError as err:
+        return {LOGS: f"could not write the TensorBoard logs to {str(logdir)!r}: {err.strerror or type(err).__name__}."}
+    return {}
+
+
 def _load_trainer() -> Callable[..., TrainResult]:
     """`sharecore.nn.training.train`, loading TensorFlow (seconds): only once the input is known to be good."""
     import sharecore
@@ -239,6 +261,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_run(spec, config)  # every check that needs no TensorFlow, in a fraction of a second
     out = Path(args.out)
     _check_writable(out)
+    logdir = Path(args.logdir) if args.logdir is not None else None
+    if logdir is not None:
+        _check_writable(logdir, "the TensorBoard log folder", "--logdir")
     train = _load_trainer()
     from sharecore.nn.devices import make_strategy, resolve_device
 
@@ -261,19 +286,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
             result.stop_reason = f"interrupted by Ctrl-C after step {result.steps_done}"
         summary = result.summary()
         problems = _write_results(result, summary, out)
+        if logdir is not None:
+            problems |= _write_logs(result, logdir)
 
     written = [name for name in _output_files(result) if name not in problems]
     losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["final_loss"].items()) or "none (no step ran)"
     steps = f"{result.steps_done}" if result.steps_done == config.steps else f"{result.steps_done} of {config.steps}"
     print(
         f"trained {spec.name!r} for {steps} steps on {result.device} ({result.steps_per_second:.1f} steps/s); "
-        f"final loss {losses}" + (f"; wrote {out}/" if written else "")
+        f"final loss {losses}"
+        + (f"; wrote {out}/" if written else "")
+        + (f" and TensorBoard logs to {logdir}/" if logdir is not None and LOGS not in problems else "")
     )
     if problems:
         for problem in problems.values():
             _fail(problem)
         if written:
             _fail(f"wrote {', '.join(written)} to {str(out)!r}; not written: {', '.join(problems)}.")
+        elif logdir is not None and LOGS not in problems:
+            _fail(f"only the TensorBoard logs were written, to {str(logdir)!r}; not written: {', '.join(problems)}.")
         else:
             _fail(
                 "nothing was written, so the results of this run are lost; choose a folder you can write to with --out."
@@ -322,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         "0: every GPU, or one CPU",
     )
     t.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
+    t.add_argument(
+        "--logdir",
+        default=None,
+        help="also write TensorBoard logs here, DIR/tied and DIR/untied (view: tensorboard --logdir DIR); "
+        "give each run its own folder",
+    )
     try:
         args = parser.parse_args(argv)
         return {"presets": _cmd_presets, "params": _cmd_params, "train": _cmd_train}[args.command](args)

@@ -90,6 +90,7 @@ COMPARE_ACCURACY = "compare.accuracy"  # the held-out accuracy overlay
 COMPARE_LOAD = "compare.load"  # of(COMPARE_LOAD, run id): a run's "Load in the Lab" button
 COMPARE_CSV = "compare.csv"  # the curves download
 COMPARE_SPECS = "compare.specs"  # the specs-and-settings download
+COMPARE_TENSORBOARD = "compare.tensorboard"  # the TensorBoard logs download (.zip)
 
 # ----------------------------------------------------------------------------- Exercises (pages/exercises.py)
 EXERCISES_OPEN = "exercises.open"  # the page a Set up button asked for; opened on the run its click starts

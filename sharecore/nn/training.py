@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from sharecore.nn.data import Dataset, make_dataset
 from sharecore.nn.devices import describe, make_strategy, resolve_device
 from sharecore.nn.model import initial_values
 from sharecore.nn.recorder import Recorder
+from sharecore.nn.tensorboard import check_logdir, write_run
 from sharecore.nn.tfimport import tf
 from sharecore.nn.trainer import Trainer, borrowed
 from sharecore.nn.variant import Variant
@@ -41,6 +43,7 @@ def train(
     limits: Limits | None = None,
     strategy: tf.distribute.Strategy | None = None,
     resume: TrainResult | None = None,
+    logdir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Trains the tied and untied models of `spec` side by side.
 
@@ -67,6 +70,10 @@ def train(
             (`sharecore.nn.devices.make_strategy`). Each replica trains on an equal slice of every
             batch, and the records are those of one device with the same batch.
         resume: an earlier result to continue (see above); its records come first in the result.
+        logdir: where to write the run's TensorBoard logs when it ends, `logdir/tied` and
+            `logdir/untied` (`sharecore.nn.tensorboard.write_run`); checked before training. A
+            place on this machine, not a setting of the run: it is no part of `config`, which
+            travels in links and the run store.
 
     Returns:
         A `TrainResult`. A run that stops early (stop request, the wall-clock cap
@@ -76,8 +83,10 @@ def train(
 
     Raises:
         ValueError: for an impossible spec, dataset or device, a spec or run over the limits, a
-            batch that does not split evenly over the replicas, or a `resume` this run cannot
-            continue, before any training.
+            batch that does not split evenly over the replicas, a `resume` this run cannot
+            continue, or a `logdir` that cannot be written, before any training.
+        OSError: if the TensorBoard logs cannot be written at the end (write_run(result, logdir)
+            after the run keeps the result in hand).
 
     Example:
         >>> from sharecore import preset
@@ -93,6 +102,8 @@ def train(
     limits = limits or Limits.from_env()
     began = time.perf_counter()  # the wall-clock cap (limits.max_run_seconds) counts from here
     p = check_run(spec, config, limits, resume=resume)  # the one plan of this run, handed down from here
+    if logdir is not None:
+        check_logdir(logdir)
     strategy = strategy or make_strategy(config)
     if strategy is not None:
         check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
@@ -176,7 +187,7 @@ def train(
         if can_continue:
             state = TrainState(steps_done, _state_arrays(variants), batches.bit_generator.state)
 
-    return TrainResult(
+    result = TrainResult(
         spec=spec,
         config=config,
         device=where,
@@ -190,6 +201,9 @@ def train(
         state=state,
         **recorder.frames(),
     )
+    if logdir is not None:
+        write_run(result, logdir)
+    return result
 
 
 def _heldout_evaluation(trainer: Trainer, data: Dataset, recorder: Recorder) -> Callable[[int], None]:

@@ -2,7 +2,8 @@
 settings that differ, and a download of it all.
 
 Plain pandas (no TensorFlow, no streamlit): the Lab and Compare pages call it on every rerun,
-with runs read back from the run store.
+with runs read back from the run store. Only `tensorboard_zip` loads TensorFlow, when it is called
+(it writes TensorBoard's event files), never on import.
 """
 
 from __future__ import annotations
@@ -165,3 +166,15 @@ def unique_labels(labels: Sequence[str]) -> list[str]:
         taken.add(unique)
         out.append(unique)
     return out
+
+
+def tensorboard_zip(runs: Sequence[LabelledRun]) -> bytes:
+    """The runs' TensorBoard logs as a .zip built in memory: a folder per run, named after its label but only
+    ever a name (`sharecore.nn.tensorboard.run_folders`), with `tied/` and `untied/` in it.
+
+    Unpacked, `tensorboard --logdir <folder>` overlays every run and variant. Loads TensorFlow (seconds,
+    once per process) on the first call.
+    """
+    from sharecore.nn.tensorboard import logs_zip
+
+    return logs_zip((run.label, run.result) for run in runs)

@@ -65,3 +65,26 @@ MD_DESCRIPTION = (
     "![](http://127.0.0.1:9/pixel.png?leak=1)"
 )
 HOSTILE = dataclasses.replace(BASE, name=MD_NAME, description=MD_DESCRIPTION)
+
+
+# Run labels that would be paths, or clash, if a label named a file or folder (a TensorBoard zip's run folders).
+PATH_LABELS = (
+    "../../etc/passwd",
+    "/etc/passwd",
+    "C:\\Windows\\system32",
+    "..",
+    ".",
+    "",
+    "   ",
+    "CON",
+    "nul.txt",
+    ".hidden",
+    "-rf",
+    "a\x00b\nc\rd",
+    "\u202eevil\u202c",
+    "Ünï 中文 👩\u200d💻",
+    "x" * 300,
+    "lr 0.1",
+    "LR 0.1",  # the same folder on a case-insensitive disk
+    "lr/0.1",
+)
