@@ -371,6 +371,10 @@ def load_inspectable(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> keras.Mod
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises ValueError, TypeError, KeyError... for a file it cannot rebuild
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "safe_mode" in first:  # a Lambda layer or other code in the file: inspection never runs it
+            raise ValueError(
+                f"Keras refused to load {path!r} in safe mode, which inspection keeps on: ({first})"
+            ) from None
         raise ValueError(f"Keras could not load {path!r} as a model ({type(err).__name__}: {first})") from None
 
 
