@@ -181,8 +181,9 @@ def probe_inputs(model: keras.Model, batch: int = PROBE_BATCH, seed: int = 0) ->
                 f"cannot draw random inputs for model {model.name!r}: it keeps no single input shape; pass x (and y). "
                 f"Received: x=None"
             )
-        embeds = [la for la in model._flatten_layers() if isinstance(la, keras.layers.Embedding)]
-        specs = [(tuple(shape), "int32" if embeds and embeds[0] is _first_layer(model) else "float32")]
+        specs = [(tuple(shape), "float32")]
+    if len(specs) == 1 and isinstance(_first_layer(model), keras.layers.Embedding):
+        specs = [(specs[0][0], "int32")]  # token ids, whatever dtype a model built from a shape alone declares
     vocab = min([la.input_dim for la in model._flatten_layers() if hasattr(la, "input_dim")] or [2])
     arrays = []
     for shape, dtype in specs:

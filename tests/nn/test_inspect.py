@@ -214,6 +214,70 @@ def test_a_subclassed_model_calling_one_dense_in_a_loop_has_one_use_per_pass():
     assert result.untied_params == result.stored_params + 2 * (16 + 4)
 
 
+# ----------------------------------------------------------------------------- a variable held by two layers
+@keras.saving.register_keras_serializable(package="tests")
+class TransposedOf(keras.layers.Layer):
+    """Multiplies by the transpose of another layer's kernel: that variable is in the weights of both layers."""
+
+    def __init__(self, source: keras.layers.Dense, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+
+    def call(self, h):
+        return keras.ops.matmul(h, keras.ops.transpose(self.source.kernel))  # (batch, units) -> (batch, in)
+
+
+def test_a_kernel_that_a_second_layer_reads_transposed_is_split_between_the_two_layers():
+    enc = keras.layers.Dense(3, use_bias=False, name="enc")
+    dec = TransposedOf(enc, name="dec")
+    inp = keras.Input((5,))
+    model = keras.Model(inp, dec(enc(inp)))
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((8, 5)).astype("float32")
+    shares, _, _ = split_gradients(model, x, x, mse)  # an autoencoder: y = x
+
+    w = enc.kernel.numpy()
+    w_in, w_out = tf.Variable(w), tf.Variable(w)
+    untied = tape_grads(lambda: mse(x, (x @ w_in) @ tf.transpose(w_out)), [w_in, w_out])
+    tied = tape_grads(lambda: mse(x, model(x)), [enc.kernel])
+    kernel = parts(shares, "enc/kernel")
+    assert list(kernel) == ["enc#0", "dec#0"]
+    np.testing.assert_allclose(kernel["enc#0"], untied[0], **TOL)
+    np.testing.assert_allclose(kernel["dec#0"], untied[1], **TOL)
+    np.testing.assert_allclose(kernel["enc#0"] + kernel["dec#0"], tied[0], atol=1e-6)
+    result = sc.inspect(model, x, x, loss="mse")
+    assert (result.stored_params, result.untied_params) == (model.count_params(), 2 * 15) == (15, 30)
+
+
+# ----------------------------------------------------------------------------- random inputs and saved files
+def test_without_x_a_seeded_random_batch_of_the_input_shape_is_used_and_said():
+    model = Looped()
+    model(np.zeros((2, 4), "float32"))  # built from a call: no symbolic inputs, only a build shape
+    first, again = sc.inspect(model, seed=3), sc.inspect(model, seed=3)
+    assert first.tensors == [model.block.kernel.path, model.block.bias.path]
+    assert first.gradients.equals(again.gradients)  # the same seed, the same batch
+    assert any("seeded random batch" in n for n in first.notes)
+    tokens = keras.Sequential([keras.layers.Embedding(7, 4), keras.layers.Dense(4)])
+    tokens.build((None, 3))  # declared float, but an embedding takes token ids
+    assert sc.inspect(tokens).shared.empty
+
+
+def test_inspect_file_loads_a_saved_model_with_its_sharing_and_caps_the_size(tmp_path):
+    from sharecore.nn.inspect import inspect_file
+
+    model, _ = dense_chain()
+    path = str(tmp_path / "chain.keras")
+    model.save(path)
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 3), "float32")
+    np.savez(tmp_path / "batch.npz", x=x, y=y)
+    loaded = inspect_file(path, str(tmp_path / "batch.npz"), loss="mse")
+    direct = sc.inspect(model, x, y, loss="mse")
+    assert (loaded.stored_params, loaded.untied_params) == (12, 24)
+    np.testing.assert_allclose(loaded.gradients.grad_norm, direct.gradients.grad_norm, rtol=1e-6)
+    with pytest.raises(ValueError, match="larger than 1,000 bytes"):
+        inspect_file(path, max_bytes=1000)
+
+
 # ----------------------------------------------------------------------------- what inspect refuses or reports
 def test_a_model_that_shares_nothing_says_so_and_is_not_an_error():
     inp = keras.Input((3,))
