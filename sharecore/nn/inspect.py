@@ -297,7 +297,8 @@ def inspect(model: keras.Model, x: Any = None, y: Any = None, loss: Any = None, 
     than once (or a `ReversibleEmbedding` with `tie_weights=True`, or a variable held by several
     layers). Uses are named `<layer>#<i>` (the layer's i-th call in the forward pass, from 0), or
     `<layer>#embed` and `<layer>#reverse` for a ReversibleEmbedding. The forward pass runs with
-    `training=False` (no dropout), and the loss leaves out the model's regularization losses.
+    `training=False` (no dropout), and the loss leaves out the model's regularization losses. While
+    it runs, the model's layers are wrapped: do not call the same model from another thread meanwhile.
 
     Args:
         model: a built Keras model.
@@ -333,8 +334,11 @@ def inspect(model: keras.Model, x: Any = None, y: Any = None, loss: Any = None, 
         x = probe_inputs(model, seed=seed)
         notes.append(f"no x given: a seeded random batch of {PROBE_BATCH} (seed {seed}).")
     loss_fn, loss_name = resolve_loss(model, loss, y, notes)
+    # A plain pass first: a sublayer that a subclassed model builds on its first call makes its variables
+    # here, not inside the stateless scope (where Keras forbids making one).
+    pred = model(x, training=False)
     if y is None:
-        y = probe_targets(model(x, training=False), loss_name, seed)
+        y = probe_targets(pred, loss_name, seed)
         notes.append(f"no y given: seeded random targets of the output's shape for {loss_name}.")
     shares, rows, split_notes = split_gradients(model, x, y, loss_fn)
     notes.extend(split_notes)
