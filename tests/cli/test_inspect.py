@@ -6,6 +6,8 @@ TensorFlow run under the guard that fails a test which loads it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 import sharecore as sc
+from tests.support import ROOT
 from tests.support.cli import main
 
 
@@ -103,3 +106,14 @@ def test_a_bad_data_file_is_refused_before_tensorflow_loads(capsys, tmp_path, wi
     status, _, err = main(capsys, "inspect", str(model), "--data", str(data))
     phrase = "needs arrays named 'x' and 'y'" if kind == "no y" else "is not an .npz file NumPy can read safely"
     assert_one_error(status, err, phrase)
+
+
+def test_a_real_process_prints_the_report_and_nothing_of_tensorflows_start_up_on_stderr(saved):
+    """TensorFlow's C++ start-up lines go straight to fd 2; only a process shows that none get through."""
+    path, _ = saved
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    ran = subprocess.run(
+        [sys.executable, "-m", "sharecore", "inspect", path], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert ran.returncode == 0 and ran.stderr == "", ran.stderr
+    assert "2 uses: block#0, block#1" in ran.stdout
