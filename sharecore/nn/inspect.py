@@ -156,7 +156,7 @@ def resolve_loss(model: keras.Model, loss: Any, y: Any, notes: list[str]) -> tup
     return fn, _loss_name(loss)
 
 
-def _loss_value(fn: Callable[..., Any], y: Any, pred: Any) -> tf.Tensor:
+def loss_value(fn: Callable[..., Any], y: Any, pred: Any) -> tf.Tensor:
     """The mean loss, summed over the outputs of a model with several."""
     ys, preds = tf.nest.flatten(y), tf.nest.flatten(pred)
     if len(ys) != len(preds):
@@ -246,7 +246,7 @@ def split_gradients(
         scope = _UseScope(tape)
         with _calls_as_sites(model, scope), scope:
             pred = model(x, training=False)
-        loss = _loss_value(loss_fn, y, pred)
+        loss = loss_value(loss_fn, y, pred)
     notes: list[str] = []
     by_var: dict[int, list[int]] = {}  # id(variable) -> indices of the sites that read it
     for (vid, i), _ in scope.copies.items():

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sharecore.core.inspection import gradient_rows
 from sharecore.core.plan import as_plan
 from sharecore.core.results import record_frame
 from sharecore.core.spec import ModelSpec
-from sharecore.nn.inspect import resolve_loss, split_gradients
+from sharecore.nn.inspect import loss_value, resolve_loss, split_gradients
 from sharecore.nn.model import kernel_variables, layer_name
-from sharecore.nn.tensor_rules import Divergence
+from sharecore.nn.tensor_rules import Divergence, rule_adjoint
 from sharecore.nn.tfimport import keras, tf
 
 
@@ -22,7 +23,9 @@ class SharingMonitor(keras.callbacks.Callback):
 
     `monitor.gradients` has a run's gradient columns (`sharecore.core.results.GRADIENT_COLUMNS`):
     `step` is the number of batches trained (0: before training, counted on across epochs) and
-    `variant` is 'tied'. For a model of `sharecore.build(spec, ...)`, given `spec`,
+    `variant` is 'tied'. For the untied model of `sharecore.build(spec, tied=False)`, given `spec`, they
+    are each copy's kernel gradient mapped back into its tensor's shape (variant 'untied'), as
+    `sharecore.train` records an untied variant's. For a model of `sharecore.build(spec, ...)`, given `spec`,
     `monitor.divergence` has a run's divergence columns, as `sharecore.train` records them: for every
     pair of uses of a shared tensor, ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb) on the entries both read,
     W0 being the weights when `fit` starts (variant 'untied' for an untied model; a tied one's is 0).
@@ -71,6 +74,7 @@ class SharingMonitor(keras.callbacks.Callback):
         self._gradient_rows: list[tuple] = []
         self._divergence_rows: list[tuple] = []
         self._divergence: Divergence | None = None
+        self._variant = "tied"  # the untied model of a spec records as 'untied', as sharecore.train does
         self._w0_norms: tf.Tensor | None = None
 
     @property
@@ -94,14 +98,30 @@ class SharingMonitor(keras.callbacks.Callback):
             self._w0_norms = tf.constant(self._divergence.norms_now())
         self._record()
 
+    def _copy_gradients(self) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Each copy's kernel gradient mapped back into its shared tensor's shape, as the trainer records an untied
+        variant's: the parts that the uses would send to one tensor if they shared it."""
+        d = self._divergence
+        kernels = [d.kernels[u.use.name] for group in d.groups.values() for u in group]
+        with tf.GradientTape() as tape:
+            loss = loss_value(self._loss_fn, self.y, self.model(self.x, training=False))
+        grads = iter(tape.gradient(loss, kernels))
+        return {
+            t: [(u.use.name, np.asarray(rule_adjoint(u.use.rule, next(grads), u.tensor_shape))) for u in group]
+            for t, group in d.groups.items()
+        }
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.steps += 1
         if self.steps % self.every == 0:
             self._record()
 
     def _record(self) -> None:
-        shares, _, _ = split_gradients(self.model, self.x, self.y, self._loss_fn)
-        self._gradient_rows.extend(gradient_rows(self.steps, "tied", shares))
+        if self._divergence is not None and not self._divergence.tied:
+            shares = self._copy_gradients()
+        else:
+            shares, _, _ = split_gradients(self.model, self.x, self.y, self._loss_fn)
+        self._gradient_rows.extend(gradient_rows(self.steps, self._variant, shares))
         if self._divergence is not None:
             for (t, a, b), (rel, cos) in self._divergence.now(self._w0_norms).items():
                 self._divergence_rows.append((self.steps, self._variant, t, a, b, rel, cos))

@@ -360,7 +360,6 @@ def test_the_monitor_records_how_far_an_untied_models_copies_move_apart():
     div = monitor.divergence
     assert list(div.columns) == ["step", "variant", "tensor", "use_a", "use_b", "relative_distance", "cosine"]
     assert sorted(div.step) == [0, 2, 4, 6] and set(div.variant) == {"untied"}
-    assert monitor.gradients.empty  # every copy has one use: nothing of the untied model is shared
     names = [w.path for w in model.weights]
     for step, weights in snapshots.weights.items():
         by_name = dict(zip(names, weights))
@@ -373,6 +372,20 @@ def test_the_monitor_records_how_far_an_untied_models_copies_move_apart():
         )
         np.testing.assert_allclose(row.cosine, (a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)), rtol=1e-5)
     assert div.relative_distance.iloc[0] == 0 and div.relative_distance.iloc[-1] > 0
+
+    # Gradients: each copy's kernel gradient in W's shape, as sharecore.train records an untied variant's.
+    grads = monitor.gradients
+    assert set(grads.variant) == {"untied"} and set(grads.tensor) == {"W"}
+    dense, conv = model.get_layer("copy_dense").kernel, model.get_layer("copy_conv").kernel
+    for step, weights in snapshots.weights.items():
+        model.set_weights(weights)
+        g_dense, g_conv = tape_grads(lambda: mse(y, model(x)), [dense, conv])
+        norm, total, cos = norms_of([g_dense, g_conv.reshape(10, 5)])
+        rows = grads[grads.step == step]
+        assert list(rows.use) == ["dense", "conv"]
+        np.testing.assert_allclose(rows.grad_norm, norm, rtol=1e-5)
+        np.testing.assert_allclose(rows.sum_norm, [total, total], rtol=1e-5)
+        np.testing.assert_allclose(rows.cosine_with_others, cos, rtol=1e-4, atol=1e-6)
 
 
 def test_the_monitor_refuses_a_tensorboard_folder_until_the_writer_is_wired_in():
