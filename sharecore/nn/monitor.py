@@ -117,14 +117,20 @@ class SharingMonitor(keras.callbacks.Callback):
             self._record()
 
     def _record(self) -> None:
+        """Records the split (and the divergence) at the current weights, at step `self.steps`."""
         if self._divergence is not None and not self._divergence.tied:
             shares = self._copy_gradients()
         else:
             shares, _, _ = split_gradients(self.model, self.x, self.y, self._loss_fn)
-        self._gradient_rows.extend(gradient_rows(self.steps, self._variant, shares))
+        gradients = gradient_rows(self.steps, self._variant, shares)
+        divergence = []
         if self._divergence is not None:
             for (t, a, b), (rel, cos) in self._divergence.now(self._w0_norms).items():
-                self._divergence_rows.append((self.steps, self._variant, t, a, b, rel, cos))
+                divergence.append((self.steps, self._variant, t, a, b, rel, cos))
+        self._gradient_rows.extend(gradients)
+        self._divergence_rows.extend(divergence)
+        # The TensorBoard writer (logdir=) will write this record's rows here, as frames:
+        # record_frame("gradients", gradients) and record_frame("divergence", divergence).
 
 
 def _is_tied(model: keras.Model, p: Any) -> bool:
