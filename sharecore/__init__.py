@@ -27,6 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _NEEDS_TENSORFLOW = {
     "build": "sharecore.nn.model",
     "initial_values": "sharecore.nn.model",
+    "inspect": "sharecore.nn.inspect",
+    "Inspection": "sharecore.core.inspection",
+    "SharingMonitor": "sharecore.nn.monitor",
     "kernel_variables": "sharecore.nn.model",
     "load_model": "sharecore.nn.model",
     "TrainProgress": "sharecore.core.results",
@@ -36,9 +39,12 @@ _NEEDS_TENSORFLOW = {
 }
 
 if TYPE_CHECKING:
+    from sharecore.core.inspection import Inspection
     from sharecore.core.results import TrainProgress, TrainResult
     from sharecore.nn.devices import resolve_device
+    from sharecore.nn.inspect import inspect
     from sharecore.nn.model import build, initial_values, kernel_variables, load_model
+    from sharecore.nn.monitor import SharingMonitor
     from sharecore.nn.training import train
 
 __all__ = [
@@ -56,6 +62,9 @@ __all__ = [
     "initial_values",
     "kernel_variables",
     "load_model",
+    "inspect",
+    "Inspection",
+    "SharingMonitor",
     "Limits",
     "check_limits",
     "ParamReport",

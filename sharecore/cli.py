@@ -1,11 +1,12 @@
-"""Command line: `python -m sharecore presets | params | train`.
+"""Command line: `python -m sharecore presets | params | train | inspect`.
 
 Bad input prints one line on stderr and exits with status 2 (a bug: one line, status 1); never
 a traceback, and nothing of TensorFlow's start-up (`sharecore.nn.tfimport`). `train` checks its spec
 file, its settings (`sharecore.core.runcheck.check_run`) and its output folder before it loads
 TensorFlow, writes what it recorded when stopped with Ctrl-C (exit 130), and names each file it
 could not write (exit 2). With `--logdir DIR` it also writes the run's TensorBoard logs, DIR/tied and
-DIR/untied (`sharecore.nn.tensorboard`), and checks DIR with the output folder.
+DIR/untied (`sharecore.nn.tensorboard`), and checks DIR with the output folder. `inspect` checks its
+model and data files before it loads TensorFlow.
 """
 
 from __future__ import annotations
@@ -318,6 +319,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from sharecore.core.inspection import DEFAULT_MAX_BYTES, check_model_file, read_probe_data
+
+    # Both files are checked before TensorFlow loads (seconds): a wrong path is refused at once.
+    check_model_file(args.model, DEFAULT_MAX_BYTES)
+    x, y = read_probe_data(args.data, DEFAULT_MAX_BYTES) if args.data else (None, None)
+    import sharecore
+
+    sharecore.import_tensorflow()  # quiet: nothing of TensorFlow's start-up reaches stderr
+    from sharecore.nn.inspect import inspect, load_inspectable
+
+    model = load_inspectable(args.model, DEFAULT_MAX_BYTES)
+    print(inspect(model, x, y, loss=args.loss, seed=args.seed).to_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="sharecore", description="Tied vs untied weight sharing in Keras 3.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -359,9 +376,18 @@ def main(argv: list[str] | None = None) -> int:
         help="also write TensorBoard logs here, DIR/tied and DIR/untied (view: tensorboard --logdir DIR); "
         "give each run its own folder",
     )
+    i = sub.add_parser(
+        "inspect", help="the shared weights of a saved .keras model, the counts, and each use's part of the gradient"
+    )
+    i.add_argument("model", help="a .keras file (loaded with safe_mode: a Lambda layer is refused)")
+    i.add_argument("--data", help="an .npz file with arrays x and y (default: a seeded random batch)")
+    i.add_argument("--loss", help="a Keras loss name (default: mse, or sparse categorical cross-entropy for int y)")
+    i.add_argument("--seed", type=int, default=0, help="seeds the random batch when no --data is given")
     try:
         args = parser.parse_args(argv)
-        return {"presets": _cmd_presets, "params": _cmd_params, "train": _cmd_train}[args.command](args)
+        return {"presets": _cmd_presets, "params": _cmd_params, "train": _cmd_train, "inspect": _cmd_inspect}[
+            args.command
+        ](args)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     except ValueError as err:

@@ -10,11 +10,11 @@ import itertools
 
 import numpy as np
 
-from sharecore.core.plan import UsePlan
+from sharecore.core.plan import Plan, UsePlan
 from sharecore.core.rules import reads_part, rule_mask, split_pairs
 from sharecore.core.shapes import rule_output_shape
 from sharecore.core.spec import Rule
-from sharecore.nn.layers import rot90
+from sharecore.nn.layers import apply_rule, rot90
 from sharecore.nn.tfimport import tf
 
 
@@ -88,3 +88,69 @@ class PairLayout:
             distances.append(tf.norm(a - b, axis=1))
             cosines.append(row_cosine(a, b))
         return tf.gather(tf.concat(distances, 0), self.index), tf.gather(tf.concat(cosines, 0), self.index)
+
+
+class Divergence:
+    """How far apart the uses of each shared tensor of a model are, on the entries both read.
+
+    For every compared pair of uses: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), each use's weights
+    mapped back into the shared tensor's shape. Tied uses read one variable, so they are exactly 0
+    apart. The trainer records it inside its compiled step; `sharecore.SharingMonitor` records it
+    eagerly for a model of `sharecore.build` in the user's own `model.fit`.
+
+    Args:
+        p: the model's plan.
+        kernels: the stored kernel variable of each use, by use name (`kernel_variables`).
+        tied: whether the uses of a tensor read one variable (True) or copies of their own.
+    """
+
+    def __init__(self, p: Plan, kernels: dict[str, tf.Variable], tied: bool) -> None:
+        self.kernels, self.tied = kernels, tied
+        self.groups = {t: p.group(t) for t in p.shared_tensors}
+        # A pair that reads no common entry (two slices side by side) has nothing to compare and is not recorded.
+        layouts = {t: PairLayout(group) for t, group in self.groups.items() if len(group) > 1}
+        self.pairs = {t: layout for t, layout in layouts.items() if layout.pairs}
+        self.keys = [(t, a, b) for t, layout in self.pairs.items() for a, b in layout.pairs]
+
+    def tensor_view(self, u: UsePlan) -> tf.Tensor:
+        """The use's current weights mapped into its shared tensor's shape."""
+        k = tf.convert_to_tensor(self.kernels[u.use.name])
+        if self.tied:
+            # One variable: each use's view of it, mapped back through its own rule.
+            k = apply_rule(u.use.rule.to_dict(), k)
+        return rule_adjoint(u.use.rule, k, u.tensor_shape)
+
+    def values(self, w0_norms: tf.Tensor) -> tf.Tensor:
+        """Per compared pair, in `keys` order: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read.
+
+        Args:
+            w0_norms: (pairs,) ||W0|| on what each pair reads.
+        """
+        if not self.keys:
+            return tf.zeros([0])
+        distances, cosines = [], []
+        for t, layout in self.pairs.items():
+            views = tf.stack([tf.reshape(self.tensor_view(u), [-1]) for u in self.groups[t]])  # (uses, size)
+            distance, cosine = layout.compare(views)
+            distances.append(distance)
+            cosines.append(cosine)
+        relative = tf.concat(distances, 0) / w0_norms
+        return tf.reshape(tf.stack([relative, tf.concat(cosines, 0)], 1), [-1])  # distance, cosine per pair
+
+    def now(self, w0_norms: tf.Tensor) -> dict[tuple[str, str, str], tuple[float, float]]:
+        """`values` of the current weights, computed eagerly, by (tensor, use_a, use_b)."""
+        flat = self.values(w0_norms).numpy()
+        return {key: (float(flat[2 * i]), float(flat[2 * i + 1])) for i, key in enumerate(self.keys)}
+
+    def norms_now(self) -> np.ndarray:
+        """(pairs,) ||W|| of the current weights on what each pair reads: ||W0|| when called before training.
+
+        Use a's weights on the entries that b reads too; at the start, every use's view is the initial
+        tensor on what it reads, so this is ||W0 * mask_a * mask_b||, what the trainer divides by.
+        """
+        norms = []
+        for t, a, b in self.keys:
+            group = {u.use.name: u for u in self.groups[t]}
+            view = self.tensor_view(group[a]).numpy()
+            norms.append(float(np.linalg.norm(view * rule_mask(group[b].use.rule, group[b].tensor_shape))))
+        return np.array(norms, dtype="float32")

@@ -17,11 +17,11 @@ import math
 import numpy as np
 
 from sharecore.core.config import TrainConfig
-from sharecore.core.plan import Plan, UsePlan
+from sharecore.core.plan import Plan
 from sharecore.core.rules import rule_mask
-from sharecore.nn.layers import apply_rule, record_views
+from sharecore.nn.layers import record_views
 from sharecore.nn.model import assign_initial, build_from_plan, draw, kernel_variables
-from sharecore.nn.tensor_rules import PairLayout, row_cosine, rule_adjoint
+from sharecore.nn.tensor_rules import Divergence, row_cosine, rule_adjoint
 from sharecore.nn.tfimport import keras, tf
 
 
@@ -73,11 +73,9 @@ class Variant:
         self.viewless = [v for v in self.variables if id(v) not in self.kernel_uses]  # biases, the head
         self.masks = {u.use.name: rule_mask(u.use.rule, u.tensor_shape) for u in p.uses if u.shared}
         self.grad_keys = [(t, u.use.name) for t, group in self.groups.items() for u in group]
-        # Divergence compares two uses on the entries both read; a pair that shares none (two slices
-        # side by side) has nothing to compare and is not recorded.
-        layouts = {t: PairLayout(group) for t, group in self.groups.items() if len(group) > 1}
-        self.pairs = {t: layout for t, layout in layouts.items() if layout.pairs}
-        self.div_keys = [(t, a, b) for t, layout in self.pairs.items() for a, b in layout.pairs]
+        # Divergence compares two uses on the entries both read.
+        self.divergence = Divergence(p, self.kernels, tied)
+        self.div_keys = self.divergence.keys
         # ||W0|| on what each pair reads; a variable so that a compiled trainer serves any seed.
         self.w0_norms = tf.Variable(tf.zeros([len(self.div_keys)]), trainable=False)
 
@@ -179,31 +177,13 @@ class Variant:
         values.append(self._divergence_values())
         return tf.concat(values, 0)  # grad_norm, sum_norm, cosine per use; distance, cosine per pair
 
-    def _tensor_view(self, u: UsePlan) -> tf.Tensor:
-        """The use's current weights mapped into its shared tensor's shape."""
-        k = tf.convert_to_tensor(self.kernels[u.use.name])
-        if self.tied:
-            # One variable: each use's view of it, mapped back through its own rule.
-            k = apply_rule(u.use.rule.to_dict(), k)
-        return rule_adjoint(u.use.rule, k, u.tensor_shape)
-
     def _divergence_values(self) -> tf.Tensor:
         """Per compared pair, in `div_keys` order: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read."""
-        if not self.div_keys:
-            return tf.zeros([0])
-        distances, cosines = [], []
-        for t, layout in self.pairs.items():
-            views = tf.stack([tf.reshape(self._tensor_view(u), [-1]) for u in self.groups[t]])  # (uses, size)
-            distance, cosine = layout.compare(views)
-            distances.append(distance)
-            cosines.append(cosine)
-        relative = tf.concat(distances, 0) / self.w0_norms
-        return tf.reshape(tf.stack([relative, tf.concat(cosines, 0)], 1), [-1])  # distance, cosine per pair
+        return self.divergence.values(self.w0_norms)
 
     def divergence_now(self) -> dict[tuple[str, str, str], tuple[float, float]]:
         """The divergence of the current weights, computed eagerly."""
-        flat = self._divergence_values().numpy()
-        return {key: (float(flat[2 * i]), float(flat[2 * i + 1])) for i, key in enumerate(self.div_keys)}
+        return self.divergence.now(self.w0_norms)
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """The stored kernels, by shared tensor name (tied) or use name (copies and own kernels)."""
