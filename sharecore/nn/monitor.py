@@ -14,6 +14,7 @@ from sharecore.core.spec import ModelSpec
 from sharecore.nn.inspect import loss_value, resolve_loss, split_gradients
 from sharecore.nn.model import kernel_variables, layer_name
 from sharecore.nn.tensor_rules import Divergence, rule_adjoint
+from sharecore.nn.tensorboard import RunLog, check_logdir
 from sharecore.nn.tfimport import keras, tf
 
 
@@ -36,8 +37,8 @@ class SharingMonitor(keras.callbacks.Callback):
         every: record every this many batches.
         loss: as `sharecore.inspect`'s; default the compiled model's loss.
         spec: the spec the model was built from with `sharecore.build`, to record divergence.
-        logdir: writes the records to TensorBoard in this folder (not yet available: raises
-            NotImplementedError when given).
+        logdir: also writes each record to TensorBoard as it is taken, into `logdir/<variant>`
+            (`sharecore.nn.tensorboard`: the tags of `sharecore.train`'s logs); checked at once.
 
     Example:
         >>> import keras, numpy as np
@@ -65,10 +66,7 @@ class SharingMonitor(keras.callbacks.Callback):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a whole number of batches, 1 or more. Received: every={every!r}")
         if logdir is not None:
-            raise NotImplementedError(
-                "SharingMonitor(logdir=...) will write the records to TensorBoard; that writer is not wired in yet. "
-                f"Read monitor.gradients and monitor.divergence meanwhile. Received: logdir={logdir!r}"
-            )
+            check_logdir(logdir)  # a bad folder fails here, before fit, not after its first batches
         self.x, self.y, self.every, self.loss, self.spec, self.logdir = x, y, every, loss, spec, logdir
         self.steps = 0  # batches trained since fit started, over every epoch
         self._gradient_rows: list[tuple] = []
@@ -76,6 +74,7 @@ class SharingMonitor(keras.callbacks.Callback):
         self._divergence: Divergence | None = None
         self._variant = "tied"  # the untied model of a spec records as 'untied', as sharecore.train does
         self._w0_norms: tf.Tensor | None = None
+        self._log: RunLog | None = None
 
     @property
     def gradients(self) -> pd.DataFrame:
@@ -89,6 +88,8 @@ class SharingMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.steps = 0
+        if self.logdir is not None:
+            self._log = RunLog(self.logdir)
         self._loss_fn, self.loss_name = resolve_loss(self.model, self.loss, self.y, [])
         if self.spec is not None:
             p = as_plan(self.spec)
@@ -129,8 +130,15 @@ class SharingMonitor(keras.callbacks.Callback):
                 divergence.append((self.steps, self._variant, t, a, b, rel, cos))
         self._gradient_rows.extend(gradients)
         self._divergence_rows.extend(divergence)
-        # The TensorBoard writer (logdir=) will write this record's rows here, as frames:
-        # record_frame("gradients", gradients) and record_frame("divergence", divergence).
+        if self._log is not None:
+            self._log.gradients(record_frame("gradients", gradients))
+            self._log.divergence(record_frame("divergence", divergence))
+            self._log.flush()  # TensorBoard shows the records while fit goes on
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 def _is_tied(model: keras.Model, p: Any) -> bool:

@@ -17,6 +17,7 @@ import tensorflow as tf
 import sharecore as sc
 from sharecore.nn.inspect import split_gradients
 from tests.support import ROOT
+from tests.support.events import read_events
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 
@@ -388,9 +389,32 @@ def test_the_monitor_records_how_far_an_untied_models_copies_move_apart():
         np.testing.assert_allclose(rows.cosine_with_others, cos, rtol=1e-4, atol=1e-6)
 
 
-def test_the_monitor_refuses_a_tensorboard_folder_until_the_writer_is_wired_in():
-    with pytest.raises(NotImplementedError, match="TensorBoard"):
-        sc.SharingMonitor(np.zeros((1, 3)), np.zeros((1, 3)), logdir="logs")
+def test_the_monitor_writes_each_record_to_tensorboard_as_fit_goes_and_refuses_a_bad_folder(tmp_path):
+    """Read back with TensorFlow's own event reader: one scalar per recorded step, use and field."""
+    dense = keras.layers.Dense(3, name="block")
+    inp = keras.Input((3,))
+    model = keras.Model(inp, dense(dense(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")
+    monitor = sc.SharingMonitor(x, y, every=2, logdir=tmp_path / "logs")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[monitor])
+
+    events = read_events(tmp_path / "logs" / "tied")
+    written = events.scalars()
+    rows = monitor.gradients
+    assert sorted(set(rows.step)) == [0, 2, 4]
+    expected = {
+        (f"gradients/{r.tensor}/{r.use}/{field}", r.step): getattr(r, field)
+        for r in rows.itertuples()
+        for field in ("grad_norm", "sum_norm", "cosine_with_others")
+    }
+    assert written.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(written[key], value, rtol=1e-6, err_msg=str(key))
+
+    with pytest.raises(ValueError, match="not a folder|is a file"):
+        sc.SharingMonitor(x, y, logdir=tmp_path / "logs" / "tied" / events.files[0].name)
     with pytest.raises(ValueError, match="Received: every=0"):
         sc.SharingMonitor(np.zeros((1, 3)), np.zeros((1, 3)), every=0)
 
