@@ -16,6 +16,7 @@ when it happens; a weight that one call reads twice (`x @ W @ W.T` inside one la
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,10 +138,14 @@ def resolve_loss(model: keras.Model, loss: Any, y: Any, notes: list[str]) -> tup
         loss = getattr(model, "loss", None)
     if loss is None:
         integer = y is not None and np.issubdtype(np.asarray(tf.nest.flatten(y)[0]).dtype, np.integer)
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if integer else DEFAULT_LOSS
+        tokens = y is None and _scores_tokens(model)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if integer or tokens else DEFAULT_LOSS
+        why = " (on logits), as y holds whole numbers" if integer else ""
+        if tokens:
+            why = " (on logits), as it reads token ids and scores every token of its vocabulary: a language model"
         notes.append(
             f"model {model.name!r} is not compiled and no loss was given: using {_loss_name(loss)}"
-            + (" (on logits), as y holds whole numbers" if integer else "")
+            + why
             + "; pass loss= (--loss on the command line) to choose."
         )
     try:
@@ -154,6 +159,20 @@ def resolve_loss(model: keras.Model, loss: Any, y: Any, notes: list[str]) -> tup
             f"the loss must be a Keras loss name, a keras.losses.Loss or a callable. Received: loss={loss!r}"
         )
     return fn, _loss_name(loss)
+
+
+def _scores_tokens(model: keras.Model) -> bool:
+    """Whether the model reads token ids through an embedding and outputs one score per token of its vocabulary."""
+    first = _first_layer(model)
+    try:
+        outputs = [tuple(t.shape) for t in model.outputs]
+    except (AttributeError, TypeError, ValueError):  # a subclassed model has no symbolic outputs
+        return False
+    return (
+        isinstance(first, keras.layers.Embedding)
+        and len(outputs) == 1
+        and outputs[0][-1] == getattr(first, "input_dim", None)
+    )
 
 
 def loss_value(fn: Callable[..., Any], y: Any, pred: Any) -> tf.Tensor:
@@ -365,15 +384,20 @@ def inspect(model: keras.Model, x: Any = None, y: Any = None, loss: Any = None, 
 def load_inspectable(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> keras.Model:
     """Loads a `.keras` file for inspection: checked first (a regular zip file of at most `max_bytes`).
 
-    Loaded with `safe_mode=True` (no code in the file runs: a Lambda layer is refused) and
-    `compile=False` (the file's optimizer and loss need not be loadable; give the loss to `inspect`).
+    Loaded with `safe_mode=True` (no code in the file runs: a Lambda layer is refused), with the loss it
+    was compiled with where that loads, else without (`compile=False`; give the loss to `inspect`).
 
     Raises:
         ValueError: for a missing, oversized or non-Keras file, or one Keras refuses to load.
     """
     check_model_file(path, max_bytes)
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        try:  # with the loss it was compiled with, which `inspect` then splits
+            with warnings.catch_warnings():  # e.g. an optimizer saved unbuilt: inspection never uses it
+                warnings.simplefilter("ignore")
+                return keras.saving.load_model(path, safe_mode=True)
+        except Exception:  # a loss or optimizer that does not load: the architecture and weights are what count
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises ValueError, TypeError, KeyError... for a file it cannot rebuild
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "safe_mode" in first:  # a Lambda layer or other code in the file: inspection never runs it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import keras
@@ -117,3 +118,33 @@ def test_a_real_process_prints_the_report_and_nothing_of_tensorflows_start_up_on
     )
     assert ran.returncode == 0 and ran.stderr == "", ran.stderr
     assert "2 uses: block#0, block#1" in ran.stdout
+
+
+def tiny_lm(vocab: int = 50) -> keras.Model:
+    """Token ids in, one score per token out, the table shared by the embedding and the output."""
+    inp = keras.Input((6,), dtype="int32")
+    table = keras.layers.ReversibleEmbedding(vocab, 8, tie_weights=True, name="tok")
+    hidden = keras.layers.Dense(8, activation="relu", name="mix")(table(inp))
+    return keras.Model(inp, table(hidden, reverse=True), name="tiny_lm")
+
+
+def test_a_saved_language_model_is_split_with_the_loss_it_was_compiled_with_and_quietly(capsys, tmp_path):
+    model = tiny_lm()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "lm.keras")  # compiled, never trained: Keras warns of its unbuilt optimizer on load
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status, out, err = main(capsys, "inspect", str(tmp_path / "lm.keras"))
+    assert status == 0 and err == "", err
+    assert [str(w.message) for w in caught] == []
+    assert "shared tok/embeddings (50, 8) (400 parameters): 2 uses: tok#embed, tok#reverse" in out
+    assert f"stored: {model.count_params():,} parameters   untied: {model.count_params() + 400:,}" in out
+    assert "(loss sparse_categorical_crossentropy)" in out and "is not compiled" not in out
+
+
+def test_an_uncompiled_language_model_is_split_with_cross_entropy_on_token_targets(capsys, tmp_path):
+    tiny_lm().save(tmp_path / "lm.keras")
+    status, out, err = main(capsys, "inspect", str(tmp_path / "lm.keras"))
+    assert status == 0 and err == "", err
+    assert "(loss sparse_categorical_crossentropy)" in out
+    assert "scores every token of its vocabulary: a language model" in out
