@@ -25,7 +25,9 @@ upload = st.file_uploader(
     key=keys.YOUR_MODEL_UPLOAD,
     max_upload_size=cap,
     help="Loaded with safe_mode=True: nothing in the file runs, and a Lambda layer is refused. "
-    "The file is deleted from the server as soon as it has been inspected.",
+    "The file is deleted from the server as soon as it has been inspected. The cap is the smaller of "
+    "SHARECORE_MAX_MODEL_MB and Streamlit's server.maxUploadSize (.streamlit/config.toml); for a larger "
+    "model, use `python -m sharecore inspect`.",
 )
 with st.expander("Batch and loss (optional)"):
     data = st.file_uploader(

@@ -45,8 +45,10 @@ class Outcome:
 
 
 def cap_mb() -> int:
-    """The largest upload this server inspects, in MiB (`Limits.max_model_mb`, `SHARECORE_MAX_MODEL_MB`)."""
-    return Limits.from_env().max_model_mb
+    """The largest upload this server inspects, in MiB: `Limits.max_model_mb` (`SHARECORE_MAX_MODEL_MB`), or
+    Streamlit's `server.maxUploadSize` where that is smaller (its upload route refuses a larger body, whatever
+    a widget says)."""
+    return max(1, min(Limits.from_env().max_model_mb, int(st.get_option("server.maxUploadSize"))))
 
 
 def digest(data: bytes) -> str:

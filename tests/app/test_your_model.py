@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
 import sharecore
@@ -249,3 +250,12 @@ def test_a_model_that_shares_nothing_is_said_plainly_on_the_page(tmp_path):
     assert [m.value for m in at.metric] == ["8", "8", "0"]
     assert "nothing is shared" in at.info[0].value
     assert not at.get("plotly_chart")
+
+
+def test_the_page_states_the_cap_streamlits_upload_route_and_the_limits_allow(monkeypatch):
+    monkeypatch.setenv("SHARECORE_MAX_MODEL_MB", "7")
+    at = page()
+    uploader = at.file_uploader(key=UPLOAD)
+    limit = min(7, int(streamlit_config.get_option("server.maxUploadSize")))  # 1 MiB in .streamlit/config.toml
+    assert f"(at most {limit} MiB)" in uploader.label
+    assert uploader.proto.max_upload_size_mb == limit
