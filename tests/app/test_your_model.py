@@ -7,6 +7,7 @@ itself, uploads included (`st.file_uploader` works in AppTest since Streamlit 1.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ import sharecore
 from sharecore.core.limits import Limits
 from sharecore.nn.inspect import inspect_file
 from sharecore.nn.tfimport import keras
-from tests.support.apptest import APP
+from tests.support.apptest import APP, figures
 from tests.support.hostile import MD_NAME, PATH_LABELS
 from ui import own_model
 from ui.text import plain
@@ -259,3 +260,22 @@ def test_the_page_states_the_cap_streamlits_upload_route_and_the_limits_allow(mo
     limit = min(7, int(streamlit_config.get_option("server.maxUploadSize")))  # 1 MiB in .streamlit/config.toml
     assert f"(at most {limit} MiB)" in uploader.label
     assert uploader.proto.max_upload_size_mb == limit
+
+
+def test_markup_in_a_layer_name_reaches_the_chart_as_text(tmp_path):
+    block = keras.layers.Dense(4, name="<b>x <a href=http:")  # Keras refuses '/' in a name, not '<'
+    inp = keras.Input((4,))
+    path = tmp_path / "m.keras"
+    keras.Model(inp, block(block(inp)), name="<i>m").save(path)
+    at = page()
+    at.file_uploader(key=UPLOAD).upload("m.keras", path.read_bytes()).run()
+    assert not at.exception and not at.error
+    assert at.dataframe[0].value["use"].tolist()[:2] == [
+        "<b>x <a href=http:#0",
+        "<b>x <a href=http:#1",
+    ]  # a table: text
+    [chart] = figures(at)
+    names = {trace.get("name") for trace in chart["data"]}
+    assert "&lt;b&gt;x &lt;a href=http:#0" in names and not any("<" in (n or "") for n in names)
+    assert "<" not in json.dumps(chart["layout"].get("title", {}))
+    assert at.subheader[0].value == f"Model {plain('<i>m')} from {plain('m.keras')}"
