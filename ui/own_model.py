@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import html
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from ui.keys import OWN_MODEL
 # error, or sparse cross-entropy on logits when y holds whole numbers).
 LOSSES = (None, "mean_squared_error", "mean_absolute_error", "categorical_crossentropy", "binary_crossentropy")
 SEED = 0  # the seed of the random batch, as the CLI's default
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Keras bolds parts of its messages for a terminal
 
 
 @dataclass(frozen=True)
@@ -140,10 +142,17 @@ def _inspect_files(path: str, data_path: str | None, loss: str | None, limits: L
         )
     try:
         return inspect(model, x, y, loss=loss, seed=SEED)
-    except (TypeError, KeyError, IndexError, AttributeError, NotImplementedError) as err:
-        # A model that runs but does not fit the batch or the loss (a subclassed call, an odd output).
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise ValueError(f"the model could not be run on the batch ({type(err).__name__}: {first}).") from None
+    except Exception as err:  # a model that does not fit the batch or the loss: said in the page, never a traceback
+        # sharecore's ValueErrors are one sentence; Keras's run over many lines, and TensorFlow's
+        # InvalidArgumentError (a token id past the vocabulary) is no ValueError at all.
+        text = " ".join(_ANSI.sub("", str(err)).split()) or type(err).__name__
+        text = text if len(text) <= 600 else text[:600] + "…"
+        if isinstance(err, ValueError):
+            raise ValueError(text) from None
+        raise ValueError(
+            f"the model could not be run on the batch ({type(err).__name__}: {text}). Check that the .npz's x "
+            f"fits the model's input and y its output, or pick another loss."
+        ) from None
 
 
 def outcome(name: str, model: bytes, data: bytes | None = None, loss: str | None = None) -> Outcome:

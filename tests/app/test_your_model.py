@@ -279,3 +279,19 @@ def test_markup_in_a_layer_name_reaches_the_chart_as_text(tmp_path):
     assert "&lt;b&gt;x &lt;a href=http:#0" in names and not any("<" in (n or "") for n in names)
     assert "<" not in json.dumps(chart["layout"].get("title", {}))
     assert at.subheader[0].value == f"Model {plain('<i>m')} from {plain('m.keras')}"
+
+
+def test_a_batch_the_model_cannot_run_on_is_one_message_not_a_traceback(tmp_path, private_tmp):
+    _, data, _ = saved(tmp_path, tied_lm)
+    for x, y in [
+        (np.full((2, 6), 999, "int32"), np.zeros((2, 6), "int32")),  # token ids past the vocabulary of 50
+        (np.zeros((2, 3), "int32"), np.zeros((2, 3), "int32")),  # a sequence the model's input does not take
+    ]:
+        batch = tmp_path / "batch.npz"
+        np.savez(batch, x=x, y=y)
+        with pytest.raises(ValueError) as err:
+            own_model.inspect_bytes("lm.keras", data, batch.read_bytes())
+        message = str(err.value)
+        assert "\n" not in message and "\x1b" not in message and len(message) < 900, message
+        assert "Traceback" not in message
+    assert uploads_left(private_tmp) == []
