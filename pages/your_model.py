@@ -59,7 +59,7 @@ elif result.problem is not None:
     st.error(f"Could not inspect {plain(result.name)}: {plain(result.problem)}")
 else:
     found = result.inspection
-    st.subheader(f"Model {plain(found.model_name)} from {plain(result.name)}")
+    st.subheader(f"{plain(result.name)}: the Keras model {plain(repr(found.model_name))}")
     c1, c2, c3 = st.columns(3)
     c1.metric("Parameters stored", f"{found.stored_params:,}", help="model.count_params(): every weight once")
     c2.metric("If every use had its own copy", f"{found.untied_params:,}")

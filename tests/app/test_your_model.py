@@ -278,7 +278,7 @@ def test_markup_in_a_layer_name_reaches_the_chart_as_text(tmp_path):
     names = {trace.get("name") for trace in chart["data"]}
     assert "&lt;b&gt;x &lt;a href=http:#0" in names and not any("<" in (n or "") for n in names)
     assert "<" not in json.dumps(chart["layout"].get("title", {}))
-    assert at.subheader[0].value == f"Model {plain('<i>m')} from {plain('m.keras')}"
+    assert at.subheader[0].value == f"{plain('m.keras')}: the Keras model {plain(repr('<i>m'))}"
 
 
 def test_a_batch_the_model_cannot_run_on_is_one_message_not_a_traceback(tmp_path, private_tmp):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import pytest
 
 from sharecore.nn.tfimport import keras
-from tests.support.browser import CHART, assert_no_exception, goto, metric, wait_for_charts, wait_until_idle
+from tests.support.browser import CHART, assert_no_exception, goto, metric, snap, wait_for_charts, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
 
-def test_a_keras_file_chosen_in_the_browser_shows_its_uses_counts_and_split(new_tab, server, tmp_path) -> None:
+def test_a_keras_file_chosen_in_the_browser_shows_its_uses_counts_and_split(
+    new_tab, server, tmp_path, screenshots
+) -> None:
     block = keras.layers.Dense(4, name="block")
     inp = keras.Input((4,))
     path = tmp_path / "twice.keras"
@@ -31,3 +33,4 @@ def test_a_keras_file_chosen_in_the_browser_shows_its_uses_counts_and_split(new_
     assert metric(page, "If every use had its own copy") == "40"
     assert metric(page, "The tie saves") == "20"
     assert page.get_by_text("twice.keras").count() >= 1
+    snap(page, screenshots, "your_model")
