@@ -47,7 +47,8 @@ with st.expander("Batch and loss (optional)"):
 
 if upload is not None:
     with st.spinner("Loading and inspecting the model…"):
-        result = own_model.outcome(upload.name, upload.getvalue(), data.getvalue() if data else None, loss)
+        batch, batch_name = (data.getvalue(), data.name) if data else (None, "")
+        result = own_model.outcome(upload.name, upload.getvalue(), batch, loss, data_name=batch_name)
 else:
     result = own_model.last()
     if result is not None:

@@ -87,7 +87,12 @@ def _hint(message: str) -> str:
 
 
 def inspect_bytes(
-    name: str, model: bytes, data: bytes | None = None, loss: str | None = None, limits: Limits | None = None
+    name: str,
+    model: bytes,
+    data: bytes | None = None,
+    loss: str | None = None,
+    limits: Limits | None = None,
+    data_name: str = "the .npz upload",
 ) -> Inspection:
     """`sharecore.inspect` of an uploaded `.keras` file (and `.npz` batch), through private temporary files.
 
@@ -97,6 +102,7 @@ def inspect_bytes(
         data: an `.npz` file's bytes with arrays `x` and `y`; None for a seeded random batch.
         loss: a Keras loss name; None for the library's stated default.
         limits: the caps (`max_model_mb`, `max_params`); default this server's.
+        data_name: the uploaded `.npz` file's name, quoted in messages as `name` is.
 
     Raises:
         ValueError: one sentence naming the upload, what was received and what would fix it.
@@ -119,7 +125,7 @@ def inspect_bytes(
             return _inspect_files(path, data_path, loss, limits, cap)
         except ValueError as err:
             message = str(err)
-            for tmp, shown in ((path, name), (data_path, "the data file")):
+            for tmp, shown in ((path, name), (data_path, data_name)):
                 if tmp is not None:  # the temporary paths mean nothing to the visitor: name their upload
                     message = message.replace(repr(tmp), repr(shown)).replace(tmp, shown)
             raise ValueError(message + _hint(message)) from None
@@ -155,7 +161,9 @@ def _inspect_files(path: str, data_path: str | None, loss: str | None, limits: L
         ) from None
 
 
-def outcome(name: str, model: bytes, data: bytes | None = None, loss: str | None = None) -> Outcome:
+def outcome(
+    name: str, model: bytes, data: bytes | None = None, loss: str | None = None, data_name: str = "the .npz upload"
+) -> Outcome:
     """This upload's outcome: the session's kept one when the same bytes, batch and loss were inspected
     last (a rerun computes nothing), else a new inspection, which replaces the kept one."""
     key = (digest(model), None if data is None else digest(data), loss)
@@ -168,7 +176,7 @@ def outcome(name: str, model: bytes, data: bytes | None = None, loss: str | None
         result = Outcome(name, key, kept.inspection, problem, kept.chart_gradients)
     else:
         try:
-            found = inspect_bytes(name, model, data, loss)
+            found = inspect_bytes(name, model, data, loss, data_name=data_name)
             result = Outcome(name, key, found, chart_gradients=_escaped(found.gradients))
         except ValueError as err:
             result = Outcome(name, key, problem=str(err))

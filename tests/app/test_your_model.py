@@ -295,3 +295,34 @@ def test_a_batch_the_model_cannot_run_on_is_one_message_not_a_traceback(tmp_path
         assert "\n" not in message and "\x1b" not in message and len(message) < 900, message
         assert "Traceback" not in message
     assert uploads_left(private_tmp) == []
+
+
+def test_a_bad_npz_batch_is_named_by_its_uploaded_name_not_its_temporary_path(tmp_path, private_tmp):
+    _, data, _ = saved(tmp_path, dense_twice)
+    only_x = tmp_path / "x.npz"
+    np.savez(only_x, x=np.zeros((2, 4), "float32"))
+    for batch, words in [
+        (b"not an npz", "is not an .npz file NumPy can read safely"),
+        (only_x.read_bytes(), "'x' and 'y'"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            own_model.inspect_bytes("m.keras", data, batch, data_name="b](x).npz")
+        assert "data file 'b](x).npz'" in str(err.value) and words in str(err.value)
+        assert str(private_tmp) not in str(err.value)
+    assert uploads_left(private_tmp) == []
+
+
+def test_the_page_uses_an_uploaded_batch_and_the_loss_picked(tmp_path):
+    path, data, _ = saved(tmp_path, dense_twice)
+    x, y = np.random.default_rng(5).standard_normal((2, 3, 4)).astype("float32")
+    batch = tmp_path / "batch.npz"
+    np.savez(batch, x=x, y=y)
+    at = page()
+    at.file_uploader(key="your_model.data").upload("batch.npz", batch.read_bytes())
+    at.selectbox(key="your_model.loss").set_value("mean_absolute_error")
+    at.file_uploader(key=UPLOAD).upload("twice.keras", data).run()
+    assert not at.exception and not at.error
+    oracle = inspect_file(str(path), str(batch), loss="mean_absolute_error")
+    np.testing.assert_allclose(at.dataframe[1].value["grad_norm"], oracle.gradients["grad_norm"], rtol=1e-6)
+    assert not any("no x given" in c.value for c in at.caption)
+    assert any("loss: mean\\_absolute\\_error" in m.value for m in at.markdown)
