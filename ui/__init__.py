@@ -15,6 +15,7 @@ what they use from them:
     widgets, figures             small shared widgets; cached pure calls
     kept, kept_views             the workspace, run store, current result and kept runs; their charts,
                                  table and share links
+    own_model                    an uploaded .keras model inspected safely (beside kept, neither imports the other)
     training                     the session's run: start, stop, continue, collect, wait
     settings_editor              the training settings of the Lab and the Train page
     sidebar                      the controls every page shares

@@ -69,6 +69,9 @@ PRESENTER = "presenter"  # True: every chart in presenter mode (larger text)
 # ----------------------------------------------------------------------------- routing (ui.routing)
 SCRIPT_RUNS = "script_runs"  # how many full runs of the page script this session has had
 
+# ----------------------------------------------------------------------------- an uploaded model (ui.own_model)
+OWN_MODEL = "own_model"  # the Outcome of the last model uploaded on the Your model page, or None
+
 # ----------------------------------------------------------------------------- the Lab (pages/lab.py)
 LAB_CONTROLS = "lab-controls"  # the column of controls
 LAB_VIEW = "lab-view"  # the column of charts (first when the columns stack)
@@ -132,3 +135,10 @@ DIVERGENCE_STEP = "divergence.step"  # the step the pairwise heatmap shows
 DIVERGENCE_HEATMAP = "divergence.heatmap"  # the pairwise heatmap
 DIVERGENCE_WEIGHTS = "divergence.weights"  # the weights whose histograms are shown (None: all)
 DIVERGENCE_HISTOGRAMS = "divergence.histograms"  # the weight histograms
+
+# ----------------------------------------------------------------------------- Your model (pages/your_model.py)
+YOUR_MODEL_UPLOAD = "your_model.upload"  # the uploaded .keras file
+YOUR_MODEL_DATA = "your_model.data"  # the uploaded .npz batch (arrays x and y), optional
+YOUR_MODEL_LOSS = "your_model.loss"  # the loss the gradient is split for
+YOUR_MODEL_TENSOR = "your_model.tensor"  # the shared weight the chart shows
+YOUR_MODEL_FLOW = "your_model.flow"  # the gradient-split chart

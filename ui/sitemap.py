@@ -14,6 +14,7 @@ PAGES = {
     "gradients": "pages/gradients.py",
     "divergence": "pages/divergence.py",
     "pitfalls": "pages/pitfalls.py",
+    "your_model": "pages/your_model.py",
 }
 # page -> (title in the navigation, icon); the URL of a page is its file's name. Emoji, not
 # Material icons: Streamlit makes the open page's icon the tab's favicon, and for a Material icon it
@@ -29,6 +30,7 @@ _NAVIGATION = {
     "gradients": ("Gradient flow", "🔀"),
     "divergence": ("Divergence", "↔️"),
     "pitfalls": ("Pitfalls", "⚠️"),
+    "your_model": ("Your model", "🔍"),
 }
 
 

@@ -288,7 +288,7 @@ def test_a_visit_to_every_page_makes_no_request_outside_the_apps_own_origin(new_
     favicon = "() => document.querySelector(\"link[rel='shortcut icon']\").href"
     goto(page, server, "home")
     icons = {"home": page.evaluate(favicon)}
-    for name in ("lab", "compare", "exercises", "build", "train", "gradients", "divergence", "pitfalls"):
+    for name in ("lab", "compare", "exercises", "build", "train", "gradients", "divergence", "pitfalls", "your_model"):
         page.locator(f'[data-testid="stSidebarNavLink"][href="{server.url}/{name}"]').click()
         page.wait_for_url(re.compile(rf"/{name}(\?|$)"))
         wait_until_idle(page)

@@ -41,6 +41,7 @@ LIMIT_NAMES = [
     "max_input_size",
     "max_uses",
     "max_spec_bytes",
+    "max_model_mb",
     "max_run_seconds",
 ]
 
@@ -70,6 +71,7 @@ def test_defaults_fit_a_small_hosted_server():
     assert (limits.max_batch_size, limits.max_input_size, limits.max_uses) == (512, 65536, 16)
     assert limits.max_recorded_rows == 400_000
     assert limits.max_spec_bytes == 200_000
+    assert limits.max_model_mb == 50
 
 
 @pytest.mark.parametrize("name", sc.presets())

@@ -31,6 +31,7 @@ PAGES = {
     "gradients": ("gradients", "Gradient flow"),
     "divergence": ("divergence", "Divergence"),
     "pitfalls": ("pitfalls", "Pitfalls"),
+    "your_model": ("your_model", "Your model"),
 }
 PAGE_S = 60  # a page's first run (may build and compile a model)
 # A server's first run of a model traces and compiles its training graph. That takes about a
