@@ -257,7 +257,7 @@ def test_the_page_states_the_cap_streamlits_upload_route_and_the_limits_allow(mo
     monkeypatch.setenv("SHARECORE_MAX_MODEL_MB", "7")
     at = page()
     uploader = at.file_uploader(key=UPLOAD)
-    limit = min(7, int(streamlit_config.get_option("server.maxUploadSize")))  # 1 MiB in .streamlit/config.toml
+    limit = min(7, int(streamlit_config.get_option("server.maxUploadSize")))  # 50 MiB in .streamlit/config.toml
     assert f"(at most {limit} MiB)" in uploader.label
     assert uploader.proto.max_upload_size_mb == limit
 

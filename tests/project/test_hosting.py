@@ -31,6 +31,7 @@ from tests.support.users import UNPRIVILEGED_UID, run_unprivileged
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "deploy" / "hosted-demo.env"
 CONCURRENCY = "SHARECORE_MAX_CONCURRENT_RUNS"  # read by sharecore.runs.runner, not a Limits field
+UPLOAD = "STREAMLIT_SERVER_MAX_UPLOAD_SIZE"  # read by Streamlit: its cap on one upload request, in MiB
 
 
 def instructions(path: Path = ROOT / "Dockerfile") -> list[tuple[str, str]]:
@@ -73,7 +74,7 @@ def test_the_dockerfile_sets_exactly_the_hosted_demo_profile():
     caps = {
         key: value
         for key, value in dockerfile_env().items()
-        if key.startswith("SHARECORE_") and key != DATA_DIR_VARIABLE  # where, not how much: not a cap
+        if (key.startswith("SHARECORE_") or key == UPLOAD) and key != DATA_DIR_VARIABLE  # where: not a cap
     }
     assert caps == profile()
 
@@ -86,7 +87,7 @@ def test_every_setting_of_the_profile_has_a_comment_saying_why():
 
 
 def test_the_profile_sets_every_cap_and_nothing_the_app_does_not_read():
-    known = {env_variable(f.name) for f in fields(Limits)} | {CONCURRENCY}
+    known = {env_variable(f.name) for f in fields(Limits)} | {CONCURRENCY, UPLOAD}
     assert set(profile()) == known  # a misspelt name would be ignored by the app without a word
 
 
@@ -97,7 +98,7 @@ def test_the_profiles_caps_read_through_limits_from_env_give_exactly_its_values(
         monkeypatch.setenv(key, value)
     limits = Limits.from_env(base=Limits())
     assert {env_variable(f.name): str(getattr(limits, f.name)) for f in fields(Limits)} == {
-        key: value for key, value in profile().items() if key != CONCURRENCY
+        key: value for key, value in profile().items() if key not in (CONCURRENCY, UPLOAD)
     }
     assert limits != Limits(), "the profile should differ from the defaults it is meant to tighten"
 
@@ -115,13 +116,28 @@ def test_the_profiles_concurrency_reaches_the_runner():
     assert out.stdout.strip() == profile()[CONCURRENCY]
 
 
+def test_streamlit_refuses_an_upload_over_the_profiles_model_cap_before_reading_it(monkeypatch):
+    """The Your model page's cap (SHARECORE_MAX_MODEL_MB) is also Streamlit's cap on the request body:
+    `streamlit run` (the image's CMD) reads the variable as its --server.maxUploadSize."""
+    from streamlit import config
+    from streamlit.web import cli
+
+    assert profile()[UPLOAD] == profile()["SHARECORE_MAX_MODEL_MB"]
+    monkeypatch.setenv(UPLOAD, profile()[UPLOAD])
+    parent = cli.main.make_context("streamlit", ["run", "streamlit_app.py"])
+    run = cli.main_run.make_context("run", ["streamlit_app.py"], parent=parent)
+    assert run.params["server_maxUploadSize"] == int(profile()[UPLOAD])
+    # Locally, .streamlit/config.toml leaves room for the page's own cap (50 MiB by default).
+    assert config.get_option("server.maxUploadSize") >= Limits().max_model_mb
+
+
 def test_the_readmes_secrets_snippet_holds_the_same_settings():
     readme = (ROOT / "README.md").read_text()
     hosting = readme[readme.index("## Hosting a demo") :]
     snippet = re.search(r"```toml\n(.*?)```", hosting, re.S)
     assert snippet, "the hosting guide has no ```toml secrets snippet"
     secrets = tomllib.loads(snippet.group(1))
-    caps = {key: value for key, value in profile().items() if key != CONCURRENCY}
+    caps = {key: value for key, value in profile().items() if key not in (CONCURRENCY, UPLOAD)}
     assert Limits.from_mapping(secrets["sharecore"], base=Limits()) == Limits.from_env(caps, base=Limits())
     assert set(secrets["sharecore"]) == {f.name for f in fields(Limits)}
     # Streamlit puts root-level secrets into os.environ before the app starts: that is how the runner sees it.
