@@ -40,7 +40,18 @@ from tests.support.server import (
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NAV_LINK = '[data-testid="stSidebarNavLink"]'
-NAV_TITLES = ["Home", "Lab", "Compare runs", "Exercises", "Build", "Train", "Gradient flow", "Divergence", "Pitfalls"]
+NAV_TITLES = [
+    "Home",
+    "Lab",
+    "Compare runs",
+    "Exercises",
+    "Build",
+    "Train",
+    "Gradient flow",
+    "Divergence",
+    "Pitfalls",
+    "Your model",
+]
 SIDEBAR = '[data-testid="stSidebar"]'
 DEEP_LINKS = ["home", "train"]  # the entry file's path and a page file's (the module docstring says why)
 CASES = len(DEEP_LINKS) + 2  # and the first visitor of /, and five visitors at once
@@ -97,7 +108,7 @@ def open_tab(tab_on, server: Server):
 
 def check_full_app(page, title: str, preset: str, seed: int) -> None:
     """The page is drawn inside the whole app: its title, the shared sidebar with the link's
-    experiment, the six navigation links, and no exception."""
+    experiment, every navigation link, and no exception."""
     wait_for_page(page, title)
     assert page.locator(EXCEPTION).count() == 0, page.locator(EXCEPTION).all_inner_texts()
     links = page.locator(NAV_LINK)
