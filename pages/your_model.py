@@ -42,7 +42,11 @@ with st.expander("Batch and loss (optional)"):
         "Loss",
         own_model.LOSSES,
         key=keys.YOUR_MODEL_LOSS,
-        format_func=lambda name: name or "default: mean squared error (cross-entropy on logits for whole-number y)",
+        format_func=lambda name: (
+            name
+            or "default: the loss the model was compiled with; else cross-entropy on logits for a language model "
+            "or whole-number y, mean squared error otherwise"
+        ),
     )
 
 if upload is not None:

@@ -381,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     i.add_argument("model", help="a .keras file (loaded with safe_mode: a Lambda layer is refused)")
     i.add_argument("--data", help="an .npz file with arrays x and y (default: a seeded random batch)")
-    i.add_argument("--loss", help="a Keras loss name (default: mse, or sparse categorical cross-entropy for int y)")
+    i.add_argument(
+        "--loss",
+        help="a Keras loss name (default: the one the model was saved with; else cross-entropy for a "
+        "language model or int y, mse otherwise)",
+    )
     i.add_argument("--seed", type=int, default=0, help="seeds the random batch when no --data is given")
     try:
         args = parser.parse_args(argv)

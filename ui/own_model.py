@@ -26,8 +26,9 @@ from sharecore.core.limits import Limits
 from ui import figures
 from ui.keys import OWN_MODEL
 
-# The losses the page offers (Keras loss names); None: the library's stated default (mean squared
-# error, or sparse cross-entropy on logits when y holds whole numbers).
+# The losses the page offers (Keras loss names); None: the library's stated default (the loss the file
+# was compiled with; else sparse cross-entropy on logits for a language model or whole-number y, else
+# mean squared error).
 LOSSES = (None, "mean_squared_error", "mean_absolute_error", "categorical_crossentropy", "binary_crossentropy")
 SEED = 0  # the seed of the random batch, as the CLI's default
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Keras bolds parts of its messages for a terminal

@@ -132,7 +132,9 @@ def resolve_loss(model: keras.Model, loss: Any, y: Any, notes: list[str]) -> tup
     """The loss function to split, and its name: `loss`, else the compiled model's, else a stated default.
 
     The default, for a model that is not compiled: sparse categorical cross-entropy on logits when `y`
-    holds whole numbers (class ids, next tokens), else mean squared error. A note says which was taken.
+    holds whole numbers (class ids, next tokens) or, without `y`, when the model reads token ids through
+    an embedding and scores every token of its vocabulary (a language model); else mean squared error.
+    A note says which was taken.
     """
     if loss is None:
         loss = getattr(model, "loss", None)
@@ -324,8 +326,8 @@ def inspect(model: keras.Model, x: Any = None, y: Any = None, loss: Any = None, 
         x: a batch of inputs; default a seeded random batch of the model's input shape (`probe_inputs`).
         y: its targets; default seeded random targets of the model's output shape (`probe_targets`).
         loss: a Keras loss name or object, or a callable (y_true, y_pred); default the compiled model's
-            loss, else mean squared error (sparse categorical cross-entropy on logits where y holds
-            whole numbers), with a note saying so.
+            loss, else as `resolve_loss` says (cross-entropy on logits for whole-number y or a language
+            model, else mean squared error), with a note saying so.
         seed: seeds the random x and y.
 
     Returns:
