@@ -20,7 +20,7 @@ st.markdown(
 
 cap = own_model.cap_mb()
 upload = st.file_uploader(
-    f"A .keras model file (at most {cap} MiB)",
+    f"A .keras model file (at most {cap} MB)",
     type=["keras"],
     key=keys.YOUR_MODEL_UPLOAD,
     max_upload_size=cap,
@@ -31,7 +31,7 @@ upload = st.file_uploader(
 )
 with st.expander("Batch and loss (optional)"):
     data = st.file_uploader(
-        f"An .npz batch with arrays x and y (at most {cap} MiB)",
+        f"An .npz batch with arrays x and y (at most {cap} MB)",
         type=["npz"],
         key=keys.YOUR_MODEL_DATA,
         max_upload_size=cap,

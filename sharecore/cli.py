@@ -262,6 +262,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_run(spec, config)  # every check that needs no TensorFlow, in a fraction of a second
     out = Path(args.out)
     _check_writable(out)
+    if args.logdir is not None and not args.logdir.strip():
+        raise ValueError("--logdir is empty; give the folder for the TensorBoard logs, e.g. --logdir logs/run1.")
     logdir = Path(args.logdir) if args.logdir is not None else None
     if logdir is not None:
         _check_writable(logdir, "the TensorBoard log folder", "--logdir")

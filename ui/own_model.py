@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import html
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from ui.keys import OWN_MODEL
 # mean squared error).
 LOSSES = (None, "mean_squared_error", "mean_absolute_error", "categorical_crossentropy", "binary_crossentropy")
 SEED = 0  # the seed of the random batch, as the CLI's default
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Keras bolds parts of its messages for a terminal
+MB = 10**6  # max_model_mb's unit: Streamlit's uploader counts 1,000,000 bytes to the MB in the browser
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class Outcome:
 
 
 def cap_mb() -> int:
-    """The largest upload this server inspects, in MiB: `Limits.max_model_mb` (`SHARECORE_MAX_MODEL_MB`), or
+    """The largest upload this server inspects, in MB: `Limits.max_model_mb` (`SHARECORE_MAX_MODEL_MB`), or
     Streamlit's `server.maxUploadSize` where that is smaller (its upload route refuses a larger body, whatever
     a widget says)."""
     return max(1, min(Limits.from_env().max_model_mb, int(st.get_option("server.maxUploadSize"))))
@@ -69,22 +68,6 @@ def private_file(data: bytes, suffix: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
-
-
-def _hint(message: str) -> str:
-    """What would fix a load that failed, beside Keras's own words."""
-    if "safe mode" in message:
-        return (
-            " This page never runs code from a file: save the model without Lambda layers (a registered "
-            "layer subclass instead), or inspect it in your own Python with `sharecore.inspect(model)`."
-        )
-    if "could not load" in message:
-        return (
-            " A subclassed model or a custom layer loads only where its class is registered "
-            "(`keras.saving.register_keras_serializable`) and imported: inspect it in your own Python "
-            "with `sharecore.inspect(model)`, or save a functional or Sequential model."
-        )
-    return ""
 
 
 def inspect_bytes(
@@ -109,11 +92,11 @@ def inspect_bytes(
         ValueError: one sentence naming the upload, what was received and what would fix it.
     """
     limits = limits or Limits.from_env()
-    cap = limits.max_model_mb * 2**20
+    cap = limits.max_model_mb * MB
     for what, blob in (("model", model), ("data", data)):
         if blob is not None and len(blob) > cap:
             raise ValueError(
-                f"the {what} file is {len(blob):,} bytes, over this server's limit of {limits.max_model_mb} MiB "
+                f"the {what} file is {len(blob):,} bytes, over this server's limit of {limits.max_model_mb} MB "
                 f"(max_model_mb). Inspect a larger model with `python -m sharecore inspect`, or raise "
                 f"SHARECORE_MAX_MODEL_MB. Received: {len(blob):,} bytes"
             )
@@ -129,7 +112,7 @@ def inspect_bytes(
             for tmp, shown in ((path, name), (data_path, data_name)):
                 if tmp is not None:  # the temporary paths mean nothing to the visitor: name their upload
                     message = message.replace(repr(tmp), repr(shown)).replace(tmp, shown)
-            raise ValueError(message + _hint(message)) from None
+            raise ValueError(message) from None
 
 
 def _inspect_files(path: str, data_path: str | None, loss: str | None, limits: Limits, cap: int) -> Inspection:
@@ -138,7 +121,7 @@ def _inspect_files(path: str, data_path: str | None, loss: str | None, limits: L
 
     check_model_file(path, cap)  # a zip archive of at most the cap, before TensorFlow loads
     x, y = read_probe_data(data_path, cap) if data_path is not None else (None, None)
-    from sharecore.nn.inspect import inspect, load_inspectable  # TensorFlow
+    from sharecore.nn.inspect import inspect, load_inspectable, one_line  # TensorFlow
 
     model = load_inspectable(path, cap)
     params = model.count_params()
@@ -148,18 +131,11 @@ def _inspect_files(path: str, data_path: str | None, loss: str | None, limits: L
             f"Inspect it with `python -m sharecore inspect`, or raise SHARECORE_MAX_PARAMS. Received: {params:,}"
         )
     try:
-        return inspect(model, x, y, loss=loss, seed=SEED)
-    except Exception as err:  # a model that does not fit the batch or the loss: said in the page, never a traceback
-        # sharecore's ValueErrors are one sentence; Keras's run over many lines, and TensorFlow's
-        # InvalidArgumentError (a token id past the vocabulary) is no ValueError at all.
-        text = " ".join(_ANSI.sub("", str(err)).split()) or type(err).__name__
-        text = text if len(text) <= 600 else text[:600] + "…"
-        if isinstance(err, ValueError):
-            raise ValueError(text) from None
-        raise ValueError(
-            f"the model could not be run on the batch ({type(err).__name__}: {text}). Check that the .npz's x "
-            f"fits the model's input and y its output, or pick another loss."
-        ) from None
+        return inspect(model, x, y, loss=loss, seed=SEED)  # says a batch or loss the model cannot take itself
+    except ValueError:
+        raise
+    except Exception as err:  # not expected; still one sentence on the page, never a traceback
+        raise ValueError(f"the model could not be inspected ({type(err).__name__}: {one_line(err)}).") from None
 
 
 def outcome(

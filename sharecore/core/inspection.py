@@ -12,6 +12,7 @@ import stat
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,30 +147,56 @@ def check_model_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         raise ValueError(
             f"model file {path!r} is not a Keras model file (a .keras file is a zip archive, as model.save writes)."
         )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"model file {path!r} is a damaged zip archive ({err}).") from None
+    if "config.json" not in names:
+        raise ValueError(
+            f"model file {path!r} is a zip archive but not a Keras model file: it holds no config.json, which "
+            f"model.save('model.keras') writes. Received: {len(names)} other member(s)"
+        )
 
 
-def read_probe_data(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, np.ndarray]:
-    """The arrays `x` and `y` of an `.npz` file (no pickled objects), checked before TensorFlow loads.
+def read_probe_data(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, Any]:
+    """The batch of an `.npz` file (no pickled objects), checked before TensorFlow loads.
+
+    The inputs are the array `x`, or `x0`, `x1`, ... (a list, in that order) for a model with several
+    inputs; the targets `y`, or `y0`, `y1`, ... for several outputs.
 
     Raises:
-        ValueError: for a missing or oversized file, one NumPy cannot read, or one without both arrays.
+        ValueError: for a missing or oversized file, one NumPy cannot read, or one without x and y.
     """
     _regular_file(path, "data file", max_bytes)
+    if not zipfile.is_zipfile(path):  # before NumPy, whose error for a text file suggests unpickling it
+        raise ValueError(f"data file {path!r} is not an .npz file (np.savez(path, x=..., y=...) writes a zip archive).")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files if name in ("x", "y")}
-            names = sorted(data.files)
+            arrays = {name: data[name] for name in data.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, AttributeError) as err:
         # ValueError: pickled objects (refused) or a damaged array; AttributeError: a plain .npy, not an .npz.
         reason = " ".join(str(err).split())[:200] or type(err).__name__
         raise ValueError(f"data file {path!r} is not an .npz file NumPy can read safely ({reason}).") from None
-    if set(arrays) != {"x", "y"}:
+    x, y = _arrays(arrays, "x"), _arrays(arrays, "y")
+    if x is None or y is None:
         raise ValueError(
-            f"data file {path!r} needs arrays named 'x' and 'y' (np.savez(path, x=..., y=...)). Received: arrays {names}"
+            f"data file {path!r} needs arrays named 'x' and 'y' (np.savez(path, x=..., y=...); x0, x1, ... for "
+            f"several inputs, y0, y1, ... for several outputs). Received: arrays {sorted(arrays)}"
         )
-    x, y = arrays["x"], arrays["y"]
-    if len(x) != len(y):
+    counts = {len(a) for a in (x if isinstance(x, list) else [x]) + (y if isinstance(y, list) else [y])}
+    if len(counts) > 1:
         raise ValueError(
-            f"data file {path!r}: x and y hold different numbers of samples. Received: {len(x)} and {len(y)}"
+            f"data file {path!r}: its arrays hold different numbers of samples. Received: {sorted(counts)}"
         )
     return x, y
+
+
+def _arrays(arrays: dict[str, np.ndarray], name: str) -> Any:
+    """`arrays[name]`, else the list name0, name1, ... (numbered from 0 without a gap), else None."""
+    if name in arrays:
+        return arrays[name]
+    numbered: list[np.ndarray] = []
+    while f"{name}{len(numbered)}" in arrays:
+        numbered.append(arrays[f"{name}{len(numbered)}"])
+    return numbered or None

@@ -63,8 +63,10 @@ class Limits:
     max_recorded_rows: int = 400_000  # gradient and divergence rows one run records
     max_spec_bytes: int = 200_000  # size of an uploaded or pasted spec JSON
     # The Your model page writes an upload to a temporary file and loads it: a .keras file holds the
-    # weights, so 50 MiB is a model of about 13 million float32 parameters (max_params caps what is inspected).
-    max_model_mb: int = 50  # size of an uploaded .keras model (or .npz batch), in MiB
+    # weights, so 50 MB is a model of about 12 million float32 parameters (max_params caps what is inspected).
+    max_model_mb: int = (
+        50  # size of an uploaded .keras model (or .npz batch), in MB (1,000,000 bytes, as Streamlit's uploader counts)
+    )
     # Wall-clock seconds one run may take, compile included; checked between chunks of steps.
     # 5000 steps of the default preset take about 55 s with two runs training at once on a
     # 2-core server that is busy with other work (about 95 steps/s each), and 250 s at the

@@ -16,6 +16,7 @@ when it happens; a weight that one call reads twice (`x @ W @ W.T` inside one la
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,19 @@ from sharecore.nn.tfimport import keras, tf
 
 PROBE_BATCH = 8  # samples in the random batch drawn when no x is given
 DEFAULT_LOSS = "mean_squared_error"  # for an uncompiled model and no loss, unless y holds class ids
+
+
+class Refusal(ValueError):
+    """A model or batch inspection cannot split, said in one sentence (as opposed to an error of the model's own)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Keras bolds parts of its messages for a terminal
+
+
+def one_line(err: BaseException, limit: int = 400) -> str:
+    """An exception's text on one line, without terminal colour codes, cut at `limit` characters."""
+    text = " ".join(_ANSI.sub("", str(err)).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass
@@ -125,7 +139,8 @@ def _calls_as_sites(model: keras.Model, scope: _UseScope) -> Iterator[None]:
 def _loss_name(loss: Any) -> str:
     if isinstance(loss, str):
         return loss
-    return str(getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__)
+    name = str(getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__)
+    return f"{name} on logits" if getattr(loss, "from_logits", False) else name
 
 
 def resolve_loss(model: keras.Model, loss: Any, y: Any, notes: list[str]) -> tuple[Callable[..., Any], str]:
@@ -136,15 +151,21 @@ def resolve_loss(model: keras.Model, loss: Any, y: Any, notes: list[str]) -> tup
     an embedding and scores every token of its vocabulary (a language model); else mean squared error.
     A note says which was taken.
     """
+    if isinstance(loss, str) and "crossentropy" in loss.replace("_", "") and _scores_tokens(model):
+        notes.append(
+            f"{loss!r} by name reads the outputs as probabilities, but model {model.name!r} looks like a language "
+            f"model, whose outputs are usually logits: leave the loss out for cross-entropy on logits, or pass "
+            f"keras.losses.SparseCategoricalCrossentropy(from_logits=True) from Python."
+        )
     if loss is None:
         loss = getattr(model, "loss", None)
     if loss is None:
         integer = y is not None and np.issubdtype(np.asarray(tf.nest.flatten(y)[0]).dtype, np.integer)
         tokens = y is None and _scores_tokens(model)
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if integer or tokens else DEFAULT_LOSS
-        why = " (on logits), as y holds whole numbers" if integer else ""
+        why = ", as y holds whole numbers" if integer else ""
         if tokens:
-            why = " (on logits), as it reads token ids and scores every token of its vocabulary: a language model"
+            why = ", as it reads token ids and scores every token of its vocabulary: a language model"
         notes.append(
             f"model {model.name!r} is not compiled and no loss was given: using {_loss_name(loss)}"
             + why
@@ -153,27 +174,29 @@ def resolve_loss(model: keras.Model, loss: Any, y: Any, notes: list[str]) -> tup
     try:
         fn = keras.losses.get(loss) if isinstance(loss, str) else loss
     except ValueError:
-        raise ValueError(
-            f"unknown loss {loss!r}; give a Keras loss name such as 'mse'. Received: loss={loss!r}"
-        ) from None
+        raise Refusal(f"unknown loss {loss!r}; give a Keras loss name such as 'mse'. Received: loss={loss!r}") from None
     if not callable(fn):
-        raise ValueError(
-            f"the loss must be a Keras loss name, a keras.losses.Loss or a callable. Received: loss={loss!r}"
-        )
+        raise Refusal(f"the loss must be a Keras loss name, a keras.losses.Loss or a callable. Received: loss={loss!r}")
     return fn, _loss_name(loss)
 
 
 def _scores_tokens(model: keras.Model) -> bool:
-    """Whether the model reads token ids through an embedding and outputs one score per token of its vocabulary."""
+    """Whether the model reads token ids through an embedding and outputs one logit per token of its vocabulary."""
     first = _first_layer(model)
     try:
         outputs = [tuple(t.shape) for t in model.outputs]
     except (AttributeError, TypeError, ValueError):  # a subclassed model has no symbolic outputs
         return False
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    probabilities = isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) in (
+        keras.activations.softmax,
+        keras.activations.sigmoid,
+    )
     return (
         isinstance(first, keras.layers.Embedding)
         and len(outputs) == 1
         and outputs[0][-1] == getattr(first, "input_dim", None)
+        and not probabilities  # a softmax head scores probabilities, not logits
     )
 
 
@@ -181,7 +204,7 @@ def loss_value(fn: Callable[..., Any], y: Any, pred: Any) -> tf.Tensor:
     """The mean loss, summed over the outputs of a model with several."""
     ys, preds = tf.nest.flatten(y), tf.nest.flatten(pred)
     if len(ys) != len(preds):
-        raise ValueError(f"the model has {len(preds)} outputs but y has {len(ys)} arrays. Received: y with {len(ys)}")
+        raise Refusal(f"the model has {len(preds)} outputs but y has {len(ys)} arrays. Received: y with {len(ys)}")
     return tf.add_n([tf.reduce_mean(fn(tf.convert_to_tensor(t), p)) for t, p in zip(ys, preds)])
 
 
@@ -198,7 +221,7 @@ def probe_inputs(model: keras.Model, batch: int = PROBE_BATCH, seed: int = 0) ->
     if not specs:
         shape = (model.get_build_config() or {}).get("input_shape")
         if shape is None or not isinstance(shape[0], int | type(None)):
-            raise ValueError(
+            raise Refusal(
                 f"cannot draw random inputs for model {model.name!r}: it keeps no single input shape; pass x (and y). "
                 f"Received: x=None"
             )
@@ -245,9 +268,9 @@ def probe_targets(pred: Any, loss_name: str, seed: int = 0) -> Any:
 
 def _check_built(model: Any) -> None:
     if not isinstance(model, keras.Model):
-        raise ValueError(f"inspect needs a keras.Model. Received: model of type {type(model).__name__}")
+        raise Refusal(f"inspect needs a keras.Model. Received: model of type {type(model).__name__}")
     if not model.built:
-        raise ValueError(
+        raise Refusal(
             f"model {model.name!r} is not built, so it has no weights to inspect yet: call it on a batch or "
             f"call model.build(input_shape) first. Received: model.built=False"
         )
@@ -279,7 +302,7 @@ def split_gradients(
             if site.reads[vid] > 1:
                 path = scope.variables[vid].path
                 if site is top:
-                    raise ValueError(
+                    raise Refusal(
                         f"model {model.name!r} reads weight {path!r} {site.reads[vid]} times in its own call(), "
                         f"not through a Keras layer call, so inspect cannot tell its uses apart. Move the shared "
                         f"computation into a Keras layer and call that layer once per use. Received: {site.name} "
@@ -293,7 +316,7 @@ def split_gradients(
     grads = tape.gradient(loss, [scope.copies[k] for k in keys] + [v.value for v in variables])
     for v, g in zip(variables, grads[len(keys) :]):
         if g is not None:
-            raise ValueError(
+            raise Refusal(
                 f"weight {v.path!r} is also read outside the layer calls (by code that reads the variable's raw "
                 f"value), so the uses' parts would not add up to its gradient. Received: a gradient on {v.path!r} itself"
             )
@@ -355,13 +378,22 @@ def inspect(model: keras.Model, x: Any = None, y: Any = None, loss: Any = None, 
         x = probe_inputs(model, seed=seed)
         notes.append(f"no x given: a seeded random batch of {PROBE_BATCH} (seed {seed}).")
     loss_fn, loss_name = resolve_loss(model, loss, y, notes)
-    # A plain pass first: a sublayer that a subclassed model builds on its first call makes its variables
-    # here, not inside the stateless scope (where Keras forbids making one).
-    pred = model(x, training=False)
-    if y is None:
-        y = probe_targets(pred, loss_name, seed)
-        notes.append(f"no y given: seeded random targets of the output's shape for {loss_name}.")
-    shares, rows, split_notes = split_gradients(model, x, y, loss_fn)
+    try:
+        # A plain pass first: a sublayer that a subclassed model builds on its first call makes its variables
+        # here, not inside the stateless scope (where Keras forbids making one).
+        pred = model(x, training=False)
+        if y is None:
+            y = probe_targets(pred, loss_name, seed)
+            notes.append(f"no y given: seeded random targets of the output's shape for {loss_name}.")
+        shares, rows, split_notes = split_gradients(model, x, y, loss_fn)
+    except Refusal:
+        raise
+    except Exception as err:  # Keras's input checks, TensorFlow's (a token id past the vocabulary), the loss's
+        raise ValueError(
+            f"model {model.name!r} could not be run on the batch ({type(err).__name__}: {one_line(err)}). Check "
+            f"that x fits the model's inputs (x0, x1, ... in an .npz for several) and y its outputs, or give "
+            f"another loss."
+        ) from None
     notes.extend(split_notes)
     weights = {id(w): w for w in model.weights}
     stored = sum(int(np.prod(w.shape)) for w in weights.values())
@@ -401,12 +433,19 @@ def load_inspectable(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> keras.Mod
         except Exception:  # a loss or optimizer that does not load: the architecture and weights are what count
             return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises ValueError, TypeError, KeyError... for a file it cannot rebuild
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = one_line(err, limit=300)
         if "safe_mode" in first:  # a Lambda layer or other code in the file: inspection never runs it
+            first = first.split(" If you trust")[0].split(" This carries")[0]  # advice inspection cannot take
             raise ValueError(
-                f"Keras refused to load {path!r} in safe mode, which inspection keeps on: ({first})"
+                f"Keras refused to load {path!r} in safe mode, which inspection keeps on: ({first}) Inspection "
+                f"never runs code from a file: save the model without Lambda layers (a registered layer "
+                f"subclass instead), or call sharecore.inspect(model) in your own Python."
             ) from None
-        raise ValueError(f"Keras could not load {path!r} as a model ({type(err).__name__}: {first})") from None
+        raise ValueError(
+            f"Keras could not load {path!r} as a model ({type(err).__name__}: {first}). A subclassed model or "
+            f"custom layer loads only where its class is registered (keras.saving.register_keras_serializable) "
+            f"and imported: call sharecore.inspect(model) in that Python, or save a functional or Sequential model."
+        ) from None
 
 
 def inspect_file(

@@ -23,7 +23,8 @@ class SharingMonitor(keras.callbacks.Callback):
     weight's gradient on a fixed probe batch, as `sharecore.inspect` computes it at the weights of that moment.
 
     `monitor.gradients` has a run's gradient columns (`sharecore.core.results.GRADIENT_COLUMNS`):
-    `step` is the number of batches trained (0: before training, counted on across epochs) and
+    `step` is the number of batches trained (0: before the first fit, counted on across epochs
+    and later fits of the same model) and
     `variant` is 'tied'. For the untied model of `sharecore.build(spec, tied=False)`, given `spec`, they
     are each copy's kernel gradient mapped back into its tensor's shape (variant 'untied'), as
     `sharecore.train` records an untied variant's. For a model of `sharecore.build(spec, ...)`, given `spec`,
@@ -68,7 +69,7 @@ class SharingMonitor(keras.callbacks.Callback):
         if logdir is not None:
             check_logdir(logdir)  # a bad folder fails here, before fit, not after its first batches
         self.x, self.y, self.every, self.loss, self.spec, self.logdir = x, y, every, loss, spec, logdir
-        self.steps = 0  # batches trained since fit started, over every epoch
+        self.steps = 0  # batches trained since the first fit started, over every epoch and later fits
         self._gradient_rows: list[tuple] = []
         self._divergence_rows: list[tuple] = []
         self._divergence: Divergence | None = None
@@ -87,10 +88,11 @@ class SharingMonitor(keras.callbacks.Callback):
         return record_frame("divergence", self._divergence_rows)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.steps = 0
         if self.logdir is not None:
             self._log = RunLog(self.logdir)
         self._loss_fn, self.loss_name = resolve_loss(self.model, self.loss, self.y, [])
+        if self._gradient_rows:  # a later fit of the same monitor: steps count on, W0 stays the first fit's
+            return
         if self.spec is not None:
             p = as_plan(self.spec)
             tied = _is_tied(self.model, p)

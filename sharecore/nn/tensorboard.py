@@ -270,6 +270,10 @@ def check_logdir(logdir: str | os.PathLike) -> Path:
     Raises:
         ValueError: if it is a file (or lies in one) or cannot be written, with the reason.
     """
+    if not str(logdir).strip():
+        raise ValueError(
+            "cannot write TensorBoard logs to an empty folder name; give a folder, e.g. logs/run1. Received: logdir=''"
+        )
     folder = Path(logdir)
     try:
         folder.mkdir(parents=True, exist_ok=True)

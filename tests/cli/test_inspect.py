@@ -68,7 +68,10 @@ def test_a_model_with_a_lambda_layer_is_refused_by_safe_mode_in_one_line(capsys,
     inp = keras.Input((3,))
     keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0)(inp)).save(tmp_path / "lambda.keras")
     status, out, err = main(capsys, "inspect", str(tmp_path / "lambda.keras"))
-    assert_one_error(status, err, "lambda.keras", "refused to load", "in safe mode", "Lambda")
+    assert_one_error(
+        status, err, "lambda.keras", "refused to load", "in safe mode", "Lambda", "sharecore.inspect(model)"
+    )
+    assert "safe_mode=False" not in err and "enable_unsafe_deserialization" not in err  # advice inspection refuses
     assert out == ""
 
 
@@ -84,12 +87,21 @@ def test_a_missing_model_file_is_refused_before_tensorflow_loads(capsys, tmp_pat
     assert_one_error(status, err, "missing.keras", "No such file")
 
 
-def test_a_zip_that_keras_cannot_read_is_refused_in_one_line(capsys, tmp_path):
-    path = tmp_path / "empty.keras"
+def test_a_zip_that_is_not_a_keras_file_is_refused_before_tensorflow_loads(capsys, tmp_path, without_tensorflow):
+    path = tmp_path / "notes.keras"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("readme.txt", "no model here")
     status, _, err = main(capsys, "inspect", str(path))
-    assert_one_error(status, err, "Keras could not load")
+    assert_one_error(status, err, "is a zip archive but not a Keras model file", "no config.json", "model.save")
+
+
+def test_a_keras_file_keras_cannot_rebuild_is_refused_with_what_would_fix_it(capsys, tmp_path):
+    path = tmp_path / "custom.keras"
+    with zipfile.ZipFile(path, "w") as archive:  # a config naming a class this Python does not have
+        archive.writestr("config.json", '{"module": "my_models", "class_name": "MyLM", "config": {}}')
+        archive.writestr("metadata.json", '{"keras_version": "3.15.1"}')
+    status, _, err = main(capsys, "inspect", str(path))
+    assert_one_error(status, err, "Keras could not load", "register_keras_serializable", "sharecore.inspect(model)")
 
 
 @pytest.mark.parametrize("kind", ["text", "no y", "pickled"])
@@ -105,8 +117,13 @@ def test_a_bad_data_file_is_refused_before_tensorflow_loads(capsys, tmp_path, wi
     else:
         np.savez(data, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
     status, _, err = main(capsys, "inspect", str(model), "--data", str(data))
-    phrase = "needs arrays named 'x' and 'y'" if kind == "no y" else "is not an .npz file NumPy can read safely"
+    phrase = {
+        "text": "is not an .npz file (np.savez",
+        "no y": "needs arrays named 'x' and 'y'",
+        "pickled": "is not an .npz file NumPy can read safely",
+    }[kind]
     assert_one_error(status, err, phrase)
+    assert "unsafely" not in err  # NumPy's advice to unpickle a file is not ours to give
 
 
 def test_a_real_process_prints_the_report_and_nothing_of_tensorflows_start_up_on_stderr(saved):
@@ -139,12 +156,54 @@ def test_a_saved_language_model_is_split_with_the_loss_it_was_compiled_with_and_
     assert [str(w.message) for w in caught] == []
     assert "shared tok/embeddings (50, 8) (400 parameters): 2 uses: tok#embed, tok#reverse" in out
     assert f"stored: {model.count_params():,} parameters   untied: {model.count_params() + 400:,}" in out
-    assert "(loss sparse_categorical_crossentropy)" in out and "is not compiled" not in out
+    assert "(loss sparse_categorical_crossentropy on logits)" in out and "is not compiled" not in out
 
 
 def test_an_uncompiled_language_model_is_split_with_cross_entropy_on_token_targets(capsys, tmp_path):
     tiny_lm().save(tmp_path / "lm.keras")
     status, out, err = main(capsys, "inspect", str(tmp_path / "lm.keras"))
     assert status == 0 and err == "", err
-    assert "(loss sparse_categorical_crossentropy)" in out
+    assert "(loss sparse_categorical_crossentropy on logits)" in out
     assert "scores every token of its vocabulary: a language model" in out
+
+
+def test_a_probability_cross_entropy_by_name_on_a_language_models_logits_gets_a_note(capsys, tmp_path):
+    tiny_lm().save(tmp_path / "lm.keras")
+    status, out, err = main(capsys, "inspect", str(tmp_path / "lm.keras"), "--loss", "sparse_categorical_crossentropy")
+    assert status == 0 and err == "", err
+    assert "(loss sparse_categorical_crossentropy)" in out
+    assert "reads the outputs as probabilities" in out and "from_logits=True" in out
+
+
+@pytest.mark.parametrize("kind", ["ids past the vocabulary", "strings", "a float x of another shape"])
+def test_a_batch_the_model_cannot_run_on_is_refused_in_one_line_saying_what_to_check(capsys, tmp_path, kind):
+    tiny_lm().save(tmp_path / "lm.keras")
+    x = {
+        "ids past the vocabulary": np.full((4, 6), 1042, "int32"),
+        "strings": np.array([["a"] * 6] * 4),
+        "a float x of another shape": np.zeros((4, 3), "float32"),
+    }[kind]
+    np.savez(tmp_path / "batch.npz", x=x, y=np.zeros((4, 6), "int32"))
+    status, out, err = main(capsys, "inspect", str(tmp_path / "lm.keras"), "--data", str(tmp_path / "batch.npz"))
+    assert_one_error(status, err, "could not be run on the batch", "x fits the model's inputs")
+    assert "\x1b" not in err and "internal error" not in err and out == ""
+
+
+def test_a_model_with_two_inputs_takes_x0_and_x1_from_the_data_file(capsys, tmp_path):
+    encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="enc")], name="encoder")
+    a, b = keras.Input((4,)), keras.Input((4,))
+    siamese = keras.Model([a, b], keras.layers.Subtract()([encoder(a), encoder(b)]))
+    siamese.save(tmp_path / "siamese.keras")
+    rng = np.random.default_rng(0)
+    x0, x1, y = (rng.standard_normal((5, n)).astype("float32") for n in (4, 4, 3))
+    np.savez(tmp_path / "pairs.npz", x0=x0, x1=x1, y=y)
+    status, out, err = main(
+        capsys, "inspect", str(tmp_path / "siamese.keras"), "--data", str(tmp_path / "pairs.npz"), "--loss", "mse"
+    )
+    assert status == 0 and err == "", err
+    loaded = keras.saving.load_model(tmp_path / "siamese.keras")  # the same weights, under the names a load gives
+    expected = sc.inspect(loaded, [x0, x1], y, loss="mse").gradients
+    assert len(expected) == 4  # kernel and bias, each read by enc#0 and enc#1
+    printed = [line.split() for line in out.splitlines() if line.startswith("  ") and "#" in line]
+    assert [(p[0], p[1]) for p in printed] == list(zip(expected.tensor, expected.use))
+    np.testing.assert_allclose([float(p[2]) for p in printed], expected.grad_norm, rtol=1e-3)

@@ -4,6 +4,7 @@ TensorFlow's own event reader, and the folders it refuses before TensorFlow load
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,6 +68,13 @@ def test_a_logdir_that_is_not_a_folder_is_refused_in_one_line_before_tensorflow_
 
     assert_refused(status, stdout, stderr, f"the TensorBoard log folder '{logdir}' {reason}", "--logdir")
     assert not (tmp_path / "run" / "history.csv").exists()
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_logdir_is_refused_not_taken_as_the_current_folder(empty, tmp_path, capsys, without_tensorflow):
+    status, stdout, stderr = main(capsys, *TRAIN, "--out", str(tmp_path / "run"), "--logdir", empty)
+    assert_refused(status, stdout, stderr, "--logdir is empty")
+    assert not (tmp_path / "run" / "history.csv").exists() and not Path("tied").exists()
 
 
 def test_logs_that_cannot_be_written_after_training_leave_the_csvs_and_say_so(tmp_path, capsys):

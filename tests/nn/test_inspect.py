@@ -415,6 +415,24 @@ def test_the_monitor_writes_each_record_to_tensorboard_as_fit_goes_and_refuses_a
 
     with pytest.raises(ValueError, match="not a folder|is a file"):
         sc.SharingMonitor(x, y, logdir=tmp_path / "logs" / "tied" / events.files[0].name)
+    with pytest.raises(ValueError, match="empty folder name"):
+        sc.SharingMonitor(x, y, logdir="")
+
+
+def test_a_monitor_in_a_second_fit_counts_its_steps_on_and_writes_them_after_the_first(tmp_path):
+    dense = keras.layers.Dense(3, name="block")
+    inp = keras.Input((3,))
+    model = keras.Model(inp, dense(dense(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")
+    monitor = sc.SharingMonitor(x, y, every=2, logdir=tmp_path / "logs")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[monitor])  # 4 batches
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[monitor])  # 4 more
+    steps = monitor.gradients.groupby("step").size()
+    assert list(steps.index) == [0, 2, 4, 6, 8] and set(steps) == {4}  # 2 tensors x 2 uses, once per step
+    written = read_events(tmp_path / "logs" / "tied").values["gradients/block/kernel/block#0/grad_norm"]
+    assert sorted(written) == [0, 2, 4, 6, 8]
     with pytest.raises(ValueError, match="Received: every=0"):
         sc.SharingMonitor(np.zeros((1, 3)), np.zeros((1, 3)), every=0)
 
