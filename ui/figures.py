@@ -82,6 +82,12 @@ def gradient_figures(gradients: pd.DataFrame, tensor: str) -> tuple[Any, Any]:
     )
 
 
+def gradient_split(gradients: pd.DataFrame, tensor: str):
+    return _cache.get_or_compute(
+        ("gradient_split", ByIdentity(gradients), tensor), lambda: _plots().gradient_split(gradients, tensor)
+    )
+
+
 def divergence_chart(divergence: pd.DataFrame, tensor: str, spec_: ModelSpec):
     return _cache.get_or_compute(
         ("divergence_chart", ByIdentity(divergence), tensor, spec_),

@@ -170,11 +170,10 @@ def _escaped(gradients: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_chart(result: Outcome, tensor: str):
-    """The Gradient flow page's chart of how hard each use pushes on `tensor`, for this one batch (step 0)."""
+    """How this batch's gradient of `tensor` splits between its uses: a bar per use and their sum."""
     if result.chart_gradients is None:
         raise ValueError(f"upload {result.name!r} was not inspected, so it has no gradient split to draw.")
-    flow, _ = figures.gradient_figures(result.chart_gradients, html.escape(tensor, quote=False))
-    return flow
+    return figures.gradient_split(result.chart_gradients, html.escape(tensor, quote=False))
 
 
 def last() -> Outcome | None:

@@ -28,7 +28,7 @@ from sharecore.viz.style import (
     use_colors,
 )
 from sharecore.viz.tensorviews import tensor_views
-from sharecore.viz.training_charts import gradient_cosine, gradient_flow, loss_chart
+from sharecore.viz.training_charts import gradient_cosine, gradient_flow, gradient_split, loss_chart
 
 __all__ = [
     "ACCURACY_AXIS",
@@ -46,6 +46,7 @@ __all__ = [
     "divergence_heatmap",
     "gradient_cosine",
     "gradient_flow",
+    "gradient_split",
     "loss_chart",
     "model_dot",
     "param_bars",

@@ -294,3 +294,68 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
             "against them. One color per use. Left: tied, right: untied."
         )
     return house_layout(fig, title, subtitle, panel_title_lines=1, how_to_read=how)
+
+
+def gradient_split(gradients: pd.DataFrame, tensor: str) -> go.Figure:
+    """How one batch's gradient of a shared tensor splits between its uses: a bar per use and their sum.
+
+    For a single inspection (`sharecore.inspect`: one step, tied), where `gradient_flow`'s lines over
+    steps would be single points beside an empty untied panel. The last recorded step is drawn.
+
+    Args:
+        gradients: `Inspection.gradients` or `TrainResult.gradients` (`GRADIENT_COLUMNS`).
+        tensor: a shared tensor in it.
+
+    Returns:
+        The figure: one horizontal bar per use (its gradient's norm, colored as in `gradient_flow`) and a
+        thick tied-blue bar for their sum; each use's hover gives its cosine with the other uses.
+
+    Raises:
+        ValueError: if the frame has rows but none for `tensor`.
+    """
+    title = f"How does one batch's gradient of {tensor} split between its uses?"
+    rows = tensor_rows(gradients, tensor, "gradients")
+    rows = rows[rows["variant"] == "tied"]
+    if rows.empty:
+        return message_figure(title, "No gradient of a tied model recorded for this tensor.")
+    rows = rows[rows["step"] == rows["step"].max()]
+    uses = list(dict.fromkeys(rows["use"]))
+    colors = use_colors(uses)
+    fig = go.Figure()
+    for r in rows.itertuples():
+        fig.add_trace(
+            go.Bar(
+                x=[r.grad_norm],
+                y=[r.use],
+                orientation="h",
+                name=r.use,
+                marker={"color": colors[r.use]},
+                text=[f"{r.grad_norm:.3g}"],
+                textposition="outside",
+                hovertemplate=f"{r.use}: norm %{{x:.4g}}, cosine with the other uses {r.cosine_with_others:.3f}"
+                "<extra></extra>",
+                meta={"variant": "tied", "use": r.use},
+            )
+        )
+    total = float(rows["sum_norm"].iloc[0])  # every use's row repeats the sum's norm
+    fig.add_trace(
+        go.Bar(
+            x=[total],
+            y=["sum"],
+            orientation="h",
+            name=f"sum: the gradient {tensor} gets",
+            marker={"color": VARIANT_COLORS["tied"]},
+            text=[f"{total:.3g}"],
+            textposition="outside",
+            meta={"variant": "tied", "role": "sum"},
+        )
+    )
+    fig.update_xaxes(title_text="gradient norm (L2)", rangemode="tozero")
+    fig.update_yaxes(autorange="reversed")
+    return house_layout(
+        fig,
+        title,
+        f"{len(uses)} use{'s' * (len(uses) > 1)} of {tensor}, on one batch; the parts add up (as vectors) to the sum",
+        how_to_read="Longer = a stronger push. The sum can be shorter than the parts when the uses pull apart.",
+        showlegend=False,
+    )

@@ -529,3 +529,25 @@ def test_loss_chart_draws_held_out_loss_dashed_and_names_the_styles_only_when_th
     assert "solid = training loss, dashed = held-out loss" in fig.layout.title.subtitle.text
     plain = plots.loss_chart(history, 2)
     assert "solid" not in plain.layout.title.subtitle.text and all(t.line.dash is None for t in plain.data)
+
+
+def test_the_split_of_one_batch_draws_a_bar_per_use_and_the_sum_from_the_last_step_only():
+    # Two steps of a tied tensor W with uses a and b (sum_norm repeats per row), and an untied row to leave out.
+    rows = [
+        (0, "tied", "W", "a", 9.0, 9.5, 0.1),
+        (0, "tied", "W", "b", 9.0, 9.5, 0.1),
+        (3, "tied", "W", "a", 3.0, 4.0, 0.2),
+        (3, "tied", "W", "b", 2.0, 4.0, 0.3),
+        (3, "untied", "W", "a", 7.0, 7.0, 0.0),
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["step", "variant", "tensor", "use", "grad_norm", "sum_norm", "cosine_with_others"]
+    )
+    fig = plots.gradient_split(frame, "W")
+    bars = {(t.y[0], t.x[0]) for t in fig.data}
+    assert bars == {("a", 3.0), ("b", 2.0), ("sum", 4.0)}
+    assert [t.meta.get("role") for t in fig.data] == [None, None, "sum"]
+    assert "cosine with the other uses 0.300" in fig.data[1].hovertemplate
+    assert "split between its uses" in fig.layout.title.text
+    with pytest.raises(ValueError):
+        plots.gradient_split(frame, "nope")
