@@ -14,8 +14,9 @@ side in `tensorboard --logdir logs`. The tags, the same in both variants:
 - ``weights/<name>`` (histograms): the kernels at step 0 and at the last step, named by shared
   tensor (tied) or use (untied), as in `TrainResult.weights`.
 
-Tensor and use names are identifiers (`sharecore.core.fields`), so a tag never holds another '/'
-or a '-'. A NaN (a cosine of a use with no others, accuracy without classes) is left out, as
+In a run of `sharecore.train`, tensor and use names are identifiers (`sharecore.core.fields`), so
+such a tag holds no other '/' or '-'; a `SharingMonitor`'s are Keras weight paths and call sites
+(`gradients/block/kernel/block#0/grad_norm`). A NaN (a cosine of a use with no others, accuracy without classes) is left out, as
 TensorBoard draws none. Histograms are written only where the result carries weights: a kept
 run that the store kept without them has the scalars alone.
 
