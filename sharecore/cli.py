@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sharecore.core.runcheck import folder_problem
 from sharecore.core.spec import ModelSpec
 from sharecore.core.text import csv_text
 
@@ -157,24 +158,9 @@ class _CtrlC:
 def _check_writable(out: Path, what: str = "the output folder", option: str = "--out") -> None:
     """Creates `out` and writes and removes a file there, so that a bad --out (or --logdir) fails before
     training, not after."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".sharecore-write-test-{os.getpid()}"
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        probe.unlink()
-    except OSError as err:
-        reason = _not_writable_reason(out, err)
-        raise ValueError(
-            f"cannot write to {what} {str(out)!r} ({reason}); choose another folder with {option}."
-        ) from None
-
-
-def _not_writable_reason(path: Path, err: OSError) -> str:
-    if path.is_file():
-        return "it is a file"
-    if path.exists() and not path.is_dir():
-        return "it is not a folder"
-    return err.strerror or type(err).__name__
+    reason = folder_problem(out)
+    if reason is not None:
+        raise ValueError(f"cannot write to {what} {str(out)!r} ({reason}); choose another folder with {option}.")
 
 
 def _write_file(path: Path, text: str) -> None:

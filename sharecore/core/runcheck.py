@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sharecore.core.config import DIGITS_INPUT_SIZES, TEACHERS, TrainConfig
@@ -250,3 +251,20 @@ def resume_conflicts(spec: ModelSpec, config: TrainConfig, previous: TrainResult
 def _listed(names: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Makes `folder` and writes and removes a file there, so that a bad output folder fails before a run,
+    not after it; None when it can be written, else why not, in a few words ('it is a file', ...)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sharecore-write-test-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        probe.unlink()
+    except OSError as err:
+        if folder.is_file():
+            return "it is a file"
+        if folder.exists() and not folder.is_dir():
+            return "it is not a folder"
+        return err.strerror or type(err).__name__
+    return None

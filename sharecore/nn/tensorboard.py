@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from sharecore.core.results import TrainResult
+from sharecore.core.runcheck import folder_problem
 from sharecore.core.text import safe_file_name
 from sharecore.nn.tfimport import tf
 
@@ -276,17 +277,12 @@ def check_logdir(logdir: str | os.PathLike) -> Path:
             "cannot write TensorBoard logs to an empty folder name; give a folder, e.g. logs/run1. Received: logdir=''"
         )
     folder = Path(logdir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".sharecore-write-test-{os.getpid()}"
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        probe.unlink()
-    except OSError as err:
-        reason = "it is a file" if folder.is_file() else err.strerror or type(err).__name__
+    reason = folder_problem(folder)
+    if reason is not None:
         raise ValueError(
             f"cannot write TensorBoard logs to {str(folder)!r} ({reason}); give a folder you can write to. "
             f"Received: logdir={str(logdir)!r}"
-        ) from None
+        )
     return folder
 
 
