@@ -23,6 +23,8 @@ PREVIOUS = "(previous use)"  # a use that reads the node before it
 
 ss = st.session_state
 version = state.draft_version()
+# The views' tabs, in order (an exercise's Set up may open one by name).
+BUILD_TABS = ("Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON")
 # Starting points: the simplest preset of each family of ops.
 FAMILIES = {
     "dense": "seed-dense",
@@ -415,8 +417,10 @@ seed = state.config().seed
 with view_col.container(key=keys.BUILD_VIEWS):
     variant = st.segmented_control("Model", ["tied", "untied"], default="tied", key=keys.BUILD_VARIANT) or "tied"
     tied = variant == "tied"
+    # Keyed and tracked by the server: without state, a rerun that redrew the views (the first pasted
+    # spec, an exercise's Set up) remounted the tabs in the browser on the first one, Diagram.
     diagram_tab, tensors_tab, params_tab, code_tab, json_tab = st.tabs(
-        ["Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON"]
+        list(BUILD_TABS), key=keys.BUILD_TABS, on_change="rerun"
     )
     with diagram_tab:
         st.graphviz_chart(figures.model_dot(spec, tied), width="stretch")

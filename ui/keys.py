@@ -105,6 +105,7 @@ BUILD_EDITOR_BOX = "build-editor"  # the editor's column
 BUILD_VIEWS = "build-views"  # the views' column (first when the columns stack)
 BUILD_FAMILY = "build.family"  # of(BUILD_FAMILY, family): a "Start from a family" button
 BUILD_LOAD_ERROR = "build.load_error"  # why the last pasted or uploaded spec could not be loaded, or None
+BUILD_TABS = "build.tabs"  # the views' open tab, by its label
 BUILD_VARIANT = "build.variant"  # tied or untied, for the views
 BUILD_TENSOR = "build.tensor"  # the shared tensor the tensor views show
 BUILD_TENSOR_VIEWS = "build.tensor_views"  # the tensor views chart
