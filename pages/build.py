@@ -12,7 +12,7 @@ import sharecore
 from sharecore.core.limits import check_spec_size
 from sharecore.core.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
 from sharecore.core.text import parse_ints, safe_file_name
-from ui import figures, keys, startup, state, widgets
+from ui import exercise, figures, keys, startup, state, widgets
 from ui.routing import frame
 from ui.text import plain
 
@@ -397,6 +397,7 @@ status = st.container()
 edit_col, view_col = st.columns([5, 6], gap="medium")
 errors: list[str] = []
 with edit_col.container(key=keys.BUILD_EDITOR_BOX):
+    exercise.panel()  # the exercise set up last, beside the views it asks about
     draft = editor(state.draft())
 state.set_draft(draft)
 try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from sharecore.teach.exercises import EXERCISES, Exercise, exercise
-from ui import keys, state
+from sharecore.teach.exercises import EXERCISES, Exercise
+from ui import exercise, keys
 from ui.routing import frame
 from ui.sitemap import PAGES
 
@@ -18,30 +18,24 @@ if (page := ss.pop(keys.EXERCISES_OPEN, None)) is not None:
     st.switch_page(PAGES[page])
 
 
-def _set_up(exercise_id: str) -> None:
-    """A Set up button's callback: runs before the page, so the sidebar and Lab widgets re-read the experiment."""
-    ex = exercise(exercise_id)
-    first = ex.setups[0]
-    state.load_experiment(first.spec, first.config, first.preset)
-    ss[keys.EXERCISES_OPEN] = ex.page
-
-
 def show(number: int, ex: Exercise) -> None:
     """One exercise: question, Set up, where to look, what to change next, and the folded answer."""
     with st.container(border=True):
         st.subheader(f"{number}. {ex.title}")
         st.markdown(ex.question)
         first = ex.setups[0]
+        look = ex.looks[0]
         st.button(
             "Set up",
             key=keys.of(keys.EXERCISES_SET_UP, ex.id),
-            on_click=_set_up,
+            on_click=exercise.set_up,
             args=(ex.id,),
             icon=":material/science:",
             help=f"Loads {first.label} (preset {first.preset}) with its training settings and opens "
-            f"the {ex.page.title()} page.",
+            f"the {look.page.replace('_', ' ').title()} page{f' on its {look.tab} tab' if look.tab else ''}.",
         )
-        st.markdown(f"**What to look at.** {ex.look_at}")
+        st.markdown("**What to look at**")
+        exercise.looks(ex)
         if ex.then:
             st.markdown(f"**Then.** {ex.then}")
         with st.expander("What you should see"):
@@ -51,9 +45,9 @@ def show(number: int, ex: Exercise) -> None:
 st.title("Exercises")
 st.markdown(
     "Guided what-ifs about tied and untied weights. Read the question and guess, press **Set up** "
-    "(it loads the experiment and opens the page to train it on), train, look where it says, and only "
-    "then open **What you should see**. Every claim there is checked by a test that trains the same "
-    "set-ups on seeds 0, 1 and 2."
+    "(it loads the experiment and opens the page it names), train, look where it says, and only "
+    "then open **What you should see**. The Lab keeps the exercise's question beside your work. Every "
+    "claim there is checked by a test that trains the same set-ups on seeds 0, 1 and 2."
 )
 for number, ex in enumerate(EXERCISES, 1):
     show(number, ex)

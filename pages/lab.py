@@ -10,7 +10,7 @@ import streamlit as st
 import sharecore
 from sharecore.core.spec import ModelSpec
 from sharecore.core.text import parse_ints
-from ui import figures, kept, kept_views, keys, settings_editor, state, training, widgets
+from ui import exercise, figures, kept, kept_views, keys, settings_editor, state, training, widgets
 from ui.routing import frame
 from ui.text import plain
 
@@ -268,6 +268,7 @@ st.caption("Change one thing, train, and read the new run against the ones befor
 widgets.stack_columns_when_narrow(keys.LAB_VIEW)
 controls, view = st.columns([5, 8], gap="medium")
 with controls.container(key=keys.LAB_CONTROLS):
+    exercise.panel()  # the exercise set up last, beside the charts it asks about
     picker, reset = st.columns([3, 2], vertical_alignment="bottom")
     picker.selectbox(
         "Load a preset",

@@ -13,6 +13,7 @@ what they use from them:
     startup                      TensorFlow loaded and warmed up, Keras's clean-up, server settings
     state                        the experiment: preset, spec, settings, draft, URL
     widgets, figures             small shared widgets; cached pure calls
+    exercise                     the exercise set up last: Set up, and its panel beside the work
     kept, kept_views             the workspace, run store, current result and kept runs; their charts,
                                  table and share links
     own_model                    an uploaded .keras model inspected safely (beside kept, neither imports the other)

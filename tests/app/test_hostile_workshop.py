@@ -1,7 +1,7 @@
 """The workshop features attacked as a careless or hostile user would: run labels holding markup,
 tampered cookies and share links, a run store that breaks while the server runs, continuing
-what cannot be continued, full workspaces, and every exercise's Set up button. Each number
-drawn is checked against the run it came from or against `sharecore.train` itself."""
+what cannot be continued, and full workspaces (each exercise's Set up is tests/app/test_exercises.py's). Each
+number drawn is checked against the run it came from or against `sharecore.train` itself."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
-from sharecore.teach.exercises import EXERCISES
 from sharecore.viz import overlays as comparecharts
 from tests.support.apptest import APP, click_and_wait, figures, open_app, values
 from tests.support.users import rerun_unprivileged
@@ -405,20 +404,3 @@ def test_steps_past_the_servers_cap_are_refused_with_a_message(monkeypatch):
     assert not at.exception and at.session_state["run"] is None
     assert any("30 steps" in e.value for e in at.error), shown_text(at)
     assert at.session_state["result"].steps_done == 20
-
-
-# ----------------------------------------------------------------------------- exercises
-@pytest.mark.parametrize("exercise", [ex for ex in EXERCISES if ex.page == "lab"], ids=lambda ex: ex.id)
-def test_each_exercise_sets_up_its_experiment_and_it_trains_in_the_lab(exercise):
-    at = open_app("exercises")
-    at.button(key=f"exercises.setup.{exercise.id}").click().run()
-    assert not at.exception, at.exception
-    first = exercise.setups[0]
-    assert at.session_state["spec"] == first.spec and at.session_state["config"] == first.config
-    at.switch_page("pages/lab.py").run()
-    at.select_slider(key="train.steps").set_value(5).run()  # the set-up's own settings, fewer steps
-    click_and_wait(at, "lab.train")
-    assert not at.session_state["run_error"], at.session_state["run_error"]
-    res = at.session_state["result"]
-    assert res.steps_done == 5 and res.spec == first.spec
-    assert np.isfinite(res.history["loss"]).all()

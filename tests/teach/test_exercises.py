@@ -4,6 +4,7 @@ published counts), and the page lists every exercise and sets one up in a click.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -12,7 +13,15 @@ import pytest
 import sharecore
 from sharecore.core.results import TrainResult
 from sharecore.nn.data import make_dataset
-from sharecore.teach.exercises import EXERCISES, SAME_COPIES, Claim, Exercise, exercise, verify
+from sharecore.teach.exercises import (
+    EXERCISES,
+    SAME_COPIES,
+    SAME_DECIMALS,
+    Claim,
+    Exercise,
+    exercise,
+    verify,
+)
 from tests.support.apptest import go, open_app
 
 
@@ -197,11 +206,47 @@ def test_there_are_at_least_eight_exercises_with_unique_slugs_and_every_spec_val
         assert exercise(ex.id) is ex
         assert bool(ex.then) == (len(ex.setups) > 1), f"{ex.id}: say what to change for a second set-up"
         assert ex.page in {"lab", "build"}
+        for look in ex.looks:  # tests/app/test_exercises.py finds each element on its page
+            assert look.page in ui_pages() and look.what.endswith(".")
+            assert bool(look.tab) == (look.element == "build.tabs")
         assert ex.runs == (ex.setups if ex.trains else ())
         for s in ex.setups:
             sharecore.validate(s.spec)
             assert s.spec.uses and s.preset in sharecore.presets()
             assert s.config.steps * s.config.batch_size <= 150 * 32, "each exercise trains in a few seconds"
+
+
+def ui_pages() -> set[str]:
+    from ui.sitemap import PAGES
+
+    return set(PAGES)
+
+
+def test_zero_in_words_is_the_tolerance_the_checks_use():
+    # "0 to 6 decimal places": everything below SAME_COPIES rounds to 0.000000, and nothing above it.
+    assert f"{SAME_COPIES * 0.999:.{SAME_DECIMALS}f}" == "0." + "0" * SAME_DECIMALS
+    assert f"{SAME_COPIES * 1.001:.{SAME_DECIMALS}f}" != "0." + "0" * SAME_DECIMALS
+    for ex in EXERCISES:
+        text = " ".join([ex.question, ex.expect, ex.then, *(look.what for look in ex.looks)])
+        assert "exactly 0" not in text and "1e-6" not in text, ex.id
+
+
+def test_line_styles_and_panels_are_named_only_where_a_test_holds_them_to_the_chart():
+    # tests/app/test_exercises.py checks each look's 'tied solid'/'untied dashed' and panel against
+    # the chart the page draws; a style named anywhere else would go unchecked.
+    for ex in EXERCISES:
+        for text in (ex.question, ex.expect, ex.then):
+            assert not re.search(r"\b(solid|dashed|dash|panel)\b", text), f"{ex.id}: {text}"
+        for look in ex.looks:
+            styles = re.findall(r"\b(solid|dashed)\b", look.what)
+            assert len(styles) == len(re.findall(r"\b(?:tied|untied) (?:solid|dashed)\b", look.what)), look.what
+
+
+def test_the_siamese_exercise_asks_what_its_data_set_asks():
+    ex = exercise("siamese-generalisation")
+    (res,) = [sharecore.train(s.spec, dataclasses.replace(s.config, steps=1)) for s in ex.runs]
+    assert "is the left digit the larger?" in res.dataset
+    assert "larger" in ex.question and "same digit" not in ex.question + ex.expect
 
 
 def test_a_claim_on_the_specs_alone_needs_no_training():
@@ -235,7 +280,7 @@ def test_the_exercises_page_lists_every_exercise_and_hides_the_answers_in_expand
     assert [e.label for e in at.expander] == ["What you should see"] * len(EXERCISES)
     text = " ".join(m.value for m in at.markdown)
     for ex in EXERCISES:
-        assert ex.question in text and ex.look_at in text
+        assert ex.question in text and all(look.what in text for look in ex.looks)
         assert ex.expect in " ".join(m.value for m in at.expander[EXERCISES.index(ex)].markdown)
     assert "set the learning rate to 0.1" in text
 
