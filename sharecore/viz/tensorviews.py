@@ -34,15 +34,20 @@ ROW_HEIGHT = 170  # px of heatmap per row when the panels wrap and are not squar
 CELL_BUDGET = 80_000
 MAX_CELLS_PER_AXIS = 200
 MIN_CELLS_PER_AXIS = 32
+# For panel titles: the panels' width together on a typical page (px), and one character of a 10-12 px title.
+PANELS_PX = 600
+TITLE_CHAR_PX = 5.5
 
 
 # ----------------------------------------------------------------------------- tensor views
 def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
     """Heatmaps side by side: the stored tensor, then the kernel each use reads from it.
 
-    All panels share one diverging color scale centred on 0. Arrays with more than two axes are
-    shown flattened to (prod(shape[:-1]), shape[-1]); a 1-D array as one row. The panel title
-    then says "shown as".
+    All panels share one diverging color scale centred on 0. Conv kernels (kh, kw, c_in, c_out) with
+    kh x kw > 1 are drawn as they are used: one kh x kw tile per input (row) and output (column)
+    channel, so a turned kernel shows turned. Other arrays with more than two axes are shown
+    flattened to (prod(shape[:-1]), shape[-1]); a 1-D array as one row. The panel title then says
+    "shown as".
 
     Args:
         spec: the model spec.
@@ -92,7 +97,8 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
                 box = (int(rows_read.min()), int(rows_read.max()) + 1, int(cols_read.min()), int(cols_read.max()) + 1)
                 boxes.append((u.use.name, colors[u.use.name], box))
 
-    flats = [flat_2d(a) for _, _, a in panels]
+    tiled = not boxes and all(_tiles(a) for _, _, a in panels)
+    flats = [kernel_tiles(a)[0] if tiled else flat_2d(a) for _, _, a in panels]
     per_axis = _cells_per_axis(len(panels))
     strides = [(-(-f.shape[0] // per_axis), -(-f.shape[1] // per_axis)) for f in flats]  # ceil division
 
@@ -100,20 +106,23 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
     sampled = {stride for stride in strides if stride != (1, 1)}
     same_sampling = len(sampled) == 1 and all(stride != (1, 1) for stride in strides)
 
-    # Name on the first line, (rule and) shape on the second, so narrow panels keep their titles apart.
+    rows = -(-len(panels) // MAX_PANELS_PER_ROW)
+    cols = -(-len(panels) // rows)  # balanced rows: 7 panels are 4 + 3, not 6 + 1
+    # Name on the first line, (rule and) shape on the second, so narrow panels keep their titles apart;
+    # a line wider than its panel (five panels and 'rot90 k=1 → (3, 3, 1, 4)') puts the shape on a third.
     titles = []
     for (label, rule, a), stride in zip(panels, strides):
-        text = f"<b>{label}</b><br>{rule}{shape_text(a.shape)}"
-        if a.ndim != 2:
+        too_wide = len(rule + shape_text(a.shape)) * TITLE_CHAR_PX > PANELS_PX / cols
+        rule_line = rule.replace(" → ", "<br>") if too_wide else rule
+        text = f"<b>{label}</b><br>{rule_line}{shape_text(a.shape)}"
+        if a.ndim != 2 and not tiled:
             text += f"<br>shown as {shape_text(flat_2d(a).shape)}"
         if stride != (1, 1) and not same_sampling:
             text += f"<br>{_stride_text(*stride)}"
         titles.append(text)
     lines = max(t.count("<br>") + 1 for t in titles)
     # Square cells show a transpose as a turned rectangle, unless a very long tensor would be a sliver.
-    square = all(1 / 3 <= f.shape[0] / f.shape[1] <= 3 for f in flats)
-    rows = -(-len(panels) // MAX_PANELS_PER_ROW)
-    cols = -(-len(panels) // rows)  # balanced rows: 7 panels are 4 + 3, not 6 + 1
+    square = tiled or all(1 / 3 <= f.shape[0] / f.shape[1] <= 3 for f in flats)
     if rows == 1:
         height = HEIGHT + 17 * (lines - 2)  # a "shown as" line takes room from the heatmaps
         vertical_spacing = 0.0
@@ -146,17 +155,24 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
                 y=np.arange(0, flat.shape[0], row_step) if strided else None,
                 coloraxis="coloraxis",
                 name=label,
-                hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra>" + label + "</extra>",
+                customdata=kernel_tiles(panels[k][2])[1] if tiled else None,
+                hovertemplate=("%{customdata}: %{z:.4f}" if tiled else "row %{y}, column %{x}: %{z:.4f}")
+                + "<extra>"
+                + label
+                + "</extra>",
                 meta={"stride": [row_step, col_step], "shape": list(flat.shape)},
             ),
             row=row,
             col=col,
         )
+        x_title, y_title = _tile_axis_titles(panels[k][2].shape) if tiled else ("column index", "row index")
         if k + cols >= len(panels):  # no panel below this one
-            fig.update_xaxes(title_text="column index", row=row, col=col)
+            fig.update_xaxes(title_text=x_title, row=row, col=col)
         fig.update_yaxes(autorange="reversed", row=row, col=col)
         if col == 1:
-            fig.update_yaxes(title_text="row index", row=row, col=col)
+            fig.update_yaxes(title_text=y_title, row=row, col=col)
+        if tiled:
+            _tile_ticks(fig, panels[k][2].shape, row, col)
         if square:
             x_axis = fig.get_subplot(row, col).xaxis.plotly_name  # "xaxis7"
             fig.update_yaxes(scaleanchor=x_axis.replace("axis", ""), constrain="domain", row=row, col=col)
@@ -188,6 +204,11 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
         }
     )
     subtitle = "The stored tensor, then each use's kernel after its rule; one color scale, white = 0"
+    if tiled:
+        kh, kw, c_in, c_out = panels[0][2].shape
+        subtitle += f"<br>One {kh} x {kw} tile per kernel, as it slides over the image" + (
+            f": output channels 0 to {c_out - 1}, left to right, top to bottom" if c_in == 1 else ""
+        )
     if sampled:
         which = f"each panel shows {_stride_text(*sampled.pop())}" if same_sampling else "large panels show every k-th"
         subtitle += f"<br>Too large to draw whole: {which} (axes keep the true indices)"
@@ -199,10 +220,83 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
         f"What does each use see of {tensor}?",
         subtitle,
         how_to_read=how,
-        height=height + 17 * bool(sampled),
+        height=height + 17 * (bool(sampled) or tiled),
         # The second subtitle line needs the room of one more panel-title line.
-        panel_title_lines=lines + bool(sampled),
+        panel_title_lines=lines + (bool(sampled) or tiled),
     )
+
+
+def _tiles(a: np.ndarray) -> bool:
+    """Whether `a` is a conv kernel (kh, kw, c_in, c_out) with more than one tap, small enough to tile whole."""
+    return a.ndim == 4 and a.shape[0] * a.shape[1] > 1 and max(kernel_tiles_shape(a.shape)) <= MAX_CELLS_PER_AXIS
+
+
+def _tile_axis_titles(shape: tuple[int, ...]) -> tuple[str, str]:
+    return ("", "") if shape[2] == 1 else ("output channel", "input channel")
+
+
+def _tile_ticks(fig: go.Figure, shape: tuple[int, ...], row: int, col: int) -> None:
+    """One tick per channel at the middle of its tiles; none when the tiles of one input channel wrap."""
+    kh, kw, c_in, c_out = shape
+    if c_in == 1:
+        fig.update_xaxes(showticklabels=False, row=row, col=col)
+        fig.update_yaxes(showticklabels=False, row=row, col=col)
+        return
+    # At most about 8 labels per axis: 16 channels' labels would overlap on a narrow panel.
+    x_step, y_step = math.ceil(c_out / 8), math.ceil(c_in / 8)
+    fig.update_xaxes(
+        tickvals=[j * (kw + 1) + (kw - 1) / 2 for j in range(0, c_out, x_step)],
+        ticktext=list(range(0, c_out, x_step)),
+        tickangle=0,
+        row=row,
+        col=col,
+    )
+    fig.update_yaxes(
+        tickvals=[i * (kh + 1) + (kh - 1) / 2 for i in range(0, c_in, y_step)],
+        ticktext=list(range(0, c_in, y_step)),
+        row=row,
+        col=col,
+    )
+
+
+def tile_grid(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Rows and columns of kernel tiles: one row per input channel and one column per output channel,
+    or, for one input channel (an image's first conv), the output channels wrapped into a square."""
+    _, _, c_in, c_out = shape
+    if c_in == 1:
+        cols = math.ceil(math.sqrt(c_out))
+        return -(-c_out // cols), cols
+    return c_in, c_out
+
+
+def tile_position(shape: tuple[int, ...], i: int, j: int) -> tuple[int, int]:
+    """The grid cell of the kernel from input channel i to output channel j."""
+    grid_rows, grid_cols = tile_grid(shape)
+    return divmod(j, grid_cols) if shape[2] == 1 else (i, j)
+
+
+def kernel_tiles_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The 2-D size of `kernel_tiles` for a kernel of `shape`: tiles with a blank row or column between them."""
+    kh, kw = shape[:2]
+    grid_rows, grid_cols = tile_grid(shape)
+    return grid_rows * (kh + 1) - 1, grid_cols * (kw + 1) - 1
+
+
+def kernel_tiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A conv kernel (kh, kw, c_in, c_out) as a 2-D mosaic of kh x kw tiles, each the kernel from one input
+    channel to one output channel as the conv slides it over the image (`tile_grid` places them), NaN
+    (drawn blank) between tiles; and beside it, for the hover, which channels and tap each cell is."""
+    kh, kw, c_in, c_out = a.shape
+    out = np.full(kernel_tiles_shape(a.shape), np.nan, dtype=np.float32)
+    where = np.full(out.shape, "", dtype=object)
+    for i in range(c_in):
+        for j in range(c_out):
+            r, c = tile_position(a.shape, i, j)
+            out[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = a[:, :, i, j]
+            for y in range(kh):
+                for x in range(kw):
+                    where[r * (kh + 1) + y, c * (kw + 1) + x] = f"in {i} → out {j}, tap ({y}, {x})"
+    return out, where
 
 
 def _cells_per_axis(panels: int) -> int:

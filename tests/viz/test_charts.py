@@ -142,14 +142,30 @@ def test_tensor_views_flatten_arrays_of_more_than_two_axes_and_say_so():
     assert titles == [
         "<b>stored W</b><br>(10, 5)",
         "<b>dense</b><br>(10, 5)",
-        "<b>conv</b><br>reshape (1, 1, 10, 5) → (1, 1, 10, 5)<br>shown as (10, 5)",
+        "<b>conv</b><br>reshape (1, 1, 10, 5)<br>(1, 1, 10, 5)<br>shown as (10, 5)",  # too wide for one line
     ]
 
+
+def test_tensor_views_draw_conv_kernels_as_tiles_that_turn_with_their_rule():
     conv = sharecore.preset("seed-conv")
-    k = initial_values(conv)["K"]
-    fig = plots.tensor_views(conv, "K", k)
-    np.testing.assert_array_equal(fig.data[0].z, k.reshape(3 * 3 * 16, 16))
-    assert fig.layout.annotations[0].text == "<b>stored K</b><br>(3, 3, 16, 16)<br>shown as (144, 16)"
+    k = initial_values(conv)["K"]  # (3, 3, 16, 16): tile (i, j) is K[:, :, i, j], a blank line between tiles
+    z = np.asarray(plots.tensor_views(conv, "K", k).data[0].z, dtype=float)
+    assert z.shape == (16 * 4 - 1, 16 * 4 - 1)
+    np.testing.assert_array_equal(z[4 * 2 : 4 * 2 + 3, 4 * 5 : 4 * 5 + 3], k[:, :, 2, 5])
+    assert np.isnan(z[3, :]).all() and np.isnan(z[:, 3]).all()
+
+    rot = sharecore.preset("rotation-tied-conv")
+    k = initial_values(rot)["K"]  # (3, 3, 1, 4): one input channel, so the 4 kernels wrap into 2 x 2
+    fig = plots.tensor_views(rot, "K", k)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[2] == "<b>rot90</b><br>rot90 k=1<br>(3, 3, 1, 4)"  # five narrow panels: no 'rule → shape' line
+    assert not any("shown as" in t for t in titles)
+    for r, trace in enumerate(fig.data[1:]):
+        z = np.asarray(trace.z, dtype=float)
+        assert z.shape == (7, 7)
+        for j, (row, col) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            tile = z[row * 4 : row * 4 + 3, col * 4 : col * 4 + 3]
+            np.testing.assert_array_equal(tile, np.rot90(k[:, :, 0, j], r))  # turned as the use reads it
 
 
 def test_tensor_views_show_a_slice_as_the_part_the_use_reads():
