@@ -420,6 +420,8 @@ with view_col.container(key=keys.BUILD_VIEWS):
     tied = variant == "tied"
     # Keyed and tracked by the server: without state, a rerun that redrew the views (the first pasted
     # spec, an exercise's Set up) remounted the tabs in the browser on the first one, Diagram.
+    if (asked := exercise.take_tab(keys.BUILD_TABS)) is not None:
+        ss[keys.BUILD_TABS] = asked  # an exercise's Set up names a tab: open it
     diagram_tab, tensors_tab, params_tab, code_tab, json_tab = st.tabs(
         list(BUILD_TABS), key=keys.BUILD_TABS, on_change="rerun"
     )

@@ -12,9 +12,7 @@ from ui.sitemap import PAGES
 
 frame()  # before anything else: see ui/routing.py
 
-ss = st.session_state
-
-if (page := ss.pop(keys.EXERCISES_OPEN, None)) is not None:
+if (page := exercise.take_page()) is not None:
     st.switch_page(PAGES[page])
 
 

@@ -12,16 +12,28 @@ from ui.sitemap import PAGES
 
 def set_up(exercise_id: str) -> None:
     """A Set up button's callback: loads the first set-up, makes the exercise the active one, and asks
-    for its first look's page, with the tab that look names open (a callback runs before any page
-    draws, so the tabs are created with it)."""
+    for its first look's page (`take_page`) and the tab that look names (`take_tab`)."""
     ex = exercise(exercise_id)
     first = ex.setups[0]
     state.load_experiment(first.spec, first.config, first.preset)
     st.session_state[keys.EXERCISE_ACTIVE] = ex.id
     look = ex.looks[0]
-    if look.tab:
-        st.session_state[look.element] = look.tab  # tabs keyed by `element` open on their next run
+    st.session_state[keys.EXERCISE_TAB] = (look.element, look.tab) if look.tab else None
     st.session_state[keys.EXERCISES_OPEN] = look.page
+
+
+def take_page() -> str | None:
+    """The page Set up asked for (a key of ui.sitemap.PAGES), once; None when it asked for none."""
+    return st.session_state.pop(keys.EXERCISES_OPEN, None)
+
+
+def take_tab(tabs_key: str) -> str | None:
+    """The tab Set up asked the tabs keyed `tabs_key` to open, once; the page that owns those tabs sets it."""
+    asked = st.session_state.get(keys.EXERCISE_TAB)
+    if not asked or asked[0] != tabs_key:
+        return None
+    st.session_state[keys.EXERCISE_TAB] = None
+    return asked[1]
 
 
 def active() -> Exercise | None:

@@ -96,11 +96,12 @@ COMPARE_SPECS = "compare.specs"  # the specs-and-settings download
 COMPARE_TENSORBOARD = "compare.tensorboard"  # the TensorBoard logs download (.zip)
 
 # ----------------------------------------------------------------------------- Exercises (pages/exercises.py)
-EXERCISES_OPEN = "exercises.open"  # (ui.exercise) the page Set up asked for; opened on the run its click starts
 EXERCISES_SET_UP = "exercises.setup"  # of(EXERCISES_SET_UP, exercise id): an exercise's Set up button
 
 # ----------------------------------------------------------------------------- the active exercise (ui.exercise)
 EXERCISE_ACTIVE = "exercise.active"  # the id of the exercise set up last, or None once closed
+EXERCISES_OPEN = "exercises.open"  # the page Set up asked for; opened on the run its click starts
+EXERCISE_TAB = "exercise.tab"  # (tabs key, tab label) Set up asked to open, until the page with those tabs takes it
 EXERCISE_PANEL = "exercise-panel"  # the compact panel that keeps its question in view in the Lab and on Build
 EXERCISE_CLOSE = "exercise.close"  # the panel's close button
 
@@ -110,7 +111,7 @@ BUILD_EDITOR_BOX = "build-editor"  # the editor's column
 BUILD_VIEWS = "build-views"  # the views' column (first when the columns stack)
 BUILD_FAMILY = "build.family"  # of(BUILD_FAMILY, family): a "Start from a family" button
 BUILD_LOAD_ERROR = "build.load_error"  # why the last pasted or uploaded spec could not be loaded, or None
-BUILD_TABS = "build.tabs"  # the views' open tab, by its label (also ui.exercise: Set up opens the one it names)
+BUILD_TABS = "build.tabs"  # the views' open tab, by its label (Set up's request: ui.exercise.take_tab)
 BUILD_VARIANT = "build.variant"  # tied or untied, for the views
 BUILD_TENSOR = "build.tensor"  # the shared tensor the tensor views show
 BUILD_TENSOR_VIEWS = "build.tensor_views"  # the tensor views chart

@@ -104,8 +104,8 @@ def slots(spec: ModelSpec | Plan, init: dict[str, np.ndarray], transform: str) -
 
 
 def _kernel(u: UsePlan, init: dict[str, np.ndarray]) -> np.ndarray:
-    """The kernel `u` reads from the stored tensors: its tensor through its rule."""
-    return apply_rule_np(u.use.rule, init[u.use.tensor])
+    """The kernel `u` (a shared use) reads from the stored tensors: its tensor through its rule."""
+    return apply_rule_np(u.use.rule, init[str(u.use.tensor)])
 
 
 def _slot(wanted: np.ndarray, kernels: dict[str, np.ndarray]) -> str | None:
