@@ -11,8 +11,9 @@ import streamlit as st
 import sharecore
 from sharecore.core.limits import check_spec_size
 from sharecore.core.spec import ACTIVATIONS, BIAS_POLICIES, INITIALIZERS, INPUT_NODE, OPS, PADDINGS, RULES, ModelSpec
+from sharecore.core.symmetry import symmetric_uses
 from sharecore.core.text import parse_ints, safe_file_name
-from ui import exercise, figures, keys, startup, state, widgets
+from ui import exercise, figures, kept, keys, startup, state, widgets
 from ui.routing import frame
 from ui.text import plain
 
@@ -23,8 +24,10 @@ PREVIOUS = "(previous use)"  # a use that reads the node before it
 
 ss = st.session_state
 version = state.draft_version()
-# The views' tabs, in order (an exercise's Set up may open one by name).
+# The views' tabs, in order (an exercise's Set up may open one by name); a spec with turned or flipped
+# uses gets one more.
 BUILD_TABS = ("Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON")
+EQUIVARIANCE_TAB = "Equivariance"
 # Starting points: the simplest preset of each family of ops.
 FAMILIES = {
     "dense": "seed-dense",
@@ -381,6 +384,22 @@ def to_spec(draft: dict) -> ModelSpec:
     return spec
 
 
+def equivariance_tab() -> None:
+    """Turn (or flip) an input and watch each use's maps move to the next use's slot: tied exactly, untied
+    once the copies have trained apart (the last run of this model, when there is one)."""
+    res = kept.result()
+    ran = res if res is not None and res.spec == spec and "untied" in res.weights.get("end", {}) else None
+    if ran is None:
+        st.caption(
+            "At the start, before training: the untied copies are initialised as the same turns of one kernel, "
+            "so they move exactly too. Train this model in the Lab and come back to see the untied copies lose it."
+        )
+    else:
+        st.caption(f"Where the last run of this model ended, step {ran.steps_done}: the untied copies trained apart.")
+    if startup.tensorflow_or_status("the equivariance view"):
+        widgets.chart(figures.equivariance_view(spec, seed, ran), key=keys.BUILD_EQUIVARIANCE)
+
+
 # ----------------------------------------------------------------------------- page
 st.title("Build")
 st.caption("Pick a preset in the sidebar or start from a family, then change shapes, tensors and rules.")
@@ -422,9 +441,12 @@ with view_col.container(key=keys.BUILD_VIEWS):
     # spec, an exercise's Set up) remounted the tabs in the browser on the first one, Diagram.
     if (asked := exercise.take_tab(keys.BUILD_TABS)) is not None:
         ss[keys.BUILD_TABS] = asked  # an exercise's Set up names a tab: open it
-    diagram_tab, tensors_tab, params_tab, code_tab, json_tab = st.tabs(
-        list(BUILD_TABS), key=keys.BUILD_TABS, on_change="rerun"
-    )
+    symmetric = bool(symmetric_uses(spec))  # uses that read one kernel turned or flipped: show what that buys
+    tabs = st.tabs([*BUILD_TABS, *([EQUIVARIANCE_TAB] if symmetric else [])], key=keys.BUILD_TABS, on_change="rerun")
+    diagram_tab, tensors_tab, params_tab, code_tab, json_tab = tabs[:5]
+    if symmetric:
+        with tabs[5]:
+            equivariance_tab()
     with diagram_tab:
         st.graphviz_chart(figures.model_dot(spec, tied), width="stretch")
         st.caption(

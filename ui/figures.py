@@ -161,3 +161,24 @@ def of_runs(compute: Callable[[list], Any], runs: list) -> Any:
     return _cache.get_or_compute(
         (compute.__name__, tuple((r.label, ByIdentity(r.result)) for r in runs)), lambda: compute(runs)
     )
+
+
+def equivariance_view(spec_: ModelSpec, seed: int, result: sharecore.TrainResult | None = None):
+    """The equivariance view of a spec with turned or flipped uses: at the seed's initial values, or
+    where `result` (a run of this spec) ended, tied and untied."""
+
+    def compute():
+        from sharecore.nn.equivariance import equivariance, sample_image
+        from sharecore.viz.equivariance import equivariance_view as view
+
+        image = sample_image(spec_, seed)
+        end = result.weights.get("end", {}) if result is not None else {}
+        tied, untied = (
+            equivariance(spec_, tied=variant == "tied", image=image, weights=end.get(variant), seed=seed)
+            for variant in ("tied", "untied")
+        )
+        return view(tied, untied)
+
+    return _cache.get_or_compute(
+        ("equivariance_view", spec_, seed, None if result is None else ByIdentity(result)), compute
+    )

@@ -116,6 +116,7 @@ BUILD_VARIANT = "build.variant"  # tied or untied, for the views
 BUILD_TENSOR = "build.tensor"  # the shared tensor the tensor views show
 BUILD_TENSOR_VIEWS = "build.tensor_views"  # the tensor views chart
 BUILD_PARAM_BARS = "build.param_bars"  # the parameter bars chart
+BUILD_EQUIVARIANCE = "build.equivariance"  # the equivariance view (specs with turned or flipped uses)
 BUILD_DOWNLOAD_CODE = "build.download_code"  # the Keras script download
 BUILD_DOWNLOAD_SPEC = "build.download_spec"  # the spec JSON download
 BUILD_PASTE = "build.paste"  # the pasted spec JSON

@@ -4,12 +4,14 @@ turned or flipped use (`sharecore.core.symmetry`), tied or untied, at the start 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from sharecore.core.plan import plan
 from sharecore.core.spec import ModelSpec
 from sharecore.core.symmetry import TRANSFORMS, Equivariance, slots, symmetric_uses, transform_for
+from sharecore.nn.data import make_dataset
 from sharecore.nn.model import build_from_plan, initial_values, kernel_variables
 
 
@@ -91,3 +93,11 @@ def equivariance(
         for a, b in slot.items()
     }
     return Equivariance(transform, tied, x, turned, names, slot, maps, turned_maps, error)
+
+
+def sample_image(spec: ModelSpec, seed: int = 0) -> np.ndarray:
+    """An input to turn: a held-out 8x8 digit when the input holds 64 floats (a turned digit is easy to
+    recognise), else seeded standard-normal noise of the input shape."""
+    if math.prod(spec.input_shape) == 64 and spec.input_vocab is None:
+        return make_dataset(spec, "digits", seed).heldout_x[0]
+    return np.random.default_rng(seed).standard_normal(spec.input_shape).astype("float32")
