@@ -132,11 +132,15 @@ def remember_workspace() -> None:
     """Writes the workspace key into a cookie (a year; this site only), so a reload or a restarted
     server finds the browser's runs again. The key is URL-safe base64 made here, never user text."""
     ss = st.session_state
+    # A place on every run, filled on the first only: an element that is there on the first run and gone
+    # on the next moved every element after it up one place, and Streamlit redraws an unkeyed element
+    # that moved (the Build page's tabs fell back to Diagram on a fresh session's first rerun).
+    slot = st.empty()
     if not ss.get(WORKSPACE_NEW):
         return
     key = ss[WORKSPACE]
     if is_key(key):
-        st.html(
+        slot.html(
             f"<script>document.cookie = '{WORKSPACE_COOKIE}={key}; path=/; max-age=31536000; SameSite=Lax';</script>",
             unsafe_allow_javascript=True,
         )
