@@ -53,7 +53,7 @@ demo:
 	docker run --rm -p $(PORT):8501 sharecore-demo
 
 # The examples in the public docstrings (the README's functions) run as doctests with the tests.
-DOCTESTS = sharecore/core sharecore/nn/model.py sharecore/nn/training.py sharecore/nn/tensorboard.py sharecore/nn/inspect.py sharecore/nn/monitor.py
+DOCTESTS = sharecore/core sharecore/nn/model.py sharecore/nn/equivariance.py sharecore/nn/training.py sharecore/nn/tensorboard.py sharecore/nn/inspect.py sharecore/nn/monitor.py
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check .

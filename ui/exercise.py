@@ -67,7 +67,8 @@ def looks(ex: Exercise, *, compact: bool = False) -> None:
 
 
 def panel() -> None:
-    """The active exercise, compact: its question, where to look and, folded, what you should see."""
+    """The active exercise, compact: its question; folded, where to look and what you should see (the
+    Lab's controls column is short of height on a projector)."""
     ex = active()
     if ex is None:
         return
@@ -76,8 +77,9 @@ def panel() -> None:
         head.markdown(f"**Exercise {number(ex)}: {ex.title}**")
         close.button("", icon=":material/close:", key=keys.EXERCISE_CLOSE, on_click=_close, help="Close the exercise")
         st.markdown(ex.question)
-        looks(ex, compact=True)
-        if ex.then:
-            st.markdown(f"**Then.** {ex.then}")
+        with st.expander("Where to look"):
+            looks(ex, compact=True)
+            if ex.then:
+                st.markdown(f"**Then.** {ex.then}")
         with st.expander("What you should see"):
             st.markdown(ex.expect)
