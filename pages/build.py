@@ -437,8 +437,8 @@ seed = state.config().seed
 with view_col.container(key=keys.BUILD_VIEWS):
     variant = st.segmented_control("Model", ["tied", "untied"], default="tied", key=keys.BUILD_VARIANT) or "tied"
     tied = variant == "tied"
-    # Keyed and tracked by the server: without state, a rerun that redrew the views (the first pasted
-    # spec, an exercise's Set up) remounted the tabs in the browser on the first one, Diagram.
+    # Keyed and kept by the server: an exercise's Set up can open a tab, and a rerun that moves the tabs
+    # (an element added or removed above them) cannot put them back on Diagram, as an unkeyed st.tabs is.
     if (asked := exercise.take_tab(keys.BUILD_TABS)) is not None:
         ss[keys.BUILD_TABS] = asked  # an exercise's Set up names a tab: open it
     symmetric = bool(symmetric_uses(spec))  # uses that read one kernel turned or flipped: show what that buys
