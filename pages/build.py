@@ -24,8 +24,7 @@ PREVIOUS = "(previous use)"  # a use that reads the node before it
 
 ss = st.session_state
 version = state.draft_version()
-# The views' tabs, in order (an exercise's Set up may open one by name); a spec with turned or flipped
-# uses gets one more.
+# The views' tabs, in order (Set up may open one); a spec with turned or flipped uses gets one more.
 BUILD_TABS = ("Diagram", "Shared tensors", "Parameters", "Keras code", "Spec JSON")
 EQUIVARIANCE_TAB = "Equivariance"
 # Starting points: the simplest preset of each family of ops.
@@ -384,18 +383,15 @@ def to_spec(draft: dict) -> ModelSpec:
     return spec
 
 
-def equivariance_tab() -> None:
-    """Turn (or flip) an input and watch each use's maps move to the next use's slot: tied exactly, untied
-    once the copies have trained apart (the last run of this model, when there is one)."""
+def equivariance_tab() -> None:  # an input turned: each use's maps move a slot (tied; untied until trained)
     res = kept.result()
     ran = res if res is not None and res.spec == spec and "untied" in res.weights.get("end", {}) else None
-    if ran is None:
-        st.caption(
-            "At the start, before training: the untied copies are initialised as the same turns of one kernel, "
-            "so they move exactly too. Train this model in the Lab and come back to see the untied copies lose it."
-        )
-    else:
-        st.caption(f"Where the last run of this model ended, step {ran.steps_done}: the untied copies trained apart.")
+    st.caption(
+        "Before training: the untied copies start as the same turns of one kernel, so they move exactly too; "
+        "train this model in the Lab and come back to see them lose it."
+        if ran is None
+        else f"Where the last run of this model ended, step {ran.steps_done}: the untied copies trained apart."
+    )
     if startup.tensorflow_or_status("the equivariance view"):
         widgets.chart(figures.equivariance_view(spec, seed, ran), key=keys.BUILD_EQUIVARIANCE)
 
@@ -441,7 +437,7 @@ with view_col.container(key=keys.BUILD_VIEWS):
     # (an element added or removed above them) cannot put them back on Diagram, as an unkeyed st.tabs is.
     if (asked := exercise.take_tab(keys.BUILD_TABS)) is not None:
         ss[keys.BUILD_TABS] = asked  # an exercise's Set up names a tab: open it
-    symmetric = bool(symmetric_uses(spec))  # uses that read one kernel turned or flipped: show what that buys
+    symmetric = bool(symmetric_uses(spec))  # uses that read one kernel turned or flipped
     tabs = st.tabs([*BUILD_TABS, *([EQUIVARIANCE_TAB] if symmetric else [])], key=keys.BUILD_TABS, on_change="rerun")
     diagram_tab, tensors_tab, params_tab, code_tab, json_tab = tabs[:5]
     if symmetric:
