@@ -1,15 +1,17 @@
 """A run store: finished training runs kept on the server, so that a workshop can compare and share them.
 
-Runs live in one SQLite file (``runs.sqlite3`` in ``SHARECORE_DATA_DIR``). A *workspace* is one
-browser's list of runs, named by an unguessable key (`new_key`); a run is named by an
-unguessable id too, and whoever has the id may `load` it (a share link), while only the
+Runs live in one SQLite file (``runs.sqlite3`` in ``SHARECORE_DATA_DIR``), or, when
+``SHARECORE_DATABASE_URL`` names one, in a PostgreSQL database that several server processes share.
+A *workspace* is one browser's list of runs, named by an unguessable key (`new_key`); a run is
+named by an unguessable id too, and whoever has the id may `load` it (a share link), while only the
 workspaces that list a run may rename, pin or delete it. A run listed by several workspaces
 (`adopt`) is stored once.
 
 How a `TrainResult` becomes a row is `sharecore.runs.codec`'s (the spec and settings as JSON, the
-tidy frames as Parquet, the weights and state as ``.npz``); the SQLite file itself (its schema,
-permissions, damage and messages) is `sharecore.runs.storefile`'s. The list view (`RunStore.runs`)
-reads only small columns.
+tidy frames as Parquet, the weights and state as ``.npz``); where the rows live is
+`sharecore.runs.storetables`'s (the SQLite file's schema, permissions, damage and messages are
+`sharecore.runs.storefile`'s, the PostgreSQL server's `sharecore.runs.storeserver`'s): the SQL here
+is written once and runs on both. The list view (`RunStore.runs`) reads only small columns.
 
 Caps keep a small server's disk in bounds: a workspace keeps at most ``max_runs_per_workspace``
 runs (its oldest unpinned run goes), the whole store at most ``max_bytes`` (the oldest unpinned
@@ -21,7 +23,6 @@ Plain Python (and, through the codec, pandas, pyarrow and NumPy): no TensorFlow,
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,21 +45,24 @@ from sharecore.runs.entries import (
     new_key,
     unknown_run,
 )
-from sharecore.runs.storefile import DATA_DIR_VARIABLE, FILE_NAME, StoreFile, StoreUnavailable, reporting_sqlite_errors
+from sharecore.runs.storefile import DATA_DIR_VARIABLE, FILE_NAME, StoreUnavailable
+from sharecore.runs.storeserver import DATABASE_URL_VARIABLE, is_database_url, shown_url
+from sharecore.runs.storetables import Connection, StoreTables, reporting_store_errors
 
 MB = 2**20
 # runs() marks its workspace as used at most this often, so that listing stays a read.
 _TOUCH_EVERY_SECONDS = 60.0
 
 
-class RunStore(StoreFile):
-    """Finished runs in one SQLite file, in workspaces, with caps on count and size.
+class RunStore(StoreTables):
+    """Finished runs in one SQLite file or PostgreSQL database, in workspaces, with caps on count and size.
 
-    The file is a `StoreFile`. Safe to share between threads and processes: every call opens its own
-    connection, the file is in WAL mode (readers never wait for a writer) and a save with its evictions
-    is one transaction.
-    Every public method raises `StoreUnavailable` (a ValueError) when the file cannot be used (locked
-    past the busy timeout, read-only); a file removed or damaged while in use is replaced by a new store.
+    The tables are `StoreTables`. Safe to share between threads and processes: every call uses its own
+    connection, readers never wait for a writer (the file is in WAL mode) and a save with its evictions
+    is one transaction, one writer at a time.
+    Every public method raises `StoreUnavailable` (a ValueError) when the store cannot be used (locked
+    past the busy timeout, read-only, a database server that is away); a file removed or damaged while
+    in use is replaced by a new store (on a server: tables removed are made anew).
 
     Only damage sets a file aside. A file this server may not read (a backup restored as root with
     mode 0600) stays where it is and opening it raises `StoreUnavailable`, saying whose file it is and
@@ -66,7 +70,8 @@ class RunStore(StoreFile):
     is opened read-only: its runs are listed and loaded, and every change raises `StoreUnavailable`.
 
     Attributes:
-        path: the SQLite file.
+        path: the SQLite file; None on a PostgreSQL server.
+        where: the file or server as messages name it (never a password).
         problem: a message for the user when a damaged store was set aside at start, or when the store
             can only be read (`read_only`); else None.
         read_only: why this server may not write the store, when it may only read it; else None.
@@ -74,16 +79,17 @@ class RunStore(StoreFile):
 
     def __init__(
         self,
-        path: str | Path,
+        where: str | Path,
         *,
         max_runs_per_workspace: int = 30,
         max_bytes: int = 300 * MB,
         max_run_bytes: int = 8 * MB,
     ) -> None:
-        """Opens (or creates) the store at `path`, a file; its folder is created if missing.
+        """Opens (or creates) the store at `where`: a SQLite file (its folder is created if missing) or a database.
 
         Args:
-            path: the SQLite file, e.g. ``.sharecore-data/runs.sqlite3``.
+            where: the SQLite file, e.g. ``.sharecore-data/runs.sqlite3``, or a PostgreSQL server's URL,
+                ``postgresql://USER@HOST:PORT/DATABASE`` (its tables are made if missing).
             max_runs_per_workspace: runs one workspace keeps; its oldest unpinned run makes room.
             max_bytes: bytes all runs may take together; the least recently used workspaces'
                 oldest unpinned runs make room.
@@ -91,7 +97,8 @@ class RunStore(StoreFile):
 
         Raises:
             ValueError: for a cap that is not a whole number >= 1.
-            StoreUnavailable: (a ValueError) for a folder that cannot be made or written, saying how to fix it.
+            StoreUnavailable: (a ValueError) for a folder that cannot be made or written, or a database server
+                that cannot be reached or used, saying how to fix it.
         """
         for name, value in (
             ("max_runs_per_workspace", max_runs_per_workspace),
@@ -104,27 +111,35 @@ class RunStore(StoreFile):
         self.max_bytes = max_bytes
         self.max_run_bytes = max_run_bytes
         self._touched: dict[str, float] = {}
-        super().__init__(path)
+        super().__init__(where)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunStore:
-        """The store in ``$SHARECORE_DATA_DIR`` (default ``./.sharecore-data``), caps from the environment.
+        """The store on ``$SHARECORE_DATABASE_URL`` if set, else in ``$SHARECORE_DATA_DIR`` (default
+        ``./.sharecore-data``), caps from the environment.
 
         ``SHARECORE_KEPT_RUNS`` sets the runs one workspace keeps (default 30) and
         ``SHARECORE_STORE_MB`` the MiB all runs may take (default 300).
 
         Raises:
-            ValueError: naming the variable whose value is not a whole number >= 1.
-            StoreUnavailable: (a ValueError) for a folder the server may not write, saying how to fix it.
+            ValueError: naming the variable whose value is not a whole number >= 1, or not a PostgreSQL URL.
+            StoreUnavailable: (a ValueError) for a folder the server may not write, or a database it cannot
+                use, saying how to fix it.
         """
+        url = str(settings.read(DATABASE_URL_VARIABLE, environ))
+        if url and not is_database_url(url):
+            raise ValueError(
+                f"environment variable {DATABASE_URL_VARIABLE} must be a PostgreSQL URL, "
+                f"postgresql://USER@HOST:PORT/DATABASE, or unset for the SQLite file. Received: {shown_url(url)!r}"
+            )
         return cls(
-            Path(str(settings.read(DATA_DIR_VARIABLE, environ))) / FILE_NAME,
+            url or Path(str(settings.read(DATA_DIR_VARIABLE, environ))) / FILE_NAME,
             max_runs_per_workspace=int(settings.read("SHARECORE_KEPT_RUNS", environ)),
             max_bytes=int(settings.read("SHARECORE_STORE_MB", environ)) * MB,
         )
 
     # ------------------------------------------------------------------ saving
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def save(self, workspace: str, result: TrainResult, label: str, *, preset: str = "") -> SaveReport:
         """Keeps `result` in `workspace`'s list, making room under the caps.
 
@@ -209,10 +224,11 @@ class RunStore(StoreFile):
             notes=tuple(notes),
         )
 
-    def _make_room_in_workspace(self, db: sqlite3.Connection, workspace: str) -> None:
+    def _make_room_in_workspace(self, db: Connection, workspace: str) -> None:
         """Refuses a new run when the workspace is full of pinned runs."""
         count, unpinned = db.execute(
-            "SELECT count(*), coalesce(sum(pinned = 0), 0) FROM entries WHERE workspace = ?", (workspace,)
+            "SELECT count(*), coalesce(sum(CASE WHEN pinned = 0 THEN 1 ELSE 0 END), 0) FROM entries WHERE workspace = ?",
+            (workspace,),
         ).fetchone()
         if count >= self.max_runs_per_workspace and unpinned == 0:
             raise ValueError(
@@ -220,7 +236,7 @@ class RunStore(StoreFile):
                 "pinned, so the new run was not kept. Unpin or delete one, then save again."
             )
 
-    def _evict_in_workspace(self, db: sqlite3.Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
+    def _evict_in_workspace(self, db: Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
         """Removes the workspace's oldest unpinned entries over the count cap; returns (workspace, label)s."""
         removed = []
         while True:
@@ -240,7 +256,7 @@ class RunStore(StoreFile):
             self._remove_entry(db, workspace, oldest["run_id"])
             removed.append((workspace, oldest["label"]))
 
-    def _evict_for_bytes(self, db: sqlite3.Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
+    def _evict_for_bytes(self, db: Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
         """Removes whole runs (no pinned entry anywhere) until the store fits `max_bytes`."""
         removed = []
         while db.execute("SELECT coalesce(sum(bytes), 0) FROM runs").fetchone()[0] > self.max_bytes:
@@ -272,14 +288,14 @@ class RunStore(StoreFile):
         return removed
 
     @staticmethod
-    def _remove_entry(db: sqlite3.Connection, workspace: str, run_id: str) -> None:
+    def _remove_entry(db: Connection, workspace: str, run_id: str) -> None:
         """Removes one workspace's entry, and the run itself once no workspace lists it."""
         db.execute("DELETE FROM entries WHERE workspace = ? AND run_id = ?", (workspace, run_id))
         db.execute(
             "DELETE FROM runs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM entries WHERE run_id = ?)", (run_id, run_id)
         )
 
-    def _touch(self, db: sqlite3.Connection, workspace: str, now: float) -> None:
+    def _touch(self, db: Connection, workspace: str, now: float) -> None:
         db.execute(
             "INSERT INTO workspaces (key, last_used) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET last_used = excluded.last_used",
@@ -288,7 +304,7 @@ class RunStore(StoreFile):
         with self._lock:
             self._touched[workspace] = now
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def adopt(self, workspace: str, run_id: str, label: str | None = None) -> SaveReport:
         """Adds a shared run to `workspace`'s list (a reference: the run is stored once).
 
@@ -330,7 +346,7 @@ class RunStore(StoreFile):
         return SaveReport(run_id=run_id, evicted=tuple(label for _, label in evicted), notes=notes)
 
     # ------------------------------------------------------------------ reading
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def runs(self, workspace: str) -> list[RunInfo]:
         """The workspace's runs, newest first (by when each joined this list), without loading their records.
 
@@ -354,7 +370,7 @@ class RunStore(StoreFile):
             try:
                 with self._write(timeout=0.2) as db:
                     self._touch(db, workspace, time.time())
-            except sqlite3.OperationalError:
+            except self.database.driver_errors:
                 pass  # busy: being marked as used is not worth waiting for
         return [
             RunInfo(
@@ -374,7 +390,7 @@ class RunStore(StoreFile):
             for row in rows
         ]
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def load(self, run_id: str, workspace: str | None = None) -> StoredRun:
         """The kept run with this id, from any workspace (whoever has the id may see it).
 
@@ -415,14 +431,14 @@ class RunStore(StoreFile):
             result=result,
         )
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def total_bytes(self) -> int:
         """What all kept runs take, as the size cap counts it."""
         with self._read() as db:
             return db.execute("SELECT coalesce(sum(bytes), 0) FROM runs").fetchone()[0]
 
     # ------------------------------------------------------------------ changing a list
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def rename(self, workspace: str, run_id: str, label: str) -> None:
         """Gives the run a new label in this workspace's list.
 
@@ -433,7 +449,7 @@ class RunStore(StoreFile):
         label = clean_label(label)
         self._change(workspace, run_id, "UPDATE entries SET label = ? WHERE workspace = ? AND run_id = ?", label)
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def pin(self, workspace: str, run_id: str, pinned: bool = True) -> None:
         """Pins (or unpins) the run: a pinned run is never removed to make room.
 
@@ -444,7 +460,7 @@ class RunStore(StoreFile):
             workspace, run_id, "UPDATE entries SET pinned = ? WHERE workspace = ? AND run_id = ?", int(bool(pinned))
         )
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def delete(self, workspace: str, run_id: str) -> None:
         """Removes the run from this workspace's list (and from the server once no list holds it).
 

@@ -4,22 +4,21 @@ A file that is damaged (not this schema, or failing SQLite's quick check) is set
 store started; a file removed while the server runs is started anew; a file this server may read
 but not write is opened read-only; one it may not read is left as it is. Every failure is a
 `StoreUnavailable` (a ValueError) that says whose file it is and how to fix it.
-`sharecore.runs.store.RunStore` keeps its runs in a `StoreFile`. Standard library only.
+`sharecore.runs.store.RunStore` keeps its runs in a `StoreFile` (or, with ``SHARECORE_DATABASE_URL``, in
+the same tables on a PostgreSQL server: `sharecore.runs.storeserver`). Standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"
 FILE_NAME = "runs.sqlite3"
@@ -86,29 +85,6 @@ class StoreUnavailable(ValueError):
 _NOT_DAMAGE = re.compile(r"locked|busy|readonly|read-only|disk I/O|unable to open|full", re.IGNORECASE)
 
 
-def reporting_sqlite_errors(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A public method of a `StoreFile` (a `RunStore`) whose SQLite errors become a `StoreUnavailable`
-    that says what to do.
-
-    A file removed or damaged while the server runs is treated as at start-up (a damaged file is set
-    aside, a new store started and `problem` says so), and the call is tried once more.
-    """
-
-    @functools.wraps(method)
-    def checked(self: StoreFile, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as err:
-            if not self._recover(err):
-                raise self._unavailable(err) from None
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as err:
-            raise self._unavailable(err) from None
-
-    return checked
-
-
 def _server_user() -> str:
     """Who this server runs as, for a message: 'uid 10001' (with a name where the system has one)."""
     if not hasattr(os, "geteuid"):  # Windows: permissions are not uids and modes
@@ -159,10 +135,13 @@ class StoreFile:
 
     Attributes:
         path: the SQLite file.
+        where: the file as messages name it.
         problem: a message for the user when a damaged store was set aside at start, or when the store
             can only be read (`read_only`); else None.
         read_only: why this server may not write the store, when it may only read it; else None.
     """
+
+    driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what `unavailable` turns into a message
 
     def __init__(self, path: str | Path) -> None:
         """Opens (or creates) the store file at `path`; its folder is created if missing.
@@ -172,6 +151,7 @@ class StoreFile:
                 cannot be read, saying how to fix it.
         """
         self.path = Path(path)
+        self.where = repr(str(self.path))  # how messages name it
         self.problem: str | None = None
         self.read_only: str | None = None
         self._read_uri = ""  # how a read-only store is opened (`_check_access`)
@@ -370,7 +350,7 @@ class StoreFile:
                 os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
         return aside
 
-    def _recover(self, err: sqlite3.Error) -> bool:
+    def recover(self, err: BaseException) -> bool:
         """After `err`, makes a removed or damaged file a working store again; True if it did."""
         if _NOT_DAMAGE.search(str(err)):
             return False
@@ -391,7 +371,7 @@ class StoreFile:
                 pass
         return False
 
-    def _unavailable(self, err: sqlite3.Error) -> StoreUnavailable:
+    def unavailable(self, err: BaseException) -> StoreUnavailable:
         text = str(err)
         if re.search("locked|busy", text, re.IGNORECASE):
             fix = "Another process holds it locked: try again in a moment."
