@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -41,8 +42,14 @@ def trained(tiny_run) -> TrainResult:
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite3")
+def open_store(store_where) -> Callable[..., RunStore]:
+    """`open_store(**caps)`: this test's store (SQLite or PostgreSQL, tests/runs/conftest.py), opened again with these caps."""
+    return lambda **caps: RunStore(store_where, **caps)
+
+
+@pytest.fixture
+def store(open_store) -> RunStore:
+    return open_store()
 
 
 def saved_in_order(store: RunStore, workspace: str, labels: list[str], result: TrainResult) -> list[str]:
@@ -242,8 +249,8 @@ def test_rename_refuses_an_empty_label_and_keeps_the_old_one(store, trained):
 
 
 # ----------------------------------------------------------------------------- caps
-def test_the_workspace_cap_evicts_the_oldest_unpinned_run_and_says_which(tmp_path, trained):
-    store = RunStore(tmp_path / "runs.sqlite3", max_runs_per_workspace=3)
+def test_the_workspace_cap_evicts_the_oldest_unpinned_run_and_says_which(open_store, trained):
+    store = open_store(max_runs_per_workspace=3)
     ws, other = new_key(), new_key()
     store.save(other, trained, "other")
     first, second, _ = saved_in_order(store, ws, ["first", "second", "third"], trained)
@@ -257,8 +264,8 @@ def test_the_workspace_cap_evicts_the_oldest_unpinned_run_and_says_which(tmp_pat
     assert [r.label for r in store.runs(other)] == ["other"]
 
 
-def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_room(tmp_path, trained):
-    store = RunStore(tmp_path / "runs.sqlite3", max_runs_per_workspace=2)
+def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_room(open_store, trained):
+    store = open_store(max_runs_per_workspace=2)
     ws = new_key()
     for run_id in saved_in_order(store, ws, ["a", "b"], trained):
         store.pin(ws, run_id, True)
@@ -268,13 +275,13 @@ def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_
     assert [r.label for r in store.runs(ws)] == ["b", "a"] and store.total_bytes() == bytes_before
 
 
-def test_the_byte_cap_evicts_the_least_recently_used_workspace_first(tmp_path):
+def test_the_byte_cap_evicts_the_least_recently_used_workspace_first(tmp_path, open_store):
     result = hand_made()
     probe = RunStore(tmp_path / "probe.sqlite3")
     probe.save(new_key(), result, "x")
     size = probe.total_bytes()
     # Room for three runs: a fourth makes one go.
-    store = RunStore(tmp_path / "runs.sqlite3", max_bytes=3 * size + size // 2)
+    store = open_store(max_bytes=3 * size + size // 2)
     stale, pinned_ws, fresh = new_key(), new_key(), new_key()
     saved_in_order(store, stale, ["stale old"], result)
     store.pin(pinned_ws, store.save(pinned_ws, result, "pinned").run_id, True)
@@ -293,24 +300,24 @@ def test_the_byte_cap_evicts_the_least_recently_used_workspace_first(tmp_path):
     assert report.evicted == ("fresh old",)
 
 
-def test_the_byte_cap_with_only_pinned_runs_refuses_and_changes_nothing(tmp_path):
+def test_the_byte_cap_with_only_pinned_runs_refuses_and_changes_nothing(open_store):
     result = hand_made()
-    store = RunStore(tmp_path / "runs.sqlite3", max_bytes=1)
+    store = open_store(max_bytes=1)
     with pytest.raises(ValueError, match="the new run was not kept"):
         store.save(new_key(), result, "too much")
     assert store.total_bytes() == 0
-    roomy = RunStore(tmp_path / "runs.sqlite3")
+    roomy = open_store()
     ws = new_key()
     roomy.pin(ws, roomy.save(ws, result, "pinned").run_id, True)
-    tight = RunStore(tmp_path / "runs.sqlite3", max_bytes=roomy.total_bytes() + 10)
+    tight = open_store(max_bytes=roomy.total_bytes() + 10)
     with pytest.raises(ValueError, match=r"pinned runs already take .* Unpin or delete a run"):
         tight.save(new_key(), result, "one more")
     assert [r.label for r in tight.runs(ws)] == ["pinned"]
 
 
-def test_a_run_over_the_run_cap_is_kept_without_weights_or_refused(tmp_path):
+def test_a_run_over_the_run_cap_is_kept_without_weights_or_refused(open_store):
     big = hand_made(weight_values=100_000)  # 1.2 MB of incompressible float32 weights
-    store = RunStore(tmp_path / "runs.sqlite3", max_run_bytes=2**20)
+    store = open_store(max_run_bytes=2**20)
     report = store.save(new_key(), big, "big")
     assert report.weights_dropped and "kept without weights" in report.notes[0]
     assert "cannot be continued" in report.notes[0]
@@ -319,7 +326,7 @@ def test_a_run_over_the_run_cap_is_kept_without_weights_or_refused(tmp_path):
     assert_same(big.history, back.history)
     [info] = store.runs(store.load(report.run_id).workspace)
     assert not info.can_continue and info.bytes < 2**20
-    tiny = RunStore(tmp_path / "runs.sqlite3", max_run_bytes=1000)
+    tiny = open_store(max_run_bytes=1000)
     with pytest.raises(ValueError, match="more than the .* MiB one kept run may take, so it was not kept"):
         tiny.save(new_key(), big, "big")
 
@@ -498,7 +505,7 @@ def test_a_store_in_a_folder_that_does_not_exist_yet_is_created(tmp_path, traine
 def test_a_row_that_cannot_be_decoded_fails_load_clearly_and_the_list_goes_on(store):
     ws = new_key()
     good, bad = saved_in_order(store, ws, ["good", "bad"], hand_made())
-    with sqlite3.connect(store.path) as db:
+    with store._write() as db:  # the store's own connection: the same SQL on either back end
         db.execute("UPDATE runs SET gradients = ?, final_loss = 'nonsense' WHERE id = ?", (b"\x00garbage", bad))
     with pytest.raises(ValueError, match=r"Run '.*' \('bad'\) is kept but its records could not be read"):
         store.load(bad)
@@ -530,8 +537,8 @@ def test_from_env_names_a_bad_cap_and_its_variable(tmp_path, value):
 
 
 # ----------------------------------------------------------------------------- concurrency
-def test_four_threads_saving_at_once_lose_nothing(tmp_path):
-    store = RunStore(tmp_path / "runs.sqlite3")
+def test_four_threads_saving_at_once_lose_nothing(open_store):
+    store = open_store()
     workspaces = [new_key() for _ in range(4)]
     result = hand_made()
     errors: list[BaseException] = []
@@ -563,31 +570,41 @@ import sys
 sys.path.insert(0, {root!r})
 from tests.support.store import hand_made
 from sharecore.runs.store import RunStore
-store = RunStore({path!r})
+store = RunStore({where!r}, max_runs_per_workspace=3)
 for i in range(5):
-    store.save({ws!r}, hand_made(i), f"process run {{i}}")
+    store.save({own!r}, hand_made(i), f"process run {{i}}")
+    store.save({shared!r}, hand_made(i), f"shared run {{i}}")
 """
 
 
-def test_two_processes_saving_to_one_file_lose_nothing(tmp_path):
-    path = str(tmp_path / "runs.sqlite3")
-    workspaces = [new_key(), new_key()]
+def test_two_processes_saving_to_one_store_at_once_lose_nothing_and_keep_the_caps(store_where):
+    # Each save counts and evicts in its own transaction: were two processes to count the shared
+    # workspace at once, both would see room, and it would end over its cap of 3.
+    own, shared = [new_key(), new_key()], new_key()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _PROCESS_SCRIPT.format(root=str(ROOT), path=path, ws=ws)],
+            [
+                sys.executable,
+                "-c",
+                _PROCESS_SCRIPT.format(root=str(ROOT), where=str(store_where), own=ws, shared=shared),
+            ],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for ws in workspaces
+        for ws in own
     ]
     for p in processes:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-    store = RunStore(path)
-    for ws in workspaces:
-        assert sorted(r.label for r in store.runs(ws)) == [f"process run {i}" for i in range(5)]
+    store = RunStore(store_where, max_runs_per_workspace=3)
+    for ws in own:
+        assert sorted(r.label for r in store.runs(ws)) == [f"process run {i}" for i in (2, 3, 4)]
+    kept = store.runs(shared)
+    assert len(kept) == 3, [r.label for r in kept]
+    assert {r.label for r in kept} <= {f"shared run {i}" for i in range(5)}
+    assert store.total_bytes() == sum(r.bytes for r in [*kept, *store.runs(own[0]), *store.runs(own[1])])
 
 
 # ----------------------------------------------------------------------------- size and speed
