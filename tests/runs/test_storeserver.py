@@ -4,14 +4,17 @@ share runs on both in tests/runs/test_store.py.)"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from sharecore.runs.keeping import KeepPlan, keep
 from sharecore.runs.store import RunStore, StoreUnavailable, new_key
+from sharecore.runs.storefile import _EXPECTED_TABLES, SCHEMA_VERSION
 from sharecore.runs.storeserver import _WRITE_LOCK, shown_url
-from tests.support import postgres
+from tests.support import ROOT, postgres
 from tests.support.server import free_port
 from tests.support.store import assert_results_equal, hand_made
 
@@ -94,9 +97,9 @@ def test_migrations_run_twice_and_from_several_processes_at_once_make_one_store(
     again = RunStore(url)  # a restart: the tables and the run are found, nothing is made twice
     assert [r.id for r in again.runs(ws)] == [run_id] and again.problem is None
     schema = url.rsplit("%3D", 1)[1]
-    assert _query(cluster.url, f"SELECT version FROM {schema}.sharecore_schema") == [(1,)]
+    assert _query(cluster.url, f"SELECT version FROM {schema}.sharecore_schema") == [(SCHEMA_VERSION,)]
     tables = _query(cluster.url, f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'")
-    assert sorted(t for (t,) in tables) == ["entries", "runs", "sharecore_schema", "workspaces"]
+    assert sorted(t for (t,) in tables) == sorted([*_EXPECTED_TABLES, "sharecore_schema"])
 
 
 def test_tables_of_another_kind_with_the_stores_names_are_left_alone_and_named(cluster):
@@ -159,3 +162,15 @@ def test_from_env_refuses_a_url_that_is_not_postgresql_and_never_shows_its_passw
     with pytest.raises(ValueError, match="SHARECORE_DATABASE_URL must be a PostgreSQL URL") as err:
         RunStore.from_env({"SHARECORE_DATABASE_URL": url})
     assert "hunter22" not in str(err.value)
+
+
+def test_the_sqlite_store_never_imports_the_postgresql_driver(tmp_path):
+    # `make run` needs nothing but the file: psycopg is imported only when a URL is set.
+    script = (
+        "import sys; from sharecore.runs.store import RunStore; "
+        f"RunStore.from_env({{'SHARECORE_DATA_DIR': {str(tmp_path)!r}}}).runs('A' * 24); "
+        "print('psycopg' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
