@@ -173,6 +173,12 @@ class StoreServer:
             self.url,
             autocommit=True,  # reads see each commit at once; writes begin their own transaction
             connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+            # A server cut off without a word (a network gone, a host off) fails a call after seconds, not after
+            # the system's TCP timeout of minutes: unanswered sends give up, and an idle connection is probed.
+            tcp_user_timeout=_CONNECT_TIMEOUT_SECONDS * 1000,
+            keepalives_idle=30,
+            keepalives_interval=5,
+            keepalives_count=2,
             row_factory=_rows,
             application_name="sharecore",
         )
