@@ -46,7 +46,7 @@ class StoreTables:
         Raises:
             StoreUnavailable: (a ValueError) when they cannot be opened, saying how to fix it.
         """
-        self.database: StoreFile | StoreServer = StoreServer(where) if is_database_url(where) else StoreFile(where)
+        self.database: StoreFile | StoreServer = StoreServer(str(where)) if is_database_url(where) else StoreFile(where)
         self.where = self.database.where
         self._lock = threading.Lock()
 
