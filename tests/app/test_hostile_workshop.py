@@ -19,6 +19,7 @@ import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
+from sharecore.runs.storefile import StoreFile
 from sharecore.teach.exercises import EXERCISES
 from sharecore.viz import overlays as comparecharts
 from tests.support.apptest import APP, click_and_wait, figures, open_app, values
@@ -314,11 +315,12 @@ def test_a_store_folder_the_server_may_not_write_is_one_message_on_every_page_an
 
 
 def test_a_locked_store_is_a_clear_value_error_and_works_again_once_free(tmp_path):
-    class QuickStore(RunStore):  # the real store waits 30 s for a lock
+    class QuickFile(StoreFile):  # the real store waits 30 s for a lock
         def _connect(self, timeout: float = 0.0) -> sqlite3.Connection:
             return super()._connect(0.2)
 
-    store = QuickStore(tmp_path / "runs.sqlite3")
+    store = RunStore(tmp_path / "runs.sqlite3")
+    store.database = QuickFile(tmp_path / "runs.sqlite3")
     workspace = "W" * 24
     res = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=2))
     locker = sqlite3.connect(store.path, isolation_level=None)
