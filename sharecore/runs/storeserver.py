@@ -74,9 +74,15 @@ def server_schema(schema: str) -> list[str]:
 
 
 def _placeholders(sql: str) -> str:
-    """SQLite's SQL for psycopg: ``?`` becomes ``%s`` and ``%`` becomes ``%%``, outside quoted text."""
-    pieces = re.split(r"('(?:[^']|'')*')", sql)  # odd pieces are quoted literals
-    return "".join(piece if i % 2 else piece.replace("%", "%%").replace("?", "%s") for i, piece in enumerate(pieces))
+    """SQLite's SQL for psycopg: ``?`` becomes ``%s`` outside quoted text, and every ``%`` becomes ``%%``
+    (psycopg reads ``%`` inside quotes too).
+
+    Example:
+        >>> _placeholders("SELECT label FROM entries WHERE label LIKE '%?' AND run_id = ? AND bytes % 2 = 0")
+        "SELECT label FROM entries WHERE label LIKE '%%?' AND run_id = %s AND bytes %% 2 = 0"
+    """
+    pieces = re.split(r"('(?:[^']|'')*')", sql.replace("%", "%%"))  # odd pieces are quoted literals
+    return "".join(piece if i % 2 else piece.replace("?", "%s") for i, piece in enumerate(pieces))
 
 
 class Row(tuple):

@@ -174,3 +174,16 @@ def test_the_sqlite_store_never_imports_the_postgresql_driver(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_stores_sqlite_style_sql_means_the_same_on_both_back_ends(store_where):
+    # '?' placeholders, a '?' and a '%' inside quotes, and '%' as an operator: what a store's own SQL may hold.
+    store = RunStore(store_where)
+    ws = new_key()
+    store.save(ws, hand_made(), "100% sure?")
+    store.save(ws, hand_made(), "not sure")
+    with store._read() as db:
+        rows = db.execute(
+            "SELECT label, pinned FROM entries WHERE label LIKE '%?' AND workspace = ? AND 7 % 2 = ?", (ws, 1)
+        ).fetchall()
+    assert [(row["label"], row[1]) for row in rows] == [("100% sure?", 0)]
