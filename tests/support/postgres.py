@@ -69,18 +69,18 @@ class Cluster:
         return ["runuser", "-u", self.user, "--", *args] if self.user else list(args)
 
     def start(self) -> None:
-        log = (self.folder / "server.log").open("ab")
-        self.proc = subprocess.Popen(
-            self._command(
-                str(self.bin / "postgres"),
-                *("-D", str(self.folder / "data"), "-p", str(self.port), "-k", str(self.folder)),
-                *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"),
-                *("-c", "synchronous_commit=off", "-c", "max_connections=100"),
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.folder / "server.log").open("ab") as log:  # the server keeps its own copy of the handle
+            self.proc = subprocess.Popen(
+                self._command(
+                    str(self.bin / "postgres"),
+                    *("-D", str(self.folder / "data"), "-p", str(self.port), "-k", str(self.folder)),
+                    *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"),
+                    *("-c", "synchronous_commit=off", "-c", "max_connections=100"),
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_S
         while not self._accepts():
             if self.proc.poll() is not None or time.monotonic() > deadline:
