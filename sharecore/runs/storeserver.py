@@ -287,8 +287,10 @@ class StoreServer:
         """The message for psycopg error `err`: what failed, on which server, and what to do."""
         state = getattr(err, "sqlstate", None) or ""
         text = self._text(err)
-        if state in ("55P03", "57014"):  # lock_not_available (lock_timeout), query_canceled
+        if state == "55P03":  # lock_not_available: lock_timeout passed waiting for the writer lock
             fix = "Another process holds the store's write lock: try again in a moment."
+        elif state == "57014":  # query_canceled: a statement_timeout set on the server, or an administrator
+            fix = "The database server cancelled the query (a timeout set there, or its administrator): try again."
         elif state == "53100":
             fix = "The database server's disk is full: free space on it (runs kept so far are safe), then try again."
         elif state.startswith("28"):

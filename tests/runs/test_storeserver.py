@@ -135,7 +135,7 @@ def test_tables_removed_while_the_server_runs_are_made_anew_and_the_store_says_s
     assert "were removed while the server ran" in (store.problem or "")
 
 
-def test_a_list_is_read_while_another_process_holds_the_writer_lock(cluster):
+def test_a_list_is_read_while_another_process_holds_the_writer_lock_and_a_change_says_it_waited(cluster):
     # runs() marks its workspace as used in passing, waiting 0.2 s at most: a busy writer never delays a list.
     import psycopg
 
@@ -147,6 +147,10 @@ def test_a_list_is_read_while_another_process_holds_the_writer_lock(cluster):
     with psycopg.connect(url) as other:
         other.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
         assert [r.label for r in fresh.runs(ws)] == ["listed"]
+        # A change waits for the lock, then says so.
+        with pytest.raises(psycopg.errors.LockNotAvailable) as waited, fresh._write(timeout=0.2):
+            pass
+    assert "Another process holds the store's write lock" in str(fresh.database.unavailable(waited.value))
 
 
 def test_from_env_opens_the_database_the_url_names(cluster, tmp_path):
