@@ -90,10 +90,11 @@ def kept_runs_editor(*, key: str) -> None:
             st.caption("No kept runs yet. Every finished or stopped run is kept here, in this browser's workspace.")
         return
     shown = kept.shown_ids()
+    names = kept.run_names(rows)  # as the legends and Compare's chips name them
     table = pd.DataFrame(
         {
             "show": [info.id in shown for info in rows],
-            "label": [info.label for info in rows],
+            "label": [names[info.id] for info in rows],
             "pinned": [info.pinned for info in rows],
             "steps": [info.steps_done for info in rows],
             "loss tied": [info.final_loss.get("tied") for info in rows],

@@ -29,7 +29,6 @@ RUN_ERROR = "run_error"  # why the last run could not train, or None
 # ----------------------------------------------------------------------------- kept runs (ui.kept)
 RESULT = "result"  # the current TrainResult (the last run, complete or stopped, or a kept run loaded), or None
 CURRENT_RUN_ID = "current_run_id"  # the kept id of RESULT (what Continue extends); None when it was not kept
-LAST_SETTINGS = "last_settings"  # (spec, config) of the last kept run: what the next label compares with
 KEEP_NOTES = "keep_notes"  # what the store said about the last run kept (evictions, problems)
 WORKSPACE = "workspace"  # this browser's workspace key (from its cookie, or new)
 WORKSPACE_NEW = "workspace_new"  # True until the cookie has been written into the browser

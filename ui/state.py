@@ -59,6 +59,17 @@ def preset_name() -> str:
     return st.session_state[PRESET]
 
 
+def label_baseline(spec_: ModelSpec) -> tuple[tuple[ModelSpec, TrainConfig], str]:
+    """What a run of `spec_` is named against (`sharecore.runs.whatif.preset_label`), and the preset's name:
+    the session's preset as published with its default settings, or, for a model from no preset, `spec_`
+    itself with the default settings and no preset name."""
+    name = preset_name()
+    if name not in sharecore.presets():
+        return (spec_, urlstate.default_config(spec_)), ""
+    published = sharecore.preset(name)
+    return (published, urlstate.default_config(published)), name
+
+
 def draft() -> dict:
     """The Build editor's content (spec-like data, maybe invalid)."""
     return st.session_state[DRAFT]

@@ -18,10 +18,10 @@ from sharecore.core.runcheck import resume_conflicts
 from sharecore.core.spec import ModelSpec
 from sharecore.runs.keeping import KeepPlan, run_label
 from sharecore.runs.runner import BackgroundRun, orphaned_runs, training_runs
-from ui.kept import current_run_id, last_settings, load_kept, result, run_store, took_in, workspace
+from ui.kept import current_run_id, load_kept, result, run_store, took_in, workspace
 from ui.keys import RUN, RUN_ERROR
 from ui.sitemap import PAGES
-from ui.state import config, preset_name, run_problem, spec
+from ui.state import config, label_baseline, preset_name, run_problem, spec
 from ui.text import plain
 
 
@@ -85,12 +85,13 @@ def _start_run(
     spec_: ModelSpec, config_: TrainConfig, *, resume: sharecore.TrainResult | None = None, continues: str | None = None
 ) -> BackgroundRun:
     """Starts a run that keeps itself in this browser's workspace when it ends (`sharecore.runs.keeping`),
-    whatever becomes of this page: the label says what changed from the run kept before it."""
+    whatever becomes of this page: the label says what the run sets otherwise than its preset."""
     continued = None
     if continues is not None:
         with contextlib.suppress(KeyError, ValueError):
             continued = load_kept(continues).label
-    label = run_label(last_settings(), (spec_, config_), preset=preset_name(), continued=continued)
+    baseline, preset = label_baseline(spec_)
+    label = run_label(baseline, (spec_, config_), preset=preset, continued=continued)
     plan = KeepPlan(run_store(), workspace(), label, preset_name(), continues if continued is not None else None)
     return BackgroundRun(
         spec_, config_, alive=_browser_connected(), resume=resume, owner=workspace(), on_result=plan

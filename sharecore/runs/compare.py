@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,10 +153,15 @@ def specs_json(runs: Sequence[LabelledRun]) -> str:
     )
 
 
-def unique_labels(labels: Sequence[str]) -> list[str]:
+def unique_labels(labels: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
     """Labels made unique for a legend: a repeated label gets ' (2)', ' (3)', ... (skipping a number
-    that another label already is: runs renamed 'x', 'x' and 'x (2)' stay three runs)."""
-    taken: set[str] = set()
+    that another label already is: runs renamed 'x', 'x' and 'x (2)' stay three runs).
+
+    Args:
+        labels: the labels, in the order whose first keeps its label.
+        taken: names already given to other runs, which none of these may get.
+    """
+    taken = set(taken)
     out = []
     for label in labels:
         unique, n = label, 1
