@@ -21,7 +21,7 @@ from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
 from sharecore.teach.exercises import EXERCISES
 from sharecore.viz import overlays as comparecharts
-from tests.support.apptest import APP, click_and_wait, figures, open_app, values
+from tests.support.apptest import APP, click_and_wait, edit_kept_runs, figures, open_app, values
 from tests.support.users import rerun_unprivileged
 from ui import kept as ui_kept
 from ui.text import WORD_JOINER, plain
@@ -37,19 +37,6 @@ HOSTILE_LABELS = (
 
 def lab(**query: str):
     at = open_app("lab", **{"steps": "5", **query})
-    assert not at.exception, at.exception
-    return at
-
-
-def edit_kept_runs(at, edited_rows: dict, key: str = "lab"):
-    """Edits the kept-runs table as the browser does: sends its `edited_rows` state and reruns."""
-    tables = [e for e in at.get("dataframe") if f"{key}.runs" in (e.proto.id or "")]
-    assert len(tables) == 1, [e.proto.id for e in at.get("dataframe")]
-    states = at._tree.get_widget_states()
-    state = states.widgets.add()
-    state.id = tables[0].proto.id
-    state.string_value = json.dumps({"edited_rows": edited_rows, "added_rows": [], "deleted_rows": []})
-    at._run(states)
     assert not at.exception, at.exception
     return at
 
@@ -343,9 +330,9 @@ def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_sh
     for lr in (0.01, 0.05, 0.1):
         at.select_slider(key="train.learning_rate").set_value(lr).run()
         click_and_wait(at, "lab.train")
-    assert kept_labels(at) == ["lr 0.1 (was 0.05)", "lr 0.05 (was 0.01)"]
+    assert kept_labels(at) == ["seed-dense: lr 0.1, steps 5", "seed-dense: lr 0.05, steps 5"]
     assert any(
-        "oldest unpinned run 'seed-dense, adam lr 0.01, 5 steps' was removed" in n
+        "oldest unpinned run 'seed-dense: steps 5' was removed" in n
         for n in at.session_state["keep_notes"]
     )
     edit_kept_runs(at, {"0": {"pinned": True}, "1": {"pinned": True}})
@@ -362,7 +349,7 @@ def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_sh
     edit_kept_runs(at, {"1": {"pinned": False}})
     click_and_wait(at, "lab.continue")
     labels = kept_labels(at)
-    assert "lr 0.1 (was 0.05)" in labels, labels
+    assert "seed-dense: lr 0.1, steps 5" in labels, labels
     assert len(labels) == 2 and any("0.2" in label for label in labels), labels
 
 
