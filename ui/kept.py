@@ -177,7 +177,8 @@ def kept_runs() -> list:
 
 
 def run_names(runs: list | None = None) -> dict[str, str]:
-    """Each kept run's name as the kept-runs table, the legends and Compare's chips all show it, id -> name.
+    """Each kept run's name as the kept-runs table, the legends and Compare's chips all show it, id -> name,
+    newest first.
 
     A run's name is its label, numbered where this list holds two runs with one label (renamed alike, or
     shared from another browser): the older keeps the label, the newer is 'label (2)'. Labels of runs
@@ -188,8 +189,9 @@ def run_names(runs: list | None = None) -> dict[str, str]:
     """
     from sharecore.runs.compare import unique_labels
 
-    oldest_first = list(reversed(kept_runs() if runs is None else runs))
-    return dict(zip((info.id for info in oldest_first), unique_labels([info.label for info in oldest_first])))
+    newest_first = kept_runs() if runs is None else runs
+    names = unique_labels([info.label for info in reversed(newest_first)])
+    return dict(zip((info.id for info in newest_first), reversed(names)))  # newest first, as the list
 
 
 def load_kept(run_id: str):

@@ -123,11 +123,13 @@ TRAIN_LOSS = "train.loss"  # the finished run's loss chart
 TRAIN_DOWNLOAD = "train.dl"  # of(TRAIN_DOWNLOAD, label): a download of the finished run
 
 # ----------------------------------------------------------------------------- Gradient flow (pages/gradients.py)
+GRADIENTS_RUN = "gradients.run"  # of(GRADIENTS_RUN, current run id): the kept run shown (ui.training.pick_result)
 GRADIENTS_TENSOR = "gradients.tensor"  # the shared tensor shown
 GRADIENTS_FLOW = "gradients.flow"  # the gradient-flow chart
 GRADIENTS_COSINE = "gradients.cosine"  # the gradient-cosine chart
 
 # ----------------------------------------------------------------------------- Divergence (pages/divergence.py)
+DIVERGENCE_RUN = "divergence.run"  # of(DIVERGENCE_RUN, current run id): the kept run shown (ui.training.pick_result)
 DIVERGENCE_TENSOR = "divergence.tensor"  # the shared tensor shown
 DIVERGENCE_CHART = "divergence.chart"  # the divergence chart
 DIVERGENCE_STEP = "divergence.step"  # the step the pairwise heatmap shows
