@@ -184,7 +184,8 @@ def wait_for_run(every: float = 1.0) -> None:
             st.rerun()
         waiting = queue_text(run)
         if waiting:
-            st.caption(f":material/hourglass: {waiting}")
+            st.caption(f":material/hourglass: {waiting}")  # the queue state alone: no step counter yet
+            return
         step = run.progress.step if run.progress else 0
         st.progress(run.fraction, text=f"Training: step {step} of {run.config.steps}")
 
