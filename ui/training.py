@@ -57,7 +57,10 @@ def continue_problem() -> str | None:
     if differ:
         return "The model has changed since this run: Train starts a new run with it."
     if changed:
-        return f"{', '.join(changed)} changed since this run: Train starts a new run with them. Continue keeps them."
+        return (
+            f"{', '.join(changed)} changed since this run, which carries on only with the settings it started "
+            "with: Train starts a new run with the new ones, or set them back to carry this run on."
+        )
     return None
 
 

@@ -282,3 +282,13 @@ def test_repeated_runs_are_named_alike_in_the_table_the_legend_and_the_chips_and
     shared = open_app("compare", run=run_id)
     assert any(plain("'Alice: my run'") in e.value for e in shared.success), [e.value for e in shared.success]
     assert "Alice: my run" in shared.multiselect(key="compare.pick").options
+
+
+def test_the_note_on_the_plus_buttons_names_only_what_the_screen_offers():
+    at = lab(preset="seed-dense", steps="3")
+    click_and_wait(at, "lab.train")
+    at.selectbox(key="train.optimizer").set_value("sgd").run()
+    assert at.button(key="lab.continue").disabled and not at.button(key="lab.train").disabled
+    [note] = [c.value for c in at.main.caption if plain("The + buttons are off") in c.value]
+    assert plain("Train starts a new run") in note and "set them back" in note, note
+    assert "Continue" not in note, "the note names no button that is off"
