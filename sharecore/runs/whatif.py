@@ -140,10 +140,10 @@ def _spec_changes(before: ModelSpec, after: ModelSpec) -> list[str] | None:
                 changes.append(f"{use.name} {key.replace('_', ' ')} {_fmt(value)}")
     old_tensors = {t.name: t for t in before.tensors}
     for tensor in after.tensors:
-        old = old_tensors[tensor.name]
-        if tensor.shape != old.shape:
+        was_tensor = old_tensors[tensor.name]
+        if tensor.shape != was_tensor.shape:
             changes.append(f"{tensor.name} shape {_fmt(tensor.shape)}")
-        if tensor.initializer != old.initializer:
+        if tensor.initializer != was_tensor.initializer:
             changes.append(f"{tensor.name} init {tensor.initializer}")
     return changes
 
