@@ -275,15 +275,20 @@ def overlay_runs(*, with_unkept_result: bool = False) -> tuple[list, list[str]]:
 
 
 def run_choices() -> dict[str, str]:
-    """The runs a comparison can pick, id -> name (`run_names`): the shown ones first, then every other kept run."""
+    """The runs a comparison can pick, id -> name (`run_names`; a shown run this list does not hold is numbered
+    around them, as in `shown_runs`): the shown ones first, then every other kept run."""
+    from sharecore.runs.compare import unique_labels
+
     kept = run_names()
     labels = {run_id: kept.get(run_id) for run_id in dict.fromkeys([*st.session_state[SHOWN], *kept])}
+    others: dict[str, str] = {}
     for run_id, label in labels.items():
         if label is None:
             try:
-                labels[run_id] = load_kept(run_id).label
+                others[run_id] = load_kept(run_id).label
             except (KeyError, ValueError):
-                labels[run_id] = "(no longer kept)"
+                others[run_id] = "(no longer kept)"
+    labels.update(zip(others, unique_labels(list(others.values()), taken=kept.values())))
     return labels
 
 

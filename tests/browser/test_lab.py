@@ -94,4 +94,7 @@ def test_a_newcomer_compares_two_what_ifs_keeps_them_over_reload_and_restart_and
         theirs = main_text(other)
         assert "seed-conv: lr 0.1" not in theirs, "a shared link shows one run, not the sharer's list"
         stranger.close()
+        page.get_by_role("button", name="Load in the Lab").first.click()  # opens the Lab with that run
+        page.locator("h1", has_text="Lab").wait_for()
+        assert "/lab" in page.url, page.url
     context.close()
