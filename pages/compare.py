@@ -99,13 +99,14 @@ for r in runs:
     # of a projector's page the button's label was cut ("Load in the...").
     row = st.container(horizontal=True, vertical_alignment="center")
     row.markdown(f"**{plain(r.label)}**", width="content")
-    row.button(
+    if row.button(
         "Load in the Lab",
         key=keys.of(keys.COMPARE_LOAD, r.run_id),
         on_click=kept.load_into_lab,
         args=(r.run_id,),
-        help="Makes this run's model and settings the current experiment.",
-    )
+        help="Makes this run's model and settings the current experiment, and opens the Lab.",
+    ):
+        st.switch_page(PAGES["lab"])  # loaded by the click's callback, before this run
     st.code(f"{base}/{kept.share_path(r.run_id)}", language=None)
 # In a row that wraps: in half of an 800 px page the second label was cut.
 downloads = st.container(horizontal=True)

@@ -23,6 +23,7 @@ from ui.widgets import chart
 
 def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
     """The overlays of kept runs: loss (training and held-out), divergence and gradient cosine."""
+    from sharecore.runs import compare
     from sharecore.viz import overlays as comparecharts
 
     labels = [r.label for r in runs]
@@ -50,7 +51,11 @@ def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
             key=of(key, DIVERGENCE_OVERLAY),
         )
     with right:
-        chart(overlay_figure(comparecharts.cosine_overlay, curves, labels), key=of(key, COSINE_OVERLAY))
+        ends = compare.gradient_ends(runs, tensor)  # where a collapsed run's cosine stops, and why
+        chart(
+            overlay_figure(comparecharts.cosine_overlay, curves, labels, gradient_ends=ends),
+            key=of(key, COSINE_OVERLAY),
+        )
 
 
 def _table_keys(key: str) -> tuple[str, str, str]:
@@ -90,10 +95,11 @@ def kept_runs_editor(*, key: str) -> None:
             st.caption("No kept runs yet. Every finished or stopped run is kept here, in this browser's workspace.")
         return
     shown = kept.shown_ids()
+    names = kept.run_names(rows)  # as the legends and Compare's chips name them
     table = pd.DataFrame(
         {
             "show": [info.id in shown for info in rows],
-            "label": [info.label for info in rows],
+            "label": [names[info.id] for info in rows],
             "pinned": [info.pinned for info in rows],
             "steps": [info.steps_done for info in rows],
             "loss tied": [info.final_loss.get("tied") for info in rows],

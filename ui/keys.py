@@ -29,7 +29,6 @@ RUN_ERROR = "run_error"  # why the last run could not train, or None
 # ----------------------------------------------------------------------------- kept runs (ui.kept)
 RESULT = "result"  # the current TrainResult (the last run, complete or stopped, or a kept run loaded), or None
 CURRENT_RUN_ID = "current_run_id"  # the kept id of RESULT (what Continue extends); None when it was not kept
-LAST_SETTINGS = "last_settings"  # (spec, config) of the last kept run: what the next label compares with
 KEEP_NOTES = "keep_notes"  # what the store said about the last run kept (evictions, problems)
 WORKSPACE = "workspace"  # this browser's workspace key (from its cookie, or new)
 WORKSPACE_NEW = "workspace_new"  # True until the cookie has been written into the browser
@@ -124,11 +123,13 @@ TRAIN_LOSS = "train.loss"  # the finished run's loss chart
 TRAIN_DOWNLOAD = "train.dl"  # of(TRAIN_DOWNLOAD, label): a download of the finished run
 
 # ----------------------------------------------------------------------------- Gradient flow (pages/gradients.py)
+GRADIENTS_RUN = "gradients.run"  # of(GRADIENTS_RUN, current run id): the kept run shown (ui.training.pick_result)
 GRADIENTS_TENSOR = "gradients.tensor"  # the shared tensor shown
 GRADIENTS_FLOW = "gradients.flow"  # the gradient-flow chart
 GRADIENTS_COSINE = "gradients.cosine"  # the gradient-cosine chart
 
 # ----------------------------------------------------------------------------- Divergence (pages/divergence.py)
+DIVERGENCE_RUN = "divergence.run"  # of(DIVERGENCE_RUN, current run id): the kept run shown (ui.training.pick_result)
 DIVERGENCE_TENSOR = "divergence.tensor"  # the shared tensor shown
 DIVERGENCE_CHART = "divergence.chart"  # the divergence chart
 DIVERGENCE_STEP = "divergence.step"  # the step the pairwise heatmap shows

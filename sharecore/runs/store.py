@@ -146,7 +146,7 @@ class RunStore(StoreTables):
         Args:
             workspace: the saving browser's key (`new_key`).
             result: the finished run.
-            label: what the run tried, e.g. from `sharecore.runs.whatif.change_label`; cleaned and cut
+            label: what the run tried, e.g. from `sharecore.runs.whatif.preset_label`; cleaned and cut
                 to `MAX_LABEL_CHARS`.
             preset: the preset the spec came from, if any.
 
@@ -397,8 +397,8 @@ class RunStore(StoreTables):
         Args:
             run_id: the run's id, e.g. from a share link.
             workspace: whose label and pin to report. A workspace that does not list the run gets
-                the label the run was saved with, never the one another list gives it now; by
-                default (None), the label and pin of the workspace that saved it.
+                the label its owner gives it now (`rename`), never the one another list gives it;
+                by default (None), the label and pin of the workspace that saved it.
 
         Raises:
             UnknownRun: for a malformed id or one that no kept run has.
@@ -409,7 +409,7 @@ class RunStore(StoreTables):
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise unknown_run(run_id)
-            # A label is its list's own: another workspace's rename never shows here.
+            # A label is its list's own: a rename by another list than the owner's never shows here.
             entry = db.execute(
                 "SELECT workspace, label, pinned FROM entries WHERE workspace = ? AND run_id = ?",
                 (row["owner"] if workspace is None else workspace, run_id),
@@ -442,12 +442,29 @@ class RunStore(StoreTables):
     def rename(self, workspace: str, run_id: str, label: str) -> None:
         """Gives the run a new label in this workspace's list.
 
+        The owner's rename is the run's own label: a share link opened elsewhere, and a list that adopted
+        the run and has not renamed it, show it from now on. Another list's rename is that list's alone.
+
         Raises:
             UnknownRun: if the workspace does not list this run.
             ValueError: for an empty or too long label.
         """
         label = clean_label(label)
-        self._change(workspace, run_id, "UPDATE entries SET label = ? WHERE workspace = ? AND run_id = ?", label)
+        self._change(
+            workspace,
+            run_id,
+            "UPDATE entries SET label = ? WHERE workspace = ? AND run_id = ?",
+            label,
+            then=(
+                # Lists that still show the owner's old label follow it; the run's own row is what a link reads.
+                (
+                    "UPDATE entries SET label = ? WHERE run_id = ? AND workspace != ? AND label = "
+                    "(SELECT label FROM runs WHERE id = ? AND owner = ?)",
+                    (label, run_id, workspace, run_id, workspace),
+                ),
+                ("UPDATE runs SET label = ? WHERE id = ? AND owner = ?", (label, run_id, workspace)),
+            ),
+        )
 
     @reporting_store_errors
     def pin(self, workspace: str, run_id: str, pinned: bool = True) -> None:
@@ -469,7 +486,11 @@ class RunStore(StoreTables):
         """
         self._change(workspace, run_id, None, None)
 
-    def _change(self, workspace: str, run_id: str, sql: str | None, value: Any) -> None:
+    def _change(
+        self, workspace: str, run_id: str, sql: str | None, value: Any, then: tuple[tuple[str, tuple], ...] = ()
+    ) -> None:
+        """Runs `sql` with (value, workspace, run_id), or removes the entry (`sql` None), then the statements
+        `then`, in one transaction, if the workspace lists the run."""
         workspace = check_workspace(workspace)
         run_id = check_run_id(run_id)
         with self._write() as db:
@@ -485,6 +506,8 @@ class RunStore(StoreTables):
                 self._remove_entry(db, workspace, run_id)
             else:
                 db.execute(sql, (value, workspace, run_id))
+            for statement, params in then:
+                db.execute(statement, params)
             self._touch(db, workspace, time.time())
 
 

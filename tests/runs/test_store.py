@@ -177,20 +177,24 @@ def test_a_shared_id_loads_from_any_workspace_and_adopting_it_stores_no_copy(sto
         store.adopt(friend, run_id)
 
 
-def test_a_workspace_that_does_not_list_a_run_sees_its_saved_label_never_the_owners_rename(store):
-    owner, viewer = new_key(), new_key()
+def test_the_owners_rename_travels_with_the_run_and_a_viewers_rename_stays_the_viewers(store):
+    owner, viewer, other = new_key(), new_key(), new_key()
     run_id = store.save(owner, hand_made(), "saved label").run_id
-    store.rename(owner, run_id, "owner's new name")
-    assert store.load(run_id).label == "owner's new name"  # the owner's own list, by default
-    assert store.load(run_id, viewer).label == "saved label"
+    store.rename(owner, run_id, "Alice: my run")
+    # A share link opened in another browser shows the owner's name for the run, and adopting keeps it.
+    assert store.load(run_id).label == store.load(run_id, viewer).label == "Alice: my run"
     store.adopt(viewer, run_id)
-    [info] = store.runs(viewer)
-    assert store.load(run_id, viewer).label == info.label == "saved label"
-    store.rename(owner, run_id, "renamed again")
-    assert store.load(run_id, viewer).label == store.runs(viewer)[0].label == "saved label"
+    store.adopt(other, run_id)
+    assert store.runs(viewer)[0].label == "Alice: my run"
     store.rename(viewer, run_id, "the viewer's name")
-    assert store.load(run_id, viewer).label == "the viewer's name"
-    assert store.load(run_id, owner).label == store.load(run_id).label == "renamed again"
+    store.rename(owner, run_id, "renamed again")
+    # A list that has not renamed the run follows the owner; one that has keeps its own name.
+    assert store.load(run_id, other).label == store.runs(other)[0].label == "renamed again"
+    assert store.load(run_id, viewer).label == store.runs(viewer)[0].label == "the viewer's name"
+    assert store.load(run_id, owner).label == store.load(run_id, new_key()).label == "renamed again"
+    # A viewer's rename never reaches the owner or a link.
+    store.rename(other, run_id, "other's name")
+    assert store.load(run_id).label == store.load(run_id, new_key()).label == "renamed again"
 
 
 @pytest.mark.parametrize(
