@@ -23,6 +23,7 @@ import sharecore
 from sharecore.core.limits import Limits
 from sharecore.viz import plots
 from sharecore.viz.diagram import model_dot
+from sharecore.viz.style import PRESENTER_SCALE
 from tests.support.hostile import MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
@@ -342,7 +343,7 @@ def test_presenter_mode_enlarges_the_charts_the_build_page_sends():
     before = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in at.get("plotly_chart")]
     at.sidebar.toggle(key="sidebar.presenter").set_value(True).run()
     after = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in at.get("plotly_chart")]
-    assert before and after == [size * 1.4 for size in before]
+    assert before and after == pytest.approx([size * PRESENTER_SCALE for size in before])
     assert at.session_state["presenter"] is True
     at.switch_page("pages/home.py").run()  # a new page draws a new toggle, which keeps the setting
     assert at.sidebar.toggle(key="sidebar.presenter").value is True
