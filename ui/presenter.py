@@ -30,13 +30,22 @@ DIAGRAM_ZOOM = 1.4
 # Streamlit draws captions at 60 % opacity (3.9:1 on white); this grey, opaque, is 8.4:1.
 TEXT_SOFT = "#4a4d57"
 
+PICKED = "#1d4fa8"
+
 _STYLE = f"""<style>
 html {{ font-size: {ROOT_FONT_PX}px; }}
 /* The room Streamlit keeps around a wide page (5 rem a side, 6 rem on top) goes to the content. */
-[data-testid="stMainBlockContainer"] {{ padding: 3.2rem 1rem 4rem 1rem; max-width: none; }}
+[data-testid="stMainBlockContainer"] {{ padding: 3rem 1rem 4rem 1rem; max-width: none; }}
 [data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {{ color: {TEXT_SOFT}; opacity: 1; }}
+/* Inline code is 0.75 em of its text: 16.5 px in a paragraph, under the smallest size. */
+[data-testid="stMarkdownContainer"] code {{ font-size: max(0.85em, {MIN_TEXT_PX}px); }}
+/* Code blocks: the highlighting theme's pale greys, greens and reds (3-3.8:1) become ink; comments grey. */
+[data-testid="stCode"] pre span {{ color: #31333f !important; }}
+[data-testid="stCode"] pre .token.comment {{ color: {TEXT_SOFT} !important; }}
 [data-testid="stTable"] th {{ color: {TEXT_SOFT}; }}
-h1 {{ font-size: 2.2rem !important; padding-top: 0 !important; }}
+/* A picked pill or segment: the theme's blue on its own 10 % tint is 4.1:1; a darker blue, 7:1. */
+button[data-selected="true"], button[data-selected="true"] * {{ color: {PICKED}; }}
+h1 {{ font-size: 2rem !important; padding: 0 0 0.5rem 0 !important; }}
 /* The model diagram: Streamlit fits Graphviz's drawing to the column, which shrank its labels to 9-13 px.
    Here it is drawn at its own size, {DIAGRAM_ZOOM} times larger (11 pt labels at 20 px); a wide model
    scrolls sideways inside its box, never past the page. */
