@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.support import ROOT
+from tests.support.contrast import contrast_ratio
 from tests.support.server import Server
 
 VIEWPORT = {"width": 1280, "height": 900}
@@ -431,21 +432,6 @@ CUT_HEADERS = """() => [...document.querySelectorAll('[data-testid="stMain"] [da
     .map(th => th.textContent.trim() + ' (' + th.scrollWidth + ' > ' + th.clientWidth + ')')"""
 
 
-def contrast_ratio(color: list[float], background: list[float]) -> float:
-    """WCAG 2.x contrast of `color` (r, g, b in 0-255, alpha in 0-1) drawn on an opaque `background` (r, g, b):
-    the colour is first blended onto the background, then (L1 + 0.05) / (L2 + 0.05) of relative
-    luminances (sRGB channels linearised, weights 0.2126, 0.7152, 0.0722)."""
-    alpha = color[3]
-    blended = [alpha * c + (1 - alpha) * b for c, b in zip(color[:3], background[:3])]
-
-    def luminance(rgb: list[float]) -> float:
-        linear = [(v / 255) / 12.92 if v / 255 <= 0.03928 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in rgb]
-        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-    light, dark = sorted((luminance(blended), luminance(background[:3])), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
-
-
 def presenter_on(page) -> None:
     """Turns on the sidebar's presenter mode, as a person would, and waits until the sidebar has folded."""
     page.get_by_text("Presenter mode", exact=True).click()
@@ -462,8 +448,12 @@ def inside_viewport(page, selector: str) -> bool:
     """Whether the first visible element matching `selector` lies wholly inside the window, as scrolled now."""
     box = live(page, selector).first.bounding_box()
     size = page.viewport_size
-    return box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= size["width"] + 1 and (
-        box["y"] + box["height"] <= size["height"] + 1
+    return (
+        box is not None
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= size["width"] + 1
+        and (box["y"] + box["height"] <= size["height"] + 1)
     )
 
 
