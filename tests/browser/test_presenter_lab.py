@@ -251,4 +251,7 @@ def test_the_exercises_fit_a_narrow_screen_or_a_projector(new_tab, server, viewp
     for expander in page.locator('[data-testid="stExpander"] summary').all():
         expander.click()  # the folded answers too
     check_all(page, "Exercises")
+    if viewport == PROJECTOR:
+        presenter_on(page)
+        check_presented(page, "Exercises, presenter mode")
     page.context.close()
