@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from sharecore.core.results import VARIANTS
 from sharecore.core.text import safe_file_name
 from sharecore.runs import compare
 from sharecore.viz import overlays as comparecharts
@@ -72,24 +73,17 @@ diff = figures.of_runs(compare.settings_table, runs)
 if diff.empty:
     st.caption("These runs have the same settings.")
 else:
-    st.dataframe(
-        diff, hide_index=True, width="stretch", column_config={"setting": st.column_config.TextColumn(pinned=True)}
-    )
+    widgets.figures_table(diff, first=["setting"], pinned="setting")
 st.subheader("Final figures")
-finals = figures.of_runs(compare.final_figures, runs)
-st.dataframe(
-    finals,
-    hide_index=True,
-    width="stretch",
-    column_config={
-        # Wider than a projector's page: the run names stay in view while the figures scroll.
-        "run": st.column_config.TextColumn(pinned=True),
-        **{
-            name: st.column_config.NumberColumn(format="%.4g")
-            for name in finals.columns
-            if name.startswith(("loss", "held-out", "final", "steps per"))
-        },
-    },
+# What a class compares first: the losses, held-out figures and divergence; the run's size and speed after.
+widgets.figures_table(
+    figures.of_runs(compare.final_figures, runs),
+    first=[
+        "run",
+        *(f"{figure} {variant}" for figure in ("loss", "held-out loss", "held-out accuracy") for variant in VARIANTS),
+        "final divergence untied",
+    ],
+    pinned="run",
 )
 
 st.subheader("Share and download")

@@ -172,7 +172,7 @@ def actions(trainable: bool) -> None:
     res = kept.result()
     blocked = training.continue_problem()
     busy = run is not None
-    row = st.container(horizontal=True)
+    row = st.container(horizontal=True, key=keys.LAB_TRAIN_ROW)
     row.button(
         "Train",
         type="primary",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import kept
+from ui import kept, presenter
 from ui.figures import compare_curves, overlay_figure
 from ui.keys import (
     COSINE_OVERLAY,
@@ -116,9 +116,19 @@ def kept_runs_editor(*, key: str) -> None:
         hide_index=True,
         width="stretch",
         disabled=["steps", "loss tied", "loss untied", "link"],
-        # Widths in px so that all eight fit a projector's page (1024 px with the sidebar); what a
-        # class reads (name and losses) comes first, and the name stays in view on a narrower page.
-        column_order=["show", "label", "loss tied", "loss untied", "steps", "pinned", "link", "delete"],
+        # Widths in px so that all eight fit a projector's page (1024 px with the sidebar). The name
+        # stays in view on a narrower page; beside it, on a projector what a class compares (the
+        # losses), elsewhere what a participant does with a run (share, delete), which on a phone's
+        # 390 px were off screen behind the losses.
+        column_order=[
+            "show",
+            "label",
+            *(
+                ["loss tied", "loss untied", "steps", "pinned", "link", "delete"]
+                if presenter.on()
+                else ["link", "delete", "loss tied", "loss untied", "steps", "pinned"]
+            ),
+        ],
         column_config={
             "show": st.column_config.CheckboxColumn(
                 "show", width=64, pinned=True, help="Overlay this run on the charts."

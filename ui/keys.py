@@ -63,7 +63,7 @@ SIDEBAR_PRESET = "sidebar.preset"  # the preset picker
 SIDEBAR_SEED = "sidebar.seed"  # the seed input
 SIDEBAR_DEVICE = "sidebar.device"  # the device picker
 SIDEBAR_PRESENTER = "sidebar.presenter"  # the presenter-mode toggle
-PRESENTER = "presenter"  # True: every chart in presenter mode (larger text)
+PRESENTER = "presenter"  # True: every page in presenter mode (ui.presenter)
 
 # ----------------------------------------------------------------------------- routing (ui.routing)
 SCRIPT_RUNS = "script_runs"  # how many full runs of the page script this session has had
@@ -78,6 +78,7 @@ LAB_PRESET = "lab.preset"  # "Load a preset"; None again once it has loaded one
 LAB_RESET = "lab.reset"  # the Reset button
 LAB_MODEL = "lab.model"  # of(LAB_MODEL, draft version, 'tensor' | 'use', name, ...): the model editor's fields
 LAB_TRAIN = "lab.train"  # the Train button
+LAB_TRAIN_ROW = "lab-train-row"  # the row of Train, Stop and the + buttons (first in presenter mode)
 LAB_STOP = "lab.stop"  # the Stop button
 LAB_CONTINUE = "lab.continue"  # the "+N steps" button
 LAB_STEP = "lab.step"  # the "+record_every steps" button
