@@ -22,6 +22,7 @@ from sharecore.core.results import TrainResult
 from sharecore.runs.codec import STORED_FIELDS
 from sharecore.runs.store import (
     MAX_LABEL_CHARS,
+    ROW_BYTES,
     RunStore,
     StoreUnavailable,
     UnknownRun,
@@ -121,7 +122,7 @@ def test_runs_lists_a_workspace_newest_first_with_its_final_losses(store, traine
     info = listed[0]
     assert info.final_loss == pytest.approx(expected)
     assert (info.spec_name, info.steps_done, info.dataset) == ("seed-dense", 5, trained.dataset)
-    assert info.bytes == store.total_bytes() // 4 and info.bytes > 0
+    assert store.total_bytes() == 4 * info.bytes + 6 * ROW_BYTES and info.bytes > 0  # 4 runs, 4 entries, 2 lists
     assert info.can_continue == (trained.state is not None) and not info.adopted and not info.pinned
     assert [r.label for r in store.runs(other)] == ["someone else's"]
     assert store.runs(new_key()) == []
@@ -163,7 +164,7 @@ def test_a_shared_id_loads_from_any_workspace_and_adopting_it_stores_no_copy(sto
     before = store.total_bytes()
     store.adopt(friend, run_id)
     store.adopt(friend, run_id)  # twice changes nothing
-    assert store.total_bytes() == before
+    assert store.total_bytes() == before + 2 * ROW_BYTES  # the friend's entry and list, not a copy
     [info] = store.runs(friend)
     assert (info.id, info.label, info.adopted) == (run_id, "look at this", True)
     store.rename(friend, run_id, "their idea")
@@ -279,29 +280,31 @@ def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_
     assert [r.label for r in store.runs(ws)] == ["b", "a"] and store.total_bytes() == bytes_before
 
 
-def test_the_byte_cap_evicts_the_least_recently_used_workspace_first(tmp_path, open_store):
+def test_the_byte_cap_takes_the_savers_own_oldest_run_first_then_the_least_recently_used_list(tmp_path, open_store):
     result = hand_made()
     probe = RunStore(tmp_path / "probe.sqlite3")
     probe.save(new_key(), result, "x")
-    size = probe.total_bytes()
-    # Room for three runs: a fourth makes one go.
+    size = probe.total_bytes()  # one run, its entry and its list
+    # Room for three lists of one run each: a fourth run makes one go.
     store = open_store(max_bytes=3 * size + size // 2)
-    stale, pinned_ws, fresh = new_key(), new_key(), new_key()
+    stale, pinned_ws, fresh, newcomer = new_key(), new_key(), new_key(), new_key()
     saved_in_order(store, stale, ["stale old"], result)
     store.pin(pinned_ws, store.save(pinned_ws, result, "pinned").run_id, True)
     time.sleep(0.01)
     saved_in_order(store, fresh, ["fresh old"], result)
     report = store.save(fresh, result, "fresh new")
-    # The pinned run stays, and the stale workspace (used before the fresh one) loses its run, not the fresh one.
+    # The saver makes room from its own list: nobody else loses a run to it.
+    assert report.evicted == ("fresh old",) and report.evicted_elsewhere == 0
+    assert "'fresh old'" in report.notes[0] and "its own browser's oldest unpinned runs first" in report.notes[0]
+    assert [r.label for r in store.runs(stale)] == ["stale old"]
+    # A saver with nothing of its own to give: of two equal lists, the one used least recently gives; never a pin.
+    report = store.save(newcomer, result, "newcomer")
     assert report.evicted == () and report.evicted_elsewhere == 1
     assert "none of yours" in report.notes[0]
     assert store.runs(stale) == []
-    assert [r.label for r in store.runs(fresh)] == ["fresh new", "fresh old"]
+    assert [r.label for r in store.runs(fresh)] == ["fresh new"]
     assert [r.label for r in store.runs(pinned_ws)] == ["pinned"]
-    assert store.total_bytes() == 3 * size
-    # Now the saver's own oldest run is the only unpinned one that can go: it is named.
-    report = store.save(fresh, result, "fresh newest")
-    assert report.evicted == ("fresh old",)
+    assert store.total_bytes() == 3 * size  # the emptied list's row went too
 
 
 def test_the_byte_cap_with_only_pinned_runs_refuses_and_changes_nothing(open_store):
@@ -566,7 +569,7 @@ def test_four_threads_saving_at_once_lose_nothing(open_store):
     assert errors == []
     for ws in workspaces:
         assert sorted(r.label for r in store.runs(ws)) == sorted(f"renamed {i}" for i in range(6))
-    assert store.total_bytes() == 24 * store.runs(workspaces[0])[0].bytes
+    assert store.total_bytes() == 24 * store.runs(workspaces[0])[0].bytes + 28 * ROW_BYTES  # 24 entries, 4 lists
 
 
 _PROCESS_SCRIPT = """
