@@ -120,10 +120,16 @@ def keep(plan: KeepPlan, result: TrainResult) -> Kept:
         report = plan.store.save(plan.workspace, result, label, preset=plan.preset)
     except (ValueError, OSError) as err:
         return Kept(None, None, (f"This run could not be kept: {err}",))
+    notes = list(report.notes)
     if plan.continues is not None:
+        pinned = False
         with contextlib.suppress(KeyError, ValueError):  # the continued run may have been deleted meanwhile
             pinned = any(info.id == plan.continues and info.pinned for info in plan.store.runs(plan.workspace))
-            if pinned:
-                plan.store.pin(plan.workspace, report.run_id, True)
+            # Deleted before the new run is pinned: its pin is what makes room under the pinned cap.
             plan.store.delete(plan.workspace, plan.continues)
-    return Kept(report.run_id, plan.continues, tuple(report.notes))
+        if pinned:
+            try:
+                plan.store.pin(plan.workspace, report.run_id, True)
+            except (KeyError, ValueError) as err:
+                notes.append(f"The continued run is kept, but not pinned: {err}")
+    return Kept(report.run_id, plan.continues, tuple(notes))

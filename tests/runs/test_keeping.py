@@ -132,6 +132,29 @@ def test_a_repeated_label_is_kept_with_the_next_number_so_every_view_names_the_r
     assert numbered(long, [long]) == "y" * 75 + "… (2)"
 
 
+def test_a_continued_pinned_run_keeps_its_pin_when_the_pinned_cap_holds_one_run(tmp_path):
+    spec = preset("seed-dense")
+    first = train(spec, TrainConfig(steps=4, batch_size=8))
+    longer = train(spec, TrainConfig(steps=8, batch_size=8), resume=first)
+    probe = RunStore(tmp_path / "probe.sqlite3")
+    size = max(info.bytes for info in [probe.runs(ws)[0] for ws in _saved(probe, first, longer)])
+    store = RunStore(tmp_path / "runs.sqlite3", max_pinned_bytes=size + size // 2)  # room for one pinned run
+    workspace = new_key()
+    parent = keep(KeepPlan(store, workspace, "first", "seed-dense"), first).run_id
+    store.pin(workspace, parent, True)
+    kept = keep(KeepPlan(store, workspace, "first", "seed-dense", continues=parent), longer)
+    (info,) = store.runs(workspace)
+    assert (info.id, info.pinned, info.steps_done) == (kept.run_id, True, 8), kept.notes
+
+
+def _saved(store: RunStore, *results) -> list[str]:
+    """Saves each result in a list of its own; returns the lists."""
+    lists = [new_key() for _ in results]
+    for ws, result in zip(lists, results, strict=True):
+        store.save(ws, result, "probe")
+    return lists
+
+
 def test_a_stopped_runs_label_keeps_its_stopped_note_even_when_long_and_loses_it_when_continued(store):
     workspace = new_key()
     spec = preset("seed-dense")
