@@ -58,7 +58,7 @@ from sharecore.runs.entries import (
     new_key,
     unknown_run,
 )
-from sharecore.runs.storefile import DATA_DIR_VARIABLE, FILE_NAME, StoreUnavailable
+from sharecore.runs.storefile import DATA_DIR_VARIABLE, FILE_NAME, PAGE_TIMEOUT_SECONDS, StoreUnavailable
 from sharecore.runs.storeserver import DATABASE_URL_VARIABLE, is_database_url, shown_url
 from sharecore.runs.storetables import Connection, StoreTables, reporting_store_errors
 
@@ -467,7 +467,7 @@ class RunStore(StoreTables):
         workspace = check_workspace(workspace)
         run_id = check_run_id(run_id)
         now = time.time()
-        with self._write() as db:
+        with self._write(timeout=PAGE_TIMEOUT_SECONDS) as db:  # a share link's page waits on it as it loads
             run = db.execute("SELECT label FROM runs WHERE id = ?", (run_id,)).fetchone()
             if run is None:
                 raise unknown_run(run_id)

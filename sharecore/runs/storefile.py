@@ -24,6 +24,9 @@ DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"
 FILE_NAME = "runs.sqlite3"
 SCHEMA_VERSION = 1  # PRAGMA user_version of a store this module wrote
 _BUSY_TIMEOUT_SECONDS = 30.0
+# What a page waits for a store another process holds locked while it draws (reads, and the writes a page
+# makes as it loads): a page then draws without its kept runs and says why, instead of freezing for 30 s.
+PAGE_TIMEOUT_SECONDS = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -195,11 +198,14 @@ class StoreFile:
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = NORMAL")  # safe in WAL mode; a crash loses at most the last commit
+        # Debian's SQLite zeroes every freed page (secure_delete on): deleting a run then journals all of its
+        # pages, and fails on a full disk, where deleting is how room is made. FAST zeroes only pages written anyway.
+        connection.execute("PRAGMA secure_delete = FAST")
         return connection
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connect()
+    def _read(self, timeout: float = PAGE_TIMEOUT_SECONDS) -> Iterator[sqlite3.Connection]:
+        connection = self._connect(timeout)
         try:
             yield connection
         finally:
@@ -306,7 +312,7 @@ class StoreFile:
     def _check_file(self) -> str | None:
         """None if the file is (or has now been made) a store of this schema, else what is wrong."""
         try:
-            with self._read() as connection:
+            with self._read(timeout=_BUSY_TIMEOUT_SECONDS) as connection:
                 # Only reads until the file is known to be ours: a file set aside stays as it was.
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 tables = {
@@ -374,7 +380,16 @@ class StoreFile:
     def unavailable(self, err: BaseException) -> StoreUnavailable:
         text = str(err)
         if re.search("locked|busy", text, re.IGNORECASE):
-            fix = "Another process holds it locked: try again in a moment."
+            fix = (
+                "Another process holds it locked (another server process, or a backup copying it): try again in "
+                "a moment. Runs train and are drawn meanwhile."
+            )
+        elif re.search("full|disk I/O", text, re.IGNORECASE):
+            fix = (
+                "The disk that holds it refused a write (full, over a quota or a file-size limit, or failing): "
+                f"free space on it, or point {DATA_DIR_VARIABLE} at a folder on a "
+                "bigger disk and restart the server. Deleting kept runs you no longer need makes room in the store."
+            )
         elif re.search("readonly|read-only|unable to open", text, re.IGNORECASE):
             fix = f"This server runs as {_server_user()}, and the file {_ownership(self.path)}. {self._fix()}"
         else:
