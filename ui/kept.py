@@ -243,6 +243,8 @@ def shown_runs() -> tuple[list, list[str]]:
             ss[SHOWN].remove(run_id)
             continue
         runs.append((names.get(run_id), stored.label, stored.result, run_id))
+        if stored.problem:  # it opens, without the state it cannot be continued from
+            problems.append(stored.problem)
     # A shown run this list does not hold (a share link it could not add) gets a number no listed run has.
     others = iter(unique_labels([label for name, label, _, _ in runs if name is None], taken=names.values()))
     return [

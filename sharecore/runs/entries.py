@@ -67,6 +67,7 @@ class StoredRun:
     created: float
     preset: str
     result: TrainResult
+    problem: str | None = None  # why it opens without its state (an altered state cannot be continued), else None
 
 
 @dataclass(frozen=True)

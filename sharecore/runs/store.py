@@ -36,15 +36,16 @@ Plain Python (and, through the codec, pandas, pyarrow and NumPy): no TensorFlow,
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from sharecore.core import settings
-from sharecore.core.limits import env_variable
+from sharecore.core.limits import Limits, env_variable
 from sharecore.core.results import TrainResult
-from sharecore.runs.codec import decode, decode_final_loss, encode
+from sharecore.runs.codec import TooLarge, check_state, check_unpacked_sizes, decode, decode_final_loss, encode
 from sharecore.runs.entries import (
     MAX_LABEL_CHARS,
     RunInfo,
@@ -572,12 +573,34 @@ class RunStore(StoreTables):
                 (row["owner"] if workspace is None else workspace, run_id),
             ).fetchone()
         try:
+            check_unpacked_sizes(row, Limits.from_env())
+        except TooLarge as err:
+            raise ValueError(
+                f"Run {run_id!r} ('{row['label']}') is kept, but {err}. It was probably altered in the store, or "
+                "kept by a server with higher caps. Delete it from your list; other runs are not affected."
+            ) from None
+        except ValueError as err:  # metadata that cannot be read: damage, never unpacked to find out more
+            raise ValueError(
+                f"Run {run_id!r} ('{row['label']}') is kept but its records could not be read ({str(err)[:200]}). "
+                "Delete it from your list; other runs are not affected."
+            ) from None
+        try:
             result = decode(row)
         except Exception as err:  # any damage to a row's data: Parquet, zip, JSON or the spec's checks
             raise ValueError(
                 f"Run {run_id!r} ('{row['label']}') is kept but its records could not be read "
                 f"({type(err).__name__}: {str(err)[:200]}). Delete it from your list; other runs are not affected."
             ) from None
+        problem = None
+        if result.state is not None:
+            try:
+                check_state(result.state, result.steps_done)
+            except ValueError as err:
+                result = dataclasses.replace(result, state=None)
+                problem = (
+                    f"Run '{row['label']}' opens, but cannot be continued: {err}. Its state was probably altered in "
+                    "the store; train it again from the start to carry it on."
+                )
         return StoredRun(
             id=run_id,
             workspace=entry["workspace"] if entry else row["owner"],
@@ -586,6 +609,7 @@ class RunStore(StoreTables):
             created=row["created"],
             preset=row["preset"],
             result=result,
+            problem=problem,
         )
 
     @reporting_store_errors
