@@ -323,6 +323,18 @@ def edit_runs(changes: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
     return problems
 
 
+def revoke_link(run_id: str) -> str:
+    """Withdraws a run's share link (`RunStore.revoke`): the run stays in this list under a new id, and leaves the
+    lists of those who opened the link. Returns the new id; raises KeyError/ValueError with a message."""
+    new_id = run_store().revoke(workspace(), run_id)
+    ss = st.session_state
+    ss[LOADED].pop(run_id, None)
+    ss[SHOWN] = [new_id if i == run_id else i for i in ss[SHOWN]]
+    if ss[CURRENT_RUN_ID] == run_id:
+        ss[CURRENT_RUN_ID] = new_id
+    return new_id
+
+
 def load_into_lab(run_id: str) -> None:
     """Makes a kept run's model and settings the experiment, and the run itself the current result: Continue
     carries it on (not the session's last run)."""

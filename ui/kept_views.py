@@ -12,6 +12,9 @@ from ui.keys import (
     LOG_Y,
     LOSS_OVERLAY,
     OVERLAYS_BOX,
+    REVOKE_BUTTON,
+    REVOKE_CHOICE,
+    REVOKED,
     RUNS_TABLE,
     RUNS_TABLE_PROBLEMS,
     RUNS_TABLE_VERSION,
@@ -150,7 +153,47 @@ def kept_runs_editor(*, key: str) -> None:
     )
     limit = getattr(store, "max_runs_per_workspace", None)
     if limit:
-        st.caption(f"Up to {limit} runs are kept per browser; beyond that the oldest unpinned run goes.")
+        room = getattr(store, "max_workspace_bytes", 0) / 2**20
+        st.caption(
+            f"Up to {limit} runs ({room:.0f} MiB) are kept per browser; beyond that its own oldest unpinned run goes."
+        )
+    _revoke_control(key, [info for info in rows if not info.adopted])
+
+
+def _revoke_control(key: str, own: list) -> None:
+    """Takes back the share link of a run this browser saved: the old link opens nothing from then on."""
+    if not own:
+        return
+    with st.expander("Take back a share link"):
+        st.caption(
+            "The run stays in your list under a new link; the old link opens nothing, and the run leaves the "
+            "lists of everyone who opened it. Pages they have open keep showing it until they reload."
+        )
+        labels = {info.id: info.label for info in own}
+        st.selectbox("Run", list(labels), format_func=lambda i: labels[i], key=of(key, REVOKE_CHOICE))
+        st.button("Take back its link", key=of(key, REVOKE_BUTTON), on_click=_revoke, args=(key, labels))
+    said = st.session_state.pop(of(key, REVOKED), None)
+    if said is not None:
+        (st.success if said[0] == "success" else st.error)(plain(said[1]), icon=":material/link_off:")
+
+
+def _revoke(key: str, labels: dict[str, str]) -> None:
+    """The take-back button's callback: revokes the chosen run's link and says what happened, once."""
+    ss = st.session_state
+    run_id = ss.get(of(key, REVOKE_CHOICE))
+    if run_id is None:
+        return
+    try:
+        new_id = kept.revoke_link(run_id)
+    except (KeyError, ValueError) as err:
+        ss[of(key, REVOKED)] = ("error", str(err))
+        return
+    ss[of(key, REVOKED)] = (
+        "success",
+        f"The old link of '{labels.get(run_id, run_id)}' opens nothing now. Its new link: {kept.share_path(new_id)}",
+    )
+    _, version, _ = _table_keys(key)
+    ss[version] = ss.get(version, 0) + 1  # a fresh table shows the new link
 
 
 def open_shared_link() -> None:

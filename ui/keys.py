@@ -47,6 +47,9 @@ OVERLAYS_BOX = "overlays"  # '<prefix>-overlays': the container whose width deci
 RUNS_TABLE = "runs"  # of(prefix, RUNS_TABLE, version): the kept-runs table; a new version is a fresh table
 RUNS_TABLE_VERSION = "runs.version"  # the table's version, bumped after every edit so that it shows the store
 RUNS_TABLE_PROBLEMS = "runs.problems"  # what the table's last edits could not do (messages)
+REVOKE_CHOICE = "revoke_choice"  # the run whose share link the owner takes back
+REVOKE_BUTTON = "revoke"
+REVOKED = "revoked"  # what taking a link back did, shown once after the rerun
 
 # ----------------------------------------------------------------------------- training settings (ui.settings_editor)
 # One widget per TrainConfig field, the same key in the Lab and on the Train page; each is set from
