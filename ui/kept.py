@@ -62,7 +62,7 @@ class _NoStore:
 
         raise StoreUnavailable(_NOT_KEPT)
 
-    save = adopt = load = rename = pin = delete = _refuse
+    save = adopt = load = rename = pin = delete = revoke = _refuse
 
 
 def run_store():
