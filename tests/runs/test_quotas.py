@@ -3,7 +3,6 @@ behind for good, labels are visible, and an owner can take a share link back."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -25,11 +24,11 @@ def run_bytes(tmp_path_factory) -> int:
     return probe.total_bytes() - 2 * ROW_BYTES  # without its entry and its list
 
 
-def scaled_store(path: Path, run_bytes: int, **caps: int) -> RunStore:
+def scaled_store(where: str | Path, run_bytes: int, **caps: int) -> RunStore:
     """A store with the default caps' proportions, holding `RUNS_IN_THE_STORE` runs."""
     total = RUNS_IN_THE_STORE * run_bytes
     defaults = {"max_bytes": total, "max_workspace_bytes": total * 40 // 300, "max_pinned_bytes": total * 16 // 300}
-    return RunStore(path, **{**defaults, **caps})
+    return RunStore(where, **{**defaults, **caps})
 
 
 def pin_or_refused(store: RunStore, workspace: str, run_id: str) -> str | None:
@@ -46,8 +45,8 @@ def held(store: RunStore, workspace: str, *, pinned: bool | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------- the attack from the issue
-def test_sixteen_pinned_runs_of_one_browser_remove_no_other_run_and_block_no_save(tmp_path, run_bytes):
-    store = scaled_store(tmp_path / "runs.sqlite3", run_bytes)
+def test_sixteen_pinned_runs_of_one_browser_remove_no_other_run_and_block_no_save(store_where, run_bytes):
+    store = scaled_store(store_where, run_bytes)
     result = hand_made()
     users = [new_key() for _ in range(6)]
     for i, user in enumerate(users):
@@ -72,9 +71,9 @@ def test_sixteen_pinned_runs_of_one_browser_remove_no_other_run_and_block_no_sav
     assert store.total_bytes() <= store.max_bytes
 
 
-def test_pinned_runs_of_many_browsers_never_lock_the_store(tmp_path, run_bytes):
+def test_pinned_runs_of_many_browsers_never_lock_the_store(store_where, run_bytes):
     # Sixteen fresh browsers (no cookie costs nothing), one pinned run each: pins stop at half the store.
-    store = scaled_store(tmp_path / "runs.sqlite3", run_bytes, max_bytes=12 * run_bytes + 40 * ROW_BYTES)
+    store = scaled_store(store_where, run_bytes, max_bytes=12 * run_bytes + 40 * ROW_BYTES)
     result = hand_made()
     refusals = []
     for i in range(16):
@@ -91,8 +90,8 @@ def test_pinned_runs_of_many_browsers_never_lock_the_store(tmp_path, run_bytes):
 
 
 # ----------------------------------------------------------------------------- quotas
-def test_a_browser_over_its_quota_gives_its_own_oldest_unpinned_runs(tmp_path, run_bytes):
-    store = RunStore(tmp_path / "runs.sqlite3", max_workspace_bytes=3 * run_bytes + 3 * ROW_BYTES)
+def test_a_browser_over_its_quota_gives_its_own_oldest_unpinned_runs(store_where, run_bytes):
+    store = RunStore(store_where, max_workspace_bytes=3 * run_bytes + 3 * ROW_BYTES)
     ws, other = new_key(), new_key()
     store.save(other, hand_made(), "other")
     first = store.save(ws, hand_made(), "first").run_id
@@ -107,8 +106,8 @@ def test_a_browser_over_its_quota_gives_its_own_oldest_unpinned_runs(tmp_path, r
     assert [r.label for r in store.runs(other)] == ["other"]
 
 
-def test_a_browser_whose_pins_fill_its_quota_is_refused_and_told_how_to_make_room(tmp_path, run_bytes):
-    store = RunStore(tmp_path / "runs.sqlite3", max_workspace_bytes=2 * run_bytes + 2 * ROW_BYTES)
+def test_a_browser_whose_pins_fill_its_quota_is_refused_and_told_how_to_make_room(store_where, run_bytes):
+    store = RunStore(store_where, max_workspace_bytes=2 * run_bytes + 2 * ROW_BYTES)
     ws = new_key()
     for label in ("a", "b"):
         store.pin(ws, store.save(ws, hand_made(), label).run_id, True)
@@ -120,15 +119,15 @@ def test_a_browser_whose_pins_fill_its_quota_is_refused_and_told_how_to_make_roo
     assert sorted(r.label for r in store.runs(ws)) == ["a", "b"] and store.total_bytes() == before
 
 
-def test_a_run_larger_than_one_browsers_quota_is_refused_naming_the_variable(tmp_path, run_bytes):
-    store = RunStore(tmp_path / "runs.sqlite3", max_workspace_bytes=run_bytes // 2)
+def test_a_run_larger_than_one_browsers_quota_is_refused_naming_the_variable(store_where, run_bytes):
+    store = RunStore(store_where, max_workspace_bytes=run_bytes // 2)
     with pytest.raises(ValueError, match="one browser's runs may take together.*SHARECORE_WORKSPACE_MB"):
         store.save(new_key(), hand_made(), "big")
     assert store.total_bytes() == 0
 
 
-def test_an_adopted_run_counts_against_the_adopting_browsers_quota(tmp_path, run_bytes):
-    store = RunStore(tmp_path / "runs.sqlite3", max_workspace_bytes=2 * run_bytes + 2 * ROW_BYTES)
+def test_an_adopted_run_counts_against_the_adopting_browsers_quota(store_where, run_bytes):
+    store = RunStore(store_where, max_workspace_bytes=2 * run_bytes + 2 * ROW_BYTES)
     owner, friend = new_key(), new_key()
     shared = store.save(owner, hand_made(), "shared").run_id
     store.save(friend, hand_made(), "friend old")
@@ -143,12 +142,12 @@ def test_an_adopted_run_counts_against_the_adopting_browsers_quota(tmp_path, run
 # ----------------------------------------------------------------------------- rows a visitor creates
 def _age(store: RunStore, workspace: str, days: float) -> None:
     """Marks `workspace` as last used `days` ago (what waiting that long would do)."""
-    with sqlite3.connect(store.path) as db:
+    with store._write() as db:
         db.execute("UPDATE workspaces SET last_used = ? WHERE key = ?", (time.time() - days * DAY, workspace))
 
 
-def test_a_list_of_share_link_visits_expires_unused_and_an_emptied_list_at_once(tmp_path, run_bytes):
-    store = RunStore(tmp_path / "runs.sqlite3", visitor_days=7)
+def test_a_list_of_share_link_visits_expires_unused_and_an_emptied_list_at_once(store_where, run_bytes):
+    store = RunStore(store_where, visitor_days=7)
     owner, visitor, keeper, recent = new_key(), new_key(), new_key(), new_key()
     shared = store.save(owner, hand_made(), "shared").run_id
     for ws in (visitor, keeper, recent):
@@ -161,17 +160,17 @@ def test_a_list_of_share_link_visits_expires_unused_and_an_emptied_list_at_once(
     assert store.runs(visitor) == []
     assert [r.id for r in store.runs(keeper)] == [shared] and [r.id for r in store.runs(recent)] == [shared]
     assert [r.id for r in store.runs(owner)] == [shared]  # a list with runs of its own never expires
-    with sqlite3.connect(store.path) as db:
-        lists = {key for (key,) in db.execute("SELECT key FROM workspaces")}
+    with store._read() as db:
+        lists = {row[0] for row in db.execute("SELECT key FROM workspaces").fetchall()}
     assert visitor not in lists and {owner, keeper, recent} <= lists
     # A list emptied by its own delete leaves no row behind.
     store.delete(recent, shared)
-    with sqlite3.connect(store.path) as db:
+    with store._read() as db:
         assert db.execute("SELECT count(*) FROM workspaces WHERE key = ?", (recent,)).fetchone()[0] == 0
 
 
-def test_share_link_visits_without_a_cookie_count_against_the_cap_and_never_pass_it(tmp_path, run_bytes):
-    store = RunStore(tmp_path / "runs.sqlite3", max_bytes=3 * run_bytes)
+def test_share_link_visits_without_a_cookie_count_against_the_cap_and_never_pass_it(store_where, run_bytes):
+    store = RunStore(store_where, max_bytes=3 * run_bytes)
     owner, other = new_key(), new_key()
     shared = store.save(owner, hand_made(), "shared").run_id
     store.save(other, hand_made(), "other")
@@ -199,8 +198,8 @@ def test_a_label_with_a_visible_character_keeps_its_invisible_ones():
     assert clean_label("👩\u200d🔬 run") == "👩\u200d🔬 run"
 
 
-def test_renaming_to_an_invisible_label_is_refused_and_the_old_label_stays(tmp_path):
-    store = RunStore(tmp_path / "runs.sqlite3")
+def test_renaming_to_an_invisible_label_is_refused_and_the_old_label_stays(store_where):
+    store = RunStore(store_where)
     ws = new_key()
     run_id = store.save(ws, hand_made(), "old").run_id
     with pytest.raises(ValueError, match="visible character"):
@@ -209,8 +208,8 @@ def test_renaming_to_an_invisible_label_is_refused_and_the_old_label_stays(tmp_p
 
 
 # ----------------------------------------------------------------------------- revoking a share link
-def test_the_owner_revokes_a_link_a_viewer_opened_and_the_link_stops_working(tmp_path):
-    store = RunStore(tmp_path / "runs.sqlite3")
+def test_the_owner_revokes_a_link_a_viewer_opened_and_the_link_stops_working(store_where):
+    store = RunStore(store_where)
     owner, viewer, later = new_key(), new_key(), new_key()
     old_id = store.save(owner, hand_made(), "mine").run_id
     store.pin(owner, old_id, True)
@@ -231,8 +230,8 @@ def test_the_owner_revokes_a_link_a_viewer_opened_and_the_link_stops_working(tmp
     assert store.total_bytes() == info.bytes + 2 * ROW_BYTES  # one run, stored once
 
 
-def test_only_the_browser_that_saved_a_run_may_revoke_its_link(tmp_path):
-    store = RunStore(tmp_path / "runs.sqlite3")
+def test_only_the_browser_that_saved_a_run_may_revoke_its_link(store_where):
+    store = RunStore(store_where)
     owner, viewer = new_key(), new_key()
     run_id = store.save(owner, hand_made(), "mine").run_id
     store.adopt(viewer, run_id)
