@@ -117,8 +117,8 @@ class RunStore(StoreTables):
             where: the SQLite file, e.g. ``.sharecore-data/runs.sqlite3``, or a PostgreSQL server's URL,
                 ``postgresql://USER@HOST:PORT/DATABASE`` (its tables are made if missing).
             max_runs_per_workspace: runs one workspace keeps; its oldest unpinned run makes room.
-            max_bytes: bytes all runs may take together; the least recently used workspaces'
-                oldest unpinned runs make room.
+            max_bytes: bytes the store may take, runs and every entry and workspace (`ROW_BYTES`) together;
+                the saving workspace's own oldest unpinned runs make room first (see the module's docstring).
             max_run_bytes: bytes one run may take; a larger run is kept without weights and state.
             max_workspace_bytes: bytes the runs one workspace lists may take; its own oldest unpinned
                 runs make room.
