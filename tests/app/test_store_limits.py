@@ -1,5 +1,6 @@
 """What a person sees of the run store's limits: a store another process holds locked is a message on a page
-that still draws, a label of invisible characters is refused in words, an owner takes a share link back."""
+that still draws, a label of invisible characters is refused in words, a run whose state was altered opens and
+says why it cannot be continued, an owner takes a share link back."""
 
 from __future__ import annotations
 
@@ -107,3 +108,21 @@ def test_an_owner_takes_back_a_link_a_viewer_opened_and_the_link_opens_nothing_a
     newcomer = open_app("compare", run=run_id)
     assert not newcomer.exception
     assert any("No run with id" in text for text in shown(newcomer)), shown(newcomer)
+
+
+def test_a_run_whose_state_was_altered_opens_in_the_lab_and_says_why_it_cannot_be_continued(store, result, monkeypatch):
+    from sharecore.runs.codec import _arrays_bytes
+
+    as_browser(monkeypatch, OWNER)
+    run_id = store.save(OWNER, result, "altered").run_id
+    rng = {"bit_generator": "PCG64", "state": "rewound"}  # not a state NumPy can take
+    with store._write() as db:
+        db.execute(
+            "UPDATE runs SET state = ? WHERE id = ?",
+            (_arrays_bytes(result.state.arrays, {"steps_done": result.steps_done, "rng": rng}), run_id),
+        )
+    at = open_app("lab", steps="5")
+    assert not at.exception, at.exception
+    said = [text for text in shown(at) if "cannot be continued" in text]
+    assert said and "'altered'" in said[0] and "PCG64" in said[0], shown(at)
+    assert "Traceback" not in " ".join(shown(at))
