@@ -10,7 +10,7 @@ PORT   ?= 8501
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: run test test-long quick bench bench-full lint format clean demo
+.PHONY: run test test-long quick bench bench-full lint format clean demo hosted
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,14 +43,32 @@ $(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/python -m streamlit run streamlit_app.py --server.port $(PORT)
 
-# The hosted demo in a container (Dockerfile; README "Hosting a demo"), where Docker runs.
+# The hosted-demo profile without Docker (README "Hosting a demo"): each KEY=VALUE line of
+# $(HOSTED_ENV) joins the environment, unless the variable is set already (`SHARECORE_MAX_STEPS=5000
+# make hosted` raises one cap, as `docker run -e` does), then the app starts as `make run` starts it.
+# Several processes on one machine: `make hosted PORT=8502` beside `make hosted`; they share the run
+# store in $$SHARECORE_DATA_DIR (or $$SHARECORE_DATABASE_URL), README "Several processes behind one address".
+HOSTED_ENV ?= deploy/hosted-demo.env
+hosted: $(VENV)/.installed
+	@echo "make hosted: the hosted-demo profile ($(HOSTED_ENV)) on http://localhost:$(PORT) (Ctrl-C stops it)"
+	@while IFS= read -r line || [ -n "$$line" ]; do \
+		case "$$line" in ''|'#'*) continue ;; esac; \
+		name=$${line%%=*}; \
+		if [ -z "$$(printenv "$$name")" ]; then export "$$line"; fi; \
+	done < $(HOSTED_ENV); \
+	exec $(BIN)/python -m streamlit run streamlit_app.py --server.port $(PORT)
+
+# The hosted demo in a container (Dockerfile; README "Hosting a demo"), where Docker runs; without
+# Docker, the same profile as a plain process (`make hosted`).
 demo:
-	@docker info >/dev/null 2>&1 || { \
-		echo "make demo needs Docker (docker info failed: no Docker, or its daemon is not running); 'make run' runs the app without it." >&2; \
-		exit 1; }
-	docker build -t sharecore-demo .
-	@echo "sharecore demo on http://localhost:$(PORT) (Ctrl-C stops it)"
-	docker run --rm -p $(PORT):8501 sharecore-demo
+	@if docker info >/dev/null 2>&1; then \
+		echo "docker build -t sharecore-demo ." && docker build -t sharecore-demo . && \
+		echo "sharecore demo on http://localhost:$(PORT) (Ctrl-C stops it)" && \
+		echo "docker run --rm -p $(PORT):8501 sharecore-demo" && exec docker run --rm -p $(PORT):8501 sharecore-demo; \
+	else \
+		echo "make demo: no Docker here (docker info failed: no Docker, or its daemon is not running), so the hosted profile runs without it: make hosted" >&2; \
+		exec make --no-print-directory hosted; \
+	fi
 
 # The examples in the public docstrings (the README's functions) run as doctests with the tests.
 DOCTESTS = sharecore/core sharecore/nn/model.py sharecore/nn/equivariance.py sharecore/nn/training.py sharecore/nn/tensorboard.py sharecore/nn/inspect.py sharecore/nn/monitor.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from sharecore.core.results import VARIANTS
 from sharecore.core.text import safe_file_name
 from sharecore.runs import compare
 from sharecore.viz import overlays as comparecharts
@@ -72,24 +73,17 @@ diff = figures.of_runs(compare.settings_table, runs)
 if diff.empty:
     st.caption("These runs have the same settings.")
 else:
-    st.dataframe(
-        diff, hide_index=True, width="stretch", column_config={"setting": st.column_config.TextColumn(pinned=True)}
-    )
+    widgets.figures_table(diff, first=["setting"], pinned="setting")
 st.subheader("Final figures")
-finals = figures.of_runs(compare.final_figures, runs)
-st.dataframe(
-    finals,
-    hide_index=True,
-    width="stretch",
-    column_config={
-        # Wider than a projector's page: the run names stay in view while the figures scroll.
-        "run": st.column_config.TextColumn(pinned=True),
-        **{
-            name: st.column_config.NumberColumn(format="%.4g")
-            for name in finals.columns
-            if name.startswith(("loss", "held-out", "final", "steps per"))
-        },
-    },
+# What a class compares first: the losses, held-out figures and divergence; the run's size and speed after.
+widgets.figures_table(
+    figures.of_runs(compare.final_figures, runs),
+    first=[
+        "run",
+        *(f"{figure} {variant}" for figure in ("loss", "held-out loss", "held-out accuracy") for variant in VARIANTS),
+        "final divergence untied",
+    ],
+    pinned="run",
 )
 
 st.subheader("Share and download")
@@ -99,13 +93,14 @@ for r in runs:
     # of a projector's page the button's label was cut ("Load in the...").
     row = st.container(horizontal=True, vertical_alignment="center")
     row.markdown(f"**{plain(r.label)}**", width="content")
-    row.button(
+    if row.button(
         "Load in the Lab",
         key=keys.of(keys.COMPARE_LOAD, r.run_id),
         on_click=kept.load_into_lab,
         args=(r.run_id,),
-        help="Makes this run's model and settings the current experiment.",
-    )
+        help="Makes this run's model and settings the current experiment, and opens the Lab.",
+    ):
+        st.switch_page(PAGES["lab"])  # loaded by the click's callback, before this run
     st.code(f"{base}/{kept.share_path(r.run_id)}", language=None)
 # In a row that wraps: in half of an 800 px page the second label was cut.
 downloads = st.container(horizontal=True)

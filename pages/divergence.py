@@ -16,11 +16,11 @@ st.markdown(
     "the relative distance ‖W_a − W_b‖ / ‖W₀‖ grows and their cosine falls as they drift apart."
 )
 
-res = training.need_result()
+res = training.pick_result(keys.DIVERGENCE_RUN)
 if res is not None:
     tensor = widgets.tensor_picker(res.spec, key=keys.DIVERGENCE_TENSOR, min_uses=2)
     if tensor is None:
-        st.info("No shared tensor of the trained model has two or more uses, so there are no copies to compare.")
+        st.info("No shared tensor of this run's model has two or more uses, so there are no copies to compare.")
     else:
         compared, apart = pairs_left_out(res.spec, tensor)
         if apart:

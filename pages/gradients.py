@@ -15,11 +15,11 @@ st.markdown(
     "way as the other uses (above zero: they agree) or against them (below zero: they conflict)."
 )
 
-res = training.need_result()
+res = training.pick_result(keys.GRADIENTS_RUN)
 if res is not None:
     tensor = widgets.tensor_picker(res.spec, key=keys.GRADIENTS_TENSOR)
     if tensor is None:
-        st.info("The trained model shares no tensor, so there is no gradient to split between uses.")
+        st.info("This run's model shares no tensor, so there is no gradient to split between uses.")
     else:
         flow, cosine = figures.gradient_figures(res.gradients, tensor)
         widgets.chart(flow, key=keys.GRADIENTS_FLOW)

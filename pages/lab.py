@@ -172,7 +172,7 @@ def actions(trainable: bool) -> None:
     res = kept.result()
     blocked = training.continue_problem()
     busy = run is not None
-    row = st.container(horizontal=True)
+    row = st.container(horizontal=True, key=keys.LAB_TRAIN_ROW)
     row.button(
         "Train",
         type="primary",
@@ -235,6 +235,7 @@ def live() -> None:
             st.rerun()
         if waiting := training.queue_text(run):
             st.info(waiting, icon=":material/hourglass:")
+            return  # the queue state alone: no step counter nor chart yet
         progress = run.progress
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
@@ -249,9 +250,11 @@ def charts() -> None:
     for problem in problems:
         st.warning(plain(problem), icon=":material/link_off:")
     if not runs:
-        st.info(
-            "Press Train. Each run is kept below; change one thing and train again to compare.", icon=":material/info:"
-        )
+        if run is None:  # a run waiting or training says so above
+            st.info(
+                "Press Train. Each run is kept below; change one thing and train again to compare.",
+                icon=":material/info:",
+            )
         return
     kept_views.compare_charts(runs, key=keys.LAB_RUNS, tensor=None)
 

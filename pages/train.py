@@ -46,6 +46,7 @@ def live_panel() -> None:
             st.info("Stopping: the run ends after its current chunk of steps.", icon=":material/stop_circle:")
         elif waiting := training.queue_text(run):  # read once: the place can change between two reads
             st.info(waiting, icon=":material/hourglass:")
+            return  # the queue state alone: no step counter nor chart yet
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
         if progress is not None:

@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Kept runs go to a store of the test session's own (servers started by browser tests inherit it),
 # never into the working copy's .sharecore-data.
 os.environ.setdefault("SHARECORE_DATA_DIR", tempfile.mkdtemp(prefix="sharecore-test-runs-"))
+# Nor into a database server the shell names: a test that wants PostgreSQL starts its own (tests/support/postgres.py).
+os.environ.pop("SHARECORE_DATABASE_URL", None)
 # Under pytest-xdist (`make test` runs two workers) each worker inherits the store set above by
 # the controller; it gets a folder of its own in it, so no test sees another worker's kept runs.
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -12,6 +12,7 @@ what they use from them:
     keys, text, cache, sitemap   session and widget keys, user text, the byte-bounded cache, the pages
     startup                      TensorFlow loaded and warmed up, Keras's clean-up, server settings
     state                        the experiment: preset, spec, settings, draft, URL
+    presenter                    presenter mode: one stylesheet for every page
     widgets, figures             small shared widgets; cached pure calls
     exercise                     the exercise set up last: Set up, and its panel beside the work
     kept, kept_views             the workspace, run store, current result and kept runs; their charts,

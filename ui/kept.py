@@ -3,7 +3,6 @@ runs the Lab and Compare pages overlay, and share links."""
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import threading
 import time
@@ -19,7 +18,6 @@ from ui import state
 from ui.keys import (
     CURRENT_RUN_ID,
     KEEP_NOTES,
-    LAST_SETTINGS,
     LOADED,
     RESULT,
     SHARED,
@@ -64,7 +62,7 @@ class _NoStore:
 
         raise StoreUnavailable(_NOT_KEPT)
 
-    save = adopt = load = rename = pin = delete = _refuse
+    save = adopt = load = rename = pin = delete = revoke = _refuse
 
 
 def run_store():
@@ -120,7 +118,6 @@ def init_session() -> None:
         ss[WORKSPACE], ss[WORKSPACE_NEW] = new_key(), True
     ss[RESULT] = None
     ss[CURRENT_RUN_ID] = None
-    ss[LAST_SETTINGS] = None
     ss[KEEP_NOTES] = []
     ss[SHOWN] = [info.id for info in kept_runs()[:MAX_SHOWN]]  # a reload shows what a full overlay did
     ss[LOADED] = {}
@@ -161,11 +158,6 @@ def current_run_id() -> str | None:
     return st.session_state[CURRENT_RUN_ID]
 
 
-def last_settings() -> tuple | None:
-    """(spec, config) of the last kept run: what the next run's label compares with."""
-    return st.session_state[LAST_SETTINGS]
-
-
 def keep_notes() -> list[str]:
     """What the store said about the last run kept (evictions, problems)."""
     return st.session_state[KEEP_NOTES]
@@ -186,6 +178,24 @@ def kept_runs() -> list:
         return []
     st.session_state[STORE_ERROR] = None
     return runs
+
+
+def run_names(runs: list | None = None) -> dict[str, str]:
+    """Each kept run's name as the kept-runs table, the legends and Compare's chips all show it, id -> name,
+    newest first.
+
+    A run's name is its label, numbered where this list holds two runs with one label (renamed alike, or
+    shared from another browser): the older keeps the label, the newer is 'label (2)'. Labels of runs
+    trained here are numbered when they are kept (`sharecore.runs.keeping.numbered`).
+
+    Args:
+        runs: `kept_runs()`, when the caller has read it already.
+    """
+    from sharecore.runs.compare import unique_labels
+
+    newest_first = kept_runs() if runs is None else runs
+    names = unique_labels([info.label for info in reversed(newest_first)])
+    return dict(zip((info.id for info in newest_first), reversed(names)))  # newest first, as the list
 
 
 def load_kept(run_id: str):
@@ -217,16 +227,17 @@ def took_in(res: sharecore.TrainResult, kept: Kept | None) -> None:
     else:
         shown = [kept.run_id, *ss[SHOWN]][:MAX_SHOWN]
     ss[SHOWN] = shown
-    ss[LAST_SETTINGS] = (res.spec, res.config)
     ss[KEEP_NOTES] = list(kept.notes)
     ss[CURRENT_RUN_ID] = kept.run_id
 
 
 def shown_runs() -> tuple[list, list[str]]:
-    """The kept runs to overlay (`LabelledRun`s, labels unique) and messages for ids that could not be read."""
+    """The kept runs to overlay (`LabelledRun`s, named as `run_names` names them) and messages for ids that
+    could not be read."""
     from sharecore.runs.compare import LabelledRun, unique_labels
 
     ss = st.session_state
+    names = run_names()
     runs, problems = [], []
     for run_id in list(ss[SHOWN]):
         try:
@@ -235,9 +246,14 @@ def shown_runs() -> tuple[list, list[str]]:
             problems.append(str(err))
             ss[SHOWN].remove(run_id)
             continue
-        runs.append((stored.label, stored.result, run_id))
-    labels = unique_labels([label for label, _, _ in runs])
-    return [LabelledRun(label, res, run_id) for label, (_, res, run_id) in zip(labels, runs)], problems
+        runs.append((names.get(run_id), stored.label, stored.result, run_id))
+        if stored.problem:  # it opens, without the state it cannot be continued from
+            problems.append(stored.problem)
+    # A shown run this list does not hold (a share link it could not add) gets a number no listed run has.
+    others = iter(unique_labels([label for name, label, _, _ in runs if name is None], taken=names.values()))
+    return [
+        LabelledRun(name if name is not None else next(others), res, run_id) for name, _, res, run_id in runs
+    ], problems
 
 
 def shown_ids() -> list[str]:
@@ -258,21 +274,27 @@ def overlay_runs(*, with_unkept_result: bool = False) -> tuple[list, list[str]]:
     runs, problems = shown_runs()
     res = result()
     if with_unkept_result and res is not None and current_run_id() is None:
-        labels = unique_labels(["this run (not kept)", *(r.label for r in runs)])
-        runs = [LabelledRun(labels[0], res), *(dataclasses.replace(r, label=x) for r, x in zip(runs, labels[1:]))]
+        # Named around the kept runs, whose names stay as the table shows them.
+        [label] = unique_labels(["this run (not kept)"], taken=(r.label for r in runs))
+        runs = [LabelledRun(label, res), *runs]
     return runs, problems
 
 
 def run_choices() -> dict[str, str]:
-    """The runs a comparison can pick, id -> label: the shown ones first, then every other kept run."""
-    kept = {info.id: info.label for info in kept_runs()}
+    """The runs a comparison can pick, id -> name (`run_names`; a shown run this list does not hold is numbered
+    around them, as in `shown_runs`): the shown ones first, then every other kept run."""
+    from sharecore.runs.compare import unique_labels
+
+    kept = run_names()
     labels = {run_id: kept.get(run_id) for run_id in dict.fromkeys([*st.session_state[SHOWN], *kept])}
+    others: dict[str, str] = {}
     for run_id, label in labels.items():
         if label is None:
             try:
-                labels[run_id] = load_kept(run_id).label
+                others[run_id] = load_kept(run_id).label
             except (KeyError, ValueError):
-                labels[run_id] = "(no longer kept)"
+                others[run_id] = "(no longer kept)"
+    labels.update(zip(others, unique_labels(list(others.values()), taken=kept.values())))
     return labels
 
 
@@ -305,14 +327,25 @@ def edit_runs(changes: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
     return problems
 
 
+def revoke_link(run_id: str) -> str:
+    """Withdraws a run's share link (`RunStore.revoke`): the run stays in this list under a new id, and leaves the
+    lists of those who opened the link. Returns the new id; raises KeyError/ValueError with a message."""
+    new_id = run_store().revoke(workspace(), run_id)
+    ss = st.session_state
+    ss[LOADED].pop(run_id, None)
+    ss[SHOWN] = [new_id if i == run_id else i for i in ss[SHOWN]]
+    if ss[CURRENT_RUN_ID] == run_id:
+        ss[CURRENT_RUN_ID] = new_id
+    return new_id
+
+
 def load_into_lab(run_id: str) -> None:
     """Makes a kept run's model and settings the experiment, and the run itself the current result: Continue
-    carries it on (not the session's last run), and the next run's label says what changed from it."""
+    carries it on (not the session's last run)."""
     stored = load_kept(run_id)
     state.load_experiment(stored.result.spec, stored.result.config, stored.preset or state.preset_name())
     ss = st.session_state
     ss[RESULT], ss[CURRENT_RUN_ID] = stored.result, run_id
-    ss[LAST_SETTINGS] = (stored.result.spec, stored.result.config)
 
 
 def share_path(run_id: str) -> str:

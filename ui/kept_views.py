@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import kept
+from ui import kept, presenter
 from ui.figures import compare_curves, overlay_figure
 from ui.keys import (
     COSINE_OVERLAY,
@@ -12,6 +12,9 @@ from ui.keys import (
     LOG_Y,
     LOSS_OVERLAY,
     OVERLAYS_BOX,
+    REVOKE_BUTTON,
+    REVOKE_CHOICE,
+    REVOKED,
     RUNS_TABLE,
     RUNS_TABLE_PROBLEMS,
     RUNS_TABLE_VERSION,
@@ -23,6 +26,7 @@ from ui.widgets import chart
 
 def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
     """The overlays of kept runs: loss (training and held-out), divergence and gradient cosine."""
+    from sharecore.runs import compare
     from sharecore.viz import overlays as comparecharts
 
     labels = [r.label for r in runs]
@@ -50,7 +54,11 @@ def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
             key=of(key, DIVERGENCE_OVERLAY),
         )
     with right:
-        chart(overlay_figure(comparecharts.cosine_overlay, curves, labels), key=of(key, COSINE_OVERLAY))
+        ends = compare.gradient_ends(runs, tensor)  # where a collapsed run's cosine stops, and why
+        chart(
+            overlay_figure(comparecharts.cosine_overlay, curves, labels, gradient_ends=ends),
+            key=of(key, COSINE_OVERLAY),
+        )
 
 
 def _table_keys(key: str) -> tuple[str, str, str]:
@@ -90,10 +98,11 @@ def kept_runs_editor(*, key: str) -> None:
             st.caption("No kept runs yet. Every finished or stopped run is kept here, in this browser's workspace.")
         return
     shown = kept.shown_ids()
+    names = kept.run_names(rows)  # as the legends and Compare's chips name them
     table = pd.DataFrame(
         {
             "show": [info.id in shown for info in rows],
-            "label": [info.label for info in rows],
+            "label": [names[info.id] for info in rows],
             "pinned": [info.pinned for info in rows],
             "steps": [info.steps_done for info in rows],
             "loss tied": [info.final_loss.get("tied") for info in rows],
@@ -110,9 +119,19 @@ def kept_runs_editor(*, key: str) -> None:
         hide_index=True,
         width="stretch",
         disabled=["steps", "loss tied", "loss untied", "link"],
-        # Widths in px so that all eight fit a projector's page (1024 px with the sidebar); what a
-        # class reads (name and losses) comes first, and the name stays in view on a narrower page.
-        column_order=["show", "label", "loss tied", "loss untied", "steps", "pinned", "link", "delete"],
+        # Widths in px so that all eight fit a projector's page (1024 px with the sidebar). The name
+        # stays in view on a narrower page; beside it, on a projector what a class compares (the
+        # losses), elsewhere what a participant does with a run (share, delete), which on a phone's
+        # 390 px were off screen behind the losses.
+        column_order=[
+            "show",
+            "label",
+            *(
+                ["loss tied", "loss untied", "steps", "pinned", "link", "delete"]
+                if presenter.on()
+                else ["link", "delete", "loss tied", "loss untied", "steps", "pinned"]
+            ),
+        ],
         column_config={
             "show": st.column_config.CheckboxColumn(
                 "show", width=64, pinned=True, help="Overlay this run on the charts."
@@ -134,7 +153,47 @@ def kept_runs_editor(*, key: str) -> None:
     )
     limit = getattr(store, "max_runs_per_workspace", None)
     if limit:
-        st.caption(f"Up to {limit} runs are kept per browser; beyond that the oldest unpinned run goes.")
+        room = getattr(store, "max_workspace_bytes", 0) / 2**20
+        st.caption(
+            f"Up to {limit} runs ({room:.0f} MiB) are kept per browser; beyond that its own oldest unpinned run goes."
+        )
+    _revoke_control(key, [info for info in rows if not info.adopted])
+
+
+def _revoke_control(key: str, own: list) -> None:
+    """Takes back the share link of a run this browser saved: the old link opens nothing from then on."""
+    if not own:
+        return
+    with st.expander("Take back a share link"):
+        st.caption(
+            "The run stays in your list under a new link; the old link opens nothing, and the run leaves the "
+            "lists of everyone who opened it. Pages they have open keep showing it until they reload."
+        )
+        labels = {info.id: info.label for info in own}
+        st.selectbox("Run", list(labels), format_func=lambda i: labels[i], key=of(key, REVOKE_CHOICE))
+        st.button("Take back its link", key=of(key, REVOKE_BUTTON), on_click=_revoke, args=(key, labels))
+    said = st.session_state.pop(of(key, REVOKED), None)
+    if said is not None:
+        (st.success if said[0] == "success" else st.error)(plain(said[1]), icon=":material/link_off:")
+
+
+def _revoke(key: str, labels: dict[str, str]) -> None:
+    """The take-back button's callback: revokes the chosen run's link and says what happened, once."""
+    ss = st.session_state
+    run_id = ss.get(of(key, REVOKE_CHOICE))
+    if run_id is None:
+        return
+    try:
+        new_id = kept.revoke_link(run_id)
+    except (KeyError, ValueError) as err:
+        ss[of(key, REVOKED)] = ("error", str(err))
+        return
+    ss[of(key, REVOKED)] = (
+        "success",
+        f"The old link of '{labels.get(run_id, run_id)}' opens nothing now. Its new link: {kept.share_path(new_id)}",
+    )
+    _, version, _ = _table_keys(key)
+    ss[version] = ss.get(version, 0) + 1  # a fresh table shows the new link
 
 
 def open_shared_link() -> None:

@@ -29,7 +29,6 @@ RUN_ERROR = "run_error"  # why the last run could not train, or None
 # ----------------------------------------------------------------------------- kept runs (ui.kept)
 RESULT = "result"  # the current TrainResult (the last run, complete or stopped, or a kept run loaded), or None
 CURRENT_RUN_ID = "current_run_id"  # the kept id of RESULT (what Continue extends); None when it was not kept
-LAST_SETTINGS = "last_settings"  # (spec, config) of the last kept run: what the next label compares with
 KEEP_NOTES = "keep_notes"  # what the store said about the last run kept (evictions, problems)
 WORKSPACE = "workspace"  # this browser's workspace key (from its cookie, or new)
 WORKSPACE_NEW = "workspace_new"  # True until the cookie has been written into the browser
@@ -48,6 +47,9 @@ OVERLAYS_BOX = "overlays"  # '<prefix>-overlays': the container whose width deci
 RUNS_TABLE = "runs"  # of(prefix, RUNS_TABLE, version): the kept-runs table; a new version is a fresh table
 RUNS_TABLE_VERSION = "runs.version"  # the table's version, bumped after every edit so that it shows the store
 RUNS_TABLE_PROBLEMS = "runs.problems"  # what the table's last edits could not do (messages)
+REVOKE_CHOICE = "revoke_choice"  # the run whose share link the owner takes back
+REVOKE_BUTTON = "revoke"
+REVOKED = "revoked"  # what taking a link back did, shown once after the rerun
 
 # ----------------------------------------------------------------------------- training settings (ui.settings_editor)
 # One widget per TrainConfig field, the same key in the Lab and on the Train page; each is set from
@@ -64,7 +66,7 @@ SIDEBAR_PRESET = "sidebar.preset"  # the preset picker
 SIDEBAR_SEED = "sidebar.seed"  # the seed input
 SIDEBAR_DEVICE = "sidebar.device"  # the device picker
 SIDEBAR_PRESENTER = "sidebar.presenter"  # the presenter-mode toggle
-PRESENTER = "presenter"  # True: every chart in presenter mode (larger text)
+PRESENTER = "presenter"  # True: every page in presenter mode (ui.presenter)
 
 # ----------------------------------------------------------------------------- routing (ui.routing)
 SCRIPT_RUNS = "script_runs"  # how many full runs of the page script this session has had
@@ -79,6 +81,7 @@ LAB_PRESET = "lab.preset"  # "Load a preset"; None again once it has loaded one
 LAB_RESET = "lab.reset"  # the Reset button
 LAB_MODEL = "lab.model"  # of(LAB_MODEL, draft version, 'tensor' | 'use', name, ...): the model editor's fields
 LAB_TRAIN = "lab.train"  # the Train button
+LAB_TRAIN_ROW = "lab-train-row"  # the row of Train, Stop and the + buttons (first in presenter mode)
 LAB_STOP = "lab.stop"  # the Stop button
 LAB_CONTINUE = "lab.continue"  # the "+N steps" button
 LAB_STEP = "lab.step"  # the "+record_every steps" button
@@ -132,11 +135,13 @@ TRAIN_LOSS = "train.loss"  # the finished run's loss chart
 TRAIN_DOWNLOAD = "train.dl"  # of(TRAIN_DOWNLOAD, label): a download of the finished run
 
 # ----------------------------------------------------------------------------- Gradient flow (pages/gradients.py)
+GRADIENTS_RUN = "gradients.run"  # of(GRADIENTS_RUN, current run id): the kept run shown (ui.training.pick_result)
 GRADIENTS_TENSOR = "gradients.tensor"  # the shared tensor shown
 GRADIENTS_FLOW = "gradients.flow"  # the gradient-flow chart
 GRADIENTS_COSINE = "gradients.cosine"  # the gradient-cosine chart
 
 # ----------------------------------------------------------------------------- Divergence (pages/divergence.py)
+DIVERGENCE_RUN = "divergence.run"  # of(DIVERGENCE_RUN, current run id): the kept run shown (ui.training.pick_result)
 DIVERGENCE_TENSOR = "divergence.tensor"  # the shared tensor shown
 DIVERGENCE_CHART = "divergence.chart"  # the divergence chart
 DIVERGENCE_STEP = "divergence.step"  # the step the pairwise heatmap shows

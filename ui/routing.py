@@ -54,7 +54,7 @@ def frame() -> None:
     training.init_session()
     training.take_over_orphaned_run()
     training.collect_run()
-    state.sync_url()
+    state.sync_url(keep_share_link=True)
     kept.remember_workspace()
     sidebar.draw()
     _count_script_run()

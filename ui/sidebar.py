@@ -10,10 +10,10 @@ import streamlit as st
 import sharecore
 from sharecore.core.config import DEVICES
 from sharecore.share import urlstate
+from ui import presenter
 from ui.keys import PRESENTER, SIDEBAR_DEVICE, SIDEBAR_PRESENTER, SIDEBAR_PRESET, SIDEBAR_SEED
 from ui.state import config, load_preset, on_spec_change, preset_name, set_config, spec
 from ui.training import active_run
-from ui.widgets import presenter_mode
 
 
 def _on_preset() -> None:
@@ -55,6 +55,7 @@ def draw() -> None:
     their values are set from the session's experiment on every run, which their callbacks
     have already updated, so they always show the experiment and never a widget default.
     """
+    presenter.style()  # here, so that every page, a new one too, is presented the same way
     ss = st.session_state
     ss[SIDEBAR_PRESET] = preset_name()
     ss[SIDEBAR_SEED] = config().seed
@@ -89,12 +90,13 @@ def draw() -> None:
         if run is not None:  # drawn on full reruns only: the Train page's live panel has the details
             st.caption(f":material/hourglass: {'Waiting for a free trainer' if run.queued else 'Training is running'}.")
         st.caption("The URL holds this experiment: copy it to share.")
-        ss[SIDEBAR_PRESENTER] = presenter_mode()
+        ss[SIDEBAR_PRESENTER] = presenter.on()
         st.toggle(
-            "Presenter mode: larger chart text",
+            "Presenter mode",
             key=SIDEBAR_PRESENTER,
             on_change=_on_presenter,
-            help="Larger titles, ticks, legends and hover text on every chart, for a projector.",
+            help="For a projector: the sidebar folds away (the arrow at the top left opens it again), every text "
+            "and chart is larger, and the Lab shows Train beside the charts.",
         )
 
 

@@ -59,6 +59,17 @@ def preset_name() -> str:
     return st.session_state[PRESET]
 
 
+def label_baseline(spec_: ModelSpec) -> tuple[tuple[ModelSpec, TrainConfig], str]:
+    """What a run of `spec_` is named against (`sharecore.runs.whatif.preset_label`), and the preset's name:
+    the session's preset as published with its default settings, or, for a model from no preset, `spec_`
+    itself with the default settings and no preset name."""
+    name = preset_name()
+    if name not in sharecore.presets():
+        return (spec_, urlstate.default_config(spec_)), ""
+    published = sharecore.preset(name)
+    return (published, urlstate.default_config(published)), name
+
+
 def draft() -> dict:
     """The Build editor's content (spec-like data, maybe invalid)."""
     return st.session_state[DRAFT]
@@ -133,10 +144,20 @@ def reset_to_preset(name: str) -> None:
     load_experiment(new, dataclasses.replace(base, seed=config().seed, device=config().device), name)
 
 
-def sync_url() -> None:
-    """Writes the experiment into the URL, so that copying it shares the experiment."""
+def sync_url(*, keep_share_link: bool = False) -> None:
+    """Writes the experiment into the URL, so that copying it shares the experiment.
+
+    Args:
+        keep_share_link: leave a URL that holds a share link's run id alone (`?run=<id>`, the
+            Compare page's link): it names a run, whose preset may not be this session's, and a
+            wrong id stays in view beside the message that says so. A change of the experiment
+            writes it over the link.
+    """
+    current = st.query_params.to_dict()
+    if keep_share_link and list(current) == ["run"]:
+        return
     params = urlstate.encode_state(preset_name(), spec(), config())
-    if st.query_params.to_dict() != params:
+    if current != params:
         st.query_params.from_dict(params)
 
 

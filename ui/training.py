@@ -18,10 +18,10 @@ from sharecore.core.runcheck import resume_conflicts
 from sharecore.core.spec import ModelSpec
 from sharecore.runs.keeping import KeepPlan, run_label
 from sharecore.runs.runner import BackgroundRun, orphaned_runs, training_runs
-from ui.kept import current_run_id, last_settings, load_kept, result, run_store, took_in, workspace
-from ui.keys import RUN, RUN_ERROR
+from ui.kept import current_run_id, load_kept, result, run_names, run_store, took_in, workspace
+from ui.keys import RUN, RUN_ERROR, of
 from ui.sitemap import PAGES
-from ui.state import config, preset_name, run_problem, spec
+from ui.state import config, label_baseline, preset_name, run_problem, spec
 from ui.text import plain
 
 
@@ -57,7 +57,10 @@ def continue_problem() -> str | None:
     if differ:
         return "The model has changed since this run: Train starts a new run with it."
     if changed:
-        return f"{', '.join(changed)} changed since this run: Train starts a new run with them. Continue keeps them."
+        return (
+            f"{', '.join(changed)} changed since this run, which carries on only with the settings it started "
+            "with: Train starts a new run with the new ones, or set them back to carry this run on."
+        )
     return None
 
 
@@ -85,12 +88,13 @@ def _start_run(
     spec_: ModelSpec, config_: TrainConfig, *, resume: sharecore.TrainResult | None = None, continues: str | None = None
 ) -> BackgroundRun:
     """Starts a run that keeps itself in this browser's workspace when it ends (`sharecore.runs.keeping`),
-    whatever becomes of this page: the label says what changed from the run kept before it."""
+    whatever becomes of this page: the label says what the run sets otherwise than its preset."""
     continued = None
     if continues is not None:
         with contextlib.suppress(KeyError, ValueError):
             continued = load_kept(continues).label
-    label = run_label(last_settings(), (spec_, config_), preset=preset_name(), continued=continued)
+    baseline, preset = label_baseline(spec_)
+    label = run_label(baseline, (spec_, config_), preset=preset, continued=continued)
     plan = KeepPlan(run_store(), workspace(), label, preset_name(), continues if continued is not None else None)
     return BackgroundRun(
         spec_, config_, alive=_browser_connected(), resume=resume, owner=workspace(), on_result=plan
@@ -183,7 +187,8 @@ def wait_for_run(every: float = 1.0) -> None:
             st.rerun()
         waiting = queue_text(run)
         if waiting:
-            st.caption(f":material/hourglass: {waiting}")
+            st.caption(f":material/hourglass: {waiting}")  # the queue state alone: no step counter yet
+            return
         step = run.progress.step if run.progress else 0
         st.progress(run.fraction, text=f"Training: step {step} of {run.config.steps}")
 
@@ -200,10 +205,24 @@ def run_error() -> str | None:
     return st.session_state[RUN_ERROR]
 
 
-def need_result() -> sharecore.TrainResult | None:
-    """The last result; without one, tells the user to train first."""
-    res = result()
-    if res is None:
+_NOT_KEPT = ""  # the picker's option for a current run the store could not keep
+
+
+def pick_result(key: str) -> sharecore.TrainResult | None:
+    """A picker over this browser's kept runs (the current run first chosen), and the run picked; without
+    any run, tells the user to train first.
+
+    The kept runs are the store's, so a reload (which starts a new session with no current run) still
+    offers them. A new current run (trained, or loaded in the Lab) is picked again by default.
+
+    Args:
+        key: the picker's key prefix; the widget's key adds the current run's id.
+    """
+    res, current = result(), current_run_id()
+    names = run_names()
+    if res is not None and current is None:  # a run the store could not keep is still shown
+        names = {_NOT_KEPT: "this run (not kept)", **names}
+    if not names:
         if active_run() is not None:
             st.info("Training is running; the charts appear here when it ends.", icon=":material/hourglass:")
             wait_for_run()
@@ -211,15 +230,32 @@ def need_result() -> sharecore.TrainResult | None:
             st.info("No results yet: train the tied and untied models first.", icon=":material/info:")
         st.page_link(PAGES["train"], label="Go to Train", icon=":material/play_arrow:")
         return None
+    options = list(names)
+    first = current if current in names else options[0]  # else the unkept run, or the newest kept one
+    picked = st.selectbox(
+        "Run",
+        options,
+        index=options.index(first),
+        key=of(key, current or "none"),
+        format_func=lambda run_id: names[run_id],
+        help="Any of this browser's kept runs; the current run is picked first.",
+    )
     if active_run() is not None:
-        st.caption(":material/hourglass: A new run is training; these charts show the last one until it ends.")
+        st.caption(":material/hourglass: A new run is training; it joins the kept runs when it ends.")
         wait_for_run()
-    elif res.spec != spec():
+    if picked == _NOT_KEPT:
+        return res
+    try:
+        stored = load_kept(picked)
+    except (KeyError, ValueError) as err:
+        st.error(plain(str(err)), icon=":material/error:")
+        return None
+    if picked == current and stored.result.spec != spec():
         st.caption(
-            f"These results are for the model trained last ('{plain(res.spec.name)}'); the model has changed "
-            "since. Train again to see the current one."
+            f"This run trained the model '{plain(stored.result.spec.name)}'; the model has changed since. "
+            "Train again to see the current one."
         )
-    return res
+    return stored.result
 
 
 def training_warnings(res: sharecore.TrainResult) -> None:

@@ -3,13 +3,18 @@ picker and rows of columns that stack on a narrow window."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from sharecore.core.config import LEARNING_RATES
 from sharecore.core.spec import ModelSpec
-from ui.keys import PRESENTER
+from ui import presenter
+from ui.text import plain
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def stack_columns_when_narrow(first: str, below_px: int = 1200) -> None:
@@ -31,7 +36,7 @@ def chart(fig, key: str | None = None) -> None:
     """Draws a figure (larger text in presenter mode) with its one line on how to read it beneath."""
     from sharecore.viz import style as plotstyle
 
-    if presenter_mode():
+    if presenter.on():
         fig = plotstyle.apply_presenter(fig)  # a copy: `fig` may be a cached, shared figure
     st.plotly_chart(fig, key=key, width="stretch")
     reading = plotstyle.how_to_read(fig)
@@ -39,9 +44,33 @@ def chart(fig, key: str | None = None) -> None:
         st.caption(reading)
 
 
-def presenter_mode() -> bool:
-    """Whether the sidebar's presenter toggle is on in this session."""
-    return bool(st.session_state.get(PRESENTER, False))
+def figures_table(frame: pd.DataFrame, *, first: Sequence[str] = (), pinned: str | None = None) -> None:
+    """A read-only table of figures, the columns a class compares (`first`, in that order) first and
+    columns with no value at all left out; numbers to 4 significant digits.
+
+    In presenter mode it is an HTML table (st.table): its text grows with the page's, and a header
+    wraps where the grid of st.dataframe, drawn on a canvas at a fixed 14 px, cut it ("loss ti...").
+    Cells and headers may be user text (run labels): there they are shown as written (`plain`).
+    """
+    import pandas as pd
+
+    frame = frame.dropna(axis="columns", how="all")
+    order = [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
+    frame = frame[order]
+    numbers = [c for c in order if pd.api.types.is_float_dtype(frame[c])]
+    if not presenter.on():
+        config = {c: st.column_config.NumberColumn(format="%.4g") for c in numbers}
+        if pinned:
+            config[pinned] = st.column_config.TextColumn(pinned=True)
+        st.dataframe(frame, hide_index=True, width="stretch", column_config=config)
+        return
+    shown = pd.DataFrame(
+        {
+            plain(str(c)): ["–" if pd.isna(v) else f"{v:.4g}" if c in numbers else plain(str(v)) for v in frame[c]]
+            for c in order
+        }
+    )
+    st.table(shown, hide_index=True)
 
 
 def learning_rate_picker(

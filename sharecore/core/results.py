@@ -45,6 +45,33 @@ def record_frame(name: str, rows: Iterable[tuple] = ()) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(RECORD_COLUMNS[name]))
 
 
+def gradients_zero_from(gradients: pd.DataFrame, tensor: str | None = None) -> dict[str, int]:
+    """Per variant, the step from which every recorded gradient of `tensor` was zero to the end of the records.
+
+    The cosine between zero gradients has no value, so a collapsed run's cosine line stops there (ReLUs
+    that all went dead after one too-large step); a chart names this step to say why. A variant whose
+    last record has a gradient that moves is left out.
+
+    Args:
+        gradients: `TrainResult.gradients` (`GRADIENT_COLUMNS`).
+        tensor: a shared tensor; None for every shared tensor together.
+
+    Example:
+        >>> rows = [(s, "untied", "W", u, n, n, float("nan")) for s, n in ((1, 0.3), (2, 0.0), (3, 0.0)) for u in "ab"]
+        >>> gradients_zero_from(record_frame("gradients", rows))
+        {'untied': 2}
+    """
+    rows = gradients if tensor is None or gradients.empty else gradients[gradients["tensor"] == tensor]
+    out = {}
+    for variant, of_variant in rows.groupby("variant", sort=False):
+        moving = of_variant.groupby("step")["grad_norm"].sum() > 0  # by step, in order
+        if moving.empty or moving.iloc[-1]:
+            continue
+        still = moving.index if not moving.any() else moving.index[moving.index > moving[moving].index.max()]
+        out[str(variant)] = int(still.min())
+    return out
+
+
 @dataclass(frozen=True)
 class TrainProgress:
     """What a progress callback receives."""

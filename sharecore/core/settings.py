@@ -34,7 +34,7 @@ class Setting:
     """One environment variable the app reads."""
 
     variable: str  # SHARECORE_...
-    kind: type  # int: a whole number >= 1; bool: 0 or 1; str: a folder
+    kind: type  # int: a whole number >= 1; bool: 0 or 1; str: a folder or a URL
     default: int | bool | str
     what: str  # what it sets, in a few words
 
@@ -61,8 +61,12 @@ SETTINGS: dict[str, Setting] = {
     for s in [
         *_caps(),
         Setting("SHARECORE_DATA_DIR", str, ".sharecore-data", "the folder of the run store"),
+        Setting("SHARECORE_DATABASE_URL", str, "", "a PostgreSQL server for the run store instead of its folder"),
         Setting("SHARECORE_KEPT_RUNS", int, 30, "runs kept per browser"),
         Setting("SHARECORE_STORE_MB", int, 300, "MiB all kept runs may take"),
+        Setting("SHARECORE_WORKSPACE_MB", int, 40, "MiB the runs one browser lists may take"),
+        Setting("SHARECORE_PINNED_MB", int, 16, "MiB the pinned runs of one browser may take"),
+        Setting("SHARECORE_VISITOR_DAYS", int, 7, "days a list of share-link visits only is kept unused"),
         Setting("SHARECORE_MAX_CONCURRENT_RUNS", int, 2, "runs that train at once in one server process"),
         Setting("SHARECORE_WARM_UP", bool, True, "1: compile the default trainer when the server starts"),
         Setting("SHARECORE_TF32", bool, False, "1: keep TensorFloat-32 on Ampere and newer GPUs"),

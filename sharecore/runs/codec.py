@@ -3,12 +3,18 @@
 The spec, the settings and the parameter counts are JSON; the record frames are Parquet
 (`FRAMES`); the weights and the state a run continues from are compressed NumPy ``.npz``
 archives; the scalars are columns of their own. Plain pandas, pyarrow and NumPy: no SQLite policy here.
+
+A row is read back only within what its run could hold under the server's caps (`check_unpacked_sizes`:
+from the zip and Parquet metadata, before anything is unpacked), and a kept state only when it can be
+continued (`check_state`): a row altered in the file is a message, not a gigabyte or a traceback.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sharecore.core.config import TrainConfig
+from sharecore.core.limits import Limits
 from sharecore.core.results import RECORD_COLUMNS, TrainResult, TrainState
 from sharecore.core.spec import ModelSpec
 
@@ -27,6 +34,18 @@ STORED_FIELDS = (
     "weights",
     "state",
 )
+
+
+MB = 2**20
+# What the arrays of a run with P parameters (tied and untied together) unpack to, at most: its weights at
+# start and end (2 x P) and its state (the variables and an optimizer's two slots each, 3 x P), as float64.
+_BYTES_PER_PARAM = 8 * 3
+# Rows a record frame can have beyond max_recorded_rows: history and held-out rows, 2 variants per step.
+_ROWS_PER_STEP = 4
+_BYTES_PER_ROW = 1024  # a record row unpacked: a few numbers and short names (about 100 bytes), with room
+_SLACK_BYTES = MB  # indexes, names and small arrays of any run
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_STATE_KEY = re.compile(r"[^/]{1,100}/(var|opt)/[0-9]{1,6}")  # 'tied/var/0': training._state_arrays' names
 
 
 def _frame_bytes(frame: pd.DataFrame) -> bytes:
@@ -88,6 +107,96 @@ def _state_bytes(state: TrainState) -> bytes:
 def _state(blob: bytes) -> TrainState:
     arrays, meta = _arrays(blob)
     return TrainState(steps_done=meta["steps_done"], arrays=arrays, rng=meta["rng"])
+
+
+class TooLarge(ValueError):
+    """A row's data would unpack to more than its run could hold under the server's caps."""
+
+
+def check_unpacked_sizes(row: Mapping[str, Any], limits: Limits) -> None:
+    """Refuses a row whose data would unpack to more than its run could hold under `limits`, before unpacking it.
+
+    The arrays of a run may take `_BYTES_PER_PARAM` per parameter it reports (at most twice `max_params`:
+    tied and untied); a record frame at most `max_recorded_rows` plus `_ROWS_PER_STEP` x `max_steps` rows.
+    Sizes come from the zip directory and each array's .npy header, and from the Parquet footer.
+
+    Raises:
+        TooLarge: (a ValueError) naming the column, what it would unpack to and the limit.
+        ValueError: for a blob whose metadata cannot be read (damage).
+    """
+    try:
+        params = sum(int(count) for count in json.loads(row["params"]).values())
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError("its parameter counts are not the JSON a run keeps") from None
+    params = min(max(params, 0), 2 * limits.max_params)
+    array_limit = _BYTES_PER_PARAM * params + _SLACK_BYTES
+    for column in ("weights", "state"):
+        if row[column] is not None:
+            size = _npz_unpacked_bytes(row[column], column)
+            if size > array_limit:
+                raise TooLarge(
+                    f"its {column} would unpack to {size / MB:.1f} MiB, more than the {array_limit / MB:.1f} MiB a "
+                    f"run of {params:,} parameters takes (max_params is {limits.max_params:,} here), so it was not opened"
+                )
+    rows_limit = limits.max_recorded_rows + _ROWS_PER_STEP * (limits.max_steps + 1)
+    for column in FRAMES:
+        rows, size = _parquet_unpacked(row[column], column)
+        if rows > rows_limit or size > rows_limit * _BYTES_PER_ROW + _SLACK_BYTES:
+            raise TooLarge(
+                f"its {column} records would unpack to {rows:,} rows and {size / MB:.1f} MiB, more than a run "
+                f"within this server's caps records ({rows_limit:,} rows), so it was not opened"
+            )
+
+
+def _npz_unpacked_bytes(blob: bytes, column: str) -> int:
+    """What an .npz archive's arrays take unpacked, from its zip directory and the arrays' headers."""
+    total = 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = _NPY_HEADERS.get(version)
+                    if read_header is None:
+                        raise ValueError(f"member {info.filename!r} is .npy format {version}")
+                    shape, _, dtype = read_header(member)  # the header only: nothing is allocated
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                total += max(info.file_size, claimed)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise ValueError(f"its {column} are not an .npz archive a run keeps ({err})") from None
+    return total
+
+
+def _parquet_unpacked(blob: bytes, column: str) -> tuple[int, int]:
+    """(rows, bytes) a Parquet blob unpacks to, from its footer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(blob)).metadata
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise ValueError(f"its {column} records are not Parquet ({err})") from None
+    return meta.num_rows, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+
+
+def check_state(state: TrainState, steps_done: int) -> None:
+    """Refuses a kept state that `train(..., resume=...)` could not carry on from, in words.
+
+    Raises:
+        ValueError: for a step count other than the run's, a batch generator's state NumPy cannot take,
+            or an array that is not a named, plain numeric variable.
+    """
+    if isinstance(state.steps_done, bool) or not isinstance(state.steps_done, int) or state.steps_done != steps_done:
+        raise ValueError(f"its state says {state.steps_done!r} steps were done, but the run did {steps_done}")
+    try:
+        np.random.PCG64().state = state.rng  # what training's batch generator is given
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"its state's batch order is not a NumPy PCG64 state ({type(err).__name__}: {err})") from None
+    for key, array in state.arrays.items():
+        if not _STATE_KEY.fullmatch(key):
+            raise ValueError(f"its state holds {key[:60]!r}, which is not a variable's name ('tied/var/0', ...)")
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"its state's {key} holds {array.dtype} values, not numbers of a model's variable")
 
 
 def _final_loss(history: pd.DataFrame) -> dict[str, float]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from sharecore.core.results import RECORD_KEY, VARIANTS, TrainResult
+from sharecore.core.results import RECORD_KEY, VARIANTS, TrainResult, gradients_zero_from
 from sharecore.core.text import csv_text
 from sharecore.runs.whatif import settings_diff, settings_values
 
@@ -72,6 +72,16 @@ def curves(runs: Sequence[LabelledRun], tensor: str | None = None) -> pd.DataFra
     if not parts:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     return pd.concat(parts, ignore_index=True)
+
+
+def gradient_ends(runs: Sequence[LabelledRun], tensor: str | None = None) -> tuple[tuple[str, str, int], ...]:
+    """(run label, variant, step) for each run whose gradients were all zero from that step on: its cosine
+    curve stops there (`sharecore.core.results.gradients_zero_from`), and the cosine overlay says why."""
+    return tuple(
+        (run.label, variant, step)
+        for run in runs
+        for variant, step in gradients_zero_from(run.result.gradients, tensor).items()
+    )
 
 
 def _long(frame: pd.DataFrame, series: str, column: str, label: str) -> pd.DataFrame:
@@ -153,10 +163,15 @@ def specs_json(runs: Sequence[LabelledRun]) -> str:
     )
 
 
-def unique_labels(labels: Sequence[str]) -> list[str]:
+def unique_labels(labels: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
     """Labels made unique for a legend: a repeated label gets ' (2)', ' (3)', ... (skipping a number
-    that another label already is: runs renamed 'x', 'x' and 'x (2)' stay three runs)."""
-    taken: set[str] = set()
+    that another label already is: runs renamed 'x', 'x' and 'x (2)' stay three runs).
+
+    Args:
+        labels: the labels, in the order whose first keeps its label.
+        taken: names already given to other runs, which none of these may get.
+    """
+    taken = set(taken)
     out = []
     for label in labels:
         unique, n = label, 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class StoredRun:
     created: float
     preset: str
     result: TrainResult
+    problem: str | None = None  # why it opens without its state (an altered state cannot be continued), else None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def clean_label(label: Any, *, truncate: bool = False) -> str:
     """A run label as stored: one line of text, at most `MAX_LABEL_CHARS` characters.
 
     Control characters, separators and bidirectional overrides are removed and runs of spaces become one.
+    What is left must hold a visible character (a letter, digit, mark of punctuation or symbol): a label
+    of zero-width spaces or byte-order marks alone would be a blank line in every list and legend.
 
     Args:
         label: the user's text.
@@ -102,13 +106,19 @@ def clean_label(label: Any, *, truncate: bool = False) -> str:
         The cleaned label.
 
     Raises:
-        ValueError: if nothing is left, or (without `truncate`) the label is too long.
+        ValueError: if nothing visible is left, or (without `truncate`) the label is too long.
     """
     if not isinstance(label, str):
         raise ValueError(f"A run label must be text. Received: {type(label).__name__}")
     text = " ".join(NOT_IN_A_LINE.sub(" ", _BIDI_CONTROLS.sub("", label)).split())
     if not text:
         raise ValueError("A run label cannot be empty. Type a few words that say what this run tried.")
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in text):
+        codes = ", ".join(f"U+{ord(char):04X}" for char in dict.fromkeys(text))
+        raise ValueError(
+            "A run label needs at least one visible character (a letter, digit, punctuation or symbol); this one "
+            f"holds only invisible ones ({codes[:120]}). Type a few words that say what this run tried."
+        )
     if len(text) > MAX_LABEL_CHARS:
         if not truncate:
             raise ValueError(

@@ -19,10 +19,12 @@ from sharecore.core.config import TrainConfig
 from sharecore.core.results import TrainResult
 from sharecore.core.spec import ModelSpec
 from sharecore.runs.store import MAX_LABEL_CHARS, RunStore
-from sharecore.runs.whatif import change_label
+from sharecore.runs.whatif import preset_label
 
 # What `keep` adds to the label of a run that ended before its last step; a continued run drops it.
 _STOPPED = re.compile(r" \(stopped at \d+\)$")
+# The number `numbered` gives a label that the list has already: "seed-dense (2)".
+_NUMBER = re.compile(r" \((\d+)\)$")
 
 
 @dataclass(frozen=True)
@@ -52,27 +54,62 @@ class KeepPlan:
 
 
 def run_label(
-    previous: tuple[ModelSpec, TrainConfig] | None,
+    baseline: tuple[ModelSpec, TrainConfig],
     current: tuple[ModelSpec, TrainConfig],
     *,
     preset: str = "",
     continued: str | None = None,
 ) -> str:
-    """The label a run will be kept under: what changed from the run before it ("lr 0.1 (was 0.01)"),
-    or, for a run that continues a kept one, that run's label (`continued`) without its "(stopped at N)"."""
+    """The label a run will be kept under: what it sets otherwise than its preset (`preset_label`:
+    "seed-dense: lr 0.1"), or, for a run that continues a kept one, that run's label (`continued`)
+    without its "(stopped at N)"."""
     if continued is not None:
         return _STOPPED.sub("", continued)
-    return change_label(previous, current, preset=preset)
+    return preset_label(baseline, current, preset=preset)
+
+
+def numbered(label: str, taken: list[str]) -> str:
+    """`label`, or, when the list has it already (stopped or not), `label (N)` with the next free number N.
+
+    The number is kept with the run, so the kept-runs table, the legends, Compare's chips, a share
+    link and a hand-in all call the run the same: the third run of the preset as published is
+    "seed-dense (3)" everywhere.
+
+    Example:
+        >>> numbered("seed-dense", ["seed-dense (stopped at 5)", "seed-dense (2)", "seed-dense: lr 0.1"])
+        'seed-dense (3)'
+        >>> numbered("seed-dense: lr 0.1", ["seed-dense"])
+        'seed-dense: lr 0.1'
+    """
+    numbers = set()
+    for other in taken:
+        other = _STOPPED.sub("", other)
+        if other == label:
+            numbers.add(1)
+        elif (match := _NUMBER.search(other)) and other[: match.start()] == label:
+            numbers.add(int(match.group(1)))
+    if not numbers:
+        return label
+    n = max(numbers) + 1
+    suffix = f" ({n})"
+    if len(label) + len(suffix) > MAX_LABEL_CHARS:  # the store would cut the number off
+        label = label[: MAX_LABEL_CHARS - len(suffix) - 1].rstrip() + "…"
+    return label + suffix
 
 
 def keep(plan: KeepPlan, result: TrainResult) -> Kept:
     """Keeps `result` in `plan.workspace`'s list; never raises.
 
-    A run that ended early gets "(stopped at N)" after its label. A continued run replaces the run
+    A label the workspace's list has already gets the next number (`numbered`). A run that ended early
+    gets "(stopped at N)" after its label. A continued run replaces the run
     it continues: the same run, now longer, with its pin. A run the store refuses (every run pinned,
     the store locked or read-only) is not kept, and `Kept.notes` says why.
     """
     label = plan.label
+    if plan.continues is None:
+        # A continued run takes the place of the run it continues, and its label with it.
+        with contextlib.suppress(ValueError):  # a list that cannot be read: the save below says why
+            label = numbered(label, [info.label for info in plan.store.runs(plan.workspace)])
     if result.steps_done < result.config.steps:
         suffix = f" (stopped at {result.steps_done})"
         room = MAX_LABEL_CHARS - len(suffix)  # the store cuts a long label at its end: keep the suffix
@@ -83,10 +120,16 @@ def keep(plan: KeepPlan, result: TrainResult) -> Kept:
         report = plan.store.save(plan.workspace, result, label, preset=plan.preset)
     except (ValueError, OSError) as err:
         return Kept(None, None, (f"This run could not be kept: {err}",))
+    notes = list(report.notes)
     if plan.continues is not None:
+        pinned = False
         with contextlib.suppress(KeyError, ValueError):  # the continued run may have been deleted meanwhile
             pinned = any(info.id == plan.continues and info.pinned for info in plan.store.runs(plan.workspace))
-            if pinned:
-                plan.store.pin(plan.workspace, report.run_id, True)
+            # Deleted before the new run is pinned: its pin is what makes room under the pinned cap.
             plan.store.delete(plan.workspace, plan.continues)
-    return Kept(report.run_id, plan.continues, tuple(report.notes))
+        if pinned:
+            try:
+                plan.store.pin(plan.workspace, report.run_id, True)
+            except (KeyError, ValueError) as err:
+                notes.append(f"The continued run is kept, but not pinned: {err}")
+    return Kept(report.run_id, plan.continues, tuple(notes))

@@ -1,36 +1,51 @@
 """A run store: finished training runs kept on the server, so that a workshop can compare and share them.
 
-Runs live in one SQLite file (``runs.sqlite3`` in ``SHARECORE_DATA_DIR``). A *workspace* is one
-browser's list of runs, named by an unguessable key (`new_key`); a run is named by an
-unguessable id too, and whoever has the id may `load` it (a share link), while only the
+Runs live in one SQLite file (``runs.sqlite3`` in ``SHARECORE_DATA_DIR``), or, when
+``SHARECORE_DATABASE_URL`` names one, in a PostgreSQL database that several server processes share.
+A *workspace* is one browser's list of runs, named by an unguessable key (`new_key`); a run is
+named by an unguessable id too, and whoever has the id may `load` it (a share link), while only the
 workspaces that list a run may rename, pin or delete it. A run listed by several workspaces
 (`adopt`) is stored once.
 
 How a `TrainResult` becomes a row is `sharecore.runs.codec`'s (the spec and settings as JSON, the
-tidy frames as Parquet, the weights and state as ``.npz``); the SQLite file itself (its schema,
-permissions, damage and messages) is `sharecore.runs.storefile`'s. The list view (`RunStore.runs`)
-reads only small columns.
+tidy frames as Parquet, the weights and state as ``.npz``); where the rows live is
+`sharecore.runs.storetables`'s (the SQLite file's schema, permissions, damage and messages are
+`sharecore.runs.storefile`'s, the PostgreSQL server's `sharecore.runs.storeserver`'s): the SQL here
+is written once and runs on both. The list view (`RunStore.runs`) reads only small columns.
 
-Caps keep a small server's disk in bounds: a workspace keeps at most ``max_runs_per_workspace``
-runs (its oldest unpinned run goes), the whole store at most ``max_bytes`` (the oldest unpinned
-runs of the least recently used workspaces go first), and one run at most ``max_run_bytes`` (a
-larger run is kept without its weights and state, so it cannot be continued).
+Caps keep a small server's disk in bounds, and no one browser can take the store over (a new
+workspace costs nothing: a browser without the cookie is a new one):
+
+- a workspace keeps at most ``max_runs_per_workspace`` runs and ``max_workspace_bytes`` bytes (the
+  runs it lists, adopted ones too: each keeps its run alive); its own oldest unpinned runs make room;
+- its pinned runs take at most ``max_pinned_bytes``, and the pinned runs of all workspaces at most
+  half of ``max_bytes``, so pinning can never leave the store without room for a new run;
+- the whole store takes at most ``max_bytes``, counting every row a visitor can create (each list
+  entry and workspace as `ROW_BYTES`). A save that goes over removes the saving workspace's own
+  oldest unpinned runs first; only then the runs of the workspace that holds the most bytes,
+  oldest first, never a pinned run;
+- a workspace with no runs is removed, and one that only lists runs others saved (share links it
+  opened), none pinned, is removed with its list after ``visitor_days`` unused;
+- one run takes at most ``max_run_bytes`` (a larger run is kept without its weights and state, so it
+  cannot be continued).
+
+The owner of a run may `revoke` its share link: the run gets a new id, and every other list loses it.
 
 Plain Python (and, through the codec, pandas, pyarrow and NumPy): no TensorFlow, no Streamlit.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from sharecore.core import settings
-from sharecore.core.limits import env_variable
+from sharecore.core.limits import Limits, env_variable
 from sharecore.core.results import TrainResult
-from sharecore.runs.codec import decode, decode_final_loss, encode
+from sharecore.runs.codec import TooLarge, check_state, check_unpacked_sizes, decode, decode_final_loss, encode
 from sharecore.runs.entries import (
     MAX_LABEL_CHARS,
     RunInfo,
@@ -44,21 +59,33 @@ from sharecore.runs.entries import (
     new_key,
     unknown_run,
 )
-from sharecore.runs.storefile import DATA_DIR_VARIABLE, FILE_NAME, StoreFile, StoreUnavailable, reporting_sqlite_errors
+from sharecore.runs.storefile import DATA_DIR_VARIABLE, FILE_NAME, PAGE_TIMEOUT_SECONDS, StoreUnavailable
+from sharecore.runs.storeserver import DATABASE_URL_VARIABLE, is_database_url, shown_url
+from sharecore.runs.storetables import Connection, StoreTables, reporting_store_errors
 
 MB = 2**20
+# The condition on a workspaces row `w` of a list of share-link visits only: no run it saved, none pinned.
+_VISITOR_ONLY = (
+    "NOT EXISTS (SELECT 1 FROM entries e JOIN runs r ON r.id = e.run_id "
+    "WHERE e.workspace = w.key AND (r.owner = w.key OR e.pinned = 1))"
+)
+DAY = 86_400.0
+# What one list entry or workspace row counts as under `max_bytes`: its keys, label and index entries
+# (about 150 bytes in SQLite), rounded up. A share link opened without a cookie costs this, not nothing.
+ROW_BYTES = 256
 # runs() marks its workspace as used at most this often, so that listing stays a read.
 _TOUCH_EVERY_SECONDS = 60.0
 
 
-class RunStore(StoreFile):
-    """Finished runs in one SQLite file, in workspaces, with caps on count and size.
+class RunStore(StoreTables):
+    """Finished runs in one SQLite file or PostgreSQL database, in workspaces, with caps on count and size.
 
-    The file is a `StoreFile`. Safe to share between threads and processes: every call opens its own
-    connection, the file is in WAL mode (readers never wait for a writer) and a save with its evictions
-    is one transaction.
-    Every public method raises `StoreUnavailable` (a ValueError) when the file cannot be used (locked
-    past the busy timeout, read-only); a file removed or damaged while in use is replaced by a new store.
+    The tables are `StoreTables`. Safe to share between threads and processes: every call uses its own
+    connection, readers never wait for a writer (the file is in WAL mode) and a save with its evictions
+    is one transaction, one writer at a time.
+    Every public method raises `StoreUnavailable` (a ValueError) when the store cannot be used (locked
+    past the busy timeout, read-only, a database server that is away); a file removed or damaged while
+    in use is replaced by a new store (on a server: tables removed are made anew).
 
     Only damage sets a file aside. A file this server may not read (a backup restored as root with
     mode 0600) stays where it is and opening it raises `StoreUnavailable`, saying whose file it is and
@@ -66,7 +93,8 @@ class RunStore(StoreFile):
     is opened read-only: its runs are listed and loaded, and every change raises `StoreUnavailable`.
 
     Attributes:
-        path: the SQLite file.
+        path: the SQLite file; None on a PostgreSQL server.
+        where: the file or server as messages name it (never a password).
         problem: a message for the user when a damaged store was set aside at start, or when the store
             can only be read (`read_only`); else None.
         read_only: why this server may not write the store, when it may only read it; else None.
@@ -74,64 +102,93 @@ class RunStore(StoreFile):
 
     def __init__(
         self,
-        path: str | Path,
+        where: str | Path,
         *,
         max_runs_per_workspace: int = 30,
         max_bytes: int = 300 * MB,
         max_run_bytes: int = 8 * MB,
+        max_workspace_bytes: int = 40 * MB,
+        max_pinned_bytes: int = 16 * MB,
+        visitor_days: int = 7,
     ) -> None:
-        """Opens (or creates) the store at `path`, a file; its folder is created if missing.
+        """Opens (or creates) the store at `where`: a SQLite file (its folder is created if missing) or a database.
 
         Args:
-            path: the SQLite file, e.g. ``.sharecore-data/runs.sqlite3``.
+            where: the SQLite file, e.g. ``.sharecore-data/runs.sqlite3``, or a PostgreSQL server's URL,
+                ``postgresql://USER@HOST:PORT/DATABASE`` (its tables are made if missing).
             max_runs_per_workspace: runs one workspace keeps; its oldest unpinned run makes room.
-            max_bytes: bytes all runs may take together; the least recently used workspaces'
-                oldest unpinned runs make room.
+            max_bytes: bytes the store may take, runs and every entry and workspace (`ROW_BYTES`) together;
+                the saving workspace's own oldest unpinned runs make room first (see the module's docstring).
             max_run_bytes: bytes one run may take; a larger run is kept without weights and state.
+            max_workspace_bytes: bytes the runs one workspace lists may take; its own oldest unpinned
+                runs make room.
+            max_pinned_bytes: bytes the pinned runs of one workspace may take; a pin beyond it is refused.
+            visitor_days: days a workspace that lists only runs others saved, none pinned, is kept unused.
 
         Raises:
             ValueError: for a cap that is not a whole number >= 1.
-            StoreUnavailable: (a ValueError) for a folder that cannot be made or written, saying how to fix it.
+            StoreUnavailable: (a ValueError) for a folder that cannot be made or written, or a database server
+                that cannot be reached or used, saying how to fix it.
         """
         for name, value in (
             ("max_runs_per_workspace", max_runs_per_workspace),
             ("max_bytes", max_bytes),
             ("max_run_bytes", max_run_bytes),
+            ("max_workspace_bytes", max_workspace_bytes),
+            ("max_pinned_bytes", max_pinned_bytes),
+            ("visitor_days", visitor_days),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"RunStore {name} must be a whole number >= 1. Received: {name}={value!r}")
         self.max_runs_per_workspace = max_runs_per_workspace
         self.max_bytes = max_bytes
         self.max_run_bytes = max_run_bytes
+        self.max_workspace_bytes = max_workspace_bytes
+        self.max_pinned_bytes = max_pinned_bytes
+        self.visitor_seconds = visitor_days * DAY
         self._touched: dict[str, float] = {}
-        super().__init__(path)
+        super().__init__(where)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunStore:
-        """The store in ``$SHARECORE_DATA_DIR`` (default ``./.sharecore-data``), caps from the environment.
+        """The store on ``$SHARECORE_DATABASE_URL`` if set, else in ``$SHARECORE_DATA_DIR`` (default
+        ``./.sharecore-data``), caps from the environment.
 
         ``SHARECORE_KEPT_RUNS`` sets the runs one workspace keeps (default 30) and
-        ``SHARECORE_STORE_MB`` the MiB all runs may take (default 300).
+        ``SHARECORE_STORE_MB`` the MiB all runs may take (default 300), ``SHARECORE_WORKSPACE_MB`` the MiB
+        one workspace's runs may take (default 40), ``SHARECORE_PINNED_MB`` the MiB its pinned runs may
+        take (default 16) and ``SHARECORE_VISITOR_DAYS`` how long a list of share-link visits only is
+        kept unused (default 7).
 
         Raises:
-            ValueError: naming the variable whose value is not a whole number >= 1.
-            StoreUnavailable: (a ValueError) for a folder the server may not write, saying how to fix it.
+            ValueError: naming the variable whose value is not a whole number >= 1, or not a PostgreSQL URL.
+            StoreUnavailable: (a ValueError) for a folder the server may not write, or a database it cannot
+                use, saying how to fix it.
         """
+        url = str(settings.read(DATABASE_URL_VARIABLE, environ))
+        if url and not is_database_url(url):
+            raise ValueError(
+                f"environment variable {DATABASE_URL_VARIABLE} must be a PostgreSQL URL, "
+                f"postgresql://USER@HOST:PORT/DATABASE, or unset for the SQLite file. Received: {shown_url(url)!r}"
+            )
         return cls(
-            Path(str(settings.read(DATA_DIR_VARIABLE, environ))) / FILE_NAME,
+            url or Path(str(settings.read(DATA_DIR_VARIABLE, environ))) / FILE_NAME,
             max_runs_per_workspace=int(settings.read("SHARECORE_KEPT_RUNS", environ)),
             max_bytes=int(settings.read("SHARECORE_STORE_MB", environ)) * MB,
+            max_workspace_bytes=int(settings.read("SHARECORE_WORKSPACE_MB", environ)) * MB,
+            max_pinned_bytes=int(settings.read("SHARECORE_PINNED_MB", environ)) * MB,
+            visitor_days=int(settings.read("SHARECORE_VISITOR_DAYS", environ)),
         )
 
     # ------------------------------------------------------------------ saving
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def save(self, workspace: str, result: TrainResult, label: str, *, preset: str = "") -> SaveReport:
         """Keeps `result` in `workspace`'s list, making room under the caps.
 
         Args:
             workspace: the saving browser's key (`new_key`).
             result: the finished run.
-            label: what the run tried, e.g. from `sharecore.runs.whatif.change_label`; cleaned and cut
+            label: what the run tried, e.g. from `sharecore.runs.whatif.preset_label`; cleaned and cut
                 to `MAX_LABEL_CHARS`.
             preset: the preset the spec came from, if any.
 
@@ -139,8 +196,8 @@ class RunStore(StoreFile):
             A `SaveReport` with the new run's id and what was removed or dropped to keep it.
 
         Raises:
-            ValueError: for an empty label, a run too large to keep even without its weights, or a
-                workspace whose kept runs are all pinned.
+            ValueError: for a label without a visible character, a run too large to keep even without its
+                weights, or a workspace whose pinned runs leave no room for it.
         """
         workspace = check_workspace(workspace)
         if not isinstance(result, TrainResult):
@@ -173,6 +230,12 @@ class RunStore(StoreFile):
                 f"server keeps for all runs, so the new run was not kept. Raise the cap with "
                 f"{env_variable('store_mb')}, or record less often."
             )
+        if row["bytes"] > self.max_workspace_bytes:
+            raise ValueError(
+                f"This run takes {row['bytes'] / MB:.1f} MiB, more than the {self.max_workspace_bytes / MB:.1f} MiB "
+                f"one browser's runs may take together, so it was not kept. Record less often, or raise the cap "
+                f"with {env_variable('workspace_mb')}."
+            )
         run_id = new_key()
         now = time.time()
         with self._write() as db:
@@ -187,19 +250,25 @@ class RunStore(StoreFile):
                 (workspace, run_id, label, now),
             )
             evicted = self._evict_in_workspace(db, workspace, keep=run_id)
-            elsewhere = self._evict_for_bytes(db, workspace, keep=run_id)
+            over_quota = self._evict_for_quota(db, workspace, keep=run_id)
             self._touch(db, workspace, now)
-        mine = [label for ws, label in [*evicted, *elsewhere] if ws == workspace]
+            self._expire(db, now)
+            elsewhere = self._evict_for_bytes(db, workspace, keep=run_id)
+            self._drop_empty_lists(db)  # lists the eviction emptied
+        mine = [label for ws, label in [*evicted, *over_quota, *elsewhere] if ws == workspace]
         others = sum(1 for ws, _ in elsewhere if ws != workspace)
         if evicted:
             notes.append(
                 f"This workspace keeps {self.max_runs_per_workspace} runs, so its oldest unpinned run "
                 f"{_quoted(label for _, label in evicted)} was removed. Pin a run to keep it."
             )
+        if over_quota:
+            notes.append(self._quota_note(over_quota))
         if elsewhere:
             notes.append(
                 f"The server keeps {self.max_bytes / MB:.0f} MiB of runs, so {len(elsewhere)} older unpinned "
-                f"run(s) were removed ({_quoted(label for ws, label in elsewhere if ws == workspace) or 'none of yours'})."
+                f"run(s) were removed ({_quoted(label for ws, label in elsewhere if ws == workspace) or 'none of yours'}): "
+                "a save makes room from its own browser's oldest unpinned runs first."
             )
         return SaveReport(
             run_id=run_id,
@@ -209,10 +278,11 @@ class RunStore(StoreFile):
             notes=tuple(notes),
         )
 
-    def _make_room_in_workspace(self, db: sqlite3.Connection, workspace: str) -> None:
+    def _make_room_in_workspace(self, db: Connection, workspace: str) -> None:
         """Refuses a new run when the workspace is full of pinned runs."""
         count, unpinned = db.execute(
-            "SELECT count(*), coalesce(sum(pinned = 0), 0) FROM entries WHERE workspace = ?", (workspace,)
+            "SELECT count(*), coalesce(sum(CASE WHEN pinned = 0 THEN 1 ELSE 0 END), 0) FROM entries WHERE workspace = ?",
+            (workspace,),
         ).fetchone()
         if count >= self.max_runs_per_workspace and unpinned == 0:
             raise ValueError(
@@ -220,9 +290,9 @@ class RunStore(StoreFile):
                 "pinned, so the new run was not kept. Unpin or delete one, then save again."
             )
 
-    def _evict_in_workspace(self, db: sqlite3.Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
+    def _evict_in_workspace(self, db: Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
         """Removes the workspace's oldest unpinned entries over the count cap; returns (workspace, label)s."""
-        removed = []
+        removed: list[tuple[str, str]] = []
         while True:
             count = db.execute("SELECT count(*) FROM entries WHERE workspace = ?", (workspace,)).fetchone()[0]
             if count <= self.max_runs_per_workspace:
@@ -240,19 +310,94 @@ class RunStore(StoreFile):
             self._remove_entry(db, workspace, oldest["run_id"])
             removed.append((workspace, oldest["label"]))
 
-    def _evict_for_bytes(self, db: sqlite3.Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
-        """Removes whole runs (no pinned entry anywhere) until the store fits `max_bytes`."""
-        removed = []
-        while db.execute("SELECT coalesce(sum(bytes), 0) FROM runs").fetchone()[0] > self.max_bytes:
-            # The run whose most recent lister was used least recently goes first, oldest first within it.
+    def _quota_note(self, removed: list[tuple[str, str]]) -> str:
+        return (
+            f"This browser's runs may take {self.max_workspace_bytes / MB:.0f} MiB together, so its oldest unpinned "
+            f"run(s) {_quoted(label for _, label in removed)} were removed. Pin a run to keep it."
+        )
+
+    @staticmethod
+    def _held_bytes(db: Connection, workspace: str, *, pinned_only: bool = False) -> int:
+        """What the runs `workspace` lists take (only its pinned ones with `pinned_only`); entries as `ROW_BYTES`."""
+        size, count = db.execute(
+            "SELECT coalesce(sum(r.bytes), 0), count(*) FROM entries e JOIN runs r ON r.id = e.run_id "
+            f"WHERE e.workspace = ?{' AND e.pinned = 1' if pinned_only else ''}",
+            (workspace,),
+        ).fetchone()
+        return size if pinned_only else size + ROW_BYTES * count
+
+    @staticmethod
+    def _used_bytes(db: Connection) -> int:
+        """What the size cap counts: every run's bytes, and every entry and workspace row as `ROW_BYTES`."""
+        runs, rows = db.execute(
+            "SELECT (SELECT coalesce(sum(bytes), 0) FROM runs), "
+            "(SELECT count(*) FROM entries) + (SELECT count(*) FROM workspaces)"
+        ).fetchone()
+        return runs + ROW_BYTES * rows
+
+    @staticmethod
+    def _oldest_unpinned(db: Connection, workspace: str, keep: str) -> Any:
+        return db.execute(
+            "SELECT run_id, label FROM entries WHERE workspace = ? AND pinned = 0 AND run_id != ? "
+            "ORDER BY added, rowid LIMIT 1",
+            (workspace, keep),
+        ).fetchone()
+
+    def _evict_for_quota(self, db: Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
+        """Removes the workspace's own oldest unpinned entries until its runs fit `max_workspace_bytes`."""
+        removed: list[tuple[str, str]] = []
+        while (held := self._held_bytes(db, workspace)) > self.max_workspace_bytes:
+            oldest = self._oldest_unpinned(db, workspace, keep)
+            if oldest is None:
+                pinned = self._held_bytes(db, workspace, pinned_only=True)
+                raise ValueError(
+                    f"This browser's runs may take {self.max_workspace_bytes / MB:.1f} MiB together and they would "
+                    f"take {held / MB:.1f} MiB ({pinned / MB:.1f} MiB of it pinned), so the run was not kept. "
+                    f"Unpin or delete a run, then save again (or raise the cap with {env_variable('workspace_mb')})."
+                )
+            self._remove_entry(db, workspace, oldest["run_id"])
+            removed.append((workspace, oldest["label"]))
+        return removed
+
+    def _evict_for_bytes(self, db: Connection, workspace: str, keep: str) -> list[tuple[str, str]]:
+        """Makes the store fit `max_bytes`: the saving workspace's own oldest unpinned entries first, then
+        whole runs that no list has pinned, those of the workspace holding the most bytes first.
+
+        Returns (workspace, label) of each removed entry or run, the workspace being the saver's when it listed it.
+        """
+        removed: list[tuple[str, str]] = []
+        while self._used_bytes(db) > self.max_bytes:
+            own = self._oldest_unpinned(db, workspace, keep)
+            if own is not None:
+                self._remove_entry(db, workspace, own["run_id"])
+                removed.append((workspace, own["label"]))
+                continue
+            # Then lists of share-link visits only (no run of their own, none pinned), least recently used first:
+            # they lose nothing that the owners' lists do not keep, and a flood of visits makes room from itself.
+            visitor = db.execute(
+                f"SELECT w.key FROM workspaces w WHERE w.key != ? AND {_VISITOR_ONLY} ORDER BY w.last_used LIMIT 1",
+                (workspace,),
+            ).fetchone()
+            if visitor is not None:
+                db.execute("DELETE FROM entries WHERE workspace = ?", (visitor["key"],))
+                db.execute("DELETE FROM workspaces WHERE key = ?", (visitor["key"],))
+                continue
+            # Of the others, the biggest list gives first (one browser filling its quota pays for it before
+            # anyone else), the least recently used among equals, oldest run first within it.
             victim = db.execute(
                 """
+                WITH held AS (
+                    SELECT e.workspace AS key, sum(x.bytes) AS bytes
+                    FROM entries e JOIN runs x ON x.id = e.run_id GROUP BY e.workspace
+                )
                 SELECT r.id, r.owner, r.label,
+                       (SELECT max(h.bytes) FROM entries e JOIN held h ON h.key = e.workspace
+                        WHERE e.run_id = r.id) AS biggest,
                        (SELECT max(coalesce(w.last_used, 0)) FROM entries e LEFT JOIN workspaces w ON w.key = e.workspace
                         WHERE e.run_id = r.id) AS used
                 FROM runs r
                 WHERE r.id != ? AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.run_id = r.id AND e.pinned = 1)
-                ORDER BY used, r.created LIMIT 1
+                ORDER BY biggest DESC, used, r.created LIMIT 1
                 """,
                 (keep,),
             ).fetchone()
@@ -263,23 +408,36 @@ class RunStore(StoreFile):
                     f"already take {total / MB:.1f} MiB, so the new run was not kept. Unpin or delete a run "
                     f"(or raise the cap with {env_variable('store_mb')})."
                 )
-            mine = db.execute(
-                "SELECT label FROM entries WHERE run_id = ? AND workspace = ?", (victim["id"], workspace)
-            ).fetchone()
-            owner = workspace if mine else victim["owner"]
             db.execute("DELETE FROM runs WHERE id = ?", (victim["id"],))  # its entries go with it (cascade)
-            removed.append((owner, mine["label"] if mine else victim["label"]))
+            removed.append((victim["owner"], victim["label"]))
         return removed
 
+    def _expire(self, db: Connection, now: float) -> None:
+        """Removes workspaces that hold nothing: those with no runs at once, and those that only list runs
+        others saved, none pinned, after `visitor_seconds` unused (with their lists: share links opened
+        without a cookie leave nothing behind for good)."""
+        db.execute(
+            f"DELETE FROM entries WHERE workspace IN (SELECT w.key FROM workspaces w WHERE w.last_used < ? AND {_VISITOR_ONLY})",
+            (now - self.visitor_seconds,),
+        )
+        db.execute("DELETE FROM runs WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.run_id = runs.id)")
+        self._drop_empty_lists(db)
+
     @staticmethod
-    def _remove_entry(db: sqlite3.Connection, workspace: str, run_id: str) -> None:
+    def _drop_empty_lists(db: Connection) -> None:
+        db.execute(
+            "DELETE FROM workspaces WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.workspace = workspaces.key)"
+        )
+
+    @staticmethod
+    def _remove_entry(db: Connection, workspace: str, run_id: str) -> None:
         """Removes one workspace's entry, and the run itself once no workspace lists it."""
         db.execute("DELETE FROM entries WHERE workspace = ? AND run_id = ?", (workspace, run_id))
         db.execute(
             "DELETE FROM runs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM entries WHERE run_id = ?)", (run_id, run_id)
         )
 
-    def _touch(self, db: sqlite3.Connection, workspace: str, now: float) -> None:
+    def _touch(self, db: Connection, workspace: str, now: float) -> None:
         db.execute(
             "INSERT INTO workspaces (key, last_used) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET last_used = excluded.last_used",
@@ -288,7 +446,7 @@ class RunStore(StoreFile):
         with self._lock:
             self._touched[workspace] = now
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def adopt(self, workspace: str, run_id: str, label: str | None = None) -> SaveReport:
         """Adds a shared run to `workspace`'s list (a reference: the run is stored once).
 
@@ -297,17 +455,20 @@ class RunStore(StoreFile):
             run_id: the shared run's id.
             label: its label in this list; defaults to the label it was saved with.
 
+        The run counts against this workspace's `max_workspace_bytes` as its own runs do (this list keeps
+        it alive), and its entry against `max_bytes` as `ROW_BYTES`.
+
         Returns:
-            A `SaveReport` (what the count cap removed); adopting a run already listed changes nothing.
+            A `SaveReport` (what the caps removed); adopting a run already listed changes nothing.
 
         Raises:
             UnknownRun: if no run has this id.
-            ValueError: if the workspace is full of pinned runs.
+            ValueError: if the workspace's pinned runs leave no room for it.
         """
         workspace = check_workspace(workspace)
         run_id = check_run_id(run_id)
         now = time.time()
-        with self._write() as db:
+        with self._write(timeout=PAGE_TIMEOUT_SECONDS) as db:  # a share link's page waits on it as it loads
             run = db.execute("SELECT label FROM runs WHERE id = ?", (run_id,)).fetchone()
             if run is None:
                 raise unknown_run(run_id)
@@ -320,17 +481,30 @@ class RunStore(StoreFile):
                 (workspace, run_id, label, now),
             )
             evicted = self._evict_in_workspace(db, workspace, keep=run_id)
+            over_quota = self._evict_for_quota(db, workspace, keep=run_id)
             self._touch(db, workspace, now)
-        notes = ()
+            self._expire(db, now)
+            elsewhere = self._evict_for_bytes(db, workspace, keep=run_id)
+            self._drop_empty_lists(db)  # lists the eviction emptied
+        notes = []
         if evicted:
-            notes = (
+            notes.append(
                 f"This workspace keeps {self.max_runs_per_workspace} runs, so its oldest unpinned run "
-                f"{_quoted(label for _, label in evicted)} was removed. Pin a run to keep it.",
+                f"{_quoted(label for _, label in evicted)} was removed. Pin a run to keep it."
             )
-        return SaveReport(run_id=run_id, evicted=tuple(label for _, label in evicted), notes=notes)
+        if over_quota:
+            notes.append(self._quota_note(over_quota))
+        mine = [label for ws, label in [*evicted, *over_quota, *elsewhere] if ws == workspace]
+        others = sum(1 for ws, _ in elsewhere if ws != workspace)
+        if elsewhere:
+            notes.append(
+                f"The server keeps {self.max_bytes / MB:.0f} MiB of runs, so {len(elsewhere)} older unpinned "
+                f"run(s) were removed."
+            )
+        return SaveReport(run_id=run_id, evicted=tuple(mine), evicted_elsewhere=others, notes=tuple(notes))
 
     # ------------------------------------------------------------------ reading
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def runs(self, workspace: str) -> list[RunInfo]:
         """The workspace's runs, newest first (by when each joined this list), without loading their records.
 
@@ -354,7 +528,7 @@ class RunStore(StoreFile):
             try:
                 with self._write(timeout=0.2) as db:
                     self._touch(db, workspace, time.time())
-            except sqlite3.OperationalError:
+            except self.database.driver_errors:
                 pass  # busy: being marked as used is not worth waiting for
         return [
             RunInfo(
@@ -374,15 +548,15 @@ class RunStore(StoreFile):
             for row in rows
         ]
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def load(self, run_id: str, workspace: str | None = None) -> StoredRun:
         """The kept run with this id, from any workspace (whoever has the id may see it).
 
         Args:
             run_id: the run's id, e.g. from a share link.
             workspace: whose label and pin to report. A workspace that does not list the run gets
-                the label the run was saved with, never the one another list gives it now; by
-                default (None), the label and pin of the workspace that saved it.
+                the label its owner gives it now (`rename`), never the one another list gives it;
+                by default (None), the label and pin of the workspace that saved it.
 
         Raises:
             UnknownRun: for a malformed id or one that no kept run has.
@@ -393,11 +567,23 @@ class RunStore(StoreFile):
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise unknown_run(run_id)
-            # A label is its list's own: another workspace's rename never shows here.
+            # A label is its list's own: a rename by another list than the owner's never shows here.
             entry = db.execute(
                 "SELECT workspace, label, pinned FROM entries WHERE workspace = ? AND run_id = ?",
                 (row["owner"] if workspace is None else workspace, run_id),
             ).fetchone()
+        try:
+            check_unpacked_sizes(row, Limits.from_env())
+        except TooLarge as err:
+            raise ValueError(
+                f"Run {run_id!r} ('{row['label']}') is kept, but {err}. It was probably altered in the store, or "
+                "kept by a server with higher caps. Delete it from your list; other runs are not affected."
+            ) from None
+        except ValueError as err:  # metadata that cannot be read: damage, never unpacked to find out more
+            raise ValueError(
+                f"Run {run_id!r} ('{row['label']}') is kept but its records could not be read ({str(err)[:200]}). "
+                "Delete it from your list; other runs are not affected."
+            ) from None
         try:
             result = decode(row)
         except Exception as err:  # any damage to a row's data: Parquet, zip, JSON or the spec's checks
@@ -405,6 +591,16 @@ class RunStore(StoreFile):
                 f"Run {run_id!r} ('{row['label']}') is kept but its records could not be read "
                 f"({type(err).__name__}: {str(err)[:200]}). Delete it from your list; other runs are not affected."
             ) from None
+        problem = None
+        if result.state is not None:
+            try:
+                check_state(result.state, result.steps_done)
+            except ValueError as err:
+                result = dataclasses.replace(result, state=None)
+                problem = (
+                    f"Run '{row['label']}' opens, but cannot be continued: {err}. Its state was probably altered in "
+                    "the store; train it again from the start to carry it on."
+                )
         return StoredRun(
             id=run_id,
             workspace=entry["workspace"] if entry else row["owner"],
@@ -413,38 +609,92 @@ class RunStore(StoreFile):
             created=row["created"],
             preset=row["preset"],
             result=result,
+            problem=problem,
         )
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def total_bytes(self) -> int:
-        """What all kept runs take, as the size cap counts it."""
+        """What the store takes as the size cap counts it: every run's bytes, and `ROW_BYTES` per list entry and workspace."""
         with self._read() as db:
-            return db.execute("SELECT coalesce(sum(bytes), 0) FROM runs").fetchone()[0]
+            return self._used_bytes(db)
 
     # ------------------------------------------------------------------ changing a list
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def rename(self, workspace: str, run_id: str, label: str) -> None:
         """Gives the run a new label in this workspace's list.
+
+        The owner's rename is the run's own label: a share link opened elsewhere, and a list that adopted
+        the run and has not renamed it, show it from now on. Another list's rename is that list's alone.
 
         Raises:
             UnknownRun: if the workspace does not list this run.
             ValueError: for an empty or too long label.
         """
         label = clean_label(label)
-        self._change(workspace, run_id, "UPDATE entries SET label = ? WHERE workspace = ? AND run_id = ?", label)
+        self._change(
+            workspace,
+            run_id,
+            "UPDATE entries SET label = ? WHERE workspace = ? AND run_id = ?",
+            label,
+            then=(
+                # Lists that still show the owner's old label follow it; the run's own row is what a link reads.
+                (
+                    "UPDATE entries SET label = ? WHERE run_id = ? AND workspace != ? AND label = "
+                    "(SELECT label FROM runs WHERE id = ? AND owner = ?)",
+                    (label, run_id, workspace, run_id, workspace),
+                ),
+                ("UPDATE runs SET label = ? WHERE id = ? AND owner = ?", (label, run_id, workspace)),
+            ),
+        )
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def pin(self, workspace: str, run_id: str, pinned: bool = True) -> None:
         """Pins (or unpins) the run: a pinned run is never removed to make room.
 
+        A workspace's pinned runs take at most `max_pinned_bytes`, and the pinned runs of all workspaces
+        at most half of `max_bytes`: the other half always has room for new runs.
+
         Raises:
             UnknownRun: if the workspace does not list this run.
+            ValueError: if pinning it would go over either cap.
         """
         self._change(
-            workspace, run_id, "UPDATE entries SET pinned = ? WHERE workspace = ? AND run_id = ?", int(bool(pinned))
+            workspace,
+            run_id,
+            "UPDATE entries SET pinned = ? WHERE workspace = ? AND run_id = ?",
+            int(bool(pinned)),
+            check=self._check_pin if pinned else None,
         )
 
-    @reporting_sqlite_errors
+    def _check_pin(self, db: Connection, workspace: str, run_id: str) -> None:
+        """Refuses a pin over `max_pinned_bytes` (this workspace) or half of `max_bytes` (all workspaces)."""
+        entry = db.execute(
+            "SELECT e.pinned, e.label, r.bytes FROM entries e JOIN runs r ON r.id = e.run_id "
+            "WHERE e.workspace = ? AND e.run_id = ?",
+            (workspace, run_id),
+        ).fetchone()
+        if entry["pinned"]:
+            return
+        size, label = entry["bytes"], entry["label"]
+        mine = self._held_bytes(db, workspace, pinned_only=True)
+        if mine + size > self.max_pinned_bytes:
+            raise ValueError(
+                f"This browser's pinned runs may take {self.max_pinned_bytes / MB:.1f} MiB together; they take "
+                f"{mine / MB:.1f} MiB and '{label}' takes {size / MB:.1f} MiB, so it was not pinned. Unpin another "
+                f"run first (or raise the cap with {env_variable('pinned_mb')})."
+            )
+        everyone = db.execute(
+            "SELECT coalesce(sum(bytes), 0) FROM runs WHERE id IN (SELECT run_id FROM entries WHERE pinned = 1)"
+        ).fetchone()[0]
+        pinned_elsewhere = db.execute("SELECT 1 FROM entries WHERE run_id = ? AND pinned = 1", (run_id,)).fetchone()
+        if not pinned_elsewhere and everyone + size > self.max_bytes // 2:
+            raise ValueError(
+                f"Pinned runs of all browsers may take half of the {self.max_bytes / MB:.0f} MiB the server keeps, "
+                f"so that new runs always have room; they take {everyone / MB:.1f} MiB, so '{label}' was not "
+                f"pinned. Unpin a run of yours, or ask whoever runs the server to raise {env_variable('store_mb')}."
+            )
+
+    @reporting_store_errors
     def delete(self, workspace: str, run_id: str) -> None:
         """Removes the run from this workspace's list (and from the server once no list holds it).
 
@@ -453,7 +703,60 @@ class RunStore(StoreFile):
         """
         self._change(workspace, run_id, None, None)
 
-    def _change(self, workspace: str, run_id: str, sql: str | None, value: Any) -> None:
+    @reporting_store_errors
+    def revoke(self, workspace: str, run_id: str) -> str:
+        """Withdraws the run's share link: the run gets a new id, and every other list that added it loses it.
+
+        A share link is a loan, not a copy: a viewer's list holds a reference to the owner's run, so
+        revoking takes the run out of every list but the owner's. A viewer's page that has the run open
+        keeps drawing it until that session ends; the old link finds nothing from then on.
+
+        Args:
+            workspace: the workspace that saved the run (and still lists it).
+            run_id: the run's current id.
+
+        Returns:
+            The run's new id (its new share link, for the owner to hand out again if they wish).
+
+        Raises:
+            UnknownRun: if `workspace` did not save this run or no longer lists it.
+        """
+        workspace = check_workspace(workspace)
+        run_id = check_run_id(run_id)
+        new_id = new_key()
+        with self._write() as db:
+            run = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            listed = db.execute(
+                "SELECT 1 FROM entries WHERE workspace = ? AND run_id = ?", (workspace, run_id)
+            ).fetchone()
+            if run is None or run["owner"] != workspace or listed is None:
+                raise UnknownRun(
+                    f"Run {run_id!r} was not saved by this browser (or is no longer in its list), so its link cannot "
+                    "be revoked here: only the browser that saved a run may revoke its share link."
+                )
+            # Every column but the id (and PostgreSQL's stand-in for SQLite's rowid, which it numbers itself).
+            columns = [name for name in run.keys() if name not in ("id", "rowid")]  # noqa: SIM118 - a row iterates values
+            db.execute(
+                f"INSERT INTO runs (id, {', '.join(columns)}) VALUES (?, {', '.join('?' * len(columns))})",
+                (new_id, *(run[name] for name in columns)),
+            )
+            db.execute("UPDATE entries SET run_id = ? WHERE workspace = ? AND run_id = ?", (new_id, workspace, run_id))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # the other lists' entries go with it (cascade)
+            self._drop_empty_lists(db)
+            self._touch(db, workspace, time.time())
+        return new_id
+
+    def _change(
+        self,
+        workspace: str,
+        run_id: str,
+        sql: str | None,
+        value: Any,
+        then: tuple[tuple[str, tuple], ...] = (),
+        check: Callable[[Connection, str, str], None] | None = None,
+    ) -> None:
+        """Runs `sql` with (value, workspace, run_id), or removes the entry (`sql` None), then the statements
+        `then`, in one transaction, if the workspace lists the run and `check(db, workspace, run_id)` passes."""
         workspace = check_workspace(workspace)
         run_id = check_run_id(run_id)
         with self._write() as db:
@@ -465,11 +768,18 @@ class RunStore(StoreFile):
                     "workspace that lists a run may rename, pin or delete it. It may have been deleted or "
                     "evicted; a shared run can be added to your list first."
                 )
+            if check is not None:
+                check(db, workspace, run_id)
+            now = time.time()
             if sql is None:
                 self._remove_entry(db, workspace, run_id)
             else:
                 db.execute(sql, (value, workspace, run_id))
-            self._touch(db, workspace, time.time())
+            for statement, params in then:
+                db.execute(statement, params)
+            self._touch(db, workspace, now)
+            if sql is None:
+                self._expire(db, now)  # a list left empty holds nothing: its row goes now
 
 
 def _quoted(labels: Any) -> str:
@@ -481,6 +791,7 @@ __all__ = [
     "FILE_NAME",
     "MAX_LABEL_CHARS",
     "MB",
+    "ROW_BYTES",
     "RunInfo",
     "RunStore",
     "SaveReport",

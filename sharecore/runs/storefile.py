@@ -4,27 +4,29 @@ A file that is damaged (not this schema, or failing SQLite's quick check) is set
 store started; a file removed while the server runs is started anew; a file this server may read
 but not write is opened read-only; one it may not read is left as it is. Every failure is a
 `StoreUnavailable` (a ValueError) that says whose file it is and how to fix it.
-`sharecore.runs.store.RunStore` keeps its runs in a `StoreFile`. Standard library only.
+`sharecore.runs.store.RunStore` keeps its runs in a `StoreFile` (or, with ``SHARECORE_DATABASE_URL``, in
+the same tables on a PostgreSQL server: `sharecore.runs.storeserver`). Standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"
 FILE_NAME = "runs.sqlite3"
 SCHEMA_VERSION = 1  # PRAGMA user_version of a store this module wrote
 _BUSY_TIMEOUT_SECONDS = 30.0
+# What a page waits for a store another process holds locked while it draws (reads, and the writes a page
+# makes as it loads): a page then draws without its kept runs and says why, instead of freezing for 30 s.
+PAGE_TIMEOUT_SECONDS = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -86,29 +88,6 @@ class StoreUnavailable(ValueError):
 _NOT_DAMAGE = re.compile(r"locked|busy|readonly|read-only|disk I/O|unable to open|full", re.IGNORECASE)
 
 
-def reporting_sqlite_errors(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A public method of a `StoreFile` (a `RunStore`) whose SQLite errors become a `StoreUnavailable`
-    that says what to do.
-
-    A file removed or damaged while the server runs is treated as at start-up (a damaged file is set
-    aside, a new store started and `problem` says so), and the call is tried once more.
-    """
-
-    @functools.wraps(method)
-    def checked(self: StoreFile, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as err:
-            if not self._recover(err):
-                raise self._unavailable(err) from None
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as err:
-            raise self._unavailable(err) from None
-
-    return checked
-
-
 def _server_user() -> str:
     """Who this server runs as, for a message: 'uid 10001' (with a name where the system has one)."""
     if not hasattr(os, "geteuid"):  # Windows: permissions are not uids and modes
@@ -159,10 +138,13 @@ class StoreFile:
 
     Attributes:
         path: the SQLite file.
+        where: the file as messages name it.
         problem: a message for the user when a damaged store was set aside at start, or when the store
             can only be read (`read_only`); else None.
         read_only: why this server may not write the store, when it may only read it; else None.
     """
+
+    driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what `unavailable` turns into a message
 
     def __init__(self, path: str | Path) -> None:
         """Opens (or creates) the store file at `path`; its folder is created if missing.
@@ -172,6 +154,7 @@ class StoreFile:
                 cannot be read, saying how to fix it.
         """
         self.path = Path(path)
+        self.where = repr(str(self.path))  # how messages name it
         self.problem: str | None = None
         self.read_only: str | None = None
         self._read_uri = ""  # how a read-only store is opened (`_check_access`)
@@ -215,11 +198,14 @@ class StoreFile:
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = NORMAL")  # safe in WAL mode; a crash loses at most the last commit
+        # Debian's SQLite zeroes every freed page (secure_delete on): deleting a run then journals all of its
+        # pages, and fails on a full disk, where deleting is how room is made. FAST zeroes only pages written anyway.
+        connection.execute("PRAGMA secure_delete = FAST")
         return connection
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connect()
+    def _read(self, timeout: float = PAGE_TIMEOUT_SECONDS) -> Iterator[sqlite3.Connection]:
+        connection = self._connect(timeout)
         try:
             yield connection
         finally:
@@ -326,7 +312,7 @@ class StoreFile:
     def _check_file(self) -> str | None:
         """None if the file is (or has now been made) a store of this schema, else what is wrong."""
         try:
-            with self._read() as connection:
+            with self._read(timeout=_BUSY_TIMEOUT_SECONDS) as connection:
                 # Only reads until the file is known to be ours: a file set aside stays as it was.
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 tables = {
@@ -370,7 +356,7 @@ class StoreFile:
                 os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
         return aside
 
-    def _recover(self, err: sqlite3.Error) -> bool:
+    def recover(self, err: BaseException) -> bool:
         """After `err`, makes a removed or damaged file a working store again; True if it did."""
         if _NOT_DAMAGE.search(str(err)):
             return False
@@ -391,10 +377,19 @@ class StoreFile:
                 pass
         return False
 
-    def _unavailable(self, err: sqlite3.Error) -> StoreUnavailable:
+    def unavailable(self, err: BaseException) -> StoreUnavailable:
         text = str(err)
         if re.search("locked|busy", text, re.IGNORECASE):
-            fix = "Another process holds it locked: try again in a moment."
+            fix = (
+                "Another process holds it locked (another server process, or a backup copying it): try again in "
+                "a moment. Runs train and are drawn meanwhile."
+            )
+        elif re.search("full|disk I/O", text, re.IGNORECASE):
+            fix = (
+                "The disk that holds it refused a write (full, over a quota or a file-size limit, or failing): "
+                f"free space on it, or point {DATA_DIR_VARIABLE} at a folder on a "
+                "bigger disk and restart the server. Deleting kept runs you no longer need makes room in the store."
+            )
         elif re.search("readonly|read-only|unable to open", text, re.IGNORECASE):
             fix = f"This server runs as {_server_user()}, and the file {_ownership(self.path)}. {self._fix()}"
         else:

@@ -1,14 +1,16 @@
-"""What-ifs: short labels that say what a run changed, and which settings differ among runs.
+"""What-ifs: short labels that say what a run tried, and which settings differ among runs.
 
-A workshop changes one thing and trains again. `change_label` names that change for the run
-list ("lr 0.1 (was 0.01)"); `settings_diff` names the settings that differ among runs for the
-compare table, and `settings_values` gives each run's value of every setting. Plain Python.
+A workshop changes one thing and trains again. `preset_label` names a run by its model and what it
+sets otherwise than its preset ("seed-dense: lr 0.1"): absolute, so a label means the same in the
+kept-runs table, a legend, a share link and a hand-in, whatever ran before it. `settings_diff` names
+the settings that differ among runs for the compare table, and `settings_values` gives each run's
+value of every setting. Plain Python.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from sharecore.core.config import TrainConfig
@@ -109,18 +111,19 @@ def settings_diff(configs: Sequence[Settings]) -> list[str]:
 
 
 def _spec_changes(before: ModelSpec, after: ModelSpec) -> list[str] | None:
-    """The changes between two specs with the same tensors and uses (by name), or None if those differ."""
+    """What `after` sets otherwise than `before` ("dense_2 rule transpose", "W shape (10, 20)"), when both
+    have the same tensors and uses (by name); None if those differ."""
     if [u.name for u in before.uses] != [u.name for u in after.uses] or {t.name for t in before.tensors} != {
         t.name for t in after.tensors
     }:
         return None
     changes: list[str] = []
     if before.input_shape != after.input_shape:
-        changes.append(f"input {_fmt(after.input_shape)} (was {_fmt(before.input_shape)})")
+        changes.append(f"input {_fmt(after.input_shape)}")
     if before.input_vocab != after.input_vocab:
-        changes.append(f"vocab {_fmt(after.input_vocab)} (was {_fmt(before.input_vocab)})")
+        changes.append(f"vocab {_fmt(after.input_vocab)}")
     if before.outputs != after.outputs:
-        changes.append(f"outputs {_fmt(after.outputs or 'last use')} (was {_fmt(before.outputs or 'last use')})")
+        changes.append(f"outputs {_fmt(after.outputs or 'last use')}")
     old_uses = {u.name: u for u in before.uses}
     for use in after.uses:
         old = old_uses[use.name]
@@ -130,34 +133,32 @@ def _spec_changes(before: ModelSpec, after: ModelSpec) -> list[str] | None:
                 continue
             if key == "rule" and value.kind != was.kind:
                 # A different kind of rule says enough; its options would only crowd the label.
-                changes.append(f"{use.name} rule {value.kind} (was {was.kind})")
+                changes.append(f"{use.name} rule {value.kind}")
             elif key == "tensor":
-                changes.append(
-                    f"{use.name} tensor {_fmt(value) if value else 'own kernel'} (was {was or 'own kernel'})"
-                )
+                changes.append(f"{use.name} tensor {_fmt(value) if value else 'own kernel'}")
             else:
-                changes.append(f"{use.name} {key.replace('_', ' ')} {_fmt(value)} (was {_fmt(was)})")
+                changes.append(f"{use.name} {key.replace('_', ' ')} {_fmt(value)}")
     old_tensors = {t.name: t for t in before.tensors}
     for tensor in after.tensors:
-        old = old_tensors[tensor.name]
-        if tensor.shape != old.shape:
-            changes.append(f"{tensor.name} shape {_fmt(tensor.shape)} (was {_fmt(old.shape)})")
-        if tensor.initializer != old.initializer:
-            changes.append(f"{tensor.name} init {tensor.initializer} (was {old.initializer})")
+        was_tensor = old_tensors[tensor.name]
+        if tensor.shape != was_tensor.shape:
+            changes.append(f"{tensor.name} shape {_fmt(tensor.shape)}")
+        if tensor.initializer != was_tensor.initializer:
+            changes.append(f"{tensor.name} init {tensor.initializer}")
     return changes
 
 
 def _train_changes(before: TrainConfig, after: TrainConfig) -> list[str]:
+    """The settings `after` sets otherwise than `before` ("lr 0.1", "teacher tied"), the device left out: where
+    a run trained is not what it tried."""
     old, new = _train_values(before), _train_values(after)
-    order = [k for k in _TRAIN_ORDER if k in new] + [k for k in new if k not in _TRAIN_ORDER]
+    order = [k for k in _TRAIN_ORDER if k in new] + [k for k in new if k not in _TRAIN_ORDER and k != "device"]
     return [
-        f"{_TRAIN_WORDS.get(key, key.replace('_', ' '))} {_fmt(new[key])} (was {_fmt(old.get(key))})"
-        for key in order
-        if new[key] != old.get(key)
+        f"{_TRAIN_WORDS.get(key, key.replace('_', ' '))} {_fmt(new[key])}" for key in order if new[key] != old.get(key)
     ]
 
 
-def _join(parts: Iterable[str], limit: int = MAX_LABEL_CHARS) -> str:
+def _join(parts: Iterable[str], limit: int) -> str:
     """Parts joined with ', ' within `limit` characters; the rest counted as '+N more'."""
     parts = list(parts)
     for kept in range(len(parts), 0, -1):
@@ -173,37 +174,43 @@ def _short_name(name: str) -> str:
     return name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1].rstrip() + "…"
 
 
-def change_label(before: Settings | None, after: Settings, *, preset: str = "") -> str:
-    """A short label that says what a run changed from the one before it.
+def _model_same(a: ModelSpec, b: ModelSpec) -> bool:
+    """Whether two specs build the same model (their names and descriptions aside)."""
+    return replace(a, name=b.name, description=b.description) == b
+
+
+def preset_label(baseline: Settings, run: Settings, *, preset: str = "") -> str:
+    """A run's label: its model's name and what it sets otherwise than its preset. The same settings give
+    the same label in any browser, whatever was trained before.
 
     Args:
-        before: the previous run's (spec, config), or None for a first run.
-        after: this run's (spec, config).
-        preset: the preset this run's spec came from, if any; named when the model changed entirely.
+        baseline: the (spec, config) the run is named against: its preset's spec with that preset's
+            default settings, or, for a model that came from no preset, the run's own spec with the
+            default settings.
+        run: this run's (spec, config).
+        preset: the preset the spec came from ('' for none). A model edited from it is named
+            "<preset> edited", never by the preset's name alone.
 
     Returns:
-        At most `MAX_LABEL_CHARS` characters, e.g. ``"lr 0.1 (was 0.01), steps 200 (was 60)"``,
-        ``"dense_2 rule transpose (was identity)"``, ``"preset seed-conv"`` (another model),
-        ``"seed-conv, adam lr 0.01, 60 steps"`` (a first run) or ``"same settings"``.
+        At most `MAX_LABEL_CHARS` characters: ``"seed-dense"`` (the preset as published),
+        ``"seed-dense: lr 0.1, teacher tied"``, ``"seed-dense edited: dense_2 rule transpose"``,
+        ``"seed-dense edited: uses enc, dec"`` (uses or tensors added or removed) or
+        ``"my model: steps 200"`` (a model renamed, or from no preset).
     """
-    spec, config = after
-    if before is None:
-        first = [
-            _short_name(preset or spec.name),
-            f"{config.optimizer} lr {_fmt(config.learning_rate)}",
-            f"{config.steps} steps",
-        ]
-        if config.dataset != "teacher":
-            first.append(f"data {config.dataset}")
-        return _join(first)
-    old_spec, old_config = before
-    changes = _spec_changes(old_spec, spec)
-    if changes is None:
-        changes = [f"preset {_short_name(preset)}" if preset else f"model {_short_name(spec.name)}"]
-    elif spec.name != old_spec.name and not changes:
-        changes = [f"model {_short_name(spec.name)}"]
+    spec, config = run
+    base_spec, base_config = baseline
+    renamed = not preset or spec.name != preset
+    name = _short_name(spec.name if renamed else preset)
+    changes: list[str] = []
+    if not _model_same(spec, base_spec):
+        found = _spec_changes(base_spec, spec)
+        changes = found if found is not None else [f"uses {', '.join(u.name for u in spec.uses)}"]
+        if not renamed:
+            name += " edited"
     # A data set change leads: it changes what every loss means.
-    train = _train_changes(old_config, config)
+    train = _train_changes(base_config, config)
     data = [c for c in train if c.startswith(("data ", "teacher "))]
     parts = data + changes + [c for c in train if c not in data]
-    return _join(parts) if parts else "same settings"
+    if not parts:
+        return name
+    return f"{name}: {_join(parts, MAX_LABEL_CHARS - len(name) - 2)}"

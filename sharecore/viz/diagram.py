@@ -22,6 +22,7 @@ from sharecore.viz.style import (
     VARIANT_COLORS,
     house_layout,
     message_figure,
+    readable,
     shape_text,
     tensor_colors,
     use_colors,
@@ -137,7 +138,8 @@ def model_dot(spec: ModelSpec, tied: bool = True) -> str:
     """The model graph as Graphviz DOT, left to right, with each shared tensor in its own color.
 
     Input and output are grey boxes; each use is a box with its name (in the use's color, the
-    color of its lines in the gradient charts), op and kernel shape, outlined in the color of
+    color of its lines in the gradient charts, darkened where needed to read as text: `readable`), op
+    and kernel shape, outlined in the color of
     the shared tensor it reads (grey for an own kernel). Solid grey arrows carry the data.
     Tied: one node per shared tensor ("stored once, read by n uses") with a dashed arrow in its
     color to each use that reads it, labelled with the rule ("as stored", "transpose",
@@ -177,7 +179,7 @@ def model_dot(spec: ModelSpec, tied: bool = True) -> str:
         colors = use_colors([u.use.name for u in uses])
         for u in uses:
             lines.append(
-                f'  {ids[u.use.name]} [label=<<font color="{colors[u.use.name]}"><b>{dot_html(u.use.name)}</b></font>'
+                f'  {ids[u.use.name]} [label=<<font color="{readable(colors[u.use.name])}"><b>{dot_html(u.use.name)}</b></font>'
                 f"<br/>{dot_html(u.use.op)} {dot_html(shape_text(u.kernel_shape))}>, "
                 f'color="{t_colors[t]}", penwidth=2, tooltip={_tooltip(_use_tooltip(u, tied))}];'
             )
@@ -205,7 +207,7 @@ def model_dot(spec: ModelSpec, tied: bool = True) -> str:
             for u in group:
                 rule = rule_text(u.use.rule, u.tensor_shape)
                 lines.append(
-                    f'  t{k} -> {ids[u.use.name]} [style=dashed, color="{color}", fontcolor="{color}", penwidth=1.5, '
+                    f'  t{k} -> {ids[u.use.name]} [style=dashed, color="{color}", fontcolor="{readable(color)}", penwidth=1.5, '
                     f"label=<{dot_html(rule)}>, tooltip={_tooltip([f'{u.use.name} reads {_of(t.name, rule)}'])}];"
                 )
         else:
@@ -217,7 +219,7 @@ def model_dot(spec: ModelSpec, tied: bool = True) -> str:
                     f"tooltip={_tooltip([f'{u.use.name} stores its own copy {shape_text(u.kernel_shape)}', f'initialised as {_of(t.name, rule)}, then trained on its own'])}];"
                 )
                 lines.append(
-                    f'  c{k}_{j} -> {ids[u.use.name]} [color="{color}", fontcolor="{color}", '
+                    f'  c{k}_{j} -> {ids[u.use.name]} [color="{color}", fontcolor="{readable(color)}", '
                     f"label=<init: {dot_html(rule)}>];"
                 )
     lines.append("}")

@@ -114,7 +114,15 @@ def loss_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool = False
 
 
 def series_overlay(
-    curves: pd.DataFrame, labels: list[str], series: str, *, title: str, reading: str, y_title: str, empty: str
+    curves: pd.DataFrame,
+    labels: list[str],
+    series: str,
+    *,
+    title: str,
+    reading: str,
+    y_title: str,
+    empty: str,
+    subtitle: str = "",
 ) -> go.Figure:
     """One series ('divergence', 'cosine', 'heldout_accuracy') of every run in one panel; `reading` is
     its one line on how to read it."""
@@ -131,7 +139,12 @@ def series_overlay(
     if series == "heldout_accuracy":
         fig.update_yaxes(**ACCURACY_AXIS)
     return house_layout(
-        fig, title, height=HEIGHT + 40 + LEGEND_ROOM_PER_RUN * len(colors), how_to_read=reading, legend=LEGEND_BELOW
+        fig,
+        title,
+        subtitle,
+        height=HEIGHT + 40 + LEGEND_ROOM_PER_RUN * len(colors),
+        how_to_read=reading,
+        legend=LEGEND_BELOW,
     )
 
 
@@ -150,13 +163,45 @@ def divergence_overlay(curves: pd.DataFrame, labels: list[str], *, log_y: bool =
     return fig
 
 
-def cosine_overlay(curves: pd.DataFrame, labels: list[str]) -> go.Figure:
-    return series_overlay(
+def cosine_overlay(
+    curves: pd.DataFrame, labels: list[str], *, gradient_ends: tuple[tuple[str, str, int], ...] = ()
+) -> go.Figure:
+    """The gradient cosine of every run. `gradient_ends` (`sharecore.runs.compare.gradient_ends`) names the
+    lines that stop because the run's gradients became zero (a collapsed run): each gets a note at its last
+    point, in the run's color, and the subtitle says why lines end."""
+    reading = "+1: the uses' gradients agree, 0: unrelated, -1: they conflict. Color: run; solid: tied, dashed: untied."
+    rows = curves[curves["series"] == "cosine"] if not curves.empty else curves
+    ends = []
+    for label, variant, step in gradient_ends:
+        line = rows[(rows["run"] == label) & (rows["variant"] == variant)].sort_values("step")
+        if not line.empty and label in labels:
+            ends.append((label, variant, step, line.iloc[-1]))
+    if ends:
+        reading += (
+            " A line that ends early: from the step its note names, every gradient of that run was zero, so there "
+            "is no direction to compare (the run collapsed)."
+        )
+    fig = series_overlay(
         curves,
         labels,
         "cosine",
         title="Do the uses pull the same way?",
-        reading="+1: the uses' gradients agree, 0: unrelated, -1: they conflict. Color: run; solid: tied, dashed: untied.",
+        reading=reading,
         y_title="gradient cosine",
         empty="No shared tensor has two uses: there is nothing to agree or conflict.",
+        subtitle="A line that ends: that run's gradients became zero there" if ends else "",
     )
+    colors = run_colors(labels)
+    for label, variant, step, last in ends:
+        fig.add_annotation(
+            x=last["step"],
+            y=last["value"],
+            text=f"{variant}: zero gradient from step {step}",
+            name="gradient ends",
+            showarrow=True,
+            arrowhead=0,
+            ax=0,
+            ay=-24 if last["value"] < 0.5 else 24,
+            font={"size": 11, "color": colors[label]},
+        )
+    return fig

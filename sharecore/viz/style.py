@@ -35,6 +35,11 @@ TENSOR_PALETTE = ("#5E3C99", "#B35806", "#1A9850", "#D01C8B", "#4D4D4D")
 # Pairs of untied copies: shades around the untied orange, so every pair reads as "untied".
 PAIR_PALETTE = ("#E69F00", "#B2182B", "#8C510A", "#F4A582", "#7F3B08", "#D6604D")
 NEUTRAL = "#9E9E9E"  # input/output nodes, own kernels, weights before training
+# Text on a chart: ticks, axis and panel titles. Streamlit's chart theme draws them grey (#808495, a
+# contrast of 3.7:1 on white); this is its body text colour, 12.6:1, readable from the back of a room.
+INK = "#31333F"
+# WCAG 2's least contrast for normal text ("AA"): what every text of the app meets.
+MIN_CONTRAST = 4.5
 TEMPLATE = "plotly_white"
 HEIGHT = 340
 STEP_AXIS = "step (optimizer updates)"
@@ -52,6 +57,36 @@ def use_colors(uses: Sequence[str]) -> dict[str, str]:
         A dict use name -> hex color.
     """
     return {u: USE_PALETTE[i % len(USE_PALETTE)] for i, u in enumerate(uses)}
+
+
+def readable(color: str, background: str = "#ffffff") -> str:
+    """`color` (#rrggbb), darkened just enough to reach `MIN_CONTRAST` as text on `background`.
+
+    A use's or tensor's colour marks its lines and boxes; written as text (a use's name in the
+    diagram, a rule on its arrow) the lighter ones (Okabe-Ito green, 3.4:1 on white) were too faint.
+
+    Example:
+        >>> readable("#0072B2")  # already 5.2:1 on white
+        '#0072b2'
+        >>> readable("#009E73")
+        '#008763'
+    """
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    base = [int(background[i : i + 2], 16) for i in (1, 3, 5)]
+    while _contrast(rgb, base) < MIN_CONTRAST:
+        rgb = [max(0, round(c * 0.95)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def _contrast(a: Sequence[int], b: Sequence[int]) -> float:
+    """WCAG 2's contrast ratio of two sRGB colours (0-255 channels)."""
+
+    def luminance(rgb: Sequence[int]) -> float:
+        lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 def tensor_colors(spec: ModelSpec) -> dict[str, str]:
@@ -93,8 +128,9 @@ def house_layout(
         margin={"l": 64, "r": 20, "t": (66 if subtitle else 46) + 17 * panel_title_lines, "b": 52},
         **kwargs,
     )
-    fig.update_xaxes(title_font_size=12)
-    fig.update_yaxes(title_font_size=12)
+    fig.update_xaxes(title_font_size=12, title_font_color=INK, tickfont_color=INK)
+    fig.update_yaxes(title_font_size=12, title_font_color=INK, tickfont_color=INK)
+    fig.update_annotations(selector=lambda a: a.font.color is None, font_color=INK)  # panel titles
     return fig
 
 
@@ -181,7 +217,7 @@ def shape_text(shape: Sequence[int]) -> str:
 # An accuracy axis: 0 to 100 % in steps of 20 %, not the odd ticks (0.166, 0.468, ...) that a
 # secondary axis gets when plotly picks them to line up with the loss axis.
 ACCURACY_AXIS: dict[str, Any] = {"range": [0, 1.02], "tick0": 0, "dtick": 0.2, "tickformat": ".0%"}
-PRESENTER_SCALE = 1.4
+PRESENTER_SCALE = 1.5  # 12 px ticks, legends and axis titles become 18 px
 DEFAULT_FONT_SIZE = 12  # plotly's own default, for text the house style leaves unsized
 
 

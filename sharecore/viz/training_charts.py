@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from sharecore.core.results import gradients_zero_from
 from sharecore.viz.style import (
     ACCURACY_AXIS,
     NEUTRAL,
@@ -292,6 +293,28 @@ def gradient_cosine(gradients: pd.DataFrame, tensor: str) -> go.Figure:
         how = (
             f"Above 0 (green): the use pushes {tensor} the same way as the other uses together; below 0 (red): "
             "against them. One color per use. Left: tied, right: untied."
+        )
+    ends = gradients_zero_from(rows)
+    for col, variant in enumerate(VARIANTS, start=1):
+        if variant in ends:  # a collapsed run: its cosine has no value once every gradient is zero
+            fig.add_vline(x=ends[variant], line={"color": "#666666", "width": 1, "dash": "dot"}, row=1, col=col)
+            late = ends[variant] > rows["step"].max() / 2  # the note on the side of the line with room
+            fig.add_annotation(
+                x=ends[variant],
+                y=0.6,
+                text=f"every gradient zero<br>from step {ends[variant]}",
+                name="gradient ends",
+                xanchor="right" if late else "left",
+                align="right" if late else "left",
+                showarrow=False,
+                row=1,
+                col=col,
+                font={"size": 11, "color": "#444444"},
+            )
+    if ends:
+        how += (
+            " A line that stops at the dotted step: from there every gradient was zero (the run collapsed), and "
+            "zero gradients have no direction to compare."
         )
     return house_layout(fig, title, subtitle, panel_title_lines=1, how_to_read=how)
 

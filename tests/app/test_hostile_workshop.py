@@ -19,8 +19,9 @@ import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.runs import compare
 from sharecore.runs.store import RunStore, clean_label
+from sharecore.runs.storefile import StoreFile
 from sharecore.viz import overlays as comparecharts
-from tests.support.apptest import APP, click_and_wait, figures, open_app, values
+from tests.support.apptest import APP, click_and_wait, edit_kept_runs, figures, open_app, values
 from tests.support.users import rerun_unprivileged
 from ui import kept as ui_kept
 from ui.text import WORD_JOINER, plain
@@ -36,19 +37,6 @@ HOSTILE_LABELS = (
 
 def lab(**query: str):
     at = open_app("lab", **{"steps": "5", **query})
-    assert not at.exception, at.exception
-    return at
-
-
-def edit_kept_runs(at, edited_rows: dict, key: str = "lab"):
-    """Edits the kept-runs table as the browser does: sends its `edited_rows` state and reruns."""
-    tables = [e for e in at.get("dataframe") if f"{key}.runs" in (e.proto.id or "")]
-    assert len(tables) == 1, [e.proto.id for e in at.get("dataframe")]
-    states = at._tree.get_widget_states()
-    state = states.widgets.add()
-    state.id = tables[0].proto.id
-    state.string_value = json.dumps({"edited_rows": edited_rows, "added_rows": [], "deleted_rows": []})
-    at._run(states)
     assert not at.exception, at.exception
     return at
 
@@ -191,7 +179,7 @@ def test_a_share_link_opens_without_calling_its_run_ignored_and_bad_ids_say_no_r
         assert all(len(e.value) < 400 for e in other.error), "a huge id is cut short in the message"
 
 
-def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_one():
+def test_a_shared_run_shows_its_owners_label_everywhere_until_the_viewer_renames_it():
     owner = lab()
     click_and_wait(owner, "lab.train")
     run_id = owner.session_state["current_run_id"]
@@ -199,23 +187,24 @@ def test_a_shared_run_shows_the_label_the_viewer_keeps_never_the_owners_current_
     viewer = open_app("compare", run=run_id)
     assert not viewer.exception, viewer.exception
     [kept] = ui_kept.run_store().runs(viewer.session_state["workspace"])
-    assert kept.id == run_id and kept.label != "owner's name", kept
+    assert kept.id == run_id and kept.label == "owner's name", kept
 
     def labels_shown() -> set[str]:
-        loaded = viewer.session_state["loaded_runs"]  # the runs as this session read them
-        runs = [compare.LabelledRun(loaded[i].label, loaded[i].result, i) for i in viewer.session_state["shown_runs"]]
-        shown = {r.label for r in runs}
-        shown |= set(viewer.dataframe[-1].value["run"])  # the final figures
+        shown = set(viewer.dataframe[-1].value["run"])  # the final figures
         shown |= {html.unescape(t["name"]).rsplit(" · ", 1)[0] for f in figures(viewer) for t in f["data"]}
-        shown |= set(compare.curves(runs)["run"])  # what the CSV download writes
-        return shown
+        return shown | set(viewer.multiselect(key="compare.pick").options)
 
-    assert any(plain(kept.label) in text for text in shown_text(viewer)), shown_text(viewer)  # "Opened ..."
-    assert not any("owner" in text for text in shown_text(viewer))
-    assert labels_shown() == {kept.label}
+    assert any(plain("'owner's name'") in text for text in shown_text(viewer)), shown_text(viewer)  # "Opened ..."
+    assert labels_shown() == {"owner's name"}
     edit_kept_runs(owner, {"0": {"label": "owner renamed it again"}})
     viewer.run()
-    assert labels_shown() == {kept.label}, "the owner's rename does not reach the viewer"
+    assert labels_shown() == {"owner renamed it again"}, "a list that has not renamed the run follows its owner"
+    viewer.switch_page("pages/lab.py").run()
+    edit_kept_runs(viewer, {"0": {"label": "the viewer's name"}})
+    edit_kept_runs(owner, {"0": {"label": "owner's third name"}})
+    viewer.switch_page("pages/compare.py").run()
+    assert labels_shown() == {"the viewer's name"}, "the viewer's rename is the viewer's"
+    assert [info.label for info in ui_kept.run_store().runs(owner.session_state["workspace"])] == ["owner's third name"]
 
 
 def test_a_shared_run_that_a_full_list_cannot_take_is_shown_and_says_why_it_was_not_added(tmp_path, monkeypatch):
@@ -313,11 +302,12 @@ def test_a_store_folder_the_server_may_not_write_is_one_message_on_every_page_an
 
 
 def test_a_locked_store_is_a_clear_value_error_and_works_again_once_free(tmp_path):
-    class QuickStore(RunStore):  # the real store waits 30 s for a lock
+    class QuickFile(StoreFile):  # the real store waits 30 s for a lock
         def _connect(self, timeout: float = 0.0) -> sqlite3.Connection:
             return super()._connect(0.2)
 
-    store = QuickStore(tmp_path / "runs.sqlite3")
+    store = RunStore(tmp_path / "runs.sqlite3")
+    store.database = QuickFile(tmp_path / "runs.sqlite3")
     workspace = "W" * 24
     res = sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=2))
     locker = sqlite3.connect(store.path, isolation_level=None)
@@ -342,11 +332,8 @@ def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_sh
     for lr in (0.01, 0.05, 0.1):
         at.select_slider(key="train.learning_rate").set_value(lr).run()
         click_and_wait(at, "lab.train")
-    assert kept_labels(at) == ["lr 0.1 (was 0.05)", "lr 0.05 (was 0.01)"]
-    assert any(
-        "oldest unpinned run 'seed-dense, adam lr 0.01, 5 steps' was removed" in n
-        for n in at.session_state["keep_notes"]
-    )
+    assert kept_labels(at) == ["seed-dense: lr 0.1, steps 5", "seed-dense: lr 0.05, steps 5"]
+    assert any("oldest unpinned run 'seed-dense: steps 5' was removed" in n for n in at.session_state["keep_notes"])
     edit_kept_runs(at, {"0": {"pinned": True}, "1": {"pinned": True}})
     at.select_slider(key="train.learning_rate").set_value(0.2).run()
     click_and_wait(at, "lab.train")
@@ -361,7 +348,7 @@ def test_a_full_workspace_evicts_the_oldest_and_a_run_it_cannot_keep_is_still_sh
     edit_kept_runs(at, {"1": {"pinned": False}})
     click_and_wait(at, "lab.continue")
     labels = kept_labels(at)
-    assert "lr 0.1 (was 0.05)" in labels, labels
+    assert "seed-dense: lr 0.1, steps 5" in labels, labels
     assert len(labels) == 2 and any("0.2" in label for label in labels), labels
 
 

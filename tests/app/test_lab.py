@@ -12,9 +12,10 @@ import pandas as pd
 import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.core.runcheck import check_resume
-from tests.support.apptest import click_and_wait, figures, open_app, values
+from tests.support.apptest import click_and_wait, edit_kept_runs, figures, open_app, values
 from ui import figures as ui_figures
 from ui import kept as ui_kept
+from ui.text import plain
 
 FAST = {"steps": "20"}  # a link's settings: short runs keep the loop quick
 
@@ -45,10 +46,10 @@ def test_lab_keeps_each_run_labels_what_changed_and_overlays_both_with_their_tru
     kept = at.session_state["shown_runs"]
     assert len(kept) == 2
     labels = [info.label for info in ui_kept.run_store().runs(at.session_state["workspace"])]
-    assert labels[0] == "lr 0.1 (was 0.01)", labels
+    assert labels == ["seed-conv: lr 0.1, steps 20", "seed-conv: steps 20"], labels
     data = traces(at, "Loss of each run")
     names = [t["name"] for t in data]
-    assert any(n.startswith("lr 0.1 (was 0.01)") and n.endswith("tied") for n in names)
+    assert any(n.startswith("seed-conv: lr 0.1, steps 20") and n.endswith("tied") for n in names)
     # The overlaid training losses are those of the same runs trained directly.
     spec = sharecore.preset("seed-conv")
     for lr in (0.01, 0.1):
@@ -249,3 +250,45 @@ def test_a_setting_changed_in_the_same_rerun_as_a_preset_load_is_no_traceback():
     at.run()
     assert not at.exception, at.exception
     assert at.session_state["spec"] == sharecore.preset("tied-autoencoder")
+
+
+def test_a_share_link_keeps_its_address_and_a_wrong_id_never_claims_a_preset():
+    wrong = open_app("compare", run="A" * 24)
+    assert any("No run with id" in e.value for e in wrong.error), [e.value for e in wrong.error]
+    assert dict(wrong.query_params) == {"run": "A" * 24}, "the address names the id that was asked for"
+    # A change of the experiment is the session's own: the address says it from then on.
+    wrong.sidebar.number_input(key="sidebar.seed").set_value(3).run()
+    assert "run" not in wrong.query_params and wrong.query_params.get("seed") in ("3", ["3"])
+
+
+def test_repeated_runs_are_named_alike_in_the_table_the_legend_and_the_chips_and_a_rename_travels_with_the_link():
+    at = lab(preset="seed-dense", steps="3", teacher="tied")
+    for _ in range(3):
+        click_and_wait(at, "lab.train")
+    # A first run names what differs from the preset (teacher tied included); repeats are numbered.
+    first = "seed-dense: teacher tied, steps 3"
+    expected = [f"{first} (3)", f"{first} (2)", first]  # newest first, as the table lists them
+    [table] = [e for e in at.dataframe if "lab.runs" in (e.proto.id or "")]
+    assert table.value["label"].tolist() == expected
+    legend = {t["name"].rsplit(" · ", 1)[0] for t in traces(at, "Loss of each run") if t.get("showlegend", True)}
+    assert legend == set(expected), legend
+    at.switch_page("pages/compare.py").run()
+    chips = at.multiselect(key="compare.pick")
+    assert sorted(chips.options) == sorted(expected) and len(set(chips.options)) == 3
+    # The owner's rename is what a share link opened in another browser shows.
+    at.switch_page("pages/lab.py").run()
+    edit_kept_runs(at, {"0": {"label": "Alice: my run"}})
+    run_id = ui_kept.run_store().runs(at.session_state["workspace"])[0].id
+    shared = open_app("compare", run=run_id)
+    assert any(plain("'Alice: my run'") in e.value for e in shared.success), [e.value for e in shared.success]
+    assert "Alice: my run" in shared.multiselect(key="compare.pick").options
+
+
+def test_the_note_on_the_plus_buttons_names_only_what_the_screen_offers():
+    at = lab(preset="seed-dense", steps="3")
+    click_and_wait(at, "lab.train")
+    at.selectbox(key="train.optimizer").set_value("sgd").run()
+    assert at.button(key="lab.continue").disabled and not at.button(key="lab.train").disabled
+    [note] = [c.value for c in at.main.caption if plain("The + buttons are off") in c.value]
+    assert plain("Train starts a new run") in note and "set them back" in note, note
+    assert "Continue" not in note, "the note names no button that is off"

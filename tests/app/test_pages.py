@@ -521,3 +521,44 @@ def test_a_setting_the_server_cannot_use_is_one_message_on_every_page_and_its_de
     from sharecore.core.limits import Limits
 
     assert Limits.from_env().max_steps == Limits().max_steps
+
+
+def test_gradient_flow_and_divergence_pick_from_the_kept_runs_also_after_a_reload(monkeypatch):
+    from streamlit.runtime.context import ContextProxy, StreamlitCookies
+
+    from ui import kept as ui_kept
+
+    at = open_app("train", preset="seed-dense", steps="3")
+    for lr in (0.01, 0.1):
+        at.select_slider(key="train.learning_rate").set_value(lr).run()
+        train_until_done(at)
+    newest, older = [info.id for info in ui_kept.run_store().runs(at.session_state["workspace"])]
+    go(at, "gradients")
+    assert at.selectbox(key=f"gradients.run.{newest}").value == newest, "the current run is picked first"
+
+    def tied_sum(page) -> np.ndarray:
+        [trace] = [t for fig in figures(page) for t in fig["data"] if (t.get("meta") or {}).get("role") == "sum"]
+        return values(trace["y"])
+
+    def direct_sum(lr: float) -> np.ndarray:
+        grads = train(preset("seed-dense"), TrainConfig(steps=3, learning_rate=lr)).gradients
+        return grads[grads.variant == "tied"].drop_duplicates("step").sort_values("step")["sum_norm"].to_numpy()
+
+    # A reload is a new session of the same browser (its cookie): no current run, the kept runs are there.
+    key = at.session_state["workspace"]
+    monkeypatch.setattr(
+        ContextProxy, "cookies", property(lambda self: StreamlitCookies({ui_kept.WORKSPACE_COOKIE: key}))
+    )
+    for page, picker in (("gradients", "gradients.run.none"), ("divergence", "divergence.run.none")):
+        reloaded = open_app(page)
+        assert not reloaded.exception, reloaded.exception
+        assert not [i.value for i in reloaded.info if "No results yet" in i.value]
+        assert reloaded.selectbox(key=picker).value == newest
+        assert reloaded.selectbox(key=picker).options == [info.label for info in ui_kept.run_store().runs(key)], (
+            "named as the kept-runs table names them"
+        )
+        assert figures(reloaded)
+    reloaded = open_app("gradients")
+    np.testing.assert_allclose(tied_sum(reloaded), direct_sum(0.1), rtol=1e-5)
+    reloaded.selectbox(key="gradients.run.none").set_value(older).run()
+    np.testing.assert_allclose(tied_sum(reloaded), direct_sum(0.01), rtol=1e-5)

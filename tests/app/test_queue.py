@@ -65,3 +65,25 @@ def test_each_waiting_session_sees_its_place_in_the_queue_and_moves_up(monkeypat
         blocker.stop()
         if second is not None and second.session_state["run"] is not None:
             second.session_state["run"].stop()
+
+
+def test_a_waiting_session_sees_only_its_place_in_the_queue_not_a_step_counter_or_press_train(monkeypatch):
+    monkeypatch.setattr(runner, "MAX_CONCURRENT_RUNS", 1)
+    monkeypatch.setenv("SHARECORE_MAX_STEPS", "1000000")
+    at = open_app("lab", steps="20")
+    until(lambda: runner.active_runs() == 0, "the server's warm-up run has ended")
+    blocker = BackgroundRun(preset("seed-dense"), TrainConfig(steps=1_000_000, batch_size=4, record_every=1000)).start()
+    try:
+        until(lambda: blocker.progress is not None, "the long run trains")
+        at.button(key="lab.train").click().run()
+        for page in ("lab", "train", "gradients"):
+            go(at, page)
+            assert not at.exception, at.exception
+            assert len(waiting_text(at)) == 1, page
+            said = [el.value for el in [*at.main.info, *at.main.caption]]
+            assert not [text for text in said if "Press Train" in text or "No results yet" in text], (page, said)
+            assert not at.main.get("progress"), f"{page}: a waiting run shows no step counter"
+    finally:
+        blocker.stop()
+        if at.session_state["run"] is not None:
+            at.session_state["run"].stop()

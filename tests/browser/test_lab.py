@@ -52,7 +52,7 @@ def test_a_newcomer_compares_two_what_ifs_keeps_them_over_reload_and_restart_and
     pick_slider(page, "Learning rate", "0.1")
     train_in_lab(page)
     names = legend_names(page)
-    assert any(n.startswith("lr 0.1 (was 0.01)") for n in names), names
+    assert any(n.startswith("seed-conv: lr 0.1") for n in names), names
     select_option(page, '[data-testid="stSelectbox"]:has-text("Load a preset")', "tied-autoencoder")
     train_in_lab(page)
     select_option(page, '[data-testid="stSelectbox"]:has-text("decoder reads")', "reshape")
@@ -71,7 +71,7 @@ def test_a_newcomer_compares_two_what_ifs_keeps_them_over_reload_and_restart_and
         open_lab(page, server.url)
         wait_for_charts(page, 3)
         kept = main_text(page)
-        assert "lr 0.1 (was 0.01)" in kept and "decoder rule reshape" in kept, kept[-2000:]
+        assert "seed-conv: lr 0.1" in kept and "tied-autoencoder edited: decoder rule reshape" in kept, kept[-2000:]
         page.goto(f"{server.url}/compare")
         page.locator("h1", has_text="Compare runs").wait_for()
         wait_until_idle(page)
@@ -88,9 +88,13 @@ def test_a_newcomer_compares_two_what_ifs_keeps_them_over_reload_and_restart_and
         wait_for_charts(other, 1)
         assert other.locator(EXCEPTION).count() == 0
         assert "Opened the shared run" in main_text(other)
+        assert "run=" in other.url and "preset=" not in other.url, f"the address names the shared run: {other.url}"
         other.goto(f"{server.url}/lab")
         wait_until_idle(other)
         theirs = main_text(other)
-        assert "lr 0.1 (was 0.01)" not in theirs, "a shared link shows one run, not the sharer's list"
+        assert "seed-conv: lr 0.1" not in theirs, "a shared link shows one run, not the sharer's list"
         stranger.close()
+        page.get_by_role("button", name="Load in the Lab").first.click()  # opens the Lab with that run
+        page.locator("h1", has_text="Lab").wait_for()
+        assert "/lab" in page.url, page.url
     context.close()

@@ -3,8 +3,9 @@ and no chart titles overlap, on Home, Build, Train (after a short run), Gradient
 the model diagram is drawn by Graphviz in the browser, hostile names included.
 
 The package's shared server and tabs (tests/browser/conftest.py); the layout checks (`check_fits`,
-`diagram`) are tests/support/browser.py's. The 1024x768 screenshots are saved as presenter-<page>.png
-(each under 300 KB) in SHARECORE_SCREENSHOTS (`SHARECORE_SCREENSHOTS=docs` retakes the README's) or a
+`diagram`) are tests/support/browser.py's. Presenter mode is checked on every page at 1024x768 (`check_presented`: sidebar folded, text at
+least 18 px, contrast at least 4.5:1 by WCAG's formula, no header cut). Its screenshots are saved as
+presenter-<page>.png (each under 300 KB) in SHARECORE_SCREENSHOTS (`SHARECORE_SCREENSHOTS=docs` retakes the README's) or a
 temporary folder.
 """
 
@@ -16,15 +17,19 @@ import pytest
 
 from sharecore.share import urlstate
 from tests.support.browser import (
+    CHARTS_DRAWN,
     NARROW,
+    PAGES,
     PROJECTOR,
     TRAIN_S,
     assert_no_exception,
     check_fits,
+    check_presented,
     click_nav,
     diagram,
     goto,
     live,
+    presenter_on,
     save_png,
     script_runs,
     set_number,
@@ -41,11 +46,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.mark.parametrize("viewport", [NARROW, PROJECTOR], ids=["800px", "1024x768"])
 def test_no_text_is_cut_and_no_chart_titles_overlap_on_a_narrow_screen_or_a_projector(new_tab, server, viewport):
     page = new_tab(viewport=viewport)
-    shots = viewport == PROJECTOR
     goto(page, server, "home", "preset=albert-mlp")
     check_fits(page, "Home")
-    if shots:
-        save_png(page, "home")
 
     for preset in ("partial-share", "seed-conv", "albert-mlp"):
         goto(page, server, "build", f"preset={preset}")
@@ -56,8 +58,6 @@ def test_no_text_is_cut_and_no_chart_titles_overlap_on_a_narrow_screen_or_a_proj
         wait_for_charts(page, 1)
         check_fits(page, f"Build, tensor views ({preset})")
         page.get_by_role("tab", name="Diagram").click()
-    if shots:
-        save_png(page, "build")
 
     goto(page, server, "train", "preset=albert-mlp")
     set_number(page, ".st-key-train-steps", 20)
@@ -71,15 +71,23 @@ def test_no_text_is_cut_and_no_chart_titles_overlap_on_a_narrow_screen_or_a_proj
     wait_for_rerun(page, before)
     live(page, ".st-key-train-loss").filter(has_text="log scale").wait_for()  # the axis title says so
     wait_for_charts(page, 1)
-    if shots:
-        live(page, ".st-key-train-loss").scroll_into_view_if_needed()
-        save_png(page, "train")
 
     for name in ("gradients", "divergence"):
         click_nav(page, server, name)
         wait_for_charts(page, 2)
         check_fits(page, name)
-        if shots:
+    page.context.close()
+
+
+def test_presenter_mode_presents_every_page_on_a_projector(new_tab, server):
+    """Each page in a new session, presenter mode turned on there as a facilitator would."""
+    page = new_tab(viewport=PROJECTOR)
+    for name in PAGES:
+        goto(page, server, name, "preset=albert-mlp")
+        presenter_on(page)
+        page.wait_for_function(CHARTS_DRAWN, arg=0)
+        check_presented(page, name)
+        if name in ("home", "build", "train", "gradients", "divergence"):
             save_png(page, name)
     page.context.close()
 

@@ -16,10 +16,13 @@ from tests.support.browser import (
     NARROW,
     PROJECTOR,
     check_fits,
+    check_presented,
     diagram,
+    inside_viewport,
     live,
     local_only,
     pick_slider,
+    presenter_on,
     save_png,
     screenshot_dir,
     select_option,
@@ -31,6 +34,7 @@ from tests.support.browser import (
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 README = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
 LAB = "lab?preset=seed-conv&steps=20"
 RUNS = 3
 # Each chart's legend entries: past the chart's edge, over the plot area, an axis or chart title, a
@@ -71,6 +75,16 @@ SCROLL_TO_TOP = """element => {
     while (box && !(box.scrollHeight > box.clientHeight && getComputedStyle(box).overflowY !== 'visible'))
         box = box.parentElement;
     (box || window).scrollBy(0, -70);
+}"""
+# The title texts of a chart that its plotly toolbar, where shown, is drawn over.
+TOOLBAR_OVER_TITLES = """chart => {
+    const bar = chart.querySelector('.modebar');
+    if (!bar || getComputedStyle(bar).opacity === '0' || bar.offsetParent === null) return [];
+    const b = bar.getBoundingClientRect();
+    return [...chart.querySelectorAll('.gtitle, .gtitle-subtitle, .annotation-text')].filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.width > 0 && r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom;
+    }).map(t => t.textContent.slice(0, 40));
 }"""
 TITLE_SIZE = """() => Math.min(...[...document.querySelectorAll('[data-testid="stPlotlyChart"] .gtitle')]
     .map(t => parseFloat(getComputedStyle(t).fontSize)))"""
@@ -117,11 +131,10 @@ def check_all(page, where: str, grids_fit: str | None = None) -> None:
         assert all(content <= box + 1 for content, box in widths), f"a table on {where} scrolls sideways: {widths}"
 
 
-def presenter_on(page) -> None:
-    """Turns on the sidebar's presenter mode and waits until the charts are drawn with the larger text."""
-    page.get_by_text("Presenter mode: larger chart text").click()
-    wait_until_idle(page)
-    page.wait_for_function(f"() => ({TITLE_SIZE})() > 20")  # 16 px titles become 22.4 px
+def presented(page) -> None:
+    """Turns on presenter mode and waits until the charts are drawn with the larger text."""
+    presenter_on(page)
+    page.wait_for_function(f"() => ({TITLE_SIZE})() > 20")  # 16 px titles become 24 px
     wait_until_idle(page)
 
 
@@ -167,11 +180,20 @@ def test_the_lab_with_kept_runs_fits_a_narrow_screen_or_a_projector_also_in_pres
     assert page.locator(f"{CHART} .legend .traces").count() >= 4, "the overlays show two or more runs"
     # On a projector every column of the kept-runs table is in view.
     check_all(page, "Lab", grids_fit='[class*="st-key-lab-runs-"]' if viewport == PROJECTOR else None)
-    presenter_on(page)
-    check_all(page, "Lab, presenter mode")
+    presented(page)
+    check_all(page, "Lab, presenter mode", grids_fit='[class*="st-key-lab-runs-"]' if viewport == PROJECTOR else None)
     if viewport == PROJECTOR:
-        show_loss_on_log_scale(page, "lab")
+        # One screen: Train and the first chart (its title and plot areas; its legend may run below),
+        # without scrolling.
+        assert inside_viewport(page, ".st-key-lab-train button"), "Train is off the screen"
+        for part in (".gtitle", ".nsewdrag"):
+            for n in range(page.locator(f".st-key-lab-view {CHART} >> nth=0 >> {part}").count()):
+                assert inside_viewport(page, f".st-key-lab-view {CHART} >> nth=0 >> {part} >> nth={n}"), (
+                    f"the first chart's {part} is off the screen"
+                )
         save_png(page, "lab")
+        check_presented(page, "Lab, presenter mode")
+        show_loss_on_log_scale(page, "lab")
     page.context.close()
 
 
@@ -183,11 +205,32 @@ def test_compare_with_three_runs_fits_a_narrow_screen_or_a_projector_also_in_pre
     compare_all_runs(page, server)
     assert page.get_by_role("button", name="Load in the Lab").count() == RUNS
     check_all(page, "Compare")
-    presenter_on(page)
+    presented(page)
     check_all(page, "Compare, presenter mode")
     if viewport == PROJECTOR:
+        check_presented(page, "Compare, presenter mode")
+        # The figures a class compares are in view beside the run's name: no sideways scrolling.
+        headers = page.locator('[data-testid="stTable"] th').filter(has_text="held-out loss")
+        assert headers.count() == 2
+        for header in headers.all():
+            box = header.bounding_box()
+            assert box["x"] + box["width"] <= PROJECTOR["width"], f"{header.inner_text()!r} is off the screen"
         show_loss_on_log_scale(page, "compare")
         save_png(page, "compare")
+    page.context.close()
+
+
+def test_on_a_phone_the_chart_toolbar_leaves_titles_free(new_tab, server, workspace):
+    page = tab(new_tab, PHONE, workspace)
+    open_page(page, server, LAB, "Lab")
+    wait_for_charts(page, 3)
+    for n in range(page.locator(CHART).count()):
+        chart = page.locator(CHART).nth(n)
+        chart.scroll_into_view_if_needed()
+        chart.hover()  # plotly shows its toolbar while the pointer (or a thumb) is on a chart
+        covered = chart.evaluate(TOOLBAR_OVER_TITLES)
+        assert not covered, f"the toolbar of chart {n + 1} covers {covered}"
+    check_fits(page, "Lab at 390 px")
     page.context.close()
 
 
@@ -208,4 +251,7 @@ def test_the_exercises_fit_a_narrow_screen_or_a_projector(new_tab, server, viewp
     for expander in page.locator('[data-testid="stExpander"] summary').all():
         expander.click()  # the folded answers too
     check_all(page, "Exercises")
+    if viewport == PROJECTOR:
+        presenter_on(page)
+        check_presented(page, "Exercises, presenter mode")
     page.context.close()

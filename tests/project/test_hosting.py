@@ -344,14 +344,104 @@ def test_make_n_demo_builds_and_runs_the_image():
     assert "docker run --rm -p 8600:8501 sharecore-demo" in out.stdout
 
 
+# ----------------------------------------------------------------------------- several processes
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"### {title}")
+    return text[start : text.index("\n#", start + 4)]
+
+
+def _upload_mb() -> int:
+    return int(profile()[UPLOAD])
+
+
+def test_the_nginx_example_sticks_by_cookie_passes_websockets_and_lets_a_profile_upload_through():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    lines = [line.split("#")[0].strip() for line in conf.splitlines() if line.split("#")[0].strip()]
+    assert "hash $sharecore_route consistent;" in lines and "ip_hash;" not in lines
+    assert any(line.startswith("map $cookie_sharecore_route $sharecore_route") for line in lines)
+    assert any("Set-Cookie" in line and "sharecore_route=$sharecore_route" in line for line in lines)
+    assert "proxy_http_version 1.1;" in lines
+    assert "proxy_set_header Upgrade $http_upgrade;" in lines
+    assert "proxy_set_header Connection $connection_upgrade;" in lines
+    [timeout] = [line for line in lines if line.startswith("proxy_read_timeout")]
+    assert timeout in ("proxy_read_timeout 1h;", "proxy_read_timeout 3600s;")
+    [body] = [line for line in lines if line.startswith("client_max_body_size")]
+    assert int(re.fullmatch(r"client_max_body_size (\d+)m;", body).group(1)) > _upload_mb()
+    servers = [line for line in lines if line.startswith("server 127.0.0.1:")]
+    assert servers == ["server 127.0.0.1:8501;", "server 127.0.0.1:8502;"]
+    section = _readme_section("Several processes behind one address")
+    assert "make hosted PORT=8501" in section and "make hosted PORT=8502" in section
+
+
+def test_the_caddy_example_sticks_by_cookie_and_lets_a_profile_upload_through():
+    conf = (ROOT / "deploy" / "Caddyfile").read_text()
+    assert re.search(r"^\s*lb_policy cookie\b", conf, re.MULTILINE)
+    assert re.search(r"^\s*reverse_proxy 127\.0\.0\.1:8501 127\.0\.0\.1:8502 \{", conf, re.MULTILINE)
+    size = re.search(r"^\s*max_size (\d+)MB$", conf, re.MULTILINE)
+    assert size and int(size.group(1)) > _upload_mb()
+    assert "health_uri /_stcore/health" in conf
+
+
+def test_the_readme_says_where_the_store_lives_with_several_processes():
+    section = _readme_section("Several processes behind one address")
+    [row] = [line for line in section.splitlines() if line.startswith("| kept runs")]
+    assert "runs.sqlite3" in row and "SHARECORE_DATABASE_URL" in row and "network filesystem" in row
+    assert "sticky sessions" in section.lower() and "STREAMLIT_SERVER_COOKIE_SECRET" in section
+    assert "only for now" not in (ROOT / "README.md").read_text()
+
+
+# A venv python that keeps its environment and arguments instead of starting Streamlit.
+RECORDING_PYTHON = """here="$(dirname "$0")/.."
+env > "$here/env.txt"
+echo "$*" > "$here/args.txt"
+"""
+
+
+def _recording_venv(tmp_path: Path) -> Path:
+    """A venv that is up to date for make (no pip runs) and whose python records how it was started."""
+    venv = tmp_path / "venv"
+    _stand_in(venv / "bin" / "python", RECORDING_PYTHON)
+    (venv / ".installed").touch()
+    return venv
+
+
+def _started_with(venv: Path) -> tuple[dict[str, str], str]:
+    env = dict(line.split("=", 1) for line in (venv / "env.txt").read_text().splitlines() if "=" in line)
+    return env, (venv / "args.txt").read_text().strip()
+
+
 @needs_make
-def test_make_demo_without_docker_says_so_in_one_line_and_fails(tmp_path):
-    _stand_in(tmp_path / "docker", 'echo "Cannot connect to the Docker daemon" >&2; exit 1\n')
-    out = _make("demo", path=tmp_path)
-    assert out.returncode != 0
-    ours = [line for line in out.stderr.splitlines() if not line.startswith("make: ***")]  # make adds its own
-    assert len(ours) == 1 and "needs Docker" in ours[0] and "make run" in ours[0], out.stderr
+def test_make_hosted_starts_the_app_with_every_setting_of_the_profile_and_a_variable_set_already_wins(
+    tmp_path, monkeypatch
+):
+    for name in profile():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHARECORE_MAX_STEPS", "5000")  # as `SHARECORE_MAX_STEPS=5000 make hosted` sets it
+    venv = _recording_venv(tmp_path)
+    out = _make("hosted", f"VENV={venv}", f"BIN={venv}/bin", "PORT=8611")
+    assert out.returncode == 0, out.stderr
+    assert "hosted-demo profile (deploy/hosted-demo.env) on http://localhost:8611" in out.stdout
+    env, args = _started_with(venv)
+    assert args == "-m streamlit run streamlit_app.py --server.port 8611"
+    assert {name: env.get(name) for name in profile()} == profile() | {"SHARECORE_MAX_STEPS": "5000"}
+    assert profile()["SHARECORE_MAX_STEPS"] != "5000"
+
+
+@needs_make
+def test_make_demo_without_docker_says_so_in_one_line_and_runs_the_hosted_profile_instead(tmp_path, monkeypatch):
+    for name in profile():
+        monkeypatch.delenv(name, raising=False)
+    _stand_in(tmp_path / "bin" / "docker", 'echo "Cannot connect to the Docker daemon" >&2; exit 1\n')
+    venv = _recording_venv(tmp_path)
+    out = _make("demo", f"VENV={venv}", f"BIN={venv}/bin", "PORT=8612", path=tmp_path / "bin")
+    assert out.returncode == 0, out.stderr
+    ours = out.stderr.strip().splitlines()
+    assert len(ours) == 1 and "no Docker here" in ours[0] and "make hosted" in ours[0], out.stderr
     assert "docker build" not in out.stdout
+    env, args = _started_with(venv)
+    assert args.endswith("--server.port 8612")
+    assert {name: env.get(name) for name in profile()} == profile()
 
 
 @needs_make

@@ -12,7 +12,7 @@ import pytest
 from sharecore import preset, train
 from sharecore.core.config import TrainConfig
 from sharecore.runs import runner
-from sharecore.runs.keeping import KeepPlan, keep, run_label
+from sharecore.runs.keeping import KeepPlan, keep, numbered, run_label
 from sharecore.runs.runner import BackgroundRun, orphaned_runs
 from sharecore.runs.store import RunStore, new_key
 
@@ -95,14 +95,64 @@ def test_a_continued_run_takes_the_place_label_and_pin_of_the_run_it_continues(s
     workspace = new_key()
     spec = preset("seed-dense")
     first = train(spec, TrainConfig(steps=4, batch_size=8))
-    parent = keep(KeepPlan(store, workspace, "lr 0.1 (was 0.01)", "seed-dense"), first).run_id
+    parent = keep(KeepPlan(store, workspace, "seed-dense: lr 0.1", "seed-dense"), first).run_id
     store.pin(workspace, parent, True)
-    label = run_label(None, (spec, first.config), continued=store.load(parent, workspace).label)
+    label = run_label((spec, first.config), (spec, first.config), continued=store.load(parent, workspace).label)
     longer = train(spec, TrainConfig(steps=8, batch_size=8), resume=first)
     kept = keep(KeepPlan(store, workspace, label, "seed-dense", continues=parent), longer)
     (info,) = store.runs(workspace)
-    assert (info.id, info.label, info.pinned, info.steps_done) == (kept.run_id, "lr 0.1 (was 0.01)", True, 8)
+    assert (info.id, info.label, info.pinned, info.steps_done) == (kept.run_id, "seed-dense: lr 0.1", True, 8)
     assert kept.continues == parent
+
+
+def test_a_repeated_label_is_kept_with_the_next_number_so_every_view_names_the_run_alike(store):
+    workspace, other = new_key(), new_key()
+    spec = preset("seed-dense")
+    done = train(spec, TrainConfig(steps=4, batch_size=8))
+    stopped = threading.Event()
+    stopped.set()  # stops after the first chunk
+    cut = train(spec, TrainConfig(steps=200, batch_size=8), stop=stopped, progress_every=2)
+    assert cut.steps_done < 200
+    plan = KeepPlan(store, workspace, "seed-dense", "seed-dense")
+    for result in (done, cut, done):
+        keep(plan, result)
+    keep(KeepPlan(store, workspace, "seed-dense: lr 0.1", "seed-dense"), done)
+    keep(KeepPlan(store, other, "seed-dense", "seed-dense"), done)  # another browser's list numbers its own runs
+    labels = [info.label for info in reversed(store.runs(workspace))]
+    assert labels == [
+        "seed-dense",
+        f"seed-dense (2) (stopped at {cut.steps_done})",
+        "seed-dense (3)",
+        "seed-dense: lr 0.1",
+    ]
+    assert [info.label for info in store.runs(other)] == ["seed-dense"]
+    # A number the user typed counts too, and a label at the store's limit keeps its number.
+    assert numbered("x", ["x (7)"]) == "x (8)"
+    long = "y" * 80
+    assert numbered(long, [long]) == "y" * 75 + "… (2)"
+
+
+def test_a_continued_pinned_run_keeps_its_pin_when_the_pinned_cap_holds_one_run(tmp_path):
+    spec = preset("seed-dense")
+    first = train(spec, TrainConfig(steps=4, batch_size=8))
+    longer = train(spec, TrainConfig(steps=8, batch_size=8), resume=first)
+    probe = RunStore(tmp_path / "probe.sqlite3")
+    size = max(info.bytes for info in [probe.runs(ws)[0] for ws in _saved(probe, first, longer)])
+    store = RunStore(tmp_path / "runs.sqlite3", max_pinned_bytes=size + size // 2)  # room for one pinned run
+    workspace = new_key()
+    parent = keep(KeepPlan(store, workspace, "first", "seed-dense"), first).run_id
+    store.pin(workspace, parent, True)
+    kept = keep(KeepPlan(store, workspace, "first", "seed-dense", continues=parent), longer)
+    (info,) = store.runs(workspace)
+    assert (info.id, info.pinned, info.steps_done) == (kept.run_id, True, 8), kept.notes
+
+
+def _saved(store: RunStore, *results) -> list[str]:
+    """Saves each result in a list of its own; returns the lists."""
+    lists = [new_key() for _ in results]
+    for ws, result in zip(lists, results, strict=True):
+        store.save(ws, result, "probe")
+    return lists
 
 
 def test_a_stopped_runs_label_keeps_its_stopped_note_even_when_long_and_loses_it_when_continued(store):
@@ -117,7 +167,10 @@ def test_a_stopped_runs_label_keeps_its_stopped_note_even_when_long_and_loses_it
     (info,) = store.runs(workspace)
     assert info.id == kept.run_id and len(info.label) == 80
     assert info.label.endswith(f"… (stopped at {result.steps_done})")
-    assert run_label(None, (spec, result.config), continued=info.label) == info.label.split(" (stopped")[0]
+    assert (
+        run_label((spec, result.config), (spec, result.config), continued=info.label)
+        == info.label.split(" (stopped")[0]
+    )
 
 
 def test_a_run_the_store_refuses_is_not_kept_and_says_why(tmp_path):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ from sharecore.core.results import TrainResult
 from sharecore.runs.codec import STORED_FIELDS
 from sharecore.runs.store import (
     MAX_LABEL_CHARS,
+    ROW_BYTES,
     RunStore,
     StoreUnavailable,
     UnknownRun,
@@ -41,8 +43,14 @@ def trained(tiny_run) -> TrainResult:
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite3")
+def open_store(store_where) -> Callable[..., RunStore]:
+    """`open_store(**caps)`: this test's store (SQLite or PostgreSQL, tests/runs/conftest.py), opened again with these caps."""
+    return lambda **caps: RunStore(store_where, **caps)
+
+
+@pytest.fixture
+def store(open_store) -> RunStore:
+    return open_store()
 
 
 def saved_in_order(store: RunStore, workspace: str, labels: list[str], result: TrainResult) -> list[str]:
@@ -114,7 +122,7 @@ def test_runs_lists_a_workspace_newest_first_with_its_final_losses(store, traine
     info = listed[0]
     assert info.final_loss == pytest.approx(expected)
     assert (info.spec_name, info.steps_done, info.dataset) == ("seed-dense", 5, trained.dataset)
-    assert info.bytes == store.total_bytes() // 4 and info.bytes > 0
+    assert store.total_bytes() == 4 * info.bytes + 6 * ROW_BYTES and info.bytes > 0  # 4 runs, 4 entries, 2 lists
     assert info.can_continue == (trained.state is not None) and not info.adopted and not info.pinned
     assert [r.label for r in store.runs(other)] == ["someone else's"]
     assert store.runs(new_key()) == []
@@ -156,7 +164,7 @@ def test_a_shared_id_loads_from_any_workspace_and_adopting_it_stores_no_copy(sto
     before = store.total_bytes()
     store.adopt(friend, run_id)
     store.adopt(friend, run_id)  # twice changes nothing
-    assert store.total_bytes() == before
+    assert store.total_bytes() == before + 2 * ROW_BYTES  # the friend's entry and list, not a copy
     [info] = store.runs(friend)
     assert (info.id, info.label, info.adopted) == (run_id, "look at this", True)
     store.rename(friend, run_id, "their idea")
@@ -170,20 +178,24 @@ def test_a_shared_id_loads_from_any_workspace_and_adopting_it_stores_no_copy(sto
         store.adopt(friend, run_id)
 
 
-def test_a_workspace_that_does_not_list_a_run_sees_its_saved_label_never_the_owners_rename(store):
-    owner, viewer = new_key(), new_key()
+def test_the_owners_rename_travels_with_the_run_and_a_viewers_rename_stays_the_viewers(store):
+    owner, viewer, other = new_key(), new_key(), new_key()
     run_id = store.save(owner, hand_made(), "saved label").run_id
-    store.rename(owner, run_id, "owner's new name")
-    assert store.load(run_id).label == "owner's new name"  # the owner's own list, by default
-    assert store.load(run_id, viewer).label == "saved label"
+    store.rename(owner, run_id, "Alice: my run")
+    # A share link opened in another browser shows the owner's name for the run, and adopting keeps it.
+    assert store.load(run_id).label == store.load(run_id, viewer).label == "Alice: my run"
     store.adopt(viewer, run_id)
-    [info] = store.runs(viewer)
-    assert store.load(run_id, viewer).label == info.label == "saved label"
-    store.rename(owner, run_id, "renamed again")
-    assert store.load(run_id, viewer).label == store.runs(viewer)[0].label == "saved label"
+    store.adopt(other, run_id)
+    assert store.runs(viewer)[0].label == "Alice: my run"
     store.rename(viewer, run_id, "the viewer's name")
-    assert store.load(run_id, viewer).label == "the viewer's name"
-    assert store.load(run_id, owner).label == store.load(run_id).label == "renamed again"
+    store.rename(owner, run_id, "renamed again")
+    # A list that has not renamed the run follows the owner; one that has keeps its own name.
+    assert store.load(run_id, other).label == store.runs(other)[0].label == "renamed again"
+    assert store.load(run_id, viewer).label == store.runs(viewer)[0].label == "the viewer's name"
+    assert store.load(run_id, owner).label == store.load(run_id, new_key()).label == "renamed again"
+    # A viewer's rename never reaches the owner or a link.
+    store.rename(other, run_id, "other's name")
+    assert store.load(run_id).label == store.load(run_id, new_key()).label == "renamed again"
 
 
 @pytest.mark.parametrize(
@@ -242,8 +254,8 @@ def test_rename_refuses_an_empty_label_and_keeps_the_old_one(store, trained):
 
 
 # ----------------------------------------------------------------------------- caps
-def test_the_workspace_cap_evicts_the_oldest_unpinned_run_and_says_which(tmp_path, trained):
-    store = RunStore(tmp_path / "runs.sqlite3", max_runs_per_workspace=3)
+def test_the_workspace_cap_evicts_the_oldest_unpinned_run_and_says_which(open_store, trained):
+    store = open_store(max_runs_per_workspace=3)
     ws, other = new_key(), new_key()
     store.save(other, trained, "other")
     first, second, _ = saved_in_order(store, ws, ["first", "second", "third"], trained)
@@ -257,8 +269,8 @@ def test_the_workspace_cap_evicts_the_oldest_unpinned_run_and_says_which(tmp_pat
     assert [r.label for r in store.runs(other)] == ["other"]
 
 
-def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_room(tmp_path, trained):
-    store = RunStore(tmp_path / "runs.sqlite3", max_runs_per_workspace=2)
+def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_room(open_store, trained):
+    store = open_store(max_runs_per_workspace=2)
     ws = new_key()
     for run_id in saved_in_order(store, ws, ["a", "b"], trained):
         store.pin(ws, run_id, True)
@@ -268,49 +280,51 @@ def test_a_workspace_full_of_pinned_runs_refuses_a_new_run_and_says_how_to_make_
     assert [r.label for r in store.runs(ws)] == ["b", "a"] and store.total_bytes() == bytes_before
 
 
-def test_the_byte_cap_evicts_the_least_recently_used_workspace_first(tmp_path):
+def test_the_byte_cap_takes_the_savers_own_oldest_run_first_then_the_least_recently_used_list(tmp_path, open_store):
     result = hand_made()
     probe = RunStore(tmp_path / "probe.sqlite3")
     probe.save(new_key(), result, "x")
-    size = probe.total_bytes()
-    # Room for three runs: a fourth makes one go.
-    store = RunStore(tmp_path / "runs.sqlite3", max_bytes=3 * size + size // 2)
-    stale, pinned_ws, fresh = new_key(), new_key(), new_key()
+    size = probe.total_bytes()  # one run, its entry and its list
+    # Room for three lists of one run each: a fourth run makes one go.
+    store = open_store(max_bytes=3 * size + size // 2)
+    stale, pinned_ws, fresh, newcomer = new_key(), new_key(), new_key(), new_key()
     saved_in_order(store, stale, ["stale old"], result)
     store.pin(pinned_ws, store.save(pinned_ws, result, "pinned").run_id, True)
     time.sleep(0.01)
     saved_in_order(store, fresh, ["fresh old"], result)
     report = store.save(fresh, result, "fresh new")
-    # The pinned run stays, and the stale workspace (used before the fresh one) loses its run, not the fresh one.
+    # The saver makes room from its own list: nobody else loses a run to it.
+    assert report.evicted == ("fresh old",) and report.evicted_elsewhere == 0
+    assert "'fresh old'" in report.notes[0] and "its own browser's oldest unpinned runs first" in report.notes[0]
+    assert [r.label for r in store.runs(stale)] == ["stale old"]
+    # A saver with nothing of its own to give: of two equal lists, the one used least recently gives; never a pin.
+    report = store.save(newcomer, result, "newcomer")
     assert report.evicted == () and report.evicted_elsewhere == 1
     assert "none of yours" in report.notes[0]
     assert store.runs(stale) == []
-    assert [r.label for r in store.runs(fresh)] == ["fresh new", "fresh old"]
+    assert [r.label for r in store.runs(fresh)] == ["fresh new"]
     assert [r.label for r in store.runs(pinned_ws)] == ["pinned"]
-    assert store.total_bytes() == 3 * size
-    # Now the saver's own oldest run is the only unpinned one that can go: it is named.
-    report = store.save(fresh, result, "fresh newest")
-    assert report.evicted == ("fresh old",)
+    assert store.total_bytes() == 3 * size  # the emptied list's row went too
 
 
-def test_the_byte_cap_with_only_pinned_runs_refuses_and_changes_nothing(tmp_path):
+def test_the_byte_cap_with_only_pinned_runs_refuses_and_changes_nothing(open_store):
     result = hand_made()
-    store = RunStore(tmp_path / "runs.sqlite3", max_bytes=1)
+    store = open_store(max_bytes=1)
     with pytest.raises(ValueError, match="the new run was not kept"):
         store.save(new_key(), result, "too much")
     assert store.total_bytes() == 0
-    roomy = RunStore(tmp_path / "runs.sqlite3")
+    roomy = open_store()
     ws = new_key()
     roomy.pin(ws, roomy.save(ws, result, "pinned").run_id, True)
-    tight = RunStore(tmp_path / "runs.sqlite3", max_bytes=roomy.total_bytes() + 10)
+    tight = open_store(max_bytes=roomy.total_bytes() + 10)
     with pytest.raises(ValueError, match=r"pinned runs already take .* Unpin or delete a run"):
         tight.save(new_key(), result, "one more")
     assert [r.label for r in tight.runs(ws)] == ["pinned"]
 
 
-def test_a_run_over_the_run_cap_is_kept_without_weights_or_refused(tmp_path):
+def test_a_run_over_the_run_cap_is_kept_without_weights_or_refused(open_store):
     big = hand_made(weight_values=100_000)  # 1.2 MB of incompressible float32 weights
-    store = RunStore(tmp_path / "runs.sqlite3", max_run_bytes=2**20)
+    store = open_store(max_run_bytes=2**20)
     report = store.save(new_key(), big, "big")
     assert report.weights_dropped and "kept without weights" in report.notes[0]
     assert "cannot be continued" in report.notes[0]
@@ -319,7 +333,7 @@ def test_a_run_over_the_run_cap_is_kept_without_weights_or_refused(tmp_path):
     assert_same(big.history, back.history)
     [info] = store.runs(store.load(report.run_id).workspace)
     assert not info.can_continue and info.bytes < 2**20
-    tiny = RunStore(tmp_path / "runs.sqlite3", max_run_bytes=1000)
+    tiny = open_store(max_run_bytes=1000)
     with pytest.raises(ValueError, match="more than the .* MiB one kept run may take, so it was not kept"):
         tiny.save(new_key(), big, "big")
 
@@ -498,7 +512,7 @@ def test_a_store_in_a_folder_that_does_not_exist_yet_is_created(tmp_path, traine
 def test_a_row_that_cannot_be_decoded_fails_load_clearly_and_the_list_goes_on(store):
     ws = new_key()
     good, bad = saved_in_order(store, ws, ["good", "bad"], hand_made())
-    with sqlite3.connect(store.path) as db:
+    with store._write() as db:  # the store's own connection: the same SQL on either back end
         db.execute("UPDATE runs SET gradients = ?, final_loss = 'nonsense' WHERE id = ?", (b"\x00garbage", bad))
     with pytest.raises(ValueError, match=r"Run '.*' \('bad'\) is kept but its records could not be read"):
         store.load(bad)
@@ -530,8 +544,8 @@ def test_from_env_names_a_bad_cap_and_its_variable(tmp_path, value):
 
 
 # ----------------------------------------------------------------------------- concurrency
-def test_four_threads_saving_at_once_lose_nothing(tmp_path):
-    store = RunStore(tmp_path / "runs.sqlite3")
+def test_four_threads_saving_at_once_lose_nothing(open_store):
+    store = open_store()
     workspaces = [new_key() for _ in range(4)]
     result = hand_made()
     errors: list[BaseException] = []
@@ -555,7 +569,7 @@ def test_four_threads_saving_at_once_lose_nothing(tmp_path):
     assert errors == []
     for ws in workspaces:
         assert sorted(r.label for r in store.runs(ws)) == sorted(f"renamed {i}" for i in range(6))
-    assert store.total_bytes() == 24 * store.runs(workspaces[0])[0].bytes
+    assert store.total_bytes() == 24 * store.runs(workspaces[0])[0].bytes + 28 * ROW_BYTES  # 24 entries, 4 lists
 
 
 _PROCESS_SCRIPT = """
@@ -563,31 +577,42 @@ import sys
 sys.path.insert(0, {root!r})
 from tests.support.store import hand_made
 from sharecore.runs.store import RunStore
-store = RunStore({path!r})
+store = RunStore({where!r}, max_runs_per_workspace=3)
 for i in range(5):
-    store.save({ws!r}, hand_made(i), f"process run {{i}}")
+    store.save({own!r}, hand_made(i), f"process run {{i}}")
+    store.save({shared!r}, hand_made(i), f"shared run {{i}}")
 """
 
 
-def test_two_processes_saving_to_one_file_lose_nothing(tmp_path):
-    path = str(tmp_path / "runs.sqlite3")
-    workspaces = [new_key(), new_key()]
+def test_two_processes_saving_to_one_store_at_once_lose_nothing_and_keep_the_caps(store_where):
+    # Each save counts and evicts in its own transaction: were two processes to count the shared
+    # workspace at once, both would see room, and it would end over its cap of 3.
+    own, shared = [new_key(), new_key()], new_key()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _PROCESS_SCRIPT.format(root=str(ROOT), path=path, ws=ws)],
+            [
+                sys.executable,
+                "-c",
+                _PROCESS_SCRIPT.format(root=str(ROOT), where=str(store_where), own=ws, shared=shared),
+            ],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for ws in workspaces
+        for ws in own
     ]
     for p in processes:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-    store = RunStore(path)
-    for ws in workspaces:
-        assert sorted(r.label for r in store.runs(ws)) == [f"process run {i}" for i in range(5)]
+    store = RunStore(store_where, max_runs_per_workspace=3)
+    for ws in own:
+        assert sorted(r.label for r in store.runs(ws)) == [f"process run {i}" for i in (2, 3, 4)]
+    kept = store.runs(shared)
+    assert len(kept) == 3, [r.label for r in kept]
+    assert {r.label for r in kept} <= {f"shared run {i}" for i in range(5)}
+    runs = [*kept, *store.runs(own[0]), *store.runs(own[1])]
+    assert store.total_bytes() == sum(r.bytes for r in runs) + (len(runs) + 3) * ROW_BYTES  # 9 entries, 3 lists
 
 
 # ----------------------------------------------------------------------------- size and speed

@@ -6,6 +6,7 @@
 - `hostile`: user text that must stay data (markup, encoding cookies, surrogates);
 - `codegen`: running and linting the Keras scripts that sharecore writes;
 - `store`: hand-made runs for the run store and comparing results;
+- `postgres`: a throwaway PostgreSQL cluster, one per test process, a schema per test;
 - `ties`: `assert_tie_holds`, the harness every weight-sharing family's build test calls;
 - `runs`: tiny training runs trained once per test process and shared (the `tiny_run` fixture);
 - `users`: running a command or a test as another user (a server that is not root).

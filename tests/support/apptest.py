@@ -79,3 +79,16 @@ def click_and_wait(at, key: str, timeout: float = 90):
         at.run()
     assert not at.exception
     return at
+
+
+def edit_kept_runs(at, edited_rows: dict, key: str = "lab"):
+    """Edits the kept-runs table as the browser does: sends its `edited_rows` state and reruns."""
+    tables = [e for e in at.get("dataframe") if f"{key}.runs" in (e.proto.id or "")]
+    assert len(tables) == 1, [e.proto.id for e in at.get("dataframe")]
+    states = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = tables[0].proto.id
+    state.string_value = json.dumps({"edited_rows": edited_rows, "added_rows": [], "deleted_rows": []})
+    at._run(states)
+    assert not at.exception, at.exception
+    return at

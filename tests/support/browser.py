@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.support import ROOT
+from tests.support.contrast import contrast_ratio
 from tests.support.server import Server
 
 VIEWPORT = {"width": 1280, "height": 900}
@@ -373,3 +374,104 @@ def save_png(page, name: str, path: Path | None = None) -> Path:
         image.convert("RGB").quantize(colors=256).save(path, optimize=True)
     assert path.stat().st_size < MAX_SCREENSHOT_BYTES, f"{path} is {path.stat().st_size:,} bytes"
     return path
+
+
+# ----------------------------------------------------------------------------- presenter mode
+# The smallest text presenter mode may draw (CSS px, as rendered: an SVG's own scaling and CSS zoom
+# included), outside the canvas of a grid (st.dataframe, st.data_editor), which the DOM cannot measure.
+PRESENTER_MIN_PX = 18
+# WCAG 2's least contrast for normal text.
+MIN_CONTRAST = 4.5
+# Every visible text of the main area: its rendered size, its colour with the opacity of its
+# ancestors, and the background it is drawn on (its ancestors' backgrounds blended down to an opaque
+# one or the white page; white for chart and diagram text, which sits on a white chart or node). Disabled controls are left
+# out (WCAG exempts inactive components), as are hidden accessibility copies of grids and text drawn
+# fully transparent.
+TEXTS = """() => {
+    const rgba = s => { const p = (s.match(/[\\d.]+/g) || []).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+    const out = [];
+    const seen = new Set();
+    const walker = document.createTreeWalker(document.querySelector('[data-testid="stMain"]'), NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const el = walker.currentNode.parentElement;
+        if (!walker.currentNode.textContent.trim() || seen.has(el)) continue;
+        seen.add(el);
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0 || el.closest('table[role="grid"], [hidden], title, style, script')) continue;
+        if (el.closest('button:disabled, [aria-disabled="true"], [disabled]')) continue;
+        const cs = getComputedStyle(el);
+        if (cs.visibility === 'hidden') continue;
+        let size = parseFloat(cs.fontSize);
+        const svg = el instanceof SVGGraphicsElement;
+        if (svg) {
+            const b = el.getBBox();
+            if (b.width > 0 && b.height > 0) size *= Math.sqrt((r.width * r.height) / (b.width * b.height));
+        }
+        let opacity = 1, opaque = false;
+        const cx = (r.left + r.right) / 2, cy = (r.top + r.bottom) / 2;
+        const layers = [];  // the backgrounds under the text, top first, down to an opaque one
+        for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+            const s = getComputedStyle(e);
+            opacity *= parseFloat(s.opacity);
+            const b = rgba(s.backgroundColor), box = e.getBoundingClientRect();
+            const under = box.left <= cx && cx <= box.right && box.top <= cy && cy <= box.bottom;  // not a label set beside its box
+            if (!svg && !opaque && b[3] > 0 && under) { layers.push(b); opaque = b[3] >= 1; }
+        }
+        let bg = [255, 255, 255];  // the page
+        for (const b of layers.reverse()) bg = bg.map((c, i) => b[3] * b[i] + (1 - b[3]) * c);
+        const color = rgba(svg ? cs.fill : cs.color);
+        color[3] *= opacity * (svg ? parseFloat(cs.fillOpacity) : 1);
+        if (color[3] === 0) continue;  // not shown (a slider's range shows on hover)
+        out.push({text: walker.currentNode.textContent.trim().slice(0, 40), size, color, background: bg});
+    }
+    return out;
+}"""
+# Header cells of HTML tables (st.table) whose text is wider than the cell: cut.
+CUT_HEADERS = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stTable"] th')]
+    .filter(th => th.offsetParent !== null && th.scrollWidth > th.clientWidth + 1)
+    .map(th => th.textContent.trim() + ' (' + th.scrollWidth + ' > ' + th.clientWidth + ')')"""
+
+
+def presenter_on(page) -> None:
+    """Turns on the sidebar's presenter mode, as a person would, and waits until the sidebar has folded."""
+    page.get_by_text("Presenter mode", exact=True).click()
+    wait_until_idle(page)
+    page.wait_for_function(SIDEBAR_FOLDED)
+    wait_until_idle(page)
+
+
+SIDEBAR_FOLDED = """() => { const s = document.querySelector('[data-testid="stSidebar"]');
+    return !s || s.getBoundingClientRect().right <= 0 || s.getBoundingClientRect().width === 0; }"""
+
+
+def inside_viewport(page, selector: str) -> bool:
+    """Whether the first visible element matching `selector` lies wholly inside the window, as scrolled now."""
+    box = live(page, selector).first.bounding_box()
+    size = page.viewport_size
+    return (
+        box is not None
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= size["width"] + 1
+        and (box["y"] + box["height"] <= size["height"] + 1)
+    )
+
+
+def check_presented(page, where: str) -> None:
+    """What presenter mode promises, on what `page` shows now: the sidebar folded with its opener in
+    view, nothing cut (`check_fits`, and no header of an HTML table), every text at least
+    `PRESENTER_MIN_PX` and at a contrast of at least `MIN_CONTRAST` on its background."""
+    check_fits(page, where)
+    assert page.evaluate(SIDEBAR_FOLDED), f"the sidebar is open on {where}"
+    assert inside_viewport(page, '[data-testid="stExpandSidebarButton"]'), f"no control to open the sidebar on {where}"
+    assert not page.evaluate(CUT_HEADERS), f"table headers cut on {where}: {page.evaluate(CUT_HEADERS)}"
+    texts = page.evaluate(TEXTS)
+    assert texts, f"no text found on {where}"
+    small = [(t["text"], round(t["size"], 1)) for t in texts if t["size"] < PRESENTER_MIN_PX - 0.05]
+    assert not small, f"text under {PRESENTER_MIN_PX} px on {where}: {small[:10]}"
+    faint = [
+        (t["text"], round(contrast_ratio(t["color"], t["background"]), 2))
+        for t in texts
+        if contrast_ratio(t["color"], t["background"]) < MIN_CONTRAST
+    ]
+    assert not faint, f"text under {MIN_CONTRAST}:1 contrast on {where}: {faint[:10]}"

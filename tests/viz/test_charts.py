@@ -567,3 +567,50 @@ def test_the_split_of_one_batch_draws_a_bar_per_use_and_the_sum_from_the_last_st
     assert "split between its uses" in fig.layout.title.text
     with pytest.raises(ValueError):
         plots.gradient_split(frame, "nope")
+
+
+@pytest.fixture(scope="module")
+def collapsed_run() -> sharecore.TrainResult:
+    # seed-conv with Adam at learning rate 0.1: a too-large step kills every ReLU, and the gradients are zero after.
+    return sharecore.train(sharecore.preset("seed-conv"), sharecore.TrainConfig(steps=12, learning_rate=0.1, seed=0))
+
+
+def zero_from(result: sharecore.TrainResult, variant: str) -> int | None:
+    """The first step of the stretch at the end of the run where every use's gradient norm is 0 (NumPy);
+    None when the last recorded gradient moves."""
+    rows = result.gradients[result.gradients.variant == variant]
+    steps = np.sort(rows.step.unique())
+    zero = np.array([np.all(rows[rows.step == s].grad_norm.to_numpy() == 0.0) for s in steps])
+    if not zero[-1]:
+        return None
+    return int(steps[len(zero) - np.argmax(~zero[::-1]) if not zero.all() else 0])
+
+
+def test_a_collapsed_runs_cosine_lines_stop_where_its_gradients_became_zero_and_the_charts_say_so(
+    collapsed_run, dense_run
+):
+    from sharecore.runs import compare
+    from sharecore.viz import overlays
+    from sharecore.viz.style import how_to_read
+
+    ends = {v: step for v in ("tied", "untied") if (step := zero_from(collapsed_run, v)) is not None}
+    assert "untied" in ends, "the untied model collapsed within 12 steps"
+    fig = plots.gradient_cosine(collapsed_run.gradients, "K")
+    notes = [a.text for a in fig.layout.annotations if a.name == "gradient ends"]
+    assert sorted(notes) == sorted(f"every gradient zero<br>from step {step}" for step in ends.values())
+    for trace in fig.data:
+        if trace.meta["variant"] in ends:
+            drawn = np.asarray(trace.x)[np.isfinite(np.asarray(trace.y, dtype=float))]
+            assert drawn.max() < ends[trace.meta["variant"]], "the line stops before the zero gradients"
+    assert "every gradient was zero" in how_to_read(fig)
+
+    runs = [compare.LabelledRun("collapsed", collapsed_run), compare.LabelledRun("healthy", dense_run)]
+    curves = compare.curves(runs)
+    overlay = overlays.cosine_overlay(curves, ["collapsed", "healthy"], gradient_ends=compare.gradient_ends(runs))
+    notes = [a.text for a in overlay.layout.annotations if a.name == "gradient ends"]
+    assert sorted(notes) == sorted(f"{variant}: zero gradient from step {step}" for variant, step in ends.items())
+    assert "gradients became zero" in overlay.layout.title.subtitle.text
+    # A run whose gradients still move gets no note.
+    healthy = overlays.cosine_overlay(curves, ["healthy"], gradient_ends=compare.gradient_ends(runs[1:]))
+    assert not [a for a in healthy.layout.annotations if a.name == "gradient ends"]
+    assert not healthy.layout.title.subtitle.text

@@ -23,6 +23,7 @@ import sharecore
 from sharecore.core.limits import Limits
 from sharecore.viz import plots
 from sharecore.viz.diagram import model_dot
+from sharecore.viz.style import PRESENTER_SCALE
 from tests.support.hostile import MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
@@ -342,7 +343,35 @@ def test_presenter_mode_enlarges_the_charts_the_build_page_sends():
     before = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in at.get("plotly_chart")]
     at.sidebar.toggle(key="sidebar.presenter").set_value(True).run()
     after = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in at.get("plotly_chart")]
-    assert before and after == [size * 1.4 for size in before]
+    assert before and after == pytest.approx([size * PRESENTER_SCALE for size in before])
     assert at.session_state["presenter"] is True
     at.switch_page("pages/home.py").run()  # a new page draws a new toggle, which keeps the setting
     assert at.sidebar.toggle(key="sidebar.presenter").value is True
+
+
+def _rgb(hex_color: str) -> list[float]:
+    return [int(hex_color[i : i + 2], 16) for i in (1, 3, 5)] + [1.0]
+
+
+def test_every_colour_the_diagram_writes_text_in_reads_at_4_5_to_1_on_white():
+    from tests.support.contrast import contrast_ratio
+
+    for name in sharecore.presets():
+        for tied in (True, False):
+            dot = model_dot(sharecore.preset(name), tied=tied)
+            colours = set(re.findall(r'(?:font color|fontcolor)="(#[0-9a-fA-F]{6})"', dot))
+            assert colours, name
+            faint = {c: round(contrast_ratio(_rgb(c), [255, 255, 255]), 2) for c in colours}
+            assert all(ratio >= 4.5 for ratio in faint.values()), (name, tied, faint)
+
+
+def test_chart_ticks_axis_and_panel_titles_read_at_4_5_to_1_on_white():
+    from tests.support.contrast import contrast_ratio
+
+    fig = plots.tensor_views(sharecore.preset("albert-mlp"), "W_up", values=np.zeros((16, 32)))
+    axes = [*fig.select_xaxes(), *fig.select_yaxes()]
+    colours = [a.tickfont.color for a in axes] + [a.title.font.color for a in axes]
+    colours += [a.font.color for a in fig.layout.annotations]
+    assert colours and all(colours), "every text colour is set, not left to Streamlit's grey chart theme"
+    faint = {c: round(contrast_ratio(_rgb(c), [255, 255, 255]), 2) for c in set(colours)}
+    assert all(ratio >= 4.5 for ratio in faint.values()), faint

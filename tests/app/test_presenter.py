@@ -1,0 +1,51 @@
+"""Presenter mode and a phone's width, as the app sends them: the kept-runs table's columns (a phone
+sees share and delete beside the run's name; a projector the losses) and Compare's tables (HTML
+tables in presenter mode, the figures a class compares first, user text shown as written). What a
+browser draws of them is checked in tests/browser/test_presenter*.py."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.apptest import click_and_wait, open_app
+
+# A phone's 390 px less Streamlit's 1 rem (16 px) of margin on each side of a narrow page.
+PHONE_TABLE_PX = 390 - 2 * 16
+
+
+def kept_runs_columns(at) -> list[tuple[str, int]]:
+    """The kept-runs table's columns in the order drawn, each with its width in px."""
+    (table,) = [e for e in at.get("dataframe") if "lab.runs" in (e.proto.id or "")]
+    config = json.loads(table.proto.columns)
+    return [(name, config[name]["width"]) for name in table.proto.column_order]
+
+
+def test_a_phone_sees_share_and_delete_and_a_projector_the_losses_beside_the_run_name():
+    at = open_app("lab", steps="5")
+    click_and_wait(at, "lab.train")
+    columns = kept_runs_columns(at)
+    names = [name for name, _ in columns]
+    assert names[:2] == ["show", "label"]
+    through_delete = names.index("delete") + 1
+    assert "link" in names[:through_delete]
+    assert sum(width for _, width in columns[:through_delete]) <= PHONE_TABLE_PX, columns
+    at.sidebar.toggle(key="sidebar.presenter").set_value(True).run()
+    assert [name for name, _ in kept_runs_columns(at)][:4] == ["show", "label", "loss tied", "loss untied"]
+
+
+def test_compare_in_presenter_mode_draws_html_tables_with_the_compared_figures_first():
+    at = open_app("lab", steps="5")
+    click_and_wait(at, "lab.train")
+    click_and_wait(at, "lab.train")
+    at.sidebar.toggle(key="sidebar.presenter").set_value(True).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert not at.dataframe, "no canvas grid (fixed 14 px, cut headers) in presenter mode"
+    (finals,) = [t.value for t in at.table if "run" in t.value.columns]
+    figures_first = ["run", "loss tied", "loss untied", "held-out loss tied", "held-out loss untied"]
+    shown = [name.replace("\\", "") for name in finals.columns]  # headers are Markdown, user text escaped
+    assert shown[: len(figures_first)] == figures_first
+    assert len(finals) == len(at.session_state["shown_runs"]) == 2
+    last = at.session_state["result"].history  # the run trained last, as sharecore recorded it
+    final = last[last.step == last.step.max()].set_index("variant")["loss"]
+    assert f"{final['tied']:.4g}" in set(finals["loss tied"]) and f"{final['untied']:.4g}" in set(finals["loss untied"])
