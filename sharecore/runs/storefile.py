@@ -23,7 +23,7 @@ from typing import Any
 
 DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"
 FILE_NAME = "runs.sqlite3"
-SCHEMA_VERSION = 1  # PRAGMA user_version of a store this module wrote
+SCHEMA_VERSION = 2  # PRAGMA user_version of a store this module wrote (1: before rooms)
 _BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = """
@@ -67,6 +67,36 @@ CREATE TABLE IF NOT EXISTS workspaces (
     last_used REAL NOT NULL
 );
 """
+# Version 2 adds workshop rooms (`sharecore.runs.rooms`); a version-1 store gains these tables, runs kept.
+# One statement each: the upgrade runs them inside its own transaction.
+_ROOMS_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS rooms (
+    code TEXT PRIMARY KEY,          -- what participants type to join
+    token TEXT NOT NULL UNIQUE,     -- the facilitator's link
+    facilitator TEXT NOT NULL,      -- the workspace that opened it
+    exercise TEXT NOT NULL,         -- the exercise id it starts from, or ''
+    preset TEXT NOT NULL,           -- the starting experiment: its preset, spec and settings (JSON)
+    spec TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created REAL NOT NULL,          -- unix seconds
+    expires REAL NOT NULL,          -- unix seconds: then the room and its hand-ins are removed
+    closed INTEGER NOT NULL,        -- 1: no more joining or handing in
+    projected INTEGER NOT NULL      -- 1: participants see the board
+)""",
+    """
+CREATE TABLE IF NOT EXISTS handins (
+    room TEXT NOT NULL REFERENCES rooms(code) ON DELETE CASCADE,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    participant TEXT NOT NULL,      -- the handing-in workspace
+    name TEXT NOT NULL,             -- the display name the participant chose
+    label TEXT NOT NULL,            -- the run's label in the participant's list when handed in
+    hidden INTEGER NOT NULL,        -- 1: the facilitator took it off the board
+    added REAL NOT NULL,
+    PRIMARY KEY (room, run_id)
+)""",
+    "CREATE INDEX IF NOT EXISTS handins_by_run ON handins(run_id)",
+)
 _EXPECTED_TABLES = {
     "runs": [
         *("id", "owner", "label", "created", "preset", "spec_name", "steps_done", "dataset", "final_loss"),
@@ -76,6 +106,12 @@ _EXPECTED_TABLES = {
     "entries": ["workspace", "run_id", "label", "pinned", "added"],
     "workspaces": ["key", "last_used"],
 }
+_EXPECTED_TABLES_V1 = dict(_EXPECTED_TABLES)
+_EXPECTED_TABLES["rooms"] = [
+    *("code", "token", "facilitator", "exercise", "preset", "spec", "config", "created", "expires"),
+    *("closed", "projected"),
+]
+_EXPECTED_TABLES["handins"] = ["room", "run_id", "participant", "name", "label", "hidden", "added"]
 
 
 class StoreUnavailable(ValueError):
@@ -338,8 +374,18 @@ class StoreFile:
                         return "it is empty, and this server may not write it to make a store"
                     # IF NOT EXISTS: another process may be making it at the same moment.
                     connection.executescript(
-                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                        f"BEGIN IMMEDIATE; {_SCHEMA} {'; '.join(_ROOMS_SCHEMA)}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                     )
+                    return self._check_file()
+                if version == 1 and tables == _EXPECTED_TABLES_V1 and self.read_only is None:
+                    # A store from before rooms: the new tables are added, its runs stay. IF NOT EXISTS and
+                    # the version check inside the transaction: another process may upgrade at the same moment.
+                    connection.execute("BEGIN IMMEDIATE")
+                    if connection.execute("PRAGMA user_version").fetchone()[0] == 1:
+                        for statement in _ROOMS_SCHEMA:
+                            connection.execute(statement)
+                        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    connection.execute("COMMIT")
                     return self._check_file()
                 if version != SCHEMA_VERSION or tables != _EXPECTED_TABLES:
                     return f"it is a SQLite database of another kind or version (user_version {version}, tables {sorted(tables)})"
