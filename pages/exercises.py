@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from sharecore.teach.exercises import EXERCISES, Exercise, exercise
-from ui import keys, state
+from ui import keys, room, state
 from ui.routing import frame
 from ui.sitemap import PAGES
 
@@ -26,13 +26,20 @@ def _set_up(exercise_id: str) -> None:
     ss[keys.EXERCISES_OPEN] = ex.page
 
 
+def _open_room(exercise_id: str) -> None:
+    """An "Open a room" button's callback: a workshop room on this exercise, whose board the Room page shows."""
+    room.open_room(exercise_id)
+    ss[keys.EXERCISES_OPEN] = "room"
+
+
 def show(number: int, ex: Exercise) -> None:
     """One exercise: question, Set up, where to look, what to change next, and the folded answer."""
     with st.container(border=True):
         st.subheader(f"{number}. {ex.title}")
         st.markdown(ex.question)
         first = ex.setups[0]
-        st.button(
+        buttons = st.container(horizontal=True)
+        buttons.button(
             "Set up",
             key=keys.of(keys.EXERCISES_SET_UP, ex.id),
             on_click=_set_up,
@@ -40,6 +47,15 @@ def show(number: int, ex: Exercise) -> None:
             icon=":material/science:",
             help=f"Loads {first.label} (preset {first.preset}) with its training settings and opens "
             f"the {ex.page.title()} page.",
+        )
+        buttons.button(
+            "Open a room",
+            key=keys.of(keys.EXERCISES_ROOM, ex.id),
+            on_click=_open_room,
+            args=(ex.id,),
+            icon=":material/groups:",
+            help="For a facilitator: a workshop room on this exercise. Participants join with its code and "
+            "hand in runs; you see them all on one board.",
         )
         st.markdown(f"**What to look at.** {ex.look_at}")
         if ex.then:

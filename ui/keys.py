@@ -49,6 +49,16 @@ RUNS_TABLE = "runs"  # of(prefix, RUNS_TABLE, version): the kept-runs table; a n
 RUNS_TABLE_VERSION = "runs.version"  # the table's version, bumped after every edit so that it shows the store
 RUNS_TABLE_PROBLEMS = "runs.problems"  # what the table's last edits could not do (messages)
 
+# ----------------------------------------------------------------------------- workshop rooms (ui.room)
+ROOM_CODE = "room.code"  # the room this session joined as a participant, or None
+ROOM_NAME = "room.name"  # the display name it joined with
+ROOM_ASKED = "room.asked"  # the code a `?room=CODE` link asked for, until the Room page has offered it
+ROOM_BOARD = "room.board"  # the facilitator token of the room this session runs (from its link), or None
+ROOM_NOTES = "room.notes"  # (kind, message) pairs to show once: what the last room action did
+ROOM_RESULTS = "room.results"  # run id -> TrainResult of hand-ins read this session (a kept run never changes)
+ROOM_SEEN = "room.seen"  # what the board drew on the last full run; the live check reruns the page when it changes
+ROOM_HAND_IN = "room.hand_in"  # of(ROOM_HAND_IN, run id): Compare's "Hand in" / "Withdraw" button
+
 # ----------------------------------------------------------------------------- training settings (ui.settings_editor)
 # One widget per TrainConfig field, the same key in the Lab and on the Train page; each is set from
 # the experiment on every run, and its callback changes the experiment.
@@ -98,6 +108,26 @@ COMPARE_TENSORBOARD = "compare.tensorboard"  # the TensorBoard logs download (.z
 # ----------------------------------------------------------------------------- Exercises (pages/exercises.py)
 EXERCISES_OPEN = "exercises.open"  # the page a Set up button asked for; opened on the run its click starts
 EXERCISES_SET_UP = "exercises.setup"  # of(EXERCISES_SET_UP, exercise id): an exercise's Set up button
+
+EXERCISES_ROOM = "exercises.room"  # of(EXERCISES_ROOM, exercise id): an exercise's "Open a room" button
+
+# ----------------------------------------------------------------------------- Room (pages/room.py)
+ROOM_JOIN_CODE = "room.join.code"  # the code typed to join
+ROOM_JOIN_NAME = "room.join.name"  # the display name typed to join
+ROOM_JOIN = "room.join"  # the Join button
+ROOM_LEAVE = "room.leave"  # the Leave button
+ROOM_OPEN_EXERCISE = "room.open.exercise"  # the exercise a new room starts from (None: the current experiment)
+ROOM_OPEN = "room.open"  # the Open a room button
+ROOM_PICK = "room.pick"  # the participant's kept run to hand in
+ROOM_SUBMIT = "room.submit"  # the participant's Hand in button
+ROOM_WITHDRAW = "room.withdraw"  # of(ROOM_WITHDRAW, run id): a participant's Withdraw button
+ROOM_PROJECT = "room.project"  # the facilitator's "Project the board to the room" toggle
+ROOM_CLOSE = "room.close"  # the facilitator's Close button
+ROOM_HIDE = "room.hide"  # the facilitator's hand-ins taken off the board
+ROOM_TABLE = "room.table"  # the board's table (rows selectable)
+ROOM_ALL = "room.all"  # "Overlay all hand-ins"
+ROOM_CHARTS = "room"  # the prefix of the board's overlays (ui.kept_views)
+ROOM_CSV = "room.csv"  # the board's download
 
 # ----------------------------------------------------------------------------- Build (pages/build.py)
 BUILD_EDITOR = "build"  # of(BUILD_EDITOR, draft version, ...): the spec editor's fields, fresh for each version
