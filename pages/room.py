@@ -24,6 +24,9 @@ from ui.text import plain
 frame()  # before anything else: see ui/routing.py
 
 EXERCISE_TITLES = {ex.id: ex.title for ex in EXERCISES}
+# What the board can be sorted by: the order of hand-ins, then the figures a class compares.
+SORTS = ["when handed in", "name", "loss tied", "loss untied", "held-out loss tied", "held-out loss untied"]
+SORTS += ["held-out accuracy tied", "held-out accuracy untied", "final divergence untied"]
 
 
 def show_notes() -> None:
@@ -74,6 +77,9 @@ def board_view(r: Room, handins: list) -> None:
         st.info("No hand-ins yet. They appear here as participants hand in runs.", icon=":material/hourglass:")
         return
     frame_.insert(3, "shows the claim", room.claims(r.exercise, list(frame_["run_id"]), results))
+    order = st.selectbox("Sort the board by", SORTS, key=keys.ROOM_SORT, help="A click on a column's header sorts too.")
+    if order != SORTS[0]:
+        frame_ = frame_.sort_values(order, kind="stable", na_position="last", ignore_index=True)
     table = frame_.drop(columns=["run_id"])
     picked = st.dataframe(
         table,
@@ -92,7 +98,6 @@ def board_view(r: Room, handins: list) -> None:
             },
         },
     )
-    st.caption("Click a column's header to sort; tick rows to overlay them below.")
     st.download_button(
         "The board (CSV)",
         csv_text(table),
@@ -108,8 +113,9 @@ def board_view(r: Room, handins: list) -> None:
         st.caption("Tick rows of the table, or overlay all hand-ins, to draw their curves.")
         return
     shown = [h for h in handins if h.run_id in results]
-    names = board_names(shown)
-    runs = [LabelledRun(names[i], results[shown[i].run_id], shown[i].run_id) for i in rows]
+    names = dict(zip([h.run_id for h in shown], board_names(shown)))
+    ids = [frame_["run_id"].iloc[i] for i in rows]
+    runs = [LabelledRun(names[i], results[i], i) for i in ids]
     kept_views.compare_charts(runs, key=keys.ROOM_CHARTS)
 
 

@@ -124,6 +124,7 @@ ROOM_WITHDRAW = "room.withdraw"  # of(ROOM_WITHDRAW, run id): a participant's Wi
 ROOM_PROJECT = "room.project"  # the facilitator's "Project the board to the room" toggle
 ROOM_CLOSE = "room.close"  # the facilitator's Close button
 ROOM_HIDE = "room.hide"  # the facilitator's hand-ins taken off the board
+ROOM_SORT = "room.sort"  # what the board is sorted by
 ROOM_TABLE = "room.table"  # the board's table (rows selectable)
 ROOM_ALL = "room.all"  # "Overlay all hand-ins"
 ROOM_CHARTS = "room"  # the prefix of the board's overlays (ui.kept_views)
