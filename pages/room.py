@@ -27,6 +27,9 @@ EXERCISE_TITLES = {ex.id: ex.title for ex in EXERCISES}
 # What the board can be sorted by: the order of hand-ins, then the figures a class compares.
 SORTS = ["when handed in", "name", "loss tied", "loss untied", "held-out loss tied", "held-out loss untied"]
 SORTS += ["held-out accuracy tied", "held-out accuracy untied", "final divergence untied"]
+COLUMN_ORDER = ["name", "loss tied", "loss untied", "held-out loss tied", "held-out loss untied", "shows the claim"]
+COLUMN_ORDER += ["final divergence untied", "held-out accuracy tied", "held-out accuracy untied"]
+COLUMN_ORDER += ["differs from the start", "steps", "run"]
 
 
 def show_notes() -> None:
@@ -74,10 +77,14 @@ def board_view(r: Room, handins: list) -> None:
     results = room.handin_results(handins)
     frame_ = board(r, handins, results)
     if frame_.empty:
-        st.info("No hand-ins yet. They appear here as participants hand in runs.", icon=":material/hourglass:")
+        st.info("No hand-ins on the board yet. They appear here as participants hand in runs.", icon=":material/hourglass:")
         return
     frame_.insert(3, "shows the claim", room.claims(r.exercise, list(frame_["run_id"]), results))
-    order = st.selectbox("Sort the board by", SORTS, key=keys.ROOM_SORT, help="A click on a column's header sorts too.")
+    sort_box, all_box = st.columns([3, 2], vertical_alignment="bottom")
+    order = sort_box.selectbox(
+        "Sort the board by", SORTS, key=keys.ROOM_SORT, help="A click on a column's header sorts too."
+    )
+    everyone = all_box.toggle("Overlay all hand-ins", key=keys.ROOM_ALL)
     if order != SORTS[0]:
         frame_ = frame_.sort_values(order, kind="stable", na_position="last", ignore_index=True)
     table = frame_.drop(columns=["run_id"])
@@ -88,9 +95,13 @@ def board_view(r: Room, handins: list) -> None:
         width="stretch",
         on_select="rerun",
         selection_mode="multi-row",
+        # What a class compares first: who, the losses, the claim; the long run label last.
+        column_order=COLUMN_ORDER,
         column_config={
-            "name": st.column_config.TextColumn(pinned=True),
-            "run": st.column_config.TextColumn(pinned=True),
+            "name": st.column_config.TextColumn(pinned=True, width=120),
+            "shows the claim": st.column_config.TextColumn(
+                "claim", width=64, help="Does this run show the exercise's claim?"
+            ),
             **{
                 c: st.column_config.NumberColumn(format="%.4g")
                 for c in BOARD_COLUMNS
@@ -107,7 +118,6 @@ def board_view(r: Room, handins: list) -> None:
         icon=":material/download:",
         key=keys.ROOM_CSV,
     )
-    everyone = st.toggle("Overlay all hand-ins", key=keys.ROOM_ALL)
     rows = list(range(len(table))) if everyone else sorted(picked.selection.rows)
     if not rows:
         st.caption("Tick rows of the table, or overlay all hand-ins, to draw their curves.")
@@ -157,18 +167,19 @@ def facilitator_view(r: Room) -> None:
         help="Nobody joins or hands in any more; this board stays until the room expires.",
     )
     st.subheader("Board")
+    board_view(r, on_board)
     names = dict(zip([h.run_id for h in handins], board_names(handins)))
     st.session_state[keys.ROOM_HIDE] = [h.run_id for h in handins if h.hidden]
-    st.multiselect(
-        "Hidden from the board",
-        list(names),
-        key=keys.ROOM_HIDE,
-        format_func=lambda run_id: names.get(run_id, run_id),
-        on_change=room.set_hidden,
-        args=(r.token, handins, keys.ROOM_HIDE),
-        placeholder="Pick a hand-in to take it off the board",
-    )
-    board_view(r, on_board)
+    with st.expander("Take a hand-in off the board"):
+        st.multiselect(
+            "Hidden from the board",
+            list(names),
+            key=keys.ROOM_HIDE,
+            format_func=lambda run_id: names.get(run_id, run_id),
+            on_change=room.set_hidden,
+            args=(r.token, handins, keys.ROOM_HIDE),
+            placeholder="Pick a hand-in to take it off the board",
+        )
 
 
 def _state(token: str) -> tuple:

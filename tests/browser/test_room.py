@@ -86,7 +86,7 @@ def test_a_room_from_an_exercise_gathers_three_participants_runs_on_one_board(ne
     wait_for_page(host, "Room")
     code = metric(host, "Room code")
     token = parse_qs(urlparse(host.url).query)["board"][0]
-    assert "No hand-ins yet" in main_text(host)
+    assert "No hand-ins on the board yet" in main_text(host)
 
     guests = []
     for name in NAMES:
@@ -149,5 +149,8 @@ def test_a_room_from_an_exercise_gathers_three_participants_runs_on_one_board(ne
     # The board in presenter mode at 1024x768, for docs/.
     toggle(host, ".st-key-sidebar-presenter")
     wait_for_charts(host, 3)
-    host.locator(".st-key-room-table").scroll_into_view_if_needed()
+    # The board's heading at the top of the window, below Streamlit's header: the table and the loss overlay in view.
+    host.get_by_role("heading", name="Board").evaluate(
+        "h => { h.scrollIntoView({block: 'start'}); document.querySelector('[data-testid=\"stMain\"]').scrollBy(0, -70); }"
+    )
     save_png(host, "room")
