@@ -387,7 +387,9 @@ class StoreFile:
                         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     connection.execute("COMMIT")
                     return self._check_file()
-                if version != SCHEMA_VERSION or tables != _EXPECTED_TABLES:
+                if version == 1 and tables == _EXPECTED_TABLES_V1 and self.read_only is not None:
+                    pass  # a store from before rooms that this server may only read: its runs are read as they are
+                elif version != SCHEMA_VERSION or tables != _EXPECTED_TABLES:
                     return f"it is a SQLite database of another kind or version (user_version {version}, tables {sorted(tables)})"
                 problem = connection.execute("PRAGMA quick_check").fetchone()[0]
                 if problem != "ok":

@@ -3,9 +3,12 @@ what each side may see, the caps, the schema upgrade of an older store, and the 
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +25,9 @@ from sharecore.runs.rooms import (
 )
 from sharecore.runs.store import RunStore, new_key
 from sharecore.runs.storefile import SCHEMA_VERSION
+from tests.support import ROOT
 from tests.support.store import hand_made
+from tests.support.users import run_unprivileged
 
 
 @pytest.fixture
@@ -247,6 +252,31 @@ def test_a_store_from_before_rooms_is_upgraded_and_keeps_its_runs(tmp_path):
     room = _open(Rooms(store))
     Rooms(store).hand_in(room.code, ws, run, "Old")
     assert [h.label for h in Rooms(store).handins(room)] == ["old run"]
+
+
+def test_a_store_from_before_rooms_that_the_server_may_only_read_still_lists_its_runs(open_tmp_path):
+    folder = open_tmp_path / "data"
+    folder.mkdir(mode=0o755)  # root's: the server may not write beside the store (a read-only volume)
+    path = folder / "runs.sqlite3"
+    ws = new_key()
+    RunStore(path).save(ws, hand_made(0), "old run")
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE handins")
+        db.execute("DROP TABLE rooms")
+        db.execute("PRAGMA user_version = 1")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.chmod(0o644)
+    before = path.read_bytes()
+    snippet = (
+        "import json, sys; from sharecore.runs.store import RunStore; store = RunStore(sys.argv[1]); "
+        "print(json.dumps([bool(store.read_only), [r.label for r in store.runs(sys.argv[2])]]))"
+    )
+    out = run_unprivileged([sys.executable, "-c", snippet, str(path), ws], env={"PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout) == [True, ["old run"]]
+    assert path.read_bytes() == before, "a store this server may only read is never changed"
 
 
 # ----------------------------------------------------------------------------- the board
