@@ -77,7 +77,9 @@ def board_view(r: Room, handins: list) -> None:
     results = room.handin_results(handins)
     frame_ = board(r, handins, results)
     if frame_.empty:
-        st.info("No hand-ins on the board yet. They appear here as participants hand in runs.", icon=":material/hourglass:")
+        st.info(
+            "No hand-ins on the board yet. They appear here as participants hand in runs.", icon=":material/hourglass:"
+        )
         return
     frame_.insert(3, "shows the claim", room.claims(r.exercise, list(frame_["run_id"]), results))
     sort_box, all_box = st.columns([3, 2], vertical_alignment="bottom")

@@ -21,12 +21,17 @@ REFRESH_SECONDS = 3.0
 
 
 def rooms() -> Rooms:
-    """The rooms of the process's run store (a stand-in store raises `StoreUnavailable` on every call).
+    """The rooms of the process's run store. A setting that cannot be used gives its default (`ui.startup` says
+    so on every page).
 
-    A setting that cannot be used gives its default (`ui.startup` says so on every page).
+    Raises:
+        StoreUnavailable: (a ValueError) while the run store cannot be opened (the page's top message says why).
     """
     from sharecore.core import settings
+    from sharecore.runs.store import StoreUnavailable
 
+    if not kept.store_open():
+        raise StoreUnavailable("Rooms live in the run store, which cannot be opened now (see the message above).")
     store = kept.run_store()
     return Rooms(
         store,

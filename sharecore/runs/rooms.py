@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -158,11 +159,11 @@ class Rooms:
         )
 
     # `reporting_sqlite_errors` asks the file's owner to recover and to word the error.
-    def _recover(self, err: Exception) -> bool:
-        return self.store._recover(err)  # type: ignore[arg-type]
+    def _recover(self, err: sqlite3.Error) -> bool:
+        return self.store._recover(err)
 
-    def _unavailable(self, err: Exception) -> Exception:
-        return self.store._unavailable(err)  # type: ignore[arg-type]
+    def _unavailable(self, err: sqlite3.Error) -> Exception:
+        return self.store._unavailable(err)
 
     # ------------------------------------------------------------------ the facilitator
     @reporting_sqlite_errors
