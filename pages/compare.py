@@ -9,7 +9,7 @@ from sharecore.core.results import VARIANTS
 from sharecore.core.text import safe_file_name
 from sharecore.runs import compare
 from sharecore.viz import overlays as comparecharts
-from ui import figures, kept, kept_views, keys, widgets
+from ui import figures, kept, kept_views, keys, room, widgets
 from ui.routing import frame
 from ui.sitemap import PAGES
 from ui.text import plain
@@ -88,18 +88,32 @@ widgets.figures_table(
 
 st.subheader("Share and download")
 base = (st.context.url or "").split("?")[0].rsplit("/", 1)[0]
+seat = room.joined()
+handed = {h.run_id for h in room.my_handins()}
+for note_kind, note in room.notes():
+    (st.success if note_kind == "ok" else st.error)(plain(note))
 for r in runs:
     # The name and its button in a row that wraps, the link under them at full width: in a fifth
     # of a projector's page the button's label was cut ("Load in the...").
     row = st.container(horizontal=True, vertical_alignment="center")
     row.markdown(f"**{plain(r.label)}**", width="content")
-    if row.button(
+    load = row.button(
         "Load in the Lab",
         key=keys.of(keys.COMPARE_LOAD, r.run_id),
         on_click=kept.load_into_lab,
         args=(r.run_id,),
         help="Makes this run's model and settings the current experiment, and opens the Lab.",
-    ):
+    )
+    if seat is not None:
+        row.button(
+            "Withdraw" if r.run_id in handed else "Hand in",
+            key=keys.of(keys.ROOM_HAND_IN, r.run_id),
+            on_click=room.withdraw if r.run_id in handed else room.hand_in,
+            args=(r.run_id,),
+            icon=":material/undo:" if r.run_id in handed else ":material/upload:",
+            help=f"Room {seat[0]}: the facilitator's board shows what you hand in.",
+        )
+    if load:
         st.switch_page(PAGES["lab"])  # loaded by the click's callback, before this run
     st.code(f"{base}/{kept.share_path(r.run_id)}", language=None)
 # In a row that wraps: in half of an 800 px page the second label was cut.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from sharecore.teach.exercises import EXERCISES, Exercise
-from ui import exercise, keys
+from ui import exercise, keys, room
 from ui.routing import frame
 from ui.sitemap import PAGES
 
@@ -16,6 +16,12 @@ if (page := exercise.take_page()) is not None:
     st.switch_page(PAGES[page])
 
 
+def _open_room(exercise_id: str) -> None:
+    """An "Open a room" button's callback: a workshop room on this exercise, whose board the Room page shows."""
+    room.open_room(exercise_id)
+    exercise.ask_page("room")
+
+
 def show(number: int, ex: Exercise) -> None:
     """One exercise: question, Set up, where to look, what to change next, and the folded answer."""
     with st.container(border=True):
@@ -23,7 +29,8 @@ def show(number: int, ex: Exercise) -> None:
         st.markdown(ex.question)
         first = ex.setups[0]
         look = ex.looks[0]
-        st.button(
+        buttons = st.container(horizontal=True)
+        buttons.button(
             "Set up",
             key=keys.of(keys.EXERCISES_SET_UP, ex.id),
             on_click=exercise.set_up,
@@ -31,6 +38,15 @@ def show(number: int, ex: Exercise) -> None:
             icon=":material/science:",
             help=f"Loads {first.label} (preset {first.preset}) with its training settings and opens "
             f"the {look.page.replace('_', ' ').title()} page{f' on its {look.tab} tab' if look.tab else ''}.",
+        )
+        buttons.button(
+            "Open a room",
+            key=keys.of(keys.EXERCISES_ROOM, ex.id),
+            on_click=_open_room,
+            args=(ex.id,),
+            icon=":material/groups:",
+            help="For a facilitator: a workshop room on this exercise. Participants join with its code and "
+            "hand in runs; you see them all on one board.",
         )
         st.markdown("**What to look at**")
         exercise.looks(ex)

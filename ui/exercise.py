@@ -19,7 +19,12 @@ def set_up(exercise_id: str) -> None:
     st.session_state[keys.EXERCISE_ACTIVE] = ex.id
     look = ex.looks[0]
     st.session_state[keys.EXERCISE_TAB] = (look.element, look.tab) if look.tab else None
-    st.session_state[keys.EXERCISES_OPEN] = look.page
+    ask_page(look.page)
+
+
+def ask_page(page: str) -> None:
+    """Asks the Exercises page to open `page` (a key of ui.sitemap.PAGES) on the run a click starts."""
+    st.session_state[keys.EXERCISES_OPEN] = page
 
 
 def take_page() -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import kept, presenter
+from ui import kept, presenter, room
 from ui.figures import compare_curves, overlay_figure
 from ui.keys import (
     COSINE_OVERLAY,
@@ -71,13 +71,20 @@ def _apply_run_edits(key: str, rows: list) -> None:
     """The kept-runs table's callback: show/hide, rename, pin, delete (`kept.edit_runs`)."""
     ss = st.session_state
     table, version, problems = _table_keys(key)
-    edits = ss[table]["edited_rows"]
-    ss[problems] = kept.edit_runs((rows[int(index)].id, change) for index, change in edits.items())
+    edits = {rows[int(index)].id: dict(change) for index, change in ss[table]["edited_rows"].items()}
+    for run_id, change in edits.items():  # the room's column; the others are the list's
+        if HAND_IN in change:
+            (room.hand_in if change.pop(HAND_IN) else room.withdraw)(run_id)
+    ss[problems] = kept.edit_runs(edits.items())
     ss[version] = ss.get(version, 0) + 1  # a fresh table shows the store
 
 
+HAND_IN = "hand in"  # the kept-runs table's column, while the session is in a room
+
+
 def kept_runs_editor(*, key: str) -> None:
-    """This workspace's kept runs as an editable table: show (overlay), label, pin, delete, share link."""
+    """This workspace's kept runs as an editable table: show (overlay), label, pin, delete, share link, and,
+    in a room, hand in."""
     import pandas as pd
 
     rows = kept.kept_runs()
@@ -91,6 +98,8 @@ def kept_runs_editor(*, key: str) -> None:
         )
     for problem in st.session_state.get(problems_key, []):
         st.error(plain(problem), icon=":material/error:")
+    for kind, note in room.notes():  # what a hand-in of the table did
+        (st.success if kind == "ok" else st.error)(plain(note))
     if not rows:
         if not kept.store_open():
             st.caption("No runs are kept while the run store cannot be opened (see the message above).")
@@ -111,6 +120,10 @@ def kept_runs_editor(*, key: str) -> None:
             "delete": [False] * len(rows),
         }
     )
+    seat = room.joined()
+    if seat is not None:
+        handed = {h.run_id for h in room.my_handins()}
+        table.insert(1, HAND_IN, [info.id in handed for info in rows])
     st.data_editor(
         table,
         key=table_key,
@@ -119,12 +132,12 @@ def kept_runs_editor(*, key: str) -> None:
         hide_index=True,
         width="stretch",
         disabled=["steps", "loss tied", "loss untied", "link"],
-        # Widths in px so that all eight fit a projector's page (1024 px with the sidebar). The name
+        # Widths in px so that all the columns fit a projector's page (1024 px with the sidebar). The name
         # stays in view on a narrower page; beside it, on a projector what a class compares (the
         # losses), elsewhere what a participant does with a run (share, delete), which on a phone's
-        # 390 px were off screen behind the losses.
+        # 390 px were off screen behind the losses. In a room, "hand in" comes beside "show".
         column_order=[
-            "show",
+            *(["show", HAND_IN] if seat else ["show"]),
             "label",
             *(
                 ["loss tied", "loss untied", "steps", "pinned", "link", "delete"]
@@ -149,13 +162,16 @@ def kept_runs_editor(*, key: str) -> None:
                 "share", width=52, display_text="link", help="Whoever has this link sees the run."
             ),
             "delete": st.column_config.CheckboxColumn("delete", width=70, help="Removes the run from this workspace."),
+            HAND_IN: st.column_config.CheckboxColumn(
+                HAND_IN, width=76, help=f"Hands the run in to room {seat[0]}; untick to withdraw it." if seat else None
+            ),
         },
     )
     limit = getattr(store, "max_runs_per_workspace", None)
     if limit:
-        room = getattr(store, "max_workspace_bytes", 0) / 2**20
+        quota = getattr(store, "max_workspace_bytes", 0) / 2**20
         st.caption(
-            f"Up to {limit} runs ({room:.0f} MiB) are kept per browser; beyond that its own oldest unpinned run goes."
+            f"Up to {limit} runs ({quota:.0f} MiB) are kept per browser; beyond that its own oldest unpinned run goes."
         )
     _revoke_control(key, [info for info in rows if not info.adopted])
 

@@ -51,6 +51,16 @@ REVOKE_CHOICE = "revoke_choice"  # the run whose share link the owner takes back
 REVOKE_BUTTON = "revoke"
 REVOKED = "revoked"  # what taking a link back did, shown once after the rerun
 
+# ----------------------------------------------------------------------------- workshop rooms (ui.room)
+ROOM_CODE = "room.code"  # the room this session joined as a participant, or None
+ROOM_NAME = "room.name"  # the display name it joined with
+ROOM_ASKED = "room.asked"  # the code a `?room=CODE` link asked for, until the Room page has offered it
+ROOM_BOARD = "room.board"  # the facilitator token of the room this session runs (from its link), or None
+ROOM_NOTES = "room.notes"  # (kind, message) pairs to show once: what the last room action did
+ROOM_RESULTS = "room.results"  # run id -> TrainResult of hand-ins read this session (a kept run never changes)
+ROOM_SEEN = "room.seen"  # what the board drew on the last full run; the live check reruns the page when it changes
+ROOM_HAND_IN = "room.hand_in"  # of(ROOM_HAND_IN, run id): Compare's "Hand in" / "Withdraw" button
+
 # ----------------------------------------------------------------------------- training settings (ui.settings_editor)
 # One widget per TrainConfig field, the same key in the Lab and on the Train page; each is set from
 # the experiment on every run, and its callback changes the experiment.
@@ -107,6 +117,27 @@ EXERCISES_OPEN = "exercises.open"  # the page Set up asked for; opened on the ru
 EXERCISE_TAB = "exercise.tab"  # (tabs key, tab label) Set up asked to open, until the page with those tabs takes it
 EXERCISE_PANEL = "exercise-panel"  # the compact panel that keeps its question in view in the Lab and on Build
 EXERCISE_CLOSE = "exercise.close"  # the panel's close button
+
+EXERCISES_ROOM = "exercises.room"  # of(EXERCISES_ROOM, exercise id): an exercise's "Open a room" button
+
+# ----------------------------------------------------------------------------- Room (pages/room.py)
+ROOM_JOIN_CODE = "room.join.code"  # the code typed to join
+ROOM_JOIN_NAME = "room.join.name"  # the display name typed to join
+ROOM_JOIN = "room.join"  # the Join button
+ROOM_LEAVE = "room.leave"  # the Leave button
+ROOM_OPEN_EXERCISE = "room.open.exercise"  # the exercise a new room starts from (None: the current experiment)
+ROOM_OPEN = "room.open"  # the Open a room button
+ROOM_PICK = "room.pick"  # the participant's kept run to hand in
+ROOM_SUBMIT = "room.submit"  # the participant's Hand in button
+ROOM_WITHDRAW = "room.withdraw"  # of(ROOM_WITHDRAW, run id): a participant's Withdraw button
+ROOM_PROJECT = "room.project"  # the facilitator's "Project the board to the room" toggle
+ROOM_CLOSE = "room.close"  # the facilitator's Close button
+ROOM_HIDE = "room.hide"  # the facilitator's hand-ins taken off the board
+ROOM_SORT = "room.sort"  # what the board is sorted by
+ROOM_TABLE = "room.table"  # the board's table (rows selectable)
+ROOM_ALL = "room.all"  # "Overlay all hand-ins"
+ROOM_CHARTS = "room"  # the prefix of the board's overlays (ui.kept_views)
+ROOM_CSV = "room.csv"  # the board's download
 
 # ----------------------------------------------------------------------------- Build (pages/build.py)
 BUILD_EDITOR = "build"  # of(BUILD_EDITOR, draft version, ...): the spec editor's fields, fresh for each version

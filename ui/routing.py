@@ -6,7 +6,7 @@ import threading
 
 import streamlit as st
 
-from ui import kept, sidebar, startup, state, training
+from ui import kept, room, sidebar, startup, state, training
 from ui.keys import SCRIPT_RUNS
 from ui.sitemap import navigation_pages
 
@@ -54,6 +54,7 @@ def frame() -> None:
     training.init_session()
     training.take_over_orphaned_run()
     training.collect_run()
+    room.init_session()  # before sync_url: a room's link is read from the URL
     state.sync_url(keep_share_link=True)
     kept.remember_workspace()
     sidebar.draw()

@@ -22,13 +22,13 @@ from pathlib import Path
 
 DATA_DIR_VARIABLE = "SHARECORE_DATA_DIR"
 FILE_NAME = "runs.sqlite3"
-SCHEMA_VERSION = 1  # PRAGMA user_version of a store this module wrote
-_BUSY_TIMEOUT_SECONDS = 30.0
+SCHEMA_VERSION = 2  # PRAGMA user_version of a store this module wrote (1: before rooms)
+BUSY_TIMEOUT_SECONDS = 30.0
 # What a page waits for a store another process holds locked while it draws (reads, and the writes a page
 # makes as it loads): a page then draws without its kept runs and says why, instead of freezing for 30 s.
 PAGE_TIMEOUT_SECONDS = 2.0
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,            -- the workspace that saved it
@@ -69,7 +69,37 @@ CREATE TABLE IF NOT EXISTS workspaces (
     last_used REAL NOT NULL
 );
 """
-_EXPECTED_TABLES = {
+# Version 2 adds workshop rooms (`sharecore.runs.rooms`); a version-1 store gains these tables, runs kept.
+# One statement each: the upgrade runs them inside its own transaction.
+ROOMS_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS rooms (
+    code TEXT PRIMARY KEY,          -- what participants type to join
+    token TEXT NOT NULL UNIQUE,     -- the facilitator's link
+    facilitator TEXT NOT NULL,      -- the workspace that opened it
+    exercise TEXT NOT NULL,         -- the exercise id it starts from, or ''
+    preset TEXT NOT NULL,           -- the starting experiment: its preset, spec and settings (JSON)
+    spec TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created REAL NOT NULL,          -- unix seconds
+    expires REAL NOT NULL,          -- unix seconds: then the room and its hand-ins are removed
+    closed INTEGER NOT NULL,        -- 1: no more joining or handing in
+    projected INTEGER NOT NULL      -- 1: participants see the board
+)""",
+    """
+CREATE TABLE IF NOT EXISTS handins (
+    room TEXT NOT NULL REFERENCES rooms(code) ON DELETE CASCADE,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    participant TEXT NOT NULL,      -- the handing-in workspace
+    name TEXT NOT NULL,             -- the display name the participant chose
+    label TEXT NOT NULL,            -- the run's label in the participant's list when handed in
+    hidden INTEGER NOT NULL,        -- 1: the facilitator took it off the board
+    added REAL NOT NULL,
+    PRIMARY KEY (room, run_id)
+)""",
+    "CREATE INDEX IF NOT EXISTS handins_by_run ON handins(run_id)",
+)
+EXPECTED_TABLES = {
     "runs": [
         *("id", "owner", "label", "created", "preset", "spec_name", "steps_done", "dataset", "final_loss"),
         *("can_continue", "bytes", "device", "stop_reason", "seconds", "compile_seconds", "spec", "config"),
@@ -78,6 +108,12 @@ _EXPECTED_TABLES = {
     "entries": ["workspace", "run_id", "label", "pinned", "added"],
     "workspaces": ["key", "last_used"],
 }
+EXPECTED_TABLES_V1 = dict(EXPECTED_TABLES)
+EXPECTED_TABLES["rooms"] = [
+    *("code", "token", "facilitator", "exercise", "preset", "spec", "config", "created", "expires"),
+    *("closed", "projected"),
+]
+EXPECTED_TABLES["handins"] = ["room", "run_id", "participant", "name", "label", "hidden", "added"]
 
 
 class StoreUnavailable(ValueError):
@@ -189,7 +225,7 @@ class StoreFile:
         return f"Let uid {uid} write the folder and the store in it (e.g. chown -R {uid} {folder!r}), {elsewhere}"
 
     # ------------------------------------------------------------------ connections
-    def _connect(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
+    def _connect(self, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes).
         if self.read_only is None:
             connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
@@ -212,7 +248,7 @@ class StoreFile:
             connection.close()
 
     @contextlib.contextmanager
-    def _write(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> Iterator[sqlite3.Connection]:
+    def _write(self, timeout: float = BUSY_TIMEOUT_SECONDS) -> Iterator[sqlite3.Connection]:
         """A connection in a write transaction, committed on success and rolled back on any error."""
         if self.read_only is not None:
             raise StoreUnavailable(self._read_only_message())
@@ -312,7 +348,7 @@ class StoreFile:
     def _check_file(self) -> str | None:
         """None if the file is (or has now been made) a store of this schema, else what is wrong."""
         try:
-            with self._read(timeout=_BUSY_TIMEOUT_SECONDS) as connection:
+            with self._read(timeout=BUSY_TIMEOUT_SECONDS) as connection:
                 # Only reads until the file is known to be ours: a file set aside stays as it was.
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 tables = {
@@ -324,10 +360,22 @@ class StoreFile:
                         return "it is empty, and this server may not write it to make a store"
                     # IF NOT EXISTS: another process may be making it at the same moment.
                     connection.executescript(
-                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                        f"BEGIN IMMEDIATE; {SCHEMA} {'; '.join(ROOMS_SCHEMA)}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                     )
                     return self._check_file()
-                if version != SCHEMA_VERSION or tables != _EXPECTED_TABLES:
+                if version == 1 and tables == EXPECTED_TABLES_V1 and self.read_only is None:
+                    # A store from before rooms: the new tables are added, its runs stay. IF NOT EXISTS and
+                    # the version check inside the transaction: another process may upgrade at the same moment.
+                    connection.execute("BEGIN IMMEDIATE")
+                    if connection.execute("PRAGMA user_version").fetchone()[0] == 1:
+                        for statement in ROOMS_SCHEMA:
+                            connection.execute(statement)
+                        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    connection.execute("COMMIT")
+                    return self._check_file()
+                if version == 1 and tables == EXPECTED_TABLES_V1 and self.read_only is not None:
+                    pass  # a store from before rooms that this server may only read: its runs are read as they are
+                elif version != SCHEMA_VERSION or tables != EXPECTED_TABLES:
                     return f"it is a SQLite database of another kind or version (user_version {version}, tables {sorted(tables)})"
                 problem = connection.execute("PRAGMA quick_check").fetchone()[0]
                 if problem != "ok":

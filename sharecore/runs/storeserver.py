@@ -27,7 +27,14 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sharecore.runs.storefile import _BUSY_TIMEOUT_SECONDS, _EXPECTED_TABLES, _SCHEMA, SCHEMA_VERSION, StoreUnavailable
+from sharecore.runs.storefile import (
+    BUSY_TIMEOUT_SECONDS,
+    EXPECTED_TABLES,
+    ROOMS_SCHEMA,
+    SCHEMA,
+    SCHEMA_VERSION,
+    StoreUnavailable,
+)
 
 DATABASE_URL_VARIABLE = "SHARECORE_DATABASE_URL"
 _SCHEMES = ("postgresql://", "postgres://")
@@ -214,7 +221,7 @@ class StoreServer:
             self._release(connection)
 
     @contextlib.contextmanager
-    def _write(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> Iterator[ServerConnection]:
+    def _write(self, timeout: float = BUSY_TIMEOUT_SECONDS) -> Iterator[ServerConnection]:
         """A connection in a write transaction that holds the store's writer lock, committed on success and
         rolled back on any error. Waiting longer than `timeout` for the lock fails (LockNotAvailable)."""
         connection = self._connect()
@@ -246,16 +253,17 @@ class StoreServer:
                 "SELECT table_name, column_name FROM information_schema.columns "
                 "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
             ).fetchall():
-                if table in _EXPECTED_TABLES and column != "rowid":
+                if table in EXPECTED_TABLES and column != "rowid":
                     found.setdefault(table, []).append(column)
-            wrong = sorted(table for table, columns in found.items() if columns != _EXPECTED_TABLES[table])
+            wrong = sorted(table for table, columns in found.items() if columns != EXPECTED_TABLES[table])
             if wrong:
                 raise StoreUnavailable(
                     f"The database {self.where} holds tables named {', '.join(wrong)} that are not the run store's "
                     "(other columns), and they were left as they are. Point "
                     f"{DATABASE_URL_VARIABLE} at a database of its own for sharecore (e.g. createdb sharecore)."
                 )
-            for statement in server_schema(_SCHEMA):
+            # The rooms' tables too (SQLite's version 2): a database made before rooms gains them here.
+            for statement in server_schema(";".join((SCHEMA, *ROOMS_SCHEMA))):
                 db.execute(statement)
             if version != SCHEMA_VERSION:
                 db.execute(f"DELETE FROM {_VERSION_TABLE}")

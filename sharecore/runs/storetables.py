@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from sharecore.runs.storefile import _BUSY_TIMEOUT_SECONDS, StoreFile
+from sharecore.runs.storefile import BUSY_TIMEOUT_SECONDS, StoreFile
 from sharecore.runs.storeserver import StoreServer, is_database_url
 
 
@@ -69,7 +69,7 @@ class StoreTables:
         """A connection for reads; each statement sees what was committed before it."""
         return self.database._read()
 
-    def _write(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> AbstractContextManager[Connection]:
+    def _write(self, timeout: float = BUSY_TIMEOUT_SECONDS) -> AbstractContextManager[Connection]:
         """A connection in a write transaction (one writer at a time, across processes), committed on
         success and rolled back on any error; waiting longer than `timeout` for the writer lock fails."""
         return self.database._write(timeout)

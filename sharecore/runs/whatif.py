@@ -197,20 +197,27 @@ def preset_label(baseline: Settings, run: Settings, *, preset: str = "") -> str:
         ``"seed-dense edited: uses enc, dec"`` (uses or tensors added or removed) or
         ``"my model: steps 200"`` (a model renamed, or from no preset).
     """
-    spec, config = run
-    base_spec, base_config = baseline
+    spec = run[0]
     renamed = not preset or spec.name != preset
     name = _short_name(spec.name if renamed else preset)
+    if not renamed and not _model_same(spec, baseline[0]):
+        name += " edited"
+    parts = differences(baseline, run)
+    if not parts:
+        return name
+    return f"{name}: {_join(parts, MAX_LABEL_CHARS - len(name) - 2)}"
+
+
+def differences(baseline: Settings, run: Settings) -> list[str]:
+    """What `run` sets otherwise than `baseline`, as short phrases, the data set first (it changes what
+    every loss means), then the model, then the training settings: ``["teacher tied", "lr 0.1"]``;
+    empty for the same settings."""
+    spec, config = run
+    base_spec, base_config = baseline
     changes: list[str] = []
     if not _model_same(spec, base_spec):
         found = _spec_changes(base_spec, spec)
         changes = found if found is not None else [f"uses {', '.join(u.name for u in spec.uses)}"]
-        if not renamed:
-            name += " edited"
-    # A data set change leads: it changes what every loss means.
     train = _train_changes(base_config, config)
     data = [c for c in train if c.startswith(("data ", "teacher "))]
-    parts = data + changes + [c for c in train if c not in data]
-    if not parts:
-        return name
-    return f"{name}: {_join(parts, MAX_LABEL_CHARS - len(name) - 2)}"
+    return data + changes + [c for c in train if c not in data]

@@ -53,7 +53,9 @@ MAX_PARAM_CHARS = 8_000
 # record_every by the run's steps (beyond that, only the first and last step are recorded anyway).
 MAX_SEED = 2**31 - 1  # Keras initializer seeds are 32-bit
 STREAMLIT_KEYS = frozenset({"embed", "embed_options"})  # Streamlit's own query parameters
-SHARE_KEYS = frozenset({"run"})  # a share link's kept run (`/compare?run=<id>`): read by the app, not a setting
+# Read by the app, not settings: a share link's kept run (`/compare?run=<id>`), a workshop room's join code
+# (`/room?room=CODE`) and its facilitator's board (`/room?board=<token>`).
+SHARE_KEYS = frozenset({"run", "room", "board"})
 
 DEFAULT_PRESET = "seed-dense"
 

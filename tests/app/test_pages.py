@@ -18,7 +18,19 @@ from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
 from tests.support.apptest import APP, figures, go, open_app, train_until_done, trainer_threads, values, widget
 
-PAGES = ["home", "lab", "compare", "exercises", "build", "train", "gradients", "divergence", "pitfalls", "your_model"]
+PAGES = [
+    "home",
+    "lab",
+    "compare",
+    "exercises",
+    "room",
+    "build",
+    "train",
+    "gradients",
+    "divergence",
+    "pitfalls",
+    "your_model",
+]
 # Small enough to compile fast; A has three uses (so the pairwise heatmap shows), B one.
 THREE_USES = ModelSpec.from_dict(
     {

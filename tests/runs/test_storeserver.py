@@ -12,7 +12,7 @@ import pytest
 
 from sharecore.runs.keeping import KeepPlan, keep
 from sharecore.runs.store import RunStore, StoreUnavailable, new_key
-from sharecore.runs.storefile import _EXPECTED_TABLES, SCHEMA_VERSION
+from sharecore.runs.storefile import EXPECTED_TABLES, SCHEMA_VERSION
 from sharecore.runs.storeserver import _WRITE_LOCK, shown_url
 from tests.support import ROOT, postgres
 from tests.support.server import free_port
@@ -99,7 +99,7 @@ def test_migrations_run_twice_and_from_several_processes_at_once_make_one_store(
     schema = url.rsplit("%3D", 1)[1]
     assert _query(cluster.url, f"SELECT version FROM {schema}.sharecore_schema") == [(SCHEMA_VERSION,)]
     tables = _query(cluster.url, f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'")
-    assert sorted(t for (t,) in tables) == sorted([*_EXPECTED_TABLES, "sharecore_schema"])
+    assert sorted(t for (t,) in tables) == sorted([*EXPECTED_TABLES, "sharecore_schema"])
 
 
 def test_tables_of_another_kind_with_the_stores_names_are_left_alone_and_named(cluster):
