@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from sharecore.core.spec import ModelSpec
 from sharecore.runs.compare import LabelledRun, final_figures, unique_labels
 from sharecore.runs.entries import check_run_id, check_workspace, clean_label, is_key, new_key
 from sharecore.runs.store import RunStore
-from sharecore.runs.storefile import reporting_sqlite_errors
+from sharecore.runs.storetables import reporting_store_errors
 from sharecore.runs.whatif import differences
 
 # Letters and digits that read and sound unlike each other: no 0/O, 1/I/L, 2/Z, 5/S, 8/B, U/V.
@@ -158,15 +157,14 @@ class Rooms:
             max_handins=int(settings.read("SHARECORE_ROOM_HANDINS", environ)),
         )
 
-    # `reporting_sqlite_errors` asks the file's owner to recover and to word the error.
-    def _recover(self, err: sqlite3.Error) -> bool:
-        return self.store._recover(err)
-
-    def _unavailable(self, err: sqlite3.Error) -> Exception:
-        return self.store._unavailable(err)
+    @property
+    def database(self) -> Any:
+        """The store's SQLite file or PostgreSQL server: `reporting_store_errors` asks it to recover from an
+        error and to word it."""
+        return self.store.database
 
     # ------------------------------------------------------------------ the facilitator
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def open(
         self, facilitator: str, spec: ModelSpec, config: TrainConfig, *, preset: str = "", exercise: str = ""
     ) -> Room:
@@ -223,7 +221,7 @@ class Rooms:
             if db.execute("SELECT 1 FROM rooms WHERE code = ?", (code,)).fetchone() is None:
                 return code
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def by_token(self, token: Any) -> Room:
         """The room whose facilitator link carries `token`, closed or not, until it expires.
 
@@ -243,7 +241,7 @@ class Rooms:
         with self.store._write() as db:
             db.execute(f"UPDATE rooms SET {column} = ? WHERE code = ?", (value, room.code))
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def close(self, token: str) -> None:
         """Closes the room: no more joining or handing in; the board stays readable until the room expires.
 
@@ -252,7 +250,7 @@ class Rooms:
         """
         self._change_room(token, "closed", 1)
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def project(self, token: str, projected: bool = True) -> None:
         """Lets the participants see the board (read-only), or hides it from them again.
 
@@ -261,7 +259,7 @@ class Rooms:
         """
         self._change_room(token, "projected", int(bool(projected)))
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def hide(self, token: str, run_id: str, hidden: bool = True) -> None:
         """Takes a hand-in off the board (or puts it back); the participant still has the run.
 
@@ -277,7 +275,7 @@ class Rooms:
         if not changed:
             raise KeyError(f"Run {run_id[:24]!r} is not handed in to room {room.code}: it may have been withdrawn.")
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def handins(self, room: Room, *, hidden: bool = False) -> list[HandIn]:
         """The room's hand-ins in the order they came in; with `hidden`, those taken off the board too.
 
@@ -288,7 +286,7 @@ class Rooms:
         return [_handin(row) for row in rows if hidden or not row["hidden"]]
 
     # ------------------------------------------------------------------ participants
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def find(self, code: Any) -> Room:
         """The room a participant joins with `code` (as typed), without its token; closed rooms too, until
         they expire (the page says it is closed).
@@ -306,7 +304,7 @@ class Rooms:
             )
         return _room(row, with_token=False)
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def hand_in(self, code: str, participant: str, run_id: str, name: str) -> None:
         """Hands in a run of `participant`'s list under display name `name`, with its label there now.
 
@@ -351,7 +349,7 @@ class Rooms:
                 (room.code, run_id, participant, name, entry["label"], now),
             )
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def withdraw(self, code: str, participant: str, run_id: str) -> None:
         """Takes back a run `participant` handed in; a run not handed in is left as it is."""
         participant = check_workspace(participant)
@@ -361,7 +359,7 @@ class Rooms:
                 "DELETE FROM handins WHERE room = ? AND run_id = ? AND participant = ?", (code, run_id, participant)
             )
 
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def handed_in(self, code: str, participant: str) -> list[HandIn]:
         """`participant`'s own hand-ins to the room (hidden ones too): what a participant may see of it."""
         participant = check_workspace(participant)
@@ -373,7 +371,7 @@ class Rooms:
         return [_handin(row) for row in rows]
 
     # ------------------------------------------------------------------ expiry
-    @reporting_sqlite_errors
+    @reporting_store_errors
     def purge(self) -> int:
         """Removes the rooms whose time is up, with their hand-ins (their runs stay in their lists); returns
         how many rooms went."""

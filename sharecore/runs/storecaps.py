@@ -11,7 +11,7 @@ workspace costs nothing: a browser without the cookie is a new one):
 - its pinned runs take at most ``max_pinned_bytes``, and the pinned runs of all workspaces at most
   half of ``max_bytes``, so pinning can never leave the store without room for a new run;
 - the whole store takes at most ``max_bytes``, counting every row a visitor can create (each list
-  entry and workspace as `ROW_BYTES`). A save that goes over removes the saving workspace's own
+  entry, workspace, room and hand-in as `ROW_BYTES`). A save that goes over removes the saving workspace's own
   oldest unpinned runs first; only then the runs of the workspace that holds the most bytes,
   oldest first, never a pinned run;
 - a workspace with no runs is removed, and one that only lists runs others saved (share links it
@@ -177,10 +177,12 @@ class StoreCaps(StoreTables):
 
     @staticmethod
     def _used_bytes(db: Connection) -> int:
-        """What the size cap counts: every run's bytes, and every entry and workspace row as `ROW_BYTES`."""
+        """What the size cap counts: every run's bytes, and every entry, workspace, room and hand-in row as
+        `ROW_BYTES` (whatever a visitor can make costs room)."""
         runs, rows = db.execute(
             "SELECT (SELECT coalesce(sum(bytes), 0) FROM runs), "
-            "(SELECT count(*) FROM entries) + (SELECT count(*) FROM workspaces)"
+            "(SELECT count(*) FROM entries) + (SELECT count(*) FROM workspaces) "
+            "+ (SELECT count(*) FROM rooms) + (SELECT count(*) FROM handins)"
         ).fetchone()
         return runs + ROW_BYTES * rows
 

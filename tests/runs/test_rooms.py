@@ -23,7 +23,7 @@ from sharecore.runs.rooms import (
     board_names,
     normal_code,
 )
-from sharecore.runs.store import RunStore, new_key
+from sharecore.runs.store import ROW_BYTES, RunStore, new_key
 from sharecore.runs.storefile import SCHEMA_VERSION
 from tests.support import ROOT
 from tests.support.store import hand_made
@@ -31,8 +31,9 @@ from tests.support.users import run_unprivileged
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite3")
+def store(store_where) -> RunStore:
+    """A new store on each back end (tests/runs/conftest.py): rooms live in SQLite and PostgreSQL alike."""
+    return RunStore(store_where)
 
 
 @pytest.fixture
@@ -201,7 +202,7 @@ def test_a_room_expires_with_its_hand_ins_after_its_hours(store, rooms, monkeypa
     with pytest.raises(UnknownRoom):
         rooms.by_token(room.token)
     assert rooms.purge() == 1
-    with sqlite3.connect(store.path) as db:
+    with store._read() as db:
         assert db.execute("SELECT count(*) FROM handins").fetchone()[0] == 0
     assert store.runs(ws)[0].id == run, "the run stays in its list"
 
@@ -232,6 +233,25 @@ def test_the_caps_come_from_the_environment(store):
     assert (rooms.hours, rooms.max_rooms, rooms.max_handins) == (2, 3, 300)
     with pytest.raises(ValueError, match="SHARECORE_ROOM_HOURS must be a whole number >= 1"):
         Rooms.from_env(store, {"SHARECORE_ROOM_HOURS": "0"})
+
+
+def test_rooms_and_hand_ins_count_under_the_stores_cap(store, rooms):
+    ws, (run,) = _participant(store)
+    before = store.total_bytes()
+    room = _open(rooms)
+    assert store.total_bytes() - before == ROW_BYTES
+    rooms.hand_in(room.code, ws, run, "A")
+    assert store.total_bytes() - before == 2 * ROW_BYTES
+
+
+def test_a_hand_in_through_one_store_is_on_the_board_of_another_on_the_same_database(store_where):
+    """Two server processes share one store (a PostgreSQL URL, or a file on one machine): what a participant
+    hands in through one is on the board that the other serves."""
+    one, other = RunStore(store_where), RunStore(store_where)
+    room = _open(Rooms(one))
+    ws, (run,) = _participant(other)
+    Rooms(other).hand_in(room.code, ws, run, "Bob")
+    assert [(h.name, h.run_id) for h in Rooms(one).handins(Rooms(one).by_token(room.token))] == [("Bob", run)]
 
 
 # ----------------------------------------------------------------------------- the schema
@@ -293,7 +313,7 @@ def test_the_board_lists_each_hand_ins_figures_and_what_it_changed_from_the_star
     results = {h.run_id: store.load(h.run_id).result for h in handins}
     frame = board(room, handins, results)
     assert list(frame["name"]) == ["Ann", "Ben", "Ann"]
-    assert list(frame["differs from the start"]) == ["nothing", "lr 0.1 (was 0.01)", "nothing"]
+    assert list(frame["differs from the start"]) == ["nothing", "lr 0.1", "nothing"]
     last = faster.history[faster.history.step == faster.history.step.max()].set_index("variant")["loss"]
     assert math.isclose(frame.loc[1, "loss tied"], last["tied"], rel_tol=1e-6)
     assert math.isclose(frame.loc[1, "loss untied"], last["untied"], rel_tol=1e-6)

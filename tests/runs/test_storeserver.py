@@ -129,7 +129,10 @@ def test_tables_removed_while_the_server_runs_are_made_anew_and_the_store_says_s
     ws = new_key()
     store.save(ws, hand_made(), "gone")
     schema = url.rsplit("%3D", 1)[1]
-    _query(cluster.url, f"DROP TABLE {schema}.entries, {schema}.runs, {schema}.workspaces")
+    _query(
+        cluster.url,
+        f"DROP TABLE {schema}.handins, {schema}.rooms, {schema}.entries, {schema}.runs, {schema}.workspaces",
+    )
     run_id = store.save(ws, hand_made(), "after").run_id
     assert [r.id for r in store.runs(ws)] == [run_id]
     assert "were removed while the server ran" in (store.problem or "")
