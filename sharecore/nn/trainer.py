@@ -60,60 +60,76 @@ class Trainer:
         self.chunk = tf.function(
             self._chunk,
             input_signature=[
-                x_spec,
+                x_spec,  # the training pool
                 y_spec,
-                tf.TensorSpec([None, batch_size], tf.int32),
-                tf.TensorSpec([None], tf.bool),
+                tf.TensorSpec([None, batch_size], tf.int32),  # (steps, batch) indices into the pool
+                tf.TensorSpec([None], tf.bool),  # (steps,) whether the step records its stats
+                tf.TensorSpec([None], tf.bool),  # (steps,) whether the held-out set is scored after the step
+                x_spec,  # the held-out set (no rows where there is none)
+                y_spec,
             ],
             autograph=False,
         )
         self.evaluate = tf.function(self._evaluate, input_signature=[x_spec, y_spec], autograph=False)
 
-    def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Loss and accuracy of both variants on held-out samples, (2,) each; no step is taken."""
+    def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """Loss and accuracy of both variants on held-out samples, (4,): tied loss, untied loss, tied and
+        untied accuracy; no step is taken."""
         outs = [v.loss(x, y, training=False) for v in self.variants]
-        return tf.stack([o[0] for o in outs]), tf.stack([o[1] for o in outs])
+        return tf.stack([o[0] for o in outs] + [o[1] for o in outs])
 
-    def _chunk(self, pool_x: tf.Tensor, pool_y: tf.Tensor, idx: tf.Tensor, record: tf.Tensor) -> tuple:
+    def _chunk(
+        self,
+        pool_x: tf.Tensor,
+        pool_y: tf.Tensor,
+        idx: tf.Tensor,
+        record: tf.Tensor,
+        score: tf.Tensor,
+        heldout_x: tf.Tensor,
+        heldout_y: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Trains len(idx) steps, or up to and without the first step whose loss or weights are not finite.
 
-        Returns per step done: losses (steps, 2), accuracies (steps, 2), the stats vectors; and
-        the finiteness of both variants at the last step tried.
+        Returns, per step done: the scalars (steps, 8) (loss, accuracy, held-out loss and held-out accuracy,
+        each tied then untied; held-out zero where `score` is False) and the stats vectors (steps, size);
+        and the finiteness of both variants at the last step tried. Two arrays, fetched once per chunk:
+        everything a run records between two progress reports.
         """
         n = tf.shape(idx)[0]
         size = sum(v.stats_size for v in self.variants)
 
-        def more(i, finite, losses, accs, stats):
+        def more(i, finite, scalars, stats):
             return tf.logical_and(i < n, tf.reduce_all(finite))
 
-        def step(i, finite, losses, accs, stats):
+        def step(i, finite, scalars, stats):
             x, y = tf.gather(pool_x, idx[i]), tf.gather(pool_y, idx[i])  # (batch, ...) each
             if self.strategy is None:
                 outs = [v.train_step(x, y, record[i]) for v in self.variants]
             else:
                 outs = self._replicated_step(x, y, record[i])
+            # After the step's update, as a score between two chunks saw the weights. Under a strategy in the
+            # cross-replica context: a mirrored variable reads the same values on every replica.
+            heldout = tf.cond(score[i], lambda: self._evaluate(heldout_x, heldout_y), lambda: tf.zeros([4]))
             return (
                 i + 1,
                 tf.stack([o[2] for o in outs]),
-                losses.write(i, tf.stack([o[0] for o in outs])),
-                accs.write(i, tf.stack([o[1] for o in outs])),
+                scalars.write(i, tf.concat([tf.stack([o[0] for o in outs] + [o[1] for o in outs]), heldout], 0)),
                 stats.write(i, tf.concat([o[3] for o in outs], axis=0)),
             )
 
-        tried, finite, losses, accs, stats = tf.while_loop(
+        tried, finite, scalars, stats = tf.while_loop(
             more,
             step,
             (
                 tf.constant(0),
                 tf.ones([2], tf.bool),
-                tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2]),
-                tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[2]),
-                tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[size]),
+                tf.TensorArray(tf.float32, size=n, element_shape=[8]),
+                tf.TensorArray(tf.float32, size=n, element_shape=[size]),
             ),
         )
         # A step that was not finite was written too; it is not a step done.
         done = tried - tf.cast(tf.logical_not(tf.reduce_all(finite)), tf.int32)
-        return losses.stack()[:done], accs.stack()[:done], stats.stack()[:done], finite
+        return scalars.stack()[:done], stats.stack()[:done], finite
 
     def _replicated_step(self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
         """One step of both variants on every replica, each on its slice of the batch; what they return is summed

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from sharecore.core import settings
 from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
@@ -83,7 +85,8 @@ class BackgroundRun:
             watching; what it returns is kept as `kept`. It runs before `done` turns True.
 
     The attributes `progress`, `result`, `kept` and `error` are written by the worker thread and
-    read by the front end; each is replaced whole, so a reader never sees half an update.
+    read by the front end; each is replaced whole, so a reader never sees half an update. The history
+    so far (`history`) is kept as the reports' new rows, appended, and joined when read.
     """
 
     def __init__(
@@ -106,6 +109,8 @@ class BackgroundRun:
         self.gone_after = gone_after
         self.stop_event = threading.Event()
         self.progress: TrainProgress | None = None  # the latest progress report
+        self._history: list[pd.DataFrame] = []  # each report's new history rows, appended by the worker
+        self._history_seen: tuple[int, pd.DataFrame | None] = (0, None)  # parts joined, and the joined frame
         self.result: TrainResult | None = None  # set when training ends, also after a stop
         self.error: str | None = None  # set instead of `result` when training could not run
         self.kept: Any = None  # what `on_result` returned
@@ -179,6 +184,19 @@ class BackgroundRun:
             return 0.0
         return min(1.0, self.progress.step / max(1, self.progress.total))
 
+    @property
+    def history(self) -> pd.DataFrame | None:
+        """The history of the steps trained so far (`HISTORY_COLUMNS`), for a live chart; None before the
+        first report. Joined when a front end asks (a few times a second at most), not at every chunk."""
+        parts = self._history[:]  # the worker only appends; a copy is a consistent prefix
+        if not parts:
+            return None
+        n, joined = self._history_seen
+        if n != len(parts) or joined is None:
+            joined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            self._history_seen = (len(parts), joined)
+        return joined
+
     # -- queue and owner
     def _request_stop(self) -> None:
         self.stop_event.set()
@@ -223,6 +241,7 @@ class BackgroundRun:
 
     # -- worker
     def _on_progress(self, progress: TrainProgress) -> None:
+        self._history.append(progress.new_history)
         self.progress = progress
 
     def _work(self) -> None:

@@ -141,19 +141,19 @@ def test_sgd_and_adam_both_reduce_the_loss():
             assert losses[-5:].mean() < losses[:5].mean()
 
 
-def test_progress_callback_sees_growing_history_and_stop_keeps_what_was_recorded():
+def test_progress_callback_is_handed_each_new_history_row_once_and_stop_keeps_what_was_recorded():
     stop = threading.Event()
     seen = []
 
     def on_progress(p):
-        seen.append((p.step, len(p.history)))
+        seen.append((p.step, list(p.new_history.step)))
         if p.step >= 4:
             stop.set()
 
     result = sharecore.train(
         sharecore.preset("seed-dense"), TrainConfig(steps=50), on_progress=on_progress, stop=stop, progress_every=2
     )
-    assert seen[:2] == [(2, 4), (4, 8)]
+    assert seen == [(2, [1, 1, 2, 2]), (4, [3, 3, 4, 4])]
     assert result.steps_done == 4
     assert result.stop_reason == "stopped by request after step 4"
     assert len(result.history) == 8
