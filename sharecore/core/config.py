@@ -73,6 +73,7 @@ class TrainConfig:
     record_every: int = 1  # record gradients and divergence every k steps (and at the last step)
     # Score the held-out samples (both models, all of them) after every k-th step, counted from the start of
     # the run (also of a continued one), and after the last; 0: about five times a run (`scored_every`).
+    # Each score ends a compiled chunk of steps, so scoring every step also returns to Python every step.
     eval_every: int = 0
     dataset: str = "teacher"  # 'teacher' (fits any spec) | 'digits' (8x8 images, 64 or 128 inputs)
     # The network that labels the 'teacher' data set, drawn at seed + 7919: 'untied' (each use its own

@@ -18,8 +18,8 @@ import pandas as pd
 from sharecore.core.results import RECORD_COLUMNS, TrainResult, record_frame
 from sharecore.nn.variant import Variant
 
-# The columns of a chunk's scalars (steps, 8), each tied then untied.
-LOSS, ACCURACY, HELDOUT_LOSS, HELDOUT_ACCURACY = slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8)
+# The columns of a chunk's scalars (steps, 4), each tied then untied.
+LOSS, ACCURACY = slice(0, 2), slice(2, 4)
 
 
 class Recorder:
@@ -29,7 +29,6 @@ class Recorder:
         variants: the tied and untied variants, in the order of the chunk's columns.
         first: the steps done before this run (a continued run's earlier steps), 0 for a new run.
         recorded: (last,) whether step s + 1 records its gradients and divergence.
-        scored: (last,) whether the held-out set is scored after step s + 1.
         resume: the earlier result a continued run goes on from: its frames come first, kept as they were.
     """
 
@@ -38,19 +37,18 @@ class Recorder:
         variants: Sequence[Variant],
         first: int,
         recorded: np.ndarray,
-        scored: np.ndarray,
         resume: TrainResult | None = None,
     ) -> None:
         self.variants = list(variants)
         self.first, self.done = first, first
-        self.recorded, self.scored = recorded, scored
+        self.recorded = recorded
         self.resume = resume
-        self.scalars = np.zeros((len(recorded) - first, 8), np.float32)  # (steps of this run, 8)
+        self.scalars = np.zeros((len(recorded) - first, 4), np.float32)  # (steps of this run, 4)
         # Row of each recorded step of this run in `stats`.
         self.stats_row = np.cumsum(recorded[first:]) - 1
         self.stats = np.zeros((int(recorded[first:].sum()), sum(v.stats_size for v in self.variants)), np.float32)
         self.start_divergence: list[tuple] = []  # step 0's rows, computed eagerly
-        self.extra_heldout: list[tuple] = []  # scores outside the schedule: step 0, a stopped run's last step
+        self.heldout_rows: list[tuple] = []  # a handful a run
 
     def divergence_now(self, step: int) -> None:
         """Records the divergence of the variants' current weights at `step` (0: before training)."""
@@ -63,8 +61,7 @@ class Recorder:
 
         Args:
             first: the steps done before the chunk.
-            scalars: (steps, 8) loss, accuracy (NaN without classes), held-out loss and held-out accuracy
-                (where scored), each tied then untied.
+            scalars: (steps, 4) loss and accuracy (NaN without classes), each tied then untied.
             stats: (steps, sum of the variants' `stats_size`): each variant's stats vector in turn (zeros
                 at a step that records nothing).
         """
@@ -75,14 +72,14 @@ class Recorder:
         self.done = first + len(scalars)
 
     def heldout(self, step: int, values: np.ndarray) -> None:
-        """Records a held-out score outside the chunks: (4,) loss and accuracy, each tied then untied."""
-        self.extra_heldout += [
+        """Records a held-out score after `step`: (4,) loss and accuracy, each tied then untied."""
+        self.heldout_rows += [
             (step, v.name, float(values[j]), float(values[2 + j])) for j, v in enumerate(self.variants)
         ]
 
     def is_scored(self, step: int) -> bool:
-        """Whether the held-out set was scored after `step` (by the schedule or outside it)."""
-        return bool(step > 0 and self.scored[step - 1]) or any(row[0] == step for row in self.extra_heldout)
+        """Whether the held-out set was scored after `step`."""
+        return any(row[0] == step for row in self.heldout_rows)
 
     # -- frames
     def history(self, after: int) -> pd.DataFrame:
@@ -104,7 +101,7 @@ class Recorder:
             "history": self.history(self.first),
             "gradients": self._gradients(),
             "divergence": _concat(record_frame("divergence", self.start_divergence), self._divergence()),
-            "heldout": self._heldout(),
+            "heldout": record_frame("heldout", self.heldout_rows),
         }
         if self.resume is None:
             return new
@@ -146,19 +143,6 @@ class Recorder:
 
     def _divergence(self) -> pd.DataFrame:
         return self._per_key("divergence", 2, "div_keys", 1)
-
-    def _heldout(self) -> pd.DataFrame:
-        steps = np.flatnonzero(self.scored[self.first : self.done]) + self.first + 1
-        scalars = self.scalars[steps - 1 - self.first]
-        scheduled = _frame(
-            "heldout",
-            np.repeat(steps, len(self.variants)),
-            np.tile(self._names(), len(steps)),
-            scalars[:, HELDOUT_LOSS].reshape(-1),
-            scalars[:, HELDOUT_ACCURACY].reshape(-1),
-        )
-        frame = _concat(record_frame("heldout", self.extra_heldout), scheduled)
-        return frame.sort_values("step", kind="stable", ignore_index=True) if self.extra_heldout else frame
 
 
 def _frame(name: str, *columns: np.ndarray) -> pd.DataFrame:

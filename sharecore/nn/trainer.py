@@ -64,7 +64,7 @@ class Trainer:
                 y_spec,
                 tf.TensorSpec([None, batch_size], tf.int32),  # (steps, batch) indices into the pool
                 tf.TensorSpec([None], tf.bool),  # (steps,) whether the step records its stats
-                tf.TensorSpec([None], tf.bool),  # (steps,) whether the held-out set is scored after the step
+                tf.TensorSpec([], tf.bool),  # whether the held-out set is scored after the chunk's last step
                 x_spec,  # the held-out set (no rows where there is none)
                 y_spec,
             ],
@@ -87,13 +87,16 @@ class Trainer:
         score: tf.Tensor,
         heldout_x: tf.Tensor,
         heldout_y: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Trains len(idx) steps, or up to and without the first step whose loss or weights are not finite.
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Trains len(idx) steps, or up to and without the first step whose loss or weights are not finite;
+        then, if `score` and every step was done, scores the held-out set.
 
-        Returns, per step done: the scalars (steps, 8) (loss, accuracy, held-out loss and held-out accuracy,
-        each tied then untied; held-out zero where `score` is False) and the stats vectors (steps, size);
-        and the finiteness of both variants at the last step tried. Two arrays, fetched once per chunk:
-        everything a run records between two progress reports.
+        Returns, per step done: the scalars (steps, 4) (loss and accuracy, each tied then untied) and the
+        stats vectors (steps, size); the held-out score (4,) (loss and accuracy, each tied then untied;
+        zeros when not scored); and the finiteness of both variants at the last step tried. Fetched once
+        per chunk: everything a run records between two progress reports. `train` ends a chunk at every
+        step its held-out schedule scores (a handful a run), so the score is outside the loop of steps:
+        a branch in every step cost a tiny model a tenth of its speed.
         """
         n = tf.shape(idx)[0]
         size = sum(v.stats_size for v in self.variants)
@@ -107,13 +110,10 @@ class Trainer:
                 outs = [v.train_step(x, y, record[i]) for v in self.variants]
             else:
                 outs = self._replicated_step(x, y, record[i])
-            # After the step's update, as a score between two chunks saw the weights. Under a strategy in the
-            # cross-replica context: a mirrored variable reads the same values on every replica.
-            heldout = tf.cond(score[i], lambda: self._evaluate(heldout_x, heldout_y), lambda: tf.zeros([4]))
             return (
                 i + 1,
                 tf.stack([o[2] for o in outs]),
-                scalars.write(i, tf.concat([tf.stack([o[0] for o in outs] + [o[1] for o in outs]), heldout], 0)),
+                scalars.write(i, tf.stack([o[0] for o in outs] + [o[1] for o in outs])),
                 stats.write(i, tf.concat([o[3] for o in outs], axis=0)),
             )
 
@@ -123,13 +123,20 @@ class Trainer:
             (
                 tf.constant(0),
                 tf.ones([2], tf.bool),
-                tf.TensorArray(tf.float32, size=n, element_shape=[8]),
+                tf.TensorArray(tf.float32, size=n, element_shape=[4]),
                 tf.TensorArray(tf.float32, size=n, element_shape=[size]),
             ),
         )
+        all_finite = tf.reduce_all(finite)
         # A step that was not finite was written too; it is not a step done.
-        done = tried - tf.cast(tf.logical_not(tf.reduce_all(finite)), tf.int32)
-        return scalars.stack()[:done], stats.stack()[:done], finite
+        done = tried - tf.cast(tf.logical_not(all_finite), tf.int32)
+        # Under a strategy in the cross-replica context: a mirrored variable reads the same values on every replica.
+        heldout = tf.cond(
+            tf.logical_and(score, all_finite),
+            lambda: self._evaluate(heldout_x, heldout_y),
+            lambda: tf.zeros([4]),
+        )
+        return scalars.stack()[:done], stats.stack()[:done], heldout, finite
 
     def _replicated_step(self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
         """One step of both variants on every replica, each on its slice of the batch; what they return is summed

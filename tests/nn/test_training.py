@@ -257,7 +257,8 @@ def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monke
     """A GPU's out-of-memory or cuDNN failure (raised here on the CPU) is a stop, not a crash."""
     from sharecore.nn import trainer as pool
 
-    spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=6, batch_size=8, seed=5)
+    # Chunks of 3 steps: progress_every, and a held-out score (which ends a chunk) every 3 steps.
+    spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=6, batch_size=8, seed=5, eval_every=3)
     real_checkout, calls = pool._checkout, []
 
     def failing_checkout(key, make):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pandas as pd
+
 from sharecore import preset, train
 from sharecore.core.config import TrainConfig
 from sharecore.runs.runner import BackgroundRun
@@ -25,11 +27,13 @@ def test_background_run_gives_the_same_result_as_training_directly():
     assert run.fraction == 1.0 and not run.running and run.done
 
 
-def test_progress_reaches_the_last_step():
+def test_progress_reaches_the_last_step_and_the_joined_history_is_the_results():
     run = BackgroundRun(preset("tied-autoencoder"), TrainConfig(steps=8, batch_size=4)).start()
     run.wait(120)
     assert run.progress is not None and run.progress.step == 8 and run.progress.total == 8
-    assert len(run.progress.history) == 16  # one row per variant and step
+    # Each report hands over only its new rows; joined, they are the result's history, row for row.
+    assert len(run.progress.new_history) < 16
+    pd.testing.assert_frame_equal(run.history, run.result.history)
 
 
 def test_stop_ends_the_thread_and_keeps_what_was_recorded():
