@@ -305,3 +305,21 @@ def test_a_tensorflow_error_that_is_no_device_failure_is_raised_not_hidden_in_a_
     monkeypatch.setattr(pool, "_checkout", failing_checkout)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Incompatible shapes"):
         sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=4, batch_size=8, seed=5))
+
+
+def test_chunks_are_sized_by_their_pace_growing_at_most_eightfold_and_a_fixed_size_stays():
+    from sharecore.nn.training import ChunkSizes
+
+    sizes = ChunkSizes()
+    assert sizes.next() == ChunkSizes.FIRST_CHUNK == 2  # a first chart at once
+    sizes.took(2, 0.002)  # 1 ms a step: 0.2 s would be 200 steps, but a chunk grows at most 8 times
+    assert sizes.next() == 16
+    sizes.took(16, 0.016)
+    assert sizes.next() == 128
+    sizes.took(128, 0.128)
+    assert sizes.next() == 200  # CHUNK_SECONDS of steps
+    sizes.took(200, 2.0)  # a slower spell: 10 ms a step
+    assert sizes.next() == 20
+    fixed = ChunkSizes(5)
+    fixed.took(5, 10.0)
+    assert fixed.next() == 5
