@@ -44,9 +44,9 @@ class Recorder:
         self.recorded = recorded
         self.resume = resume
         self.scalars = np.zeros((len(recorded) - first, 4), np.float32)  # (steps of this run, 4)
-        # Row of each recorded step of this run in `stats`.
-        self.stats_row = np.cumsum(recorded[first:]) - 1
+        # (recorded steps of this run, stats); np.zeros takes no time until rows are written.
         self.stats = np.zeros((int(recorded[first:].sum()), sum(v.stats_size for v in self.variants)), np.float32)
+        self.stats_filled = 0  # rows of `stats` written
         self.start_divergence: list[tuple] = []  # step 0's rows, computed eagerly
         self.heldout_rows: list[tuple] = []  # a handful a run
 
@@ -67,8 +67,9 @@ class Recorder:
         """
         rows = slice(first - self.first, first - self.first + len(scalars))
         self.scalars[rows] = scalars
-        recorded = self.recorded[first : first + len(scalars)]
-        self.stats[self.stats_row[rows][recorded]] = stats[recorded]
+        kept = stats[self.recorded[first : first + len(scalars)]]
+        self.stats[self.stats_filled : self.stats_filled + len(kept)] = kept
+        self.stats_filled += len(kept)
         self.done = first + len(scalars)
 
     def heldout(self, step: int, values: np.ndarray) -> None:
