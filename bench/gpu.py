@@ -107,7 +107,7 @@ def run(mode: Mode) -> Section:
         hygiene = {"gpus": []}
     if not hygiene["gpus"]:
         section.add(
-            "**No GPU is visible to TensorFlow on this machine, so nothing was measured here.** On a host with "
+            "Skipped: TensorFlow sees no GPU on this machine. **Nothing was measured here.** On a host with "
             'an NVIDIA GPU and `tensorflow[and-cuda]` (README, "GPU"), `python -m bench --only gpu` checks memory '
             "growth and TF32, the GPU's peak memory, train / bare chunk and train / Keras fit for every preset "
             "(recording every 10th step and every step), tied against untied steps per second, GPU against CPU "

@@ -124,6 +124,7 @@ def _fresh_server(root: Path, browser, home_only: bool = False) -> dict[str, flo
         button = page.get_by_role("button", name=TRAIN_BUTTON)
         button.wait_for(timeout=180_000)
         page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=180_000)
+        out["train_enabled"] = time.perf_counter() - start
         page.evaluate("window.__sawRunning = true")  # TRAINED waits for a run that has started
         button.click()
         # The live chart of the first chunk, or the result's chart if the run ended first.
@@ -207,6 +208,7 @@ def run(mode: Mode) -> Section:
     labels = {
         "home": ("Home painted", "<= 3 s"),
         "nav": ("navigation drawn", ""),
+        "train_enabled": ("Train button enabled (TensorFlow loaded)", ""),
         "first_chart": ("first chart after Train (live or result)", ""),
         "chart": ("result chart after Train", "<= 8 s"),
     }
