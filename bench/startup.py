@@ -208,7 +208,7 @@ def run(mode: Mode) -> Section:
     labels = {
         "home": ("Home painted", "<= 3 s"),
         "nav": ("navigation drawn", ""),
-        "train_enabled": ("Train button enabled (TensorFlow loaded)", ""),
+        "train_enabled": ("Train page drawn, its button enabled", ""),
         "first_chart": ("first chart after Train (live or result)", ""),
         "chart": ("result chart after Train", "<= 8 s"),
     }
