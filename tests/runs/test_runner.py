@@ -9,6 +9,7 @@ import pandas as pd
 
 from sharecore import preset, train
 from sharecore.core.config import TrainConfig
+from sharecore.runs import runner
 from sharecore.runs.runner import BackgroundRun
 
 
@@ -80,3 +81,12 @@ def test_active_runs_counts_live_workers_only():
     assert active_runs() == 1
     run.stop()
     assert active_runs() == 0
+
+
+def test_a_run_of_many_reports_keeps_its_history_in_a_few_parts_whole_and_in_order():
+    run = BackgroundRun(preset("seed-dense"), TrainConfig(steps=80, batch_size=4))  # not started: fed below
+    result = train(
+        preset("seed-dense"), TrainConfig(steps=80, batch_size=4), progress_every=1, on_progress=run._on_progress
+    )
+    assert len(run._history) <= runner.HISTORY_PARTS
+    pd.testing.assert_frame_equal(run.history, result.history)
