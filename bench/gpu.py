@@ -6,9 +6,11 @@ GPU host, two fresh processes:
 1. **hygiene and speed** on GPU:0: memory growth on and TensorFloat-32 off (what importing
    sharecore sets); the GPU memory the runs peaked at against the GPU's total (without memory
    growth TensorFlow reserves nearly all of it at the first op); a bare training step of the
-   tied model against the untied one (alternating rounds, steps per second); and the largest
+   tied model against the untied one (alternating rounds, steps per second); the largest
    difference between `train()`'s records on the GPU and on the CPU (about 1e-6 with TF32
-   off; near 1e-3 with it on).
+   off; near 1e-3 with it on); and, for every preset of the `trainer` section, its ratios on
+   the GPU: train / bare chunk and train / Keras fit, recording every 10th step and every step
+   (`bench.trainer.compare`).
 2. **mirrored over 2 GPUs**: two physical GPUs, or one split into two logical GPUs of 1 GB
    each; `train()` on one GPU against MirroredStrategy over the two, steps per second and the
    largest difference between their records.
@@ -49,7 +51,7 @@ def worker(part: str, scale: float, rounds: int) -> dict:
 
     import sharecore
     from bench.common import alternate
-    from bench.trainer import BarePair, train_case
+    from bench.trainer import QUICK_STEPS, BarePair, compare, train_case
     from sharecore.core.config import TrainConfig
     from sharecore.nn.devices import configure_gpus
 
@@ -79,6 +81,10 @@ def worker(part: str, scale: float, rounds: int) -> dict:
             )
             out[name] = {"speeds": speeds, "difference": _max_difference(one, two), "device": two.device}
     if part == "hygiene":
+        out["ratios"] = {
+            name: compare(sharecore.preset(name), max(8, int(n * scale)), rounds, device="gpu")
+            for name, n in QUICK_STEPS.items()
+        }
         info = tf.config.experimental.get_memory_info("GPU:0")
         details = tf.config.experimental.get_device_details(physical[0])
         out["peak_mb"] = info["peak"] / 2**20
@@ -89,9 +95,10 @@ def worker(part: str, scale: float, rounds: int) -> dict:
 # ----------------------------------------------------------------------------- the section
 def run(mode: Mode) -> Section:
     from bench.common import median, ratio, spread
+    from bench.trainer import RATIO_HEADER, TARGETS, ratio_rows
     from sharecore.nn.tfimport import tf
 
-    section = Section("GPU: memory growth, TF32, tied vs untied, mirrored over 2 GPUs")
+    section = Section("GPU: memory growth, TF32, trainer ratios, tied vs untied, mirrored over 2 GPUs")
     args = {"scale": mode.scale, "rounds": mode.rounds}
     if tf.config.list_physical_devices("GPU"):
         note("gpu: hygiene and speed in a fresh process")
@@ -100,10 +107,11 @@ def run(mode: Mode) -> Section:
         hygiene = {"gpus": []}
     if not hygiene["gpus"]:
         section.add(
-            "Skipped: TensorFlow sees no GPU on this machine. On a host with an NVIDIA GPU and "
-            '`tensorflow[and-cuda]` (README, "GPU"), `python -m bench --only gpu` checks memory growth and '
-            "TF32, the GPU's peak memory, tied against untied steps per second, GPU against CPU records, and "
-            "MirroredStrategy over 2 GPUs (one GPU split in two if there is only one)."
+            "Skipped: TensorFlow sees no GPU on this machine. **Nothing was measured here.** On a host with "
+            'an NVIDIA GPU and `tensorflow[and-cuda]` (README, "GPU"), `python -m bench --only gpu` checks memory '
+            "growth and TF32, the GPU's peak memory, train / bare chunk and train / Keras fit for every preset "
+            "(recording every 10th step and every step), tied against untied steps per second, GPU against CPU "
+            "records, and MirroredStrategy over 2 GPUs (one GPU split in two if there is only one)."
         )
         return section
     note("gpu: mirrored over 2 GPUs in a fresh process")
@@ -126,6 +134,21 @@ def run(mode: Mode) -> Section:
         )
         section.headlines.append(Headline(f"gpu, {name}: tied / untied bare step", ratio(tied, untied), "", None))
         section.headlines.append(Headline(f"gpu, {name}: mirrored over 2 / one GPU", ratio(two, one), "", None))
+    ratio_table = []
+    for name, result in hygiene["ratios"].items():
+        ratio_table += ratio_rows(name, result)
+        for every, label in ((10, "record every 10"), (1, "record every step")):
+            r = ratio(result[label], result["bare chunk"])
+            section.headlines.append(
+                Headline(f"gpu, {name}, {label}: train / bare chunk", r, f">= {TARGETS[every]}", r >= TARGETS[every])
+            )
+    section.add(
+        "On GPU:0, the `trainer` section's comparison (`bench.trainer.compare`, device 'gpu'; steps per second, "
+        "alternating rounds):",
+        "",
+        *table(RATIO_HEADER, ratio_table),
+        "",
+    )
     section.add(
         f"GPU: {hygiene['name']} ({', '.join(hygiene['gpus'])}); memory growth "
         f"{'on' if hygiene['memory_growth'] else '**off**'}, TF32 {'**on**' if hygiene['tf32'] else 'off'}; "

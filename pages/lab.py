@@ -239,8 +239,9 @@ def live() -> None:
         progress = run.progress
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
-        if progress is not None:
-            widgets.chart(figures.loss_chart(progress.history, run.config.steps), key=keys.LAB_LIVE_LOSS)
+        history = run.history
+        if history is not None:
+            widgets.chart(figures.loss_chart(history, run.config.steps), key=keys.LAB_LIVE_LOSS)
 
     panel()
 

@@ -49,9 +49,10 @@ def live_panel() -> None:
             return  # the queue state alone: no step counter nor chart yet
         step = progress.step if progress else 0
         st.progress(run.fraction, text=f"Training tied and untied: step {step} of {run.config.steps}")
-        if progress is not None:
+        history = run.history
+        if history is not None:
             log_y = log_scale_toggle()
-            widgets.chart(figures.loss_chart(progress.history, run.config.steps, log_y=log_y), key=keys.TRAIN_LIVE_LOSS)
+            widgets.chart(figures.loss_chart(history, run.config.steps, log_y=log_y), key=keys.TRAIN_LIVE_LOSS)
 
     live()
 

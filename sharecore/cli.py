@@ -262,7 +262,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         make_strategy(config)
     resolve_device(config.device)  # 'gpu' where TensorFlow sees none
 
-    # No on_progress callback: train() would build a DataFrame of the whole history for it after every chunk.
+    # No on_progress callback: nothing here draws the history as it grows.
     print(
         f"training {spec.name!r} tied and untied for {config.steps} steps "
         f"(Ctrl-C stops early and writes what was recorded)",

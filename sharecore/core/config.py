@@ -14,6 +14,7 @@ DEVICES = ("auto", "cpu", "gpu")
 DATASETS = ("teacher", "digits", "tokens")
 TEACHERS = ("untied", "tied")  # the network that labels the 'teacher' data set: see `sharecore.nn.data.teacher_dataset`
 DISTRIBUTE = ("none", "mirrored", "multi-worker")
+SCORES_PER_RUN = 5  # held-out scores in a run with the default schedule (eval_every 0), the last step's among them
 TEACHER_POOL_SIZE = 512  # samples in a teacher pool; batches are drawn from it with replacement
 TOKENS_HELDOUT = 128  # held-out sequences of the 'tokens' data set (its pool is TEACHER_POOL_SIZE sequences)
 TEACHER_HELDOUT = 256  # held-out samples of the 'teacher' data set: more inputs, labelled by the same teacher
@@ -70,6 +71,10 @@ class TrainConfig:
     seed: int = 0  # initial weights, teacher network and batch order
     device: str = "auto"  # 'auto' | 'cpu' | 'gpu'
     record_every: int = 1  # record gradients and divergence every k steps (and at the last step)
+    # Score the held-out samples (both models, all of them) after every k-th step, counted from the start of
+    # the run (also of a continued one), and after the last; 0: about five times a run (`scored_every`).
+    # Each score ends a compiled chunk of steps, so scoring every step also returns to Python every step.
+    eval_every: int = 0
     dataset: str = "teacher"  # 'teacher' (fits any spec) | 'digits' (8x8 images, 64 or 128 inputs)
     # The network that labels the 'teacher' data set, drawn at seed + 7919: 'untied' (each use its own
     # copy, which a tied student cannot always match) | 'tied' (the spec's own tied model, which it can).
@@ -90,6 +95,7 @@ class TrainConfig:
         check_int("train.seed", self.seed, minimum=0)
         check_choice("train.device", self.device, DEVICES)
         check_int("train.record_every", self.record_every)
+        check_int("train.eval_every", self.eval_every, minimum=0)
         check_choice("train.dataset", self.dataset, DATASETS)
         check_choice("train.teacher", self.teacher, TEACHERS)
         check_choice("train.distribute", self.distribute, DISTRIBUTE)
@@ -104,6 +110,21 @@ class TrainConfig:
             )
         if self.replicas:
             check_batch_split(self.batch_size, self.replicas)
+
+    @property
+    def scored_every(self) -> int:
+        """The held-out schedule's period in steps: `eval_every`, or with 0 a fifth of the run (at least 1).
+
+        Derived from the run's total, so a continued run of the same total scores the steps one
+        uninterrupted run scores. A score costs a forward pass of both models over the whole held-out
+        set (256 samples for the teacher, 8 batches of 32), so scoring after every step of a long run
+        would cost more than the training.
+
+        Example:
+            >>> TrainConfig(steps=60).scored_every, TrainConfig(steps=3).scored_every, TrainConfig(eval_every=7).scored_every
+            (12, 1, 7)
+        """
+        return self.eval_every or -(-self.steps // SCORES_PER_RUN)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -78,7 +78,9 @@ class TrainProgress:
 
     step: int  # steps done by both variants
     total: int
-    history: pd.DataFrame  # the history so far
+    # The history rows of the steps since the last report (`HISTORY_COLUMNS`): only what is new, so a
+    # long run hands over each row once instead of the whole history after every chunk.
+    new_history: pd.DataFrame
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ more event files; several run folders under one parent (`logs/lr0.01`, `logs/lr0
 side in `tensorboard --logdir logs`. The tags, the same in both variants:
 
 - ``loss``, ``accuracy``: the history, at every step (accuracy only for a data set with classes).
-- ``heldout/loss``, ``heldout/accuracy``: on the held-out samples, at step 0 and after every chunk.
+- ``heldout/loss``, ``heldout/accuracy``: on the held-out samples, at step 0 and at the steps `TrainConfig.eval_every` scores.
 - ``gradients/<tensor>/<use>/grad_norm``: the norm of one use's gradient of a shared tensor;
   ``.../sum_norm``: the norm of the sum over its uses; ``.../cosine_with_others``: the cosine of
   the use's gradient with the sum of the others'.

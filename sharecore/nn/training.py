@@ -9,7 +9,6 @@ progress, honours a stop request and the time cap, and turns a device failure in
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import threading
 import time
@@ -28,7 +27,7 @@ from sharecore.nn.model import initial_values
 from sharecore.nn.recorder import Recorder
 from sharecore.nn.tensorboard import check_logdir, write_run
 from sharecore.nn.tfimport import tf
-from sharecore.nn.trainer import Trainer, borrowed
+from sharecore.nn.trainer import borrowed
 from sharecore.nn.variant import Variant
 
 
@@ -48,8 +47,9 @@ def train(
     """Trains the tied and untied models of `spec` side by side.
 
     Both start from `config.seed`'s initial weights and see the same batches. Steps run in
-    compiled chunks of `progress_every` steps; progress calls and stop requests are handled
-    between chunks.
+    compiled chunks of about 0.2 s each (`ChunkSizes`), or of `progress_every` steps; the held-out
+    set is scored inside them on `config.scored_every`'s schedule; progress calls and stop requests
+    are handled between chunks.
 
     With `resume`, the run carries on where an earlier result of the same spec ended: its weights,
     optimizer state and batch order go on, and `config.steps` is the new total (to continue a run
@@ -61,9 +61,11 @@ def train(
     Args:
         spec: the model spec.
         config: the training settings; defaults to `TrainConfig()`.
-        on_progress: called after every chunk with the history so far.
+        on_progress: called after every chunk with the steps done and the history rows of the steps
+            since the last call (`TrainProgress.new_history`); a watcher that charts the whole run
+            keeps the rows it was handed.
         stop: when set, the run ends after the current chunk and returns what it recorded.
-        progress_every: steps per chunk; default about 20 chunks a run (at most 50 steps).
+        progress_every: steps per chunk; default by time, about 0.2 s of steps a chunk.
         limits: caps on size and run length; default `Limits.from_env()`.
         strategy: a `tf.distribute` strategy to train under, e.g. a `MultiWorkerMirroredStrategy`
             made at the start of the program; default the one `config.distribute` asks for
@@ -113,7 +115,6 @@ def train(
     with tf.device(device):
         data = make_dataset(p, config.dataset, config.seed, config.teacher)
         init = initial_values(p, config.seed)
-    chunk = progress_every or min(50, max(1, math.ceil(config.steps / 20)))
     # Each chunk draws its batches' indices from one generator as it starts: the same numbers as
     # drawing (steps, batch_size) at once, without holding them all (100,000 steps at batch 512
     # took 400 MB while they were drawn).
@@ -122,6 +123,11 @@ def train(
         batches.bit_generator.state = resume.state.rng  # the batches the earlier run would have drawn next
     steps = np.arange(1, config.steps + 1)
     recorded = (steps == 1) | (steps % config.record_every == 0) | (steps == config.steps)
+    # By absolute step number, so that a continued run scores the steps one uninterrupted run scores.
+    scored = (steps % config.scored_every == 0) | (steps == config.steps)
+    if data.heldout_x is None:
+        scored[:] = False
+    score_steps = np.append(np.flatnonzero(scored) + 1, config.steps)  # ascending; the last step closes it
 
     # A strategy places the replicas' ops itself; under an outer device scope they would all go there.
     with (
@@ -132,12 +138,14 @@ def train(
         for v in variants:
             v.reset(init, config)  # also for a continued run: it sets the seed's ||W0|| for divergence
         params = {v.name: int(v.model.count_params()) for v in variants}
-        recorder = Recorder(variants, resume)
-        evaluate = _heldout_evaluation(trainer, data, recorder)
+        steps_done = resume.state.steps_done if resume is not None else 0
+        recorder = Recorder(variants, steps_done, recorded, resume)
+        heldout_x, heldout_y = _heldout_tensors(data)
         if resume is None:
             weights = {"start": {v.name: v.snapshot() for v in variants}}
             recorder.divergence_now(0)
-            evaluate(0)
+            if data.heldout_x is not None:
+                recorder.heldout(0, trainer.evaluate(heldout_x, heldout_y).numpy())
         else:
             weights = {"start": resume.weights["start"]}
             _restore(variants, resume.state, config)
@@ -145,11 +153,12 @@ def train(
 
         stop_reason = None
         can_continue = True  # False once the weights are no place to go on from
-        steps_done = resume.state.steps_done if resume is not None else 0
         # Trace before the clock starts, so that steps per second measure training only.
         start = time.perf_counter()
         trainer.chunk.get_concrete_function()
         compile_seconds = time.perf_counter() - start
+        sizes = ChunkSizes(progress_every)
+        reported = steps_done  # the last step handed to on_progress
         start = time.perf_counter()
         while steps_done < config.steps:
             if stop is not None and stop.is_set():
@@ -158,29 +167,43 @@ def train(
             if time.perf_counter() - began > limits.max_run_seconds:
                 stop_reason = _over_time(limits, steps_done, config.steps)
                 break
-            # Chunks end at multiples of `chunk`, also for a continued run, so that its held-out
-            # evaluations fall on the steps of one uninterrupted run.
-            first, last = steps_done, min((steps_done // chunk + 1) * chunk, config.steps)
+            first = steps_done
+            # A chunk ends at the next step the held-out schedule scores: the chunk scores after its last step.
+            last = min(first + sizes.next(), score_steps[np.searchsorted(score_steps, first, side="right")])
             idx = batches.integers(0, len(data.x), (last - first, config.batch_size)).astype("int32")
+            called = time.perf_counter()
             try:
-                out = trainer.chunk(pool_x, pool_y, tf.constant(idx), tf.constant(recorded[first:last]))
-                losses, accs, stats, finite = (t.numpy() for t in out)
+                out = trainer.chunk(
+                    pool_x,
+                    pool_y,
+                    tf.constant(idx),
+                    tf.constant(recorded[first:last]),
+                    tf.constant(scored[last - 1]),
+                    heldout_x,
+                    heldout_y,
+                )
+                scalars, stats, heldout, finite = (t.numpy() for t in out)
             except DEVICE_ERRORS as err:
                 stop_reason = _device_failure(err, where, first, last, config, strategy is not None)
                 can_continue = False  # the chunk may have updated some weights before it failed
                 break
-            recorder.chunk(first, losses, accs, stats, recorded)
-            steps_done = first + len(losses)
-            if steps_done > first:
-                evaluate(steps_done)
+            sizes.took(len(scalars), time.perf_counter() - called)
+            recorder.chunk(first, scalars, stats)
+            steps_done = first + len(scalars)
+            if steps_done == last and scored[last - 1]:
+                recorder.heldout(last, heldout)
             if not finite.all():
                 can_continue = False
                 stop_reason = _non_finite([v.name for v, ok in zip(variants, finite) if not ok], steps_done, config)
-            if on_progress is not None:
-                on_progress(TrainProgress(steps_done, config.steps, recorder.frame("history")))
+            if on_progress is not None and steps_done > reported:
+                on_progress(TrainProgress(steps_done, config.steps, recorder.history(reported)))
+                reported = steps_done
             if stop_reason:
                 break
         seconds = time.perf_counter() - start
+        # A run stopped between two scores (Stop, the time cap) is scored where it ended, as its last word.
+        if can_continue and data.heldout_x is not None and steps_done and not recorder.is_scored(steps_done):
+            recorder.heldout(steps_done, trainer.evaluate(heldout_x, heldout_y).numpy())
         weights["end"] = {v.name: v.snapshot() for v in variants}
         # Once, at the end: a few small arrays, so that even an instant run can be continued.
         state = None
@@ -206,17 +229,44 @@ def train(
     return result
 
 
-def _heldout_evaluation(trainer: Trainer, data: Dataset, recorder: Recorder) -> Callable[[int], None]:
-    """Records both variants' loss and accuracy on the held-out samples at a step; nothing without them."""
-    if data.heldout_x is None:
-        return lambda step: None
-    x, y = tf.constant(data.heldout_x), tf.constant(data.heldout_y)
+def _heldout_tensors(data: Dataset) -> tuple[tf.Tensor, tf.Tensor]:
+    """The held-out samples as the chunk takes them; none (0 rows of the right shapes) without a held-out set."""
+    if data.heldout_x is not None:
+        return tf.constant(data.heldout_x), tf.constant(data.heldout_y)
+    return tf.constant(data.x[:0]), tf.constant(data.y[:0])
 
-    def evaluate(step: int) -> None:
-        losses, accs = (t.numpy() for t in trainer.evaluate(x, y))
-        recorder.heldout(step, losses, accs)
 
-    return evaluate
+class ChunkSizes:
+    """How many steps the next compiled chunk runs: enough that the call's fixed cost is small, few enough
+    that the live chart and the Stop button answer soon.
+
+    A chunk call costs 2-4 ms beyond its steps on a loaded 2-core machine (handing over the batch indices,
+    fetching the records, the progress report: measured as 400 steps of seed-dense in chunks of 1 against
+    one chunk of 400); a chunk of `CHUNK_SECONDS` keeps that at 1-2 %, under the 5 % a run may lose to it,
+    and a stop request or a new point of the live chart waits at most that long. A chunk also ends at
+    every step the held-out schedule scores (a handful a run), as the chunk scores after its last step. The first chunk is `FIRST_CHUNK` steps, so that a chart can be drawn at once; each
+    later one is sized by the last one's pace, growing at most `GROWTH` times a chunk (a first measurement
+    can be slow while caches warm up). The sizes change no number: batches are drawn step by step from one
+    generator, and records and held-out scores are placed by absolute step.
+    """
+
+    CHUNK_SECONDS = 0.2
+    FIRST_CHUNK = 2
+    GROWTH = 8
+
+    def __init__(self, fixed: int | None = None) -> None:
+        self.fixed = fixed
+        self.size = fixed or self.FIRST_CHUNK
+
+    def next(self) -> int:
+        return self.size
+
+    def took(self, steps: int, seconds: float) -> None:
+        """Sizes the next chunk from one that ran `steps` steps in `seconds`."""
+        if self.fixed or steps < 1:
+            return
+        pace = seconds / steps
+        self.size = max(1, min(self.size * self.GROWTH, int(self.CHUNK_SECONDS / max(pace, 1e-7))))
 
 
 # What a device, its driver or a lost replica raises mid-run (out of memory, cuDNN, a collective that

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from sharecore.core import settings
 from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
@@ -44,6 +46,7 @@ MAX_CONCURRENT_RUNS = int(settings.value_or_default("SHARECORE_MAX_CONCURRENT_RU
 # or two), short enough that a closed tab frees its trainer within seconds.
 OWNER_GONE_AFTER_S = 5.0
 WATCH_EVERY_S = 0.25  # how often the owner checks run
+HISTORY_PARTS = 32  # a run's history is kept in at most this many frames, joined into one beyond it
 
 _QUEUE = threading.Condition()  # guards _WAITING, _TRAINING and _watcher
 _WAITING: list[BackgroundRun] = []  # runs waiting for a trainer, first come first
@@ -83,7 +86,8 @@ class BackgroundRun:
             watching; what it returns is kept as `kept`. It runs before `done` turns True.
 
     The attributes `progress`, `result`, `kept` and `error` are written by the worker thread and
-    read by the front end; each is replaced whole, so a reader never sees half an update.
+    read by the front end; each is replaced whole, so a reader never sees half an update. The history
+    so far (`history`) is kept as the reports' new rows, in at most `HISTORY_PARTS` frames, joined when read.
     """
 
     def __init__(
@@ -106,6 +110,10 @@ class BackgroundRun:
         self.gone_after = gone_after
         self.stop_event = threading.Event()
         self.progress: TrainProgress | None = None  # the latest progress report
+        # The reports' new history rows, in parts; the worker replaces the list whole (never changes one in
+        # place), so a reader's list stays as it read it.
+        self._history: list[pd.DataFrame] = []
+        self._history_seen: tuple[list[pd.DataFrame], pd.DataFrame | None] = ([], None)  # parts, joined
         self.result: TrainResult | None = None  # set when training ends, also after a stop
         self.error: str | None = None  # set instead of `result` when training could not run
         self.kept: Any = None  # what `on_result` returned
@@ -179,6 +187,19 @@ class BackgroundRun:
             return 0.0
         return min(1.0, self.progress.step / max(1, self.progress.total))
 
+    @property
+    def history(self) -> pd.DataFrame | None:
+        """The history of the steps trained so far (`HISTORY_COLUMNS`), for a live chart; None before the
+        first report. Joined when a front end asks (a few times a second at most), not at every chunk."""
+        parts = self._history
+        if not parts:
+            return None
+        seen, joined = self._history_seen
+        if seen is not parts or joined is None:
+            joined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            self._history_seen = (parts, joined)
+        return joined
+
     # -- queue and owner
     def _request_stop(self) -> None:
         self.stop_event.set()
@@ -223,6 +244,10 @@ class BackgroundRun:
 
     # -- worker
     def _on_progress(self, progress: TrainProgress) -> None:
+        parts = [*self._history, progress.new_history]
+        if len(parts) > HISTORY_PARTS:  # a slow model's long run reports a few rows thousands of times
+            parts = [pd.concat(parts, ignore_index=True)]
+        self._history = parts
         self.progress = progress
 
     def _work(self) -> None:

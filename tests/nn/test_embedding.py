@@ -279,7 +279,7 @@ def test_cli_trains_tied_lm_on_tokens_and_writes_the_held_out_loss(tmp_path):
     written = pd.read_csv(tmp_path / "heldout.csv")
     library = sc.train(sc.preset("tied-lm"), TrainConfig(dataset="tokens", steps=10)).heldout
     np.testing.assert_allclose(written.loss, library.loss, rtol=1e-6)
-    assert list(written.step.unique()) == list(library.step.unique()) == [0, *range(1, 11)]
+    assert list(written.step.unique()) == list(library.step.unique()) == [0, 2, 4, 6, 8, 10]  # a fifth of the run
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_heldout_loss"]["tied"] == pytest.approx(library.loss.iloc[-2], rel=1e-6)
 

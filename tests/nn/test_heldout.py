@@ -6,6 +6,7 @@ Oracles: scikit-learn's own digits (matched by pixels), NumPy forward passes, pl
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import keras
@@ -346,3 +347,24 @@ def test_the_train_page_offers_the_teacher_choice_only_with_the_teacher_data_set
     assert at.session_state["config"] == TrainConfig(dataset="digits", teacher="tied")
     at.radio(key="train.dataset").set_value("teacher").run()
     assert at.radio(key="train.teacher").value == "tied"
+
+
+# ----------------------------------------------------------------------------- the schedule
+def test_held_out_is_scored_a_fifth_of_the_run_apart_by_default_or_every_eval_every_steps_and_at_the_last():
+    spec = sc.preset("seed-dense")
+    assert sorted(sc.train(spec, TrainConfig(steps=60)).heldout.step.unique()) == [0, 12, 24, 36, 48, 60]
+    assert sorted(sc.train(spec, TrainConfig(steps=60, eval_every=25)).heldout.step.unique()) == [0, 25, 50, 60]
+
+
+def test_a_run_stopped_between_two_scores_is_scored_where_it_stopped():
+    stop = threading.Event()
+    result = sc.train(
+        sc.preset("seed-dense"), TrainConfig(steps=60), progress_every=5, on_progress=lambda p: stop.set(), stop=stop
+    )
+    assert result.steps_done == 5
+    assert sorted(result.heldout.step.unique()) == [0, 5]
+
+
+def test_eval_every_must_be_a_whole_number_of_steps_or_0():
+    with pytest.raises(ValueError, match=r"train.eval_every: must be >= 0. Received: -1"):
+        TrainConfig(eval_every=-1)

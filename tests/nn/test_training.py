@@ -141,19 +141,19 @@ def test_sgd_and_adam_both_reduce_the_loss():
             assert losses[-5:].mean() < losses[:5].mean()
 
 
-def test_progress_callback_sees_growing_history_and_stop_keeps_what_was_recorded():
+def test_progress_callback_is_handed_each_new_history_row_once_and_stop_keeps_what_was_recorded():
     stop = threading.Event()
     seen = []
 
     def on_progress(p):
-        seen.append((p.step, len(p.history)))
+        seen.append((p.step, list(p.new_history.step)))
         if p.step >= 4:
             stop.set()
 
     result = sharecore.train(
         sharecore.preset("seed-dense"), TrainConfig(steps=50), on_progress=on_progress, stop=stop, progress_every=2
     )
-    assert seen[:2] == [(2, 4), (4, 8)]
+    assert seen == [(2, [1, 1, 2, 2]), (4, [3, 3, 4, 4])]
     assert result.steps_done == 4
     assert result.stop_reason == "stopped by request after step 4"
     assert len(result.history) == 8
@@ -257,7 +257,8 @@ def test_a_device_error_mid_run_stops_with_a_message_and_keeps_the_records(monke
     """A GPU's out-of-memory or cuDNN failure (raised here on the CPU) is a stop, not a crash."""
     from sharecore.nn import trainer as pool
 
-    spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=6, batch_size=8, seed=5)
+    # Chunks of 3 steps: progress_every, and a held-out score (which ends a chunk) every 3 steps.
+    spec, config = sharecore.preset("seed-dense"), TrainConfig(steps=6, batch_size=8, seed=5, eval_every=3)
     real_checkout, calls = pool._checkout, []
 
     def failing_checkout(key, make):
@@ -304,3 +305,21 @@ def test_a_tensorflow_error_that_is_no_device_failure_is_raised_not_hidden_in_a_
     monkeypatch.setattr(pool, "_checkout", failing_checkout)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Incompatible shapes"):
         sharecore.train(sharecore.preset("seed-dense"), TrainConfig(steps=4, batch_size=8, seed=5))
+
+
+def test_chunks_are_sized_by_their_pace_growing_at_most_eightfold_and_a_fixed_size_stays():
+    from sharecore.nn.training import ChunkSizes
+
+    sizes = ChunkSizes()
+    assert sizes.next() == ChunkSizes.FIRST_CHUNK == 2  # a first chart at once
+    sizes.took(2, 0.002)  # 1 ms a step: 0.2 s would be 200 steps, but a chunk grows at most 8 times
+    assert sizes.next() == 16
+    sizes.took(16, 0.016)
+    assert sizes.next() == 128
+    sizes.took(128, 0.128)
+    assert sizes.next() == 200  # CHUNK_SECONDS of steps
+    sizes.took(200, 2.0)  # a slower spell: 10 ms a step
+    assert sizes.next() == 20
+    fixed = ChunkSizes(5)
+    fixed.took(5, 10.0)
+    assert fixed.next() == 5

@@ -122,6 +122,14 @@ def test_gpu_section_reports_a_gpu_hosts_figures(monkeypatch):
         "tf32": False,
         "peak_mb": 312.0,
         "name": "A100",
+        "ratios": {
+            "tied-lm": {
+                "bare chunk": [100.0, 100.0, 100.0],
+                "record every step": [70.0, 60.0, 80.0],
+                "keras fit": [140.0, 140.0, 140.0],
+                "record every 10": [90.0, 90.0, 95.0],
+            }
+        },
     }
     mirrored = {"gpus": ["/physical_device:GPU:0"], "memory_growth": False, "tf32": False}
     for name in gpu.PRESETS:
@@ -139,7 +147,10 @@ def test_gpu_section_reports_a_gpu_hosts_figures(monkeypatch):
     text = "\n".join(section.body)
     assert "GPU: A100 (/physical_device:GPU:0); memory growth on, TF32 off; peak GPU memory of the runs 312 MB" in text
     assert "| seed-conv | 40 | 20 | 2.00 (1.50-2.00) | 2.0e-06 | 1.50 (1.50-1.60) | 3.0e-07 |" in text
-    assert [h.value for h in section.headlines] == [2.0, 1.5, 2.0, 1.5]
+    assert "| tied-lm | record every 10 | 90 | 100 | **0.90** | 0.90-0.95 | 0.95 | 140 | 0.64 |" in text
+    assert "| tied-lm | record every step | 70 | 100 | **0.70** | 0.60-0.80 | 0.80 | 140 | 0.50 |" in text
+    assert [h.value for h in section.headlines] == [2.0, 1.5, 2.0, 1.5, 0.9, 0.7]
+    assert [h.met for h in section.headlines[-2:]] == [True, True]  # >= 0.8 and >= 0.6 on the GPU too
 
 
 # ----------------------------------------------------------------------------- whatif's helpers

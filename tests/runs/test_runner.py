@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+import pandas as pd
+
 from sharecore import preset, train
 from sharecore.core.config import TrainConfig
+from sharecore.runs import runner
 from sharecore.runs.runner import BackgroundRun
 
 
@@ -25,11 +28,13 @@ def test_background_run_gives_the_same_result_as_training_directly():
     assert run.fraction == 1.0 and not run.running and run.done
 
 
-def test_progress_reaches_the_last_step():
+def test_progress_reaches_the_last_step_and_the_joined_history_is_the_results():
     run = BackgroundRun(preset("tied-autoencoder"), TrainConfig(steps=8, batch_size=4)).start()
     run.wait(120)
     assert run.progress is not None and run.progress.step == 8 and run.progress.total == 8
-    assert len(run.progress.history) == 16  # one row per variant and step
+    # Each report hands over only its new rows; joined, they are the result's history, row for row.
+    assert len(run.progress.new_history) < 16
+    pd.testing.assert_frame_equal(run.history, run.result.history)
 
 
 def test_stop_ends_the_thread_and_keeps_what_was_recorded():
@@ -76,3 +81,12 @@ def test_active_runs_counts_live_workers_only():
     assert active_runs() == 1
     run.stop()
     assert active_runs() == 0
+
+
+def test_a_run_of_many_reports_keeps_its_history_in_a_few_parts_whole_and_in_order():
+    run = BackgroundRun(preset("seed-dense"), TrainConfig(steps=80, batch_size=4))  # not started: fed below
+    result = train(
+        preset("seed-dense"), TrainConfig(steps=80, batch_size=4), progress_every=1, on_progress=run._on_progress
+    )
+    assert len(run._history) <= runner.HISTORY_PARTS
+    pd.testing.assert_frame_equal(run.history, result.history)
