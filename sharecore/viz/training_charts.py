@@ -40,7 +40,7 @@ def loss_chart(
     """Training loss per step, tied vs untied, and accuracy on a second axis when there is one.
 
     Args:
-        history: `TrainResult.history` (or `TrainProgress.history`): `sharecore.core.results.HISTORY_COLUMNS`.
+        history: `TrainResult.history` (or a running `BackgroundRun.history`): `sharecore.core.results.HISTORY_COLUMNS`.
         total_steps: fixes the x range to [1, total_steps], so a live chart does not rescale.
         heldout: `TrainResult.heldout` (`HELDOUT_COLUMNS`, on held-out samples), drawn
             dashed; None or empty draws none.
