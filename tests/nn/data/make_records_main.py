@@ -17,17 +17,25 @@ CASES = {
     ),
     "digits": ("siamese-digits", TrainConfig(steps=20, batch_size=16, dataset="digits", record_every=5, seed=3)),
 }
-out = {}
-for case, (name, config) in CASES.items():
-    r = sharecore.train(sharecore.preset(name), config)
-    for frame in ("history", "gradients", "divergence", "heldout"):
-        df = getattr(r, frame)
-        for col in df.columns:
-            v = df[col].to_numpy()
-            out[f"{case}/{frame}/{col}"] = v.astype("U") if v.dtype == object else v
-    for variant, tensors in (
-        r.weights["end"].items() if case != "digits" else ()
-    ):  # digits: 55 kB of weights, over the fixture budget
-        for t, value in tensors.items():
-            out[f"{case}/end/{variant}/{t}"] = value
-np.savez_compressed(sys.argv[1], **out)
+
+
+def main(path: str) -> None:
+    """Trains the cases and writes their records to `path` (pytest's doctest collection imports this file: nothing runs then)."""
+    out = {}
+    for case, (name, config) in CASES.items():
+        r = sharecore.train(sharecore.preset(name), config)
+        for frame in ("history", "gradients", "divergence", "heldout"):
+            df = getattr(r, frame)
+            for col in df.columns:
+                v = df[col].to_numpy()
+                out[f"{case}/{frame}/{col}"] = v.astype("U") if v.dtype == object else v
+        for variant, tensors in (
+            r.weights["end"].items() if case != "digits" else ()
+        ):  # digits: 55 kB of weights, over the fixture budget
+            for t, value in tensors.items():
+                out[f"{case}/end/{variant}/{t}"] = value
+    np.savez_compressed(path, **out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
