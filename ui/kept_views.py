@@ -186,17 +186,20 @@ def _revoke_control(key: str, own: list) -> None:
             "lists of everyone who opened it. Pages they have open keep showing it until they reload."
         )
         labels = {info.id: info.label for info in own}
-        st.selectbox("Run", list(labels), format_func=lambda i: labels[i], key=of(key, REVOKE_CHOICE))
-        st.button("Take back its link", key=of(key, REVOKE_BUTTON), on_click=_revoke, args=(key, labels))
+        # A fresh picker whenever the list changes: a run continued, deleted or revoked leaves the list,
+        # and a picker keeping its id would hold a value that is no longer among its options.
+        choice = of(key, REVOKE_CHOICE, str(hash(tuple(labels))))
+        st.selectbox("Run", list(labels), format_func=lambda i: labels[i], key=choice)
+        st.button("Take back its link", key=of(key, REVOKE_BUTTON), on_click=_revoke, args=(key, choice, labels))
     said = st.session_state.pop(of(key, REVOKED), None)
     if said is not None:
         (st.success if said[0] == "success" else st.error)(plain(said[1]), icon=":material/link_off:")
 
 
-def _revoke(key: str, labels: dict[str, str]) -> None:
-    """The take-back button's callback: revokes the chosen run's link and says what happened, once."""
+def _revoke(key: str, choice: str, labels: dict[str, str]) -> None:
+    """The take-back button's callback: revokes the run picked in `choice` and says what happened, once."""
     ss = st.session_state
-    run_id = ss.get(of(key, REVOKE_CHOICE))
+    run_id = ss.get(choice)
     if run_id is None:
         return
     try:

@@ -45,6 +45,7 @@ NAV_TITLES = [
     "Lab",
     "Compare runs",
     "Exercises",
+    "Room",
     "Build",
     "Train",
     "Gradient flow",

@@ -147,7 +147,7 @@ def test_a_room_from_an_exercise_gathers_three_participants_runs_on_one_board(ne
     wait_for_text(host, "2 hand-in(s) on the board")
     rows = board_csv(host)
     assert [r["name"] for r in rows] == ["Ben", HOSTILE], "the name is written as typed, not as markup"
-    assert [r["differs from the start"] for r in rows] == ["lr 0.1 (was 0.01)", "nothing"]
+    assert [r["differs from the start"] for r in rows] == ["lr 0.1", "nothing"]
     assert rows[1]["shows the claim"] == "yes"
     assert all(float(r["loss tied"]) > 0 for r in rows)
 
