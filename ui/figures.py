@@ -161,3 +161,8 @@ def of_runs(compute: Callable[[list], Any], runs: list) -> Any:
     return _cache.get_or_compute(
         (compute.__name__, tuple((r.label, ByIdentity(r.result)) for r in runs)), lambda: compute(runs)
     )
+
+
+def sweep_cache() -> int:
+    """Drops the figures of runs that no longer exist (their sessions have ended); returns the bytes freed."""
+    return _cache.sweep()
