@@ -39,7 +39,7 @@ CONV_POOL_FACTOR_HALVES = 9  # 4.5, in halves to keep the estimate in whole byte
 # at once, and a language model's output is its logits, (sequence, vocab) per sample: each model
 # holds its logits, the softmax cross-entropy's probabilities and its gradient buffer, and the two
 # models' passes run side by side. A tied LM of vocab 250,000 x dim 1 on one-token sequences took
-# 561 MB over the server's baseline (`python -m bench --only memory`, case 'vocab'), 4.4 times one
+# 561 MiB over the server's baseline (a fresh process, `bench.memory.measure`), 4.4 times one
 # copy of the held-out pass's values; 5 copies are counted.
 HELDOUT_FACTOR = 5
 # What the parameters of a model with an embedding use take while it trains, per parameter of both
@@ -47,7 +47,7 @@ HELDOUT_FACTOR = 5
 # whole (vocab, dim) table where it meets the dense gradient of the transposed use), the update's
 # temporaries, the pooled trainer's copy of the initial weights and the result's start and end
 # weights. A tied LM of vocab 2,000 x dim 250 (1,625,000 parameters in both models, 6 MB of
-# activations) took 116 MB over the server's baseline: 17 values per parameter; 20 are counted, for
+# activations) took 111 MiB over the server's baseline: 17 values per parameter; 20 are counted, for
 # the spread of measurements on a shared machine.
 # (A dense model's parameters cost about as much, and `max_params` is set by measuring them; an
 # embedding's vocabulary makes far more of them per value of activation, so they are counted here.)
