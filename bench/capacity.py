@@ -211,11 +211,16 @@ def load_test(
     data_dir: str | None = None,
     flow: Flow | None = None,
     seed: int = 0,
+    rounds: int = 1,
+    settle_s: float = 5.0,
 ) -> dict:
     """`participants` sessions, each clicking Train within `within_s` seconds; see the module docstring.
 
     Without `servers`, starts one `streamlit run` with the hosted profile and a fresh store of its
-    own, waits for its warm-up to settle, and stops it at the end.
+    own, waits for its warm-up to settle, and stops it at the end. With `rounds` > 1, as many groups
+    of new participants come one after the other (the report is the last round's, with every round's
+    waits and the peak over all); `settle_s` after the last session closed, the servers' RSS is read
+    again (Streamlit keeps a closed tab's session for 120 s, and `ui.sweep` looks every 30 s).
     """
     from bench.dashboard import _wait_until_idle
     from tests.support.server import run_server, wait_until_healthy
@@ -225,14 +230,16 @@ def load_test(
     with tempfile.TemporaryDirectory(prefix="sharecore-capacity-") as tmp:
         environ = {**hosted_profile(), "SHARECORE_DATA_DIR": data_dir or tmp}
         if servers:
-            return _drive(participants, within_s, servers, environ, flow, rng)
+            return _rounds(rounds, settle_s, participants, within_s, servers, environ, flow, rng)
         log = Path(tmp) / "server.log"
         with run_server(log, cwd=REPO, wait=False, report=False, env=environ) as server:
             wait_until_healthy(server, 180)
             # The first page load imports TensorFlow and trains the warm-up; wait until it has settled.
             asyncio.run(_warm(server.url))
             _wait_until_idle(server.pid, window_s=2.0, limit_s=180)
-            report = _drive(participants, within_s, [server.url], environ, flow, rng, {server.url: server.pid})
+            report = _rounds(
+                rounds, settle_s, participants, within_s, [server.url], environ, flow, rng, {server.url: server.pid}
+            )
             report["server_log_tail"] = log.read_text(errors="replace")[-1500:] if report["errors"] else ""
             return report
 
@@ -242,6 +249,22 @@ async def _warm(url: str) -> None:
     await session.connect()
     await session.open("train", "preset=seed-dense")
     await session.close()
+
+
+def _rounds(rounds: int, settle_s: float, *args, **kwargs) -> dict:
+    """`_drive` `rounds` times, then the RSS once the servers have had `settle_s` to give memory back."""
+    reports = [_drive(*args, **kwargs) for _ in range(rounds)]
+    last = reports[-1]
+    last["rounds"] = rounds
+    last["waits_by_round_s"] = [r["waits_s"] for r in reports]
+    last["rss_peak_mb"] = {url: max(r["rss_peak_mb"][url] for r in reports) for url in last["rss_peak_mb"]}
+    last["lost"] = sorted({f"round {i + 1}: #{n}" for i, r in enumerate(reports) for n in r["lost"]})
+    last["mixed"] = sorted({f"round {i + 1}: #{n}" for i, r in enumerate(reports) for n in r["mixed"]})
+    last["errors"] = [e for r in reports for e in r["errors"]]
+    time.sleep(max(0.0, settle_s - 5.0))
+    last["settle_s"] = settle_s
+    last["rss_settled_mb"] = {url: _rss(pid) for url, pid in last.pop("_pids").items()}
+    return last
 
 
 def _drive(
@@ -292,6 +315,7 @@ def _drive(
         "load_before": load_before,
         "load_peak_1min": sampler.load_peak,
         "load_after": os.getloadavg(),
+        "_pids": pids,
         **store,
     }
 
@@ -368,9 +392,14 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="the servers' SHARECORE_DATA_DIR, to check their store")
     parser.add_argument("--preset", default="seed-conv")
     parser.add_argument("--seed", type=int, default=0, help="of the click moments")
+    parser.add_argument("--rounds", type=int, default=1, help="groups of new participants, one after the other")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds after the last session to read RSS again")
     args = parser.parse_args()
     servers = [s for s in re.split(r"[,\s]+", args.servers) if s]
-    report = load_test(args.participants, args.within, servers, args.data_dir, Flow(preset=args.preset), args.seed)
+    flow = Flow(preset=args.preset)
+    report = load_test(
+        args.participants, args.within, servers, args.data_dir, flow, args.seed, args.rounds, args.settle
+    )
     print(json.dumps(report, indent=1))
 
 
