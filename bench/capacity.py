@@ -38,6 +38,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamlit.proto.Alert_pb2 import Alert
+
 from bench.common import REPO, Headline, Mode, Section, memory_mb, note, table
 from bench.sessions import Page, Session
 
@@ -102,8 +104,8 @@ async def train(session: Session, who: Participant, started: float, timeout: flo
     who.wait_s = time.monotonic() - clicked
     metric = session.page.find("metric", FINAL_TIED)
     who.shown_loss = getattr(metric.message, "body", None) if metric else None
-    problems = [t for t in session.page.texts("alert") if "error" in t.lower() or "could not" in t.lower()]
-    if problems:
+    problems = [e.text for e in session.page.elements.values() if e.kind == "alert" and e.message.format == Alert.ERROR]
+    if problems:  # st.error beside the result: the store could not keep it, a setting was refused
         who.error = problems[0][:200]
 
 
