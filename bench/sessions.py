@@ -125,6 +125,14 @@ class Session:
             raise LookupError(f"the button {label!r} is disabled")
         await self._send(trigger=button.message.id)
 
+    async def choose(self, label: str, options: list[str], timeout: float = 300) -> None:
+        """Sets the multiselect labelled `label` to `options` (their labels, as a browser sends them) and
+        waits for the script run that follows."""
+        widget = self.page.find("multiselect", label)
+        if widget is None:
+            raise LookupError(f"no multiselect {label!r} on page {self.page_name!r}")
+        await self._rerun_and_wait(None, timeout, (widget.message.id, options))
+
     async def wait_until(self, seen: Callable[[Page], bool], timeout: float) -> None:
         """Waits until a finished full script run has drawn a page for which `seen` is true.
 
@@ -142,9 +150,11 @@ class Session:
                 await asyncio.wait_for(self._finished.wait(), left)
 
     # ------------------------------------------------------------------ the protocol
-    async def _rerun_and_wait(self, trigger: str | None, timeout: float) -> None:
+    async def _rerun_and_wait(
+        self, trigger: str | None, timeout: float, strings: tuple[str, list[str]] | None = None
+    ) -> None:
         before = self._runs
-        await self._send(trigger=trigger)
+        await self._send(trigger=trigger, strings=strings)
         deadline = time.monotonic() + timeout
         while self._runs == before:
             self._check_open()
@@ -159,7 +169,9 @@ class Session:
         if self.closed is not None:
             raise ConnectionError(f"the session of {self.page_name!r} ended: {self.closed}")
 
-    async def _send(self, trigger: str | None = None, fragment: str | None = None) -> None:
+    async def _send(
+        self, trigger: str | None = None, fragment: str | None = None, strings: tuple[str, list[str]] | None = None
+    ) -> None:
         msg = BackMsg()
         state = msg.rerun_script
         state.query_string = self.query
@@ -169,6 +181,10 @@ class Session:
         if trigger is not None:
             widget = state.widget_states.widgets.add()
             widget.id, widget.trigger_value = trigger, True
+        if strings is not None:
+            widget = state.widget_states.widgets.add()
+            widget.id = strings[0]
+            widget.string_array_value.data.extend(strings[1])
         if fragment is not None:
             state.fragment_id, state.is_auto_rerun = fragment, True
         if self._ws is None:
