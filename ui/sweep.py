@@ -41,8 +41,13 @@ def _sessions() -> int | None:
         return None
     manager = getattr(Runtime.instance(), "_session_mgr", None)
     storage = getattr(getattr(manager, "_session_storage", None), "_cache", None)
+    lock = getattr(manager, "_storage_lock", None)  # the cache is not thread-safe; the manager guards it so
     try:
-        kept = len(storage) if storage is not None else 0
+        if storage is None or lock is None:
+            kept = 0
+        else:
+            with lock:
+                kept = len(storage)
         return len(manager.list_active_sessions()) + kept if manager is not None else None
     except Exception:  # Streamlit's internals changed: the sweep still drops figures and trims
         _LOG.debug("could not count Streamlit's sessions", exc_info=True)
