@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 STREAM = "/_stcore/stream"
 
@@ -128,10 +129,22 @@ class Session:
     async def choose(self, label: str, options: list[str], timeout: float = 300) -> None:
         """Sets the multiselect labelled `label` to `options` (their labels, as a browser sends them) and
         waits for the script run that follows."""
-        widget = self.page.find("multiselect", label)
+        await self._set("multiselect", label, lambda state: state.string_array_value.data.extend(options), timeout)
+
+    async def fill(self, label: str, text: str, timeout: float = 300) -> None:
+        """Types `text` into the text input labelled `label` (as leaving the field does) and waits for the
+        script run that follows."""
+        await self._set("text_input", label, lambda state: setattr(state, "string_value", text), timeout)
+
+    async def enter(self, label: str, number: int, timeout: float = 300) -> None:
+        """Enters the whole `number` into the number input labelled `label` and waits for the script run."""
+        await self._set("number_input", label, lambda state: setattr(state, "int_value", number), timeout)
+
+    async def _set(self, kind: str, label: str, value: Callable[[WidgetState], None], timeout: float) -> None:
+        widget = self.page.find(kind, label)
         if widget is None:
-            raise LookupError(f"no multiselect {label!r} on page {self.page_name!r}")
-        await self._rerun_and_wait(None, timeout, (widget.message.id, options))
+            raise LookupError(f"no {kind} {label!r} on page {self.page_name!r}")
+        await self._rerun_and_wait(None, timeout, (widget.message.id, value))
 
     async def wait_until(self, seen: Callable[[Page], bool], timeout: float) -> None:
         """Waits until a finished full script run has drawn a page for which `seen` is true.
@@ -151,10 +164,10 @@ class Session:
 
     # ------------------------------------------------------------------ the protocol
     async def _rerun_and_wait(
-        self, trigger: str | None, timeout: float, strings: tuple[str, list[str]] | None = None
+        self, trigger: str | None, timeout: float, widget: tuple[str, Callable[[WidgetState], None]] | None = None
     ) -> None:
         before = self._runs
-        await self._send(trigger=trigger, strings=strings)
+        await self._send(trigger=trigger, widget=widget)
         deadline = time.monotonic() + timeout
         while self._runs == before:
             self._check_open()
@@ -170,8 +183,13 @@ class Session:
             raise ConnectionError(f"the session of {self.page_name!r} ended: {self.closed}")
 
     async def _send(
-        self, trigger: str | None = None, fragment: str | None = None, strings: tuple[str, list[str]] | None = None
+        self,
+        trigger: str | None = None,
+        fragment: str | None = None,
+        widget: tuple[str, Callable[[WidgetState], None]] | None = None,
     ) -> None:
+        """One rerun request: a click (`trigger`, a button's id), a fragment's poll, or one widget's new value
+        (its id, and what sets the value on its `WidgetState`)."""
         msg = BackMsg()
         state = msg.rerun_script
         state.query_string = self.query
@@ -179,12 +197,12 @@ class Session:
         if self._page_hash:
             state.page_script_hash = self._page_hash
         if trigger is not None:
-            widget = state.widget_states.widgets.add()
-            widget.id, widget.trigger_value = trigger, True
-        if strings is not None:
-            widget = state.widget_states.widgets.add()
-            widget.id = strings[0]
-            widget.string_array_value.data.extend(strings[1])
+            click = state.widget_states.widgets.add()
+            click.id, click.trigger_value = trigger, True
+        if widget is not None:
+            value = state.widget_states.widgets.add()
+            value.id = widget[0]
+            widget[1](value)
         if fragment is not None:
             state.fragment_id, state.is_auto_rerun = fragment, True
         if self._ws is None:
