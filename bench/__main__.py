@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SECTIONS = (
     *("models", "trainer", "growth", "dashboard", "startup", "memory", "compile", "soak", "distribute", "gpu"),
     "whatif",
+    "capacity",
 )
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -104,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import whatif
 
             section = whatif.run(mode)
+        elif name == "capacity":
+            from bench import capacity
+
+            section = capacity.run(mode)
         else:
             from bench import dashboard
 

@@ -163,6 +163,33 @@ def largest_preset_batch(limits: Limits, steps: int, name: str = "seed-conv") ->
     return Case("preset", f"{name} at batch {batch}", spec, TrainConfig(steps=steps, batch_size=batch))
 
 
+def largest_vocab(limits: Limits, steps: int) -> Case:
+    """A tied language model (preset tied-lm's shape) of dim 1 on one-token sequences, with the largest
+    vocabulary the caps allow: its memory is the logits of the 'tokens' held-out pass, (128, vocab)."""
+
+    def spec(vocab: int) -> ModelSpec:
+        return ModelSpec.from_dict(
+            {
+                "name": "largest_vocab",
+                "input_shape": [1],
+                "input_vocab": vocab,
+                "tensors": [{"name": "E", "shape": [vocab, 1]}],
+                "uses": [
+                    {"name": "embed", "op": "embedding", "tensor": "E"},
+                    {"name": "block", "op": "dense", "kernel_shape": [1, 1], "activation": "tanh", "bias": "none"},
+                    {"name": "logits", "op": "dense", "tensor": "E", "rule": {"kind": "transpose"}, "bias": "none"},
+                ],
+            }
+        )
+
+    config = TrainConfig(steps=steps, batch_size=1, dataset="tokens")
+    low, high = 2, limits.max_params  # the largest vocab that fits, by bisection (the estimate grows with it)
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if _fits(spec(mid), config, limits) else (low, mid - 1)
+    return Case("vocab", f"a tied LM of vocab {low:,} x dim 1 on one-token sequences, batch 1", spec(low), config)
+
+
 CASES: dict[str, Callable[[Limits, int], Case]] = {
     "dense": largest_dense,
     "activations": largest_activations,
@@ -171,6 +198,7 @@ CASES: dict[str, Callable[[Limits, int], Case]] = {
     "preset": largest_preset_batch,
     "uses": most_uses,
     "record": longest_record,
+    "vocab": largest_vocab,
 }
 
 

@@ -142,6 +142,17 @@ class ByteLRU:
             self.put(key, value)
         return value
 
+    def sweep(self) -> int:
+        """Drops the entries keyed by objects that no longer exist (a closed session's runs); returns their bytes.
+
+        `put` does this too, but only when something new is kept: after a workshop's tabs close, nothing
+        is, and their figures would stay until the next visitor draws one.
+        """
+        with self._lock:
+            before = self._bytes
+            self._drop_dead_keys()
+            return before - self._bytes
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -182,3 +182,8 @@ def equivariance_view(spec_: ModelSpec, seed: int, result: sharecore.TrainResult
     return _cache.get_or_compute(
         ("equivariance_view", spec_, seed, None if result is None else ByIdentity(result)), compute
     )
+
+
+def sweep_cache() -> int:
+    """Drops the figures of runs that no longer exist (their sessions have ended); returns the bytes freed."""
+    return _cache.sweep()

@@ -6,7 +6,7 @@ import threading
 
 import streamlit as st
 
-from ui import kept, room, sidebar, startup, state, training
+from ui import kept, room, sidebar, startup, state, sweep, training
 from ui.keys import SCRIPT_RUNS
 from ui.sitemap import navigation_pages
 
@@ -40,6 +40,7 @@ def run_page(page: st.Page) -> None:
         _ROUTED.active = False
         sidebar.end_of_run()
     startup.start_loading_tensorflow()  # after the first page is drawn; at once on every later run
+    sweep.start()
 
 
 def frame() -> None:

@@ -35,6 +35,23 @@ TRAINING_FACTOR = 3
 # 4.5 times its inputs and targets. A spec with a conv2d (or conv2d_transpose) use is estimated with these factors.
 CONV_TRAINING_FACTOR = 17
 CONV_POOL_FACTOR_HALVES = 9  # 4.5, in halves to keep the estimate in whole bytes
+# The 'tokens' data set's held-out pass runs both models forward over all TOKENS_HELDOUT sequences
+# at once, and a language model's output is its logits, (sequence, vocab) per sample: each model
+# holds its logits, the softmax cross-entropy's probabilities and its gradient buffer, and the two
+# models' passes run side by side. A tied LM of vocab 250,000 x dim 1 on one-token sequences took
+# 561 MiB over the server's baseline (a fresh process, `bench.memory.measure`), 4.4 times one
+# copy of the held-out pass's values; 5 copies are counted.
+HELDOUT_FACTOR = 5
+# What the parameters of a model with an embedding use take while it trains, per parameter of both
+# models: the weight, Adam's two slots, the gradient (an embedding's is sparse rows, made into a
+# whole (vocab, dim) table where it meets the dense gradient of the transposed use), the update's
+# temporaries, the pooled trainer's copy of the initial weights and the result's start and end
+# weights. A tied LM of vocab 2,000 x dim 250 (1,625,000 parameters in both models, 6 MB of
+# activations) took 111 MiB over the server's baseline: 17 values per parameter; 20 are counted, for
+# the spread of measurements on a shared machine.
+# (A dense model's parameters cost about as much, and `max_params` is set by measuring them; an
+# embedding's vocabulary makes far more of them per value of activation, so they are counted here.)
+EMBEDDING_PARAM_COPIES = 20
 MB = 2**20
 SECRETS_SECTION = "sharecore"
 
@@ -263,7 +280,31 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
 
     Specs with a conv2d or conv2d_transpose use: ``4 bytes * (17 * values per sample * batch_size +
     4.5 * (input + output values per sample) * pool size)``, the factors measured (`CONV_TRAINING_FACTOR`).
+
+    The 'tokens' data set: ``values per sample * 4 bytes * (3 * batch_size + 5 * 128)``: its
+    held-out pass over 128 sequences holds five copies of their values (`HELDOUT_FACTOR`). A spec
+    with an embedding use adds ``20 * 4 bytes`` per parameter of both models (`embedding_bytes`).
     """
+    return _step_and_pool_bytes(p, config) + embedding_bytes(p)
+
+
+def embedding_bytes(p: Plan) -> int:
+    """What the parameters of a model with an embedding use take while it trains, both models (0 without one).
+
+    Example:
+        >>> from sharecore import plan, preset
+        >>> embedding_bytes(plan(preset("tied-lm")))  # (512 + 256) tied + (512 + 256 + 512) untied, 20 x 4 bytes
+        163840
+        >>> embedding_bytes(plan(preset("seed-dense")))
+        0
+    """
+    if not any(u.use.op == "embedding" for u in p.uses):
+        return 0
+    return EMBEDDING_PARAM_COPIES * BYTES_PER_VALUE * (tied_params(p) + untied_params(p))
+
+
+def _step_and_pool_bytes(p: Plan, config: TrainConfig) -> int:
+    """The training step's activations and those of the passes over the data pool (see `activation_bytes`)."""
     if _has_conv(p):
         pool = _pool_size(p, config)
         io = math.prod(p.spec.input_shape) + math.prod(p.output_shape)
@@ -273,7 +314,7 @@ def activation_bytes(p: Plan, config: TrainConfig) -> int:
     if config.dataset == "teacher":
         samples += TEACHER_POOL_SIZE
     elif config.dataset == "tokens":
-        samples += TOKENS_HELDOUT  # the held-out loss: one forward pass over all of them
+        samples += HELDOUT_FACTOR * TOKENS_HELDOUT  # the held-out loss: one forward pass over all of them
     return activation_values(p) * BYTES_PER_VALUE * samples
 
 
@@ -305,9 +346,15 @@ def _activation_formula(p: Plan, config: TrainConfig) -> str:
         )
     passes = {
         "teacher": f" plus one pass over the {TEACHER_POOL_SIZE}-sample teacher pool",
-        "tokens": f" plus one pass over the {TOKENS_HELDOUT} held-out sequences",
+        "tokens": f" plus {HELDOUT_FACTOR} x the {TOKENS_HELDOUT} held-out sequences (one pass over them)",
     }.get(config.dataset, "")
-    return f"{values} values per sample x 4 bytes x 3 x batch_size {config.batch_size}{passes}"
+    params = ""
+    if embedding_bytes(p):
+        params = (
+            f", plus {EMBEDDING_PARAM_COPIES} x 4 bytes per parameter of both models "
+            "(weights, optimizer slots, gradients and copies)"
+        )
+    return f"{values} values per sample x 4 bytes x 3 x batch_size {config.batch_size}{passes}{params}"
 
 
 def check_limits(spec: ModelSpec | Plan, config: TrainConfig | None = None, limits: Limits | None = None) -> Plan:

@@ -118,6 +118,20 @@ def test_cache_never_matches_or_keeps_entries_of_a_frame_that_was_freed():
     assert len(cache) == 1
 
 
+def test_a_sweep_drops_the_figures_of_freed_frames_and_keeps_the_rest():
+    cache = ByteLRU(10_000, size_of=len)
+    gone, kept = pd.DataFrame({"step": [1]}), pd.DataFrame({"step": [2]})
+    cache.put(("loss", ByIdentity(gone)), "a closed tab's chart")  # 20 bytes
+    cache.put(("loss", ByIdentity(kept)), "an open tab's chart")  # 19 bytes
+    cache.put(("model_dot", "seed-dense"), "digraph")  # 7 bytes, keyed by value: never swept
+    del gone
+    gc.collect()
+    assert cache.sweep() == len("a closed tab's chart")
+    assert len(cache) == 2 and cache.total_bytes == len("an open tab's chart") + len("digraph")
+    assert cache.get(("loss", ByIdentity(kept))) == "an open tab's chart"
+    assert cache.sweep() == 0
+
+
 # ----------------------------------------------------------------------------- the largest figures
 def largest_tensor_views() -> object:
     spec = ModelSpec.from_dict(

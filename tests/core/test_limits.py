@@ -17,6 +17,7 @@ from sharecore.core.limits import (
     activation_values,
     check_limits,
     check_spec_size,
+    embedding_bytes,
     recorded_rows,
     recorded_steps,
     rows_per_recorded_step,
@@ -224,6 +225,45 @@ def test_activation_estimate_of_a_conv_net_uses_the_measured_conv_factors():
     assert activation_bytes(siamese, TrainConfig(batch_size=32, dataset="digits")) == 4 * (
         17 * activation_values(siamese) * 32 + 9 * (128 + 32) * 1797 // 2
     )
+
+
+def test_activation_estimate_of_a_language_model_counts_its_heldout_pass_five_times_and_its_parameters():
+    spec = sc.preset("tied-lm")
+    p = sc.plan(spec)
+    # 8 token ids; per position: the embedding (16), the block (16) and the logits (32).
+    values = 8 + 8 * 16 + 8 * 16 + 8 * 32
+    assert activation_values(p) == values
+    report = sc.param_report(spec)  # the counts the Build page shows, counted apart from the limits
+    params = report.tied_total + report.untied_total
+    assert params == (32 * 16 + 16 * 16) + (32 * 16 + 16 * 16 + 16 * 32)
+    assert embedding_bytes(p) == 20 * 4 * params
+    # Three copies of a training batch, five of the 128 held-out sequences.
+    assert (
+        activation_bytes(p, TrainConfig(batch_size=32, dataset="tokens"))
+        == 4 * values * (3 * 32 + 5 * 128) + 20 * 4 * params
+    )
+    assert (
+        embedding_bytes(sc.plan(sc.preset("albert-mlp"))) == 0
+    )  # no embedding use: its parameters are not counted here
+
+
+def test_activation_message_of_a_language_model_names_the_heldout_pass_and_the_parameters():
+    spec = ModelSpec.from_dict(
+        {
+            "input_shape": [1],
+            "input_vocab": 250_000,
+            "tensors": [{"name": "E", "shape": [250_000, 1]}],
+            "uses": [
+                {"name": "embed", "op": "embedding", "tensor": "E"},
+                {"name": "logits", "op": "dense", "tensor": "E", "rule": {"kind": "transpose"}, "bias": "none"},
+            ],
+        }
+    )
+    with pytest.raises(ValueError) as err:  # the case: estimated at 125 MiB before, 561 MB measured
+        check_limits(spec, TrainConfig(batch_size=1, dataset="tokens"), Limits(max_activation_mb=224))
+    message = str(err.value)
+    assert "needs about 671 MiB" in message  # 4 x 250,002 x (3 + 5 x 128) + 20 x 4 x 750,000 bytes
+    assert "5 x the 128 held-out sequences" in message and "per parameter of both models" in message
 
 
 def test_activation_estimate_counts_sliced_inputs_and_concatenated_outputs():
