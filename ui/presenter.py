@@ -20,7 +20,9 @@ from ui.keys import LAB_CONTROLS, LAB_TRAIN_ROW, LAB_VIEW, PRESENTER
 # The page's root font size in presenter mode. Streamlit sizes text, widgets, spacing and its HTML
 # tables in rem, so this one number enlarges them all by 22 px / 16 px: body text 22 px, captions,
 # labels and table cells 19 px, from a projector's 1024 px across the back of a room. (A grid drawn
-# on a canvas, st.dataframe and st.data_editor, keeps its 14 px: see `ui.widgets.figures_table`.)
+# on a canvas, st.dataframe and st.data_editor, keeps its 14 px: in presenter mode the pages draw HTML
+# tables instead, `ui.widgets.figures_table` and `data_table`, and fold the kept runs' editable grid
+# beneath theirs, `ui.kept_views.kept_runs_editor`.)
 ROOT_FONT_PX = 22
 # The smallest text presenter mode draws outside canvas grids, in CSS px (tests/browser/test_presenter.py
 # checks it): chart ticks and legends (12 px x `PRESENTER_SCALE`), captions and table cells (0.875 rem).
