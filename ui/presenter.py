@@ -45,6 +45,10 @@ html {{ font-size: {ROOT_FONT_PX}px; }}
 [data-testid="stCode"] pre span {{ color: #31333f !important; }}
 [data-testid="stCode"] pre .token.comment {{ color: {TEXT_SOFT} !important; }}
 [data-testid="stTable"] th {{ color: {TEXT_SOFT}; }}
+/* An uploaded file's size, beside its name, is 0.75 rem (16.5 px); the uploader's "add" button is
+   drawn at 60 % opacity (3.8:1). */
+[data-testid="stFileChipName"] ~ * {{ font-size: {MIN_TEXT_PX}px; }}
+[data-testid="stFileUploader"] button, [data-testid="stFileUploader"] button * {{ color: {TEXT_SOFT}; }}
 /* A picked pill or segment: the theme's blue on its own 10 % tint is 4.1:1; a darker blue, 7:1. */
 button[data-selected="true"], button[data-selected="true"] * {{ color: {PICKED}; }}
 h1 {{ font-size: 2rem !important; padding: 0 0 0.5rem 0 !important; }}
