@@ -178,10 +178,17 @@ def test_the_lab_with_kept_runs_fits_a_narrow_screen_or_a_projector_also_in_pres
     wait_for_charts(page, 3)
     assert diagram(page)["overlaps"] == 0, "diagram labels overlap"
     assert page.locator(f"{CHART} .legend .traces").count() >= 4, "the overlays show two or more runs"
-    # On a projector every column of the kept-runs table is in view.
+    # On a projector every column of the kept-runs grid is in view.
     check_all(page, "Lab", grids_fit='[class*="st-key-lab-runs-"]' if viewport == PROJECTOR else None)
     presented(page)
-    check_all(page, "Lab, presenter mode", grids_fit='[class*="st-key-lab-runs-"]' if viewport == PROJECTOR else None)
+    # The kept runs as an HTML table (one row a run), every column in view; the grid folded beneath it.
+    check_all(page, "Lab, presenter mode")
+    kept_runs = live(page, '[data-testid="stTable"]').filter(has_text="loss tied")
+    assert kept_runs.locator("tbody tr").count() == RUNS
+    for header in kept_runs.locator("th").all():
+        box = header.bounding_box()
+        assert box["x"] + box["width"] <= viewport["width"], f"{header.inner_text()!r} is off the screen"
+    assert live(page, '[data-testid="stExpander"]').filter(has_text="Edit kept runs").count() == 1
     if viewport == PROJECTOR:
         # One screen: Train and the first chart (its title and plot areas; its legend may run below),
         # without scrolling.
