@@ -470,7 +470,7 @@ with view_col.container(key=keys.BUILD_VIEWS):
         untied_col.metric("Untied", f"{report.untied_total:,}")
         saved_col.metric("Saved", f"{report.saved:,}", help=f"Untied / tied = {report.ratio:.2f}x")
         widgets.chart(figures.param_bars(report), key=keys.BUILD_PARAM_BARS)
-        st.dataframe(report.table, hide_index=True, width="stretch")
+        widgets.data_table(report.table)
     with code_tab:
         code = figures.keras_code(spec, tied)
         st.caption(f"A standalone Keras script for the {variant} model: copy it or download it and run it.")

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import figures, startup, state
+from ui import figures, startup, state, widgets
 from ui.routing import frame
 
 frame()  # before anything else: see ui/routing.py
@@ -50,4 +50,4 @@ for i, pit in enumerate(results):
             "sharecore": [shown(pit.sharecore.get(k, "")) for k in names],
         }
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    widgets.data_table(table)

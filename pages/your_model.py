@@ -76,9 +76,9 @@ else:
         )
     else:
         st.markdown("**Shared weights and their uses**")
-        st.dataframe(found.shared, hide_index=True)
+        widgets.data_table(found.shared)
         st.markdown(f"**Each use's part of the gradient** (loss: {plain(found.loss)})")
-        st.dataframe(found.gradients[["tensor", "use", "grad_norm", "sum_norm", "cosine_with_others"]], hide_index=True)
+        widgets.data_table(found.gradients[["tensor", "use", "grad_norm", "sum_norm", "cosine_with_others"]])
         tensors = found.tensors
         tensor = tensors[0] if len(tensors) == 1 else st.selectbox("Shared weight", tensors, key=keys.YOUR_MODEL_TENSOR)
         widgets.chart(own_model.split_chart(result, tensor), key=keys.YOUR_MODEL_FLOW)

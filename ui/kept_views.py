@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
-from ui import kept, presenter, room
+from sharecore.core.results import VARIANTS
+from ui import figures, kept, presenter, room
 from ui.figures import compare_curves, overlay_figure
 from ui.keys import (
     COSINE_OVERLAY,
@@ -21,7 +24,7 @@ from ui.keys import (
     of,
 )
 from ui.text import plain
-from ui.widgets import chart
+from ui.widgets import chart, figures_table
 
 
 def compare_charts(runs: list, *, key: str, tensor: str | None = None) -> None:
@@ -124,7 +127,12 @@ def kept_runs_editor(*, key: str) -> None:
     if seat is not None:
         handed = {h.run_id for h in room.my_handins()}
         table.insert(1, HAND_IN, [info.id in handed for info in rows])
-    st.data_editor(
+    if presenter.on():
+        _kept_runs_figures(rows, names)
+        editor = st.expander(f"Edit kept runs: show, {'hand in, ' if seat else ''}rename, pin, share, delete")
+    else:
+        editor = st.container()
+    editor.data_editor(
         table,
         key=table_key,
         on_change=_apply_run_edits,
@@ -174,6 +182,43 @@ def kept_runs_editor(*, key: str) -> None:
             f"Up to {limit} runs ({quota:.0f} MiB) are kept per browser; beyond that its own oldest unpinned run goes."
         )
     _revoke_control(key, [info for info in rows if not info.adopted])
+
+
+# The kept runs' figures a class compares first: the losses, the held-out figures, the divergence.
+KEPT_FIGURES = [
+    "run",
+    *(f"{figure} {variant}" for figure in ("loss", "held-out loss", "held-out accuracy") for variant in VARIANTS),
+    "final divergence untied",
+    "steps",
+]
+
+
+def _kept_runs_figures(rows: list, names: dict[str, str]) -> None:
+    """Presenter mode's kept-runs table: each kept run's final figures (`sharecore.runs.compare.final_figures`)
+    as an HTML table whose text a class reads from the back of a room; the editable grid, drawn on a canvas
+    at 14 px, is folded beneath it. A run that cannot be read keeps its row, with the losses its list
+    line recorded."""
+    import pandas as pd
+
+    from sharecore.runs.compare import LabelledRun, final_figures
+
+    frames = []
+    for info in rows:
+        try:
+            stored = kept.load_kept(info.id)
+        except (KeyError, ValueError):  # unreadable now: the losses its list line recorded
+            frames.append(
+                pd.DataFrame(
+                    [
+                        {"run": names[info.id], "steps": info.steps_done}
+                        | {f"loss {v}": info.final_loss.get(v, math.nan) for v in VARIANTS}
+                    ]
+                )
+            )
+            continue
+        frames.append(figures.of_runs(final_figures, [LabelledRun(names[info.id], stored.result, info.id)]))
+    frame = pd.concat(frames, ignore_index=True)
+    figures_table(frame[[c for c in KEPT_FIGURES if c in frame.columns]], first=KEPT_FIGURES)
 
 
 def _revoke_control(key: str, own: list) -> None:

@@ -20,7 +20,9 @@ from ui.keys import LAB_CONTROLS, LAB_TRAIN_ROW, LAB_VIEW, PRESENTER
 # The page's root font size in presenter mode. Streamlit sizes text, widgets, spacing and its HTML
 # tables in rem, so this one number enlarges them all by 22 px / 16 px: body text 22 px, captions,
 # labels and table cells 19 px, from a projector's 1024 px across the back of a room. (A grid drawn
-# on a canvas, st.dataframe and st.data_editor, keeps its 14 px: see `ui.widgets.figures_table`.)
+# on a canvas, st.dataframe and st.data_editor, keeps its 14 px: in presenter mode the pages draw HTML
+# tables instead, `ui.widgets.figures_table` and `data_table`, and fold the kept runs' editable grid
+# beneath theirs, `ui.kept_views.kept_runs_editor`.)
 ROOT_FONT_PX = 22
 # The smallest text presenter mode draws outside canvas grids, in CSS px (tests/browser/test_presenter.py
 # checks it): chart ticks and legends (12 px x `PRESENTER_SCALE`), captions and table cells (0.875 rem).
@@ -43,6 +45,10 @@ html {{ font-size: {ROOT_FONT_PX}px; }}
 [data-testid="stCode"] pre span {{ color: #31333f !important; }}
 [data-testid="stCode"] pre .token.comment {{ color: {TEXT_SOFT} !important; }}
 [data-testid="stTable"] th {{ color: {TEXT_SOFT}; }}
+/* An uploaded file's size, beside its name, is 0.75 rem (16.5 px); the uploader's "add" button is
+   drawn at 60 % opacity (3.8:1). */
+[data-testid="stFileChipName"] ~ * {{ font-size: {MIN_TEXT_PX}px; }}
+[data-testid="stFileUploader"] button, [data-testid="stFileUploader"] button * {{ color: {TEXT_SOFT}; }}
 /* A picked pill or segment: the theme's blue on its own 10 % tint is 4.1:1; a darker blue, 7:1. */
 button[data-selected="true"], button[data-selected="true"] * {{ color: {PICKED}; }}
 h1 {{ font-size: 2rem !important; padding: 0 0 0.5rem 0 !important; }}

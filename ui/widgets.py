@@ -73,6 +73,17 @@ def figures_table(frame: pd.DataFrame, *, first: Sequence[str] = (), pinned: str
     st.table(shown, hide_index=True)
 
 
+def data_table(frame: pd.DataFrame, *, first: Sequence[str] = ()) -> None:
+    """A read-only table that is not only figures (measurements, parameter counts, a model's shared
+    weights): off presenter mode Streamlit's grid, every value as computed, sortable; in presenter mode
+    `figures_table`'s HTML table, whose text a class reads from the back of a room (the grid, drawn on
+    a canvas, keeps 14 px)."""
+    if presenter.on():
+        figures_table(frame, first=first)
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch")
+
+
 def learning_rate_picker(
     key: str, value: float, *, disabled: bool = False, on_change: Callable[..., None] | None = None, args: tuple = ()
 ) -> float:

@@ -202,6 +202,6 @@ def cosine_overlay(
             arrowhead=0,
             ax=0,
             ay=-24 if last["value"] < 0.5 else 24,
-            font={"size": 11, "color": colors[label]},
+            font={"size": 12, "color": colors[label]},  # 12 px: 18 px in presenter mode (MIN_TEXT_PX)
         )
     return fig

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 
-from tests.support.apptest import click_and_wait, open_app
+from tests.support.apptest import click_and_wait, edit_kept_runs, open_app
+from ui import kept as ui_kept
+from ui.text import plain
 
 # A phone's 390 px less Streamlit's 1 rem (16 px) of margin on each side of a narrow page.
 PHONE_TABLE_PX = 390 - 2 * 16
@@ -49,3 +51,26 @@ def test_compare_in_presenter_mode_draws_html_tables_with_the_compared_figures_f
     last = at.session_state["result"].history  # the run trained last, as sharecore recorded it
     final = last[last.step == last.step.max()].set_index("variant")["loss"]
     assert f"{final['tied']:.4g}" in set(finals["loss tied"]) and f"{final['untied']:.4g}" in set(finals["loss untied"])
+
+
+HOSTILE_LABEL = "<img src=x onerror=alert(1)>**b**"
+
+
+def test_presenter_mode_draws_the_kept_runs_as_an_html_table_of_their_final_losses_and_folds_the_editor_beneath():
+    at = open_app("lab", steps="5")
+    click_and_wait(at, "lab.train")
+    first = at.session_state["result"]
+    click_and_wait(at, "lab.train")
+    second = at.session_state["result"]
+    at.sidebar.toggle(key="sidebar.presenter").set_value(True).run()
+    # Every edit stays reachable: the grid, folded in an expander, renames the older run (newest first).
+    (folded,) = [e for e in at.expander if e.label.startswith("Edit kept runs")]
+    assert [e for e in folded.get("dataframe") if "lab.runs" in (e.proto.id or "")], "the editor is folded here"
+    edit_kept_runs(at, {"1": {"label": HOSTILE_LABEL}})
+    assert [r.label for r in ui_kept.run_store().runs(at.session_state["workspace"])][1] == HOSTILE_LABEL
+    (kept_runs,) = [t.value for t in at.main.table if "run" in t.value.columns]
+    assert kept_runs.columns[:3].tolist() == ["run", "loss tied", "loss untied"]
+    assert kept_runs["run"].tolist()[1] == plain(HOSTILE_LABEL), "the label is shown as written, never as markup"
+    for row, res in zip(kept_runs.itertuples(index=False), [second, first]):
+        last = res.history[res.history.step == res.history.step.max()].set_index("variant")["loss"]
+        assert (row[1], row[2]) == (f"{last['tied']:.4g}", f"{last['untied']:.4g}")

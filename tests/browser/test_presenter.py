@@ -4,7 +4,8 @@ the model diagram is drawn by Graphviz in the browser, hostile names included.
 
 The package's shared server and tabs (tests/browser/conftest.py); the layout checks (`check_fits`,
 `diagram`) are tests/support/browser.py's. Presenter mode is checked on every page at 1024x768 (`check_presented`: sidebar folded, text at
-least 18 px, contrast at least 4.5:1 by WCAG's formula, no header cut). Its screenshots are saved as
+least 18 px, contrast at least 4.5:1 by WCAG's formula, no header cut, no canvas grid in view), the
+pages' tables included. Its screenshots are saved as
 presenter-<page>.png (each under 300 KB) in SHARECORE_SCREENSHOTS (`SHARECORE_SCREENSHOTS=docs` retakes the README's) or a
 temporary folder.
 """
@@ -17,6 +18,7 @@ import pytest
 
 from sharecore.share import urlstate
 from tests.support.browser import (
+    CHART,
     CHARTS_DRAWN,
     NARROW,
     PAGES,
@@ -79,8 +81,10 @@ def test_no_text_is_cut_and_no_chart_titles_overlap_on_a_narrow_screen_or_a_proj
     page.context.close()
 
 
-def test_presenter_mode_presents_every_page_on_a_projector(new_tab, server):
-    """Each page in a new session, presenter mode turned on there as a facilitator would."""
+def test_presenter_mode_presents_every_page_on_a_projector(new_tab, server, tmp_path):
+    """Each page in a new session, presenter mode turned on there as a facilitator would; the pages'
+    tables too (Build's parameter table, Pitfalls' measurements, the shared weights of an uploaded
+    model), which are drawn as HTML tables there: no canvas grid at a fixed 14 px is in view."""
     page = new_tab(viewport=PROJECTOR)
     for name in PAGES:
         goto(page, server, name, "preset=albert-mlp")
@@ -89,7 +93,31 @@ def test_presenter_mode_presents_every_page_on_a_projector(new_tab, server):
         check_presented(page, name)
         if name in ("home", "build", "train", "gradients", "divergence"):
             save_png(page, name)
+        if name == "build":
+            page.get_by_role("tab", name="Parameters").click()
+            live(page, '[data-testid="stTable"], [data-testid="stDataFrame"]').first.wait_for()  # either: checked next
+            check_presented(page, "Build, Parameters")
+        if name == "pitfalls":
+            assert live(page, '[data-testid="stTable"]').count() >= 3, "a table of measurements per pitfall"
+        if name == "your_model":
+            upload_a_model_that_calls_a_layer_twice(page, tmp_path)
+            assert live(page, '[data-testid="stTable"]').count() == 2, "the shared weights and the gradient split"
+            check_presented(page, "Your model, a model uploaded")
     page.context.close()
+
+
+def upload_a_model_that_calls_a_layer_twice(page, folder) -> None:
+    """Chooses a .keras file in the Your model page's file input, as a person would, and waits for its charts."""
+    from sharecore.nn.tfimport import keras
+
+    block = keras.layers.Dense(4, name="block")
+    inp = keras.Input((4,))
+    path = folder / "twice.keras"
+    keras.Model(inp, block(block(inp))).save(path)
+    page.locator('.st-key-your_model-upload input[type="file"]').set_input_files(str(path))
+    page.locator(CHART).first.wait_for()
+    wait_for_charts(page, 1)
+    wait_until_idle(page)
 
 
 def test_the_diagram_is_drawn_by_graphviz_in_chromium_with_colored_tensors_and_rules(new_tab, server):

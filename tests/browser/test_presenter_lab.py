@@ -1,6 +1,7 @@
 """Presenter-ready workshop pages, in a real Chromium: at 800 px and at a projector's 1024x768 the Lab
 (after short trainings), Compare runs (three runs) and Exercises cut no text, their chart titles and
-legends overlap nothing, and presenter mode ("larger chart text") keeps it so.
+legends overlap nothing, and presenter mode ("larger chart text") keeps it so; in presenter mode the
+kept runs are an HTML table (a hostile label shown as written), their editable grid folded beneath.
 
 The package's shared server (tests/browser/conftest.py); three 20-step runs are trained once, in one
 browser's workspace (its cookie), and every test opens fresh tabs with that cookie. Screenshots: docs/presenter-lab.png and
@@ -178,10 +179,17 @@ def test_the_lab_with_kept_runs_fits_a_narrow_screen_or_a_projector_also_in_pres
     wait_for_charts(page, 3)
     assert diagram(page)["overlaps"] == 0, "diagram labels overlap"
     assert page.locator(f"{CHART} .legend .traces").count() >= 4, "the overlays show two or more runs"
-    # On a projector every column of the kept-runs table is in view.
+    # On a projector every column of the kept-runs grid is in view.
     check_all(page, "Lab", grids_fit='[class*="st-key-lab-runs-"]' if viewport == PROJECTOR else None)
     presented(page)
-    check_all(page, "Lab, presenter mode", grids_fit='[class*="st-key-lab-runs-"]' if viewport == PROJECTOR else None)
+    # The kept runs as an HTML table (one row a run), every column in view; the grid folded beneath it.
+    check_all(page, "Lab, presenter mode")
+    kept_runs = live(page, '[data-testid="stTable"]').filter(has_text="loss tied")
+    assert kept_runs.locator("tbody tr").count() == RUNS
+    for header in kept_runs.locator("th").all():
+        box = header.bounding_box()
+        assert box["x"] + box["width"] <= viewport["width"], f"{header.inner_text()!r} is off the screen"
+    assert live(page, '[data-testid="stExpander"]').filter(has_text="Edit kept runs").count() == 1
     if viewport == PROJECTOR:
         # One screen: Train and the first chart (its title and plot areas; its legend may run below),
         # without scrolling.
@@ -254,4 +262,36 @@ def test_the_exercises_fit_a_narrow_screen_or_a_projector(new_tab, server, viewp
     if viewport == PROJECTOR:
         presenter_on(page)
         check_presented(page, "Exercises, presenter mode")
+    page.context.close()
+
+
+HOSTILE_LABEL = "<img src=x onerror=alert(1)>**b**"
+
+
+def test_a_run_renamed_in_the_folded_grid_shows_its_label_as_written_in_the_presenter_table(new_tab, server):
+    """In presenter mode the kept runs are an HTML table and the editable grid is folded beneath it: a rename
+    there still works, and the table shows the new label as written, never as markup."""
+    page = new_tab(viewport=PROJECTOR)
+    open_page(page, server, "lab?preset=seed-dense&steps=5", "Lab")
+    train_in_lab(page)
+    presented(page)
+    live(page, '[data-testid="stExpander"] summary').filter(has_text="Edit kept runs").click()
+    grid = live(page, '[data-testid="stExpander"] [data-testid="stDataFrame"]')
+    grid.wait_for()
+    wait_until_idle(page)
+    box = grid.bounding_box()
+    # The one run's label cell (the show column is 64 px, both pinned at their widths): a click selects
+    # it, Enter edits it, as a person would.
+    grid.click(position={"x": 64 + 40, "y": box["height"] - 25})
+    page.keyboard.press("Enter")
+    editor = page.locator("textarea.gdg-input, input.gdg-input").first
+    editor.wait_for()
+    editor.fill(HOSTILE_LABEL)
+    editor.press("Enter")
+    wait_until_idle(page)
+    kept_runs = live(page, '[data-testid="stTable"]').filter(has_text="loss tied")
+    kept_runs.filter(has_text=HOSTILE_LABEL).wait_for()
+    assert kept_runs.locator("tbody tr td, tbody tr th").first.inner_text() == HOSTILE_LABEL
+    assert page.locator('[data-testid="stMain"] img[src="x"], [data-testid="stTable"] strong').count() == 0
+    check_presented(page, "Lab, a hostile label")
     page.context.close()

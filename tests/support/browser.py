@@ -426,6 +426,12 @@ TEXTS = """() => {
     }
     return out;
 }"""
+# Grids drawn on a canvas (st.dataframe, st.data_editor) in view, outside an expander: their text is a
+# fixed 14 px, which TEXTS cannot measure (it is pixels, not text). An expander may fold one away (the
+# Lab's editable kept-runs grid, beneath its HTML table), for a person who opens it to edit.
+CANVAS_GRIDS = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"]')]
+    .filter(g => g.getBoundingClientRect().height > 0 && !g.closest('[data-testid="stExpander"]'))
+    .map(g => (g.closest('[class*="st-key-"]')?.className.match(/st-key-\\S+/) || ['a grid'])[0])"""
 # Header cells of HTML tables (st.table) whose text is wider than the cell: cut.
 CUT_HEADERS = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stTable"] th')]
     .filter(th => th.offsetParent !== null && th.scrollWidth > th.clientWidth + 1)
@@ -459,12 +465,15 @@ def inside_viewport(page, selector: str) -> bool:
 
 def check_presented(page, where: str) -> None:
     """What presenter mode promises, on what `page` shows now: the sidebar folded with its opener in
-    view, nothing cut (`check_fits`, and no header of an HTML table), every text at least
+    view, nothing cut (`check_fits`, and no header of an HTML table), no canvas grid in view
+    outside an expander (`CANVAS_GRIDS`), every text at least
     `PRESENTER_MIN_PX` and at a contrast of at least `MIN_CONTRAST` on its background."""
     check_fits(page, where)
     assert page.evaluate(SIDEBAR_FOLDED), f"the sidebar is open on {where}"
     assert inside_viewport(page, '[data-testid="stExpandSidebarButton"]'), f"no control to open the sidebar on {where}"
     assert not page.evaluate(CUT_HEADERS), f"table headers cut on {where}: {page.evaluate(CUT_HEADERS)}"
+    grids = page.evaluate(CANVAS_GRIDS)
+    assert not grids, f"grids drawn at a fixed 14 px on {where}: {grids}"
     texts = page.evaluate(TEXTS)
     assert texts, f"no text found on {where}"
     small = [(t["text"], round(t["size"], 1)) for t in texts if t["size"] < PRESENTER_MIN_PX - 0.05]
