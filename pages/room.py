@@ -17,9 +17,10 @@ from sharecore.core.text import csv_text, safe_file_name
 from sharecore.runs.compare import LabelledRun
 from sharecore.runs.rooms import BOARD_COLUMNS, Room, board, board_names
 from sharecore.teach.exercises import EXERCISES
-from ui import kept, kept_views, keys, room
+from ui import kept, kept_views, keys, presenter, room
 from ui.routing import frame
 from ui.text import plain
+from ui.widgets import figures_table
 
 frame()  # before anything else: see ui/routing.py
 
@@ -90,6 +91,40 @@ def board_view(r: Room, handins: list) -> None:
     if order != SORTS[0]:
         frame_ = frame_.sort_values(order, kind="stable", na_position="last", ignore_index=True)
     table = frame_.drop(columns=["run_id"])
+    if presenter.on():
+        # On a projector an HTML table, whose text grows with the page's (the grid below is drawn on a
+        # canvas at 14 px); rows to overlay are picked by name beside it.
+        figures_table(table, first=COLUMN_ORDER)
+        ids = list(frame_["run_id"])
+        names = dict(zip(ids, (f"{i + 1}. {name}" for i, name in enumerate(table["name"]))))
+        # A hand-in withdrawn or hidden since the last run leaves the picks (a pick must be an option).
+        st.session_state[keys.ROOM_PICKED] = [i for i in st.session_state.get(keys.ROOM_PICKED, []) if i in names]
+        chosen = st.multiselect("Overlay these hand-ins", ids, format_func=names.__getitem__, key=keys.ROOM_PICKED)
+        picked_rows = [ids.index(i) for i in chosen]
+    else:
+        picked_rows = _board_grid(table)
+    st.download_button(
+        "The board (CSV)",
+        csv_text(table),
+        file_name=safe_file_name(f"room-{r.code}", ".csv"),
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key=keys.ROOM_CSV,
+    )
+    rows = list(range(len(table))) if everyone else sorted(picked_rows)
+    if not rows:
+        st.caption("Tick rows of the table, or overlay all hand-ins, to draw their curves.")
+        return
+    shown = [h for h in handins if h.run_id in results]
+    names = dict(zip([h.run_id for h in shown], board_names(shown)))
+    ids = [frame_["run_id"].iloc[i] for i in rows]
+    runs = [LabelledRun(names[i], results[i], i) for i in ids]
+    kept_views.compare_charts(runs, key=keys.ROOM_CHARTS)
+
+
+def _board_grid(table) -> list[int]:
+    """The board as Streamlit's sortable grid, rows ticked to overlay; returns the ticked rows."""
     picked = st.dataframe(
         table,
         key=keys.ROOM_TABLE,
@@ -111,24 +146,7 @@ def board_view(r: Room, handins: list) -> None:
             },
         },
     )
-    st.download_button(
-        "The board (CSV)",
-        csv_text(table),
-        file_name=safe_file_name(f"room-{r.code}", ".csv"),
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key=keys.ROOM_CSV,
-    )
-    rows = list(range(len(table))) if everyone else sorted(picked.selection.rows)
-    if not rows:
-        st.caption("Tick rows of the table, or overlay all hand-ins, to draw their curves.")
-        return
-    shown = [h for h in handins if h.run_id in results]
-    names = dict(zip([h.run_id for h in shown], board_names(shown)))
-    ids = [frame_["run_id"].iloc[i] for i in rows]
-    runs = [LabelledRun(names[i], results[i], i) for i in ids]
-    kept_views.compare_charts(runs, key=keys.ROOM_CHARTS)
+    return list(picked.selection.rows)
 
 
 def facilitator_view(r: Room) -> None:

@@ -135,6 +135,7 @@ ROOM_CLOSE = "room.close"  # the facilitator's Close button
 ROOM_HIDE = "room.hide"  # the facilitator's hand-ins taken off the board
 ROOM_SORT = "room.sort"  # what the board is sorted by
 ROOM_TABLE = "room.table"  # the board's table (rows selectable)
+ROOM_PICKED = "room.picked"  # in presenter mode, the hand-ins picked by name to overlay
 ROOM_ALL = "room.all"  # "Overlay all hand-ins"
 ROOM_CHARTS = "room"  # the prefix of the board's overlays (ui.kept_views)
 ROOM_CSV = "room.csv"  # the board's download

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.support.apptest import click_and_wait, go, open_app
+from ui.text import plain
 
 HOSTILE = "<img src=x onerror=alert(1)>**bold**"
 
@@ -55,6 +56,18 @@ def test_a_room_from_an_exercise_takes_a_participants_run_onto_the_board_with_it
     assert table["differs from the start"].iloc[0] == "nothing"
     assert table["shows the claim"].iloc[0] == "yes", "60 steps of seed-dense show the untied drift"
     assert host.session_state["workspace"] != guest.session_state["workspace"]
+
+    # On a projector the board is an HTML table (the grid keeps 14 px), its rows picked by name to overlay.
+    host.sidebar.toggle(key="sidebar.presenter").set_value(True).run()
+    assert not host.exception and not host.dataframe, "no canvas grid in presenter mode"
+    (shown,) = [t.value for t in host.table]
+    assert [c.replace("\\", "") for c in shown.columns[:3]] == ["name", "loss tied", "loss untied"]
+    assert list(shown["name"]) == [plain(HOSTILE)], "the name as written (escaped), not markup"
+    assert shown["loss tied"].iloc[0] == f"{final['tied']:.4g}"
+    charts = len(host.get("plotly_chart"))
+    host.multiselect(key="room.picked").set_value([run_id]).run()
+    assert not host.exception and len(host.get("plotly_chart")) > charts, "the picked hand-in is overlaid"
+    host.sidebar.toggle(key="sidebar.presenter").set_value(False).run()
 
     # The participant sees no board until it is projected.
     go(guest, "room")

@@ -20,6 +20,7 @@ from tests.support.browser import (
     CHART,
     PROJECTOR,
     SCRIPT_RUNS,
+    check_presented,
     fill,
     live,
     main_text,
@@ -180,6 +181,7 @@ def test_a_room_from_an_exercise_gathers_three_participants_runs_on_one_board(ne
     # The board in presenter mode at 1024x768, for docs/.
     toggle(host, ".st-key-sidebar-presenter")
     wait_for_charts(host, 3)
+    check_presented(host, "the Room's board")  # an HTML table there, every text sized and readable
     # The board's heading at the top of the window, below Streamlit's header: the table and the loss overlay in view.
     host.get_by_role("heading", name="Board").evaluate(
         "h => { h.scrollIntoView({block: 'start'}); document.querySelector('[data-testid=\"stMain\"]').scrollBy(0, -70); }"
