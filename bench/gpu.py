@@ -95,7 +95,7 @@ def worker(part: str, scale: float, rounds: int) -> dict:
 # ----------------------------------------------------------------------------- the section
 def run(mode: Mode) -> Section:
     from bench.common import median, ratio, spread
-    from bench.trainer import RATIO_HEADER, TARGETS, ratio_rows
+    from bench.trainer import RATIO_HEADER, ratio_rows, target_headlines
     from sharecore.nn.tfimport import tf
 
     section = Section("GPU: memory growth, TF32, trainer ratios, tied vs untied, mirrored over 2 GPUs")
@@ -137,11 +137,7 @@ def run(mode: Mode) -> Section:
     ratio_table = []
     for name, result in hygiene["ratios"].items():
         ratio_table += ratio_rows(name, result)
-        for every, label in ((10, "record every 10"), (1, "record every step")):
-            r = ratio(result[label], result["bare chunk"])
-            section.headlines.append(
-                Headline(f"gpu, {name}, {label}: train / bare chunk", r, f">= {TARGETS[every]}", r >= TARGETS[every])
-            )
+        section.headlines += target_headlines(f"gpu, {name}", result)
     section.add(
         "On GPU:0, the `trainer` section's comparison (`bench.trainer.compare`, device 'gpu'; steps per second, "
         "alternating rounds):",

@@ -156,6 +156,18 @@ def compare(spec: ModelSpec, n: int, rounds: int, device: str = "auto") -> dict[
     return alternate(cases, rounds)
 
 
+def target_headlines(prefix: str, result: dict[str, list[float]]) -> list[Headline]:
+    """One preset's train / bare chunk against `TARGETS`, per record interval ("train, seed-dense, record
+    every 10: train / bare chunk")."""
+    headlines = []
+    for every, label in ((10, "record every 10"), (1, "record every step")):
+        r = ratio(result[label], result["bare chunk"])
+        headlines.append(
+            Headline(f"{prefix}, {label}: train / bare chunk", r, f">= {TARGETS[every]}", r >= TARGETS[every])
+        )
+    return headlines
+
+
 def ratio_rows(name: str, result: dict[str, list[float]]) -> list[list[object]]:
     """The table rows of one preset's `compare`: train / bare chunk and train / Keras fit, per record interval."""
     rows = []
@@ -205,11 +217,7 @@ def run(mode: Mode) -> Section:
         note(f"trainer: {name}, {n} steps a run, {mode.rounds} rounds")
         result = compare(spec, n, mode.rounds)
         rows += ratio_rows(name, result)
-        for every, label in ((10, "record every 10"), (1, "record every step")):
-            r = ratio(result[label], result["bare chunk"])
-            section.headlines.append(
-                Headline(f"train, {name}, {label}: train / bare chunk", r, f">= {TARGETS[every]}", r >= TARGETS[every])
-            )
+        section.headlines += target_headlines(f"train, {name}", result)
     section.add(
         "Steps per second, a step being one update of the tied and one of the untied model, as "
         "`TrainResult.steps_per_second` counts them (Keras fit: one update of the tied model). Same "

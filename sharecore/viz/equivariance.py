@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sharecore.core.symmetry import Equivariance
-from sharecore.viz.style import house_layout
+from sharecore.viz.style import diverging_axis, house_layout
 
 ROW_PX = 120  # one row of square panels
 SAME_MAPS = 1e-5  # relative error under which the view says 'the same' (float32 rounding is ~1e-7)
@@ -93,13 +93,7 @@ def equivariance_view(tied: Equivariance, untied: Equivariance | None = None, ch
             fig.update_yaxes(scaleanchor=x_axis.replace("axis", ""), row=r, col=c)
     fig.update_annotations(font_size=10)
     fig.update_layout(
-        coloraxis={
-            "colorscale": "RdBu",
-            "reversescale": True,
-            "cmin": -limit,
-            "cmax": limit,
-            "colorbar": {"title": {"text": "output"}, "thickness": 12, "x": 1.02},
-        },
+        coloraxis=diverging_axis(limit, "output", x=1.02),
         coloraxis2={
             "colorscale": "Greys",
             "cmin": -image_limit if tied.image.min() < 0 else 0,

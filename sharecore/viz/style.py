@@ -95,6 +95,17 @@ def tensor_colors(spec: ModelSpec) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- the house layout and its helpers
+def diverging_axis(limit: float, title: str, **colorbar: object) -> dict:
+    """A color axis for signed values: red above zero, blue below, white at zero, symmetric to `limit`."""
+    return {
+        "colorscale": "RdBu",
+        "reversescale": True,
+        "cmin": -limit,
+        "cmax": limit,
+        "colorbar": {"title": {"text": title}, "thickness": 12, **colorbar},
+    }
+
+
 def house_layout(
     fig: go.Figure,
     title: str,

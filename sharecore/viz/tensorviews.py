@@ -19,6 +19,7 @@ from sharecore.core.spec import ModelSpec
 from sharecore.viz.diagram import rule_text
 from sharecore.viz.style import (
     HEIGHT,
+    diverging_axis,
     flat_2d,
     house_layout,
     shape_text,
@@ -194,15 +195,7 @@ def tensor_views(spec: ModelSpec, tensor: str, values: np.ndarray) -> go.Figure:
         )
         index = [label for label, _, _ in panels].index(name)
         fig.layout.annotations[index].font.color = color  # the use's title in its box's color
-    fig.update_layout(
-        coloraxis={
-            "colorscale": "RdBu",
-            "reversescale": True,
-            "cmin": -limit,
-            "cmax": limit,
-            "colorbar": {"title": {"text": "value"}, "thickness": 12},
-        }
-    )
+    fig.update_layout(coloraxis=diverging_axis(limit, "value"))
     subtitle = "The stored tensor, then each use's kernel after its rule; one color scale, white = 0"
     if tiled:
         kh, kw, c_in, c_out = panels[0][2].shape
