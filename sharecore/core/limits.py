@@ -21,6 +21,7 @@ from typing import Any
 from sharecore.core.config import DIGITS_INPUT_SIZES, DIGITS_POOL_SIZE, TEACHER_POOL_SIZE, TOKENS_HELDOUT, TrainConfig
 from sharecore.core.fields import parse_count
 from sharecore.core.plan import Plan, as_plan
+from sharecore.core.records import pair_rows, recorded_rows, recorded_steps, rows_per_recorded_step
 from sharecore.core.spec import ModelSpec
 
 BYTES_PER_VALUE = 4  # float32
@@ -229,32 +230,6 @@ def tied_params(p: Plan) -> int:
     return total
 
 
-def recorded_steps(config: TrainConfig) -> int:
-    """How many steps a run records: step 1, every `record_every`-th step and the last one."""
-    steps, every = config.steps, config.record_every
-    if steps <= 1:
-        return steps
-    return steps // every + (every > 1) + (steps % every != 0)
-
-
-def rows_per_recorded_step(p: Plan) -> int:
-    """Rows a recorded step adds, both models: one per use of a shared tensor, one per pair of its uses.
-
-    Every pair is counted; pairs that read no common entry are not recorded, so this is an upper bound.
-    """
-    return 2 * sum(len(p.group(t)) for t in p.shared_tensors) + _pair_rows(p)
-
-
-def _pair_rows(p: Plan) -> int:
-    """Divergence rows of one recorded step, both models (also recorded once at step 0)."""
-    return 2 * sum(len(p.group(t)) * (len(p.group(t)) - 1) // 2 for t in p.shared_tensors)
-
-
-def recorded_rows(p: Plan, config: TrainConfig) -> int:
-    """Gradient and divergence rows a run records: every recorded step, and the divergence at step 0."""
-    return rows_per_recorded_step(p) * recorded_steps(config) + _pair_rows(p)
-
-
 def activation_values(p: Plan) -> int:
     """Values one sample creates in a forward pass: the input, every use's input copy and output.
 
@@ -449,7 +424,7 @@ def check_limits(spec: ModelSpec | Plan, config: TrainConfig | None = None, limi
         )
     per_step, rows = rows_per_recorded_step(p), recorded_rows(p, config)
     if rows > limits.max_recorded_rows:
-        most = (limits.max_recorded_rows - _pair_rows(p)) // per_step  # recorded steps that fit
+        most = (limits.max_recorded_rows - pair_rows(p)) // per_step  # recorded steps that fit
         if most >= 2:  # step 1 and the last step, at least
             # Enough: at most steps // k + 2 steps are recorded; then the least k that fits.
             enough = config.steps if most == 2 else -(-config.steps // (most - 2))
