@@ -15,21 +15,12 @@ import pandas as pd
 import pytest
 
 import sharecore
-from sharecore import TrainConfig
+from tests.nn.data.make_records_main import CASES  # the runs the fixture holds, by the name its arrays are stored under
 from tests.support import ROOT
 
 FIXTURE = ROOT / "tests" / "nn" / "data" / "records_main.npz"
 TOL = 1e-6
 
-# The runs of make_records_main.py, by the name its arrays are stored under.
-CASES = {
-    "dense": ("seed-dense", TrainConfig(steps=24, batch_size=8, record_every=3, seed=1)),
-    "conv": (
-        "seed-conv",
-        TrainConfig(steps=10, batch_size=4, optimizer="sgd", learning_rate=0.05, record_every=2, seed=2),
-    ),
-    "digits": ("siamese-digits", TrainConfig(steps=20, batch_size=16, dataset="digits", record_every=5, seed=3)),
-}
 KEYS = {
     "history": ["step", "variant"],
     "gradients": ["step", "variant", "tensor", "use"],
