@@ -62,14 +62,19 @@ class Recorder:
         Args:
             first: the steps done before the chunk.
             scalars: (steps, 4) loss and accuracy (NaN without classes), each tied then untied.
-            stats: (steps, sum of the variants' `stats_size`): each variant's stats vector in turn (zeros
-                at a step that records nothing).
+            stats: (recorded steps, sum of the variants' `stats_size`): each variant's stats vector in turn, one
+                row per step of the chunk that records (`recorded`).
         """
         rows = slice(first - self.first, first - self.first + len(scalars))
         self.scalars[rows] = scalars
-        kept = stats[self.recorded[first : first + len(scalars)]]
-        self.stats[self.stats_filled : self.stats_filled + len(kept)] = kept
-        self.stats_filled += len(kept)
+        expected = int(self.recorded[first : first + len(scalars)].sum())
+        if len(stats) != expected:
+            raise RuntimeError(
+                f"a chunk of steps {first + 1}-{first + len(scalars)} returned {len(stats)} recorded rows; "
+                f"its schedule records {expected}"
+            )
+        self.stats[self.stats_filled : self.stats_filled + len(stats)] = stats
+        self.stats_filled += len(stats)
         self.done = first + len(scalars)
 
     def heldout(self, step: int, values: np.ndarray) -> None:

@@ -7,6 +7,7 @@ The trainer records, inside its compiled step, each use's gradient in the shared
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -49,9 +50,9 @@ def rule_adjoint(rule: Rule, g: tf.Tensor, tensor_shape: tuple[int, ...]) -> tf.
 
 
 def row_cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """Cosine between matching rows of two (rows, size) tensors; NaN where a row is all zeros."""
-    denom = tf.norm(a, axis=1) * tf.norm(b, axis=1)  # (rows,)
-    return tf.where(denom > 0, tf.reduce_sum(a * b, 1) / tf.maximum(denom, 1e-30), float("nan"))
+    """Cosine between matching rows of two (..., size) tensors, over the last axis; NaN where a row is all zeros."""
+    denom = tf.norm(a, axis=-1) * tf.norm(b, axis=-1)  # (...,)
+    return tf.where(denom > 0, tf.reduce_sum(a * b, -1) / tf.maximum(denom, 1e-30), float("nan"))
 
 
 class PairLayout:
@@ -77,17 +78,21 @@ class PairLayout:
         self.masks = np.stack([rule_mask(u.use.rule, shape).ravel() for u in group]) if partial else None
 
     def compare(self, views: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """||Wa - Wb|| and cosine(Wa, Wb) on the entries both read, for each compared pair, from (uses, size) views."""
-        n = int(views.shape[0])
+        """||Wa - Wb|| and cosine(Wa, Wb) on the entries both read, (records, pairs) each, from views
+        (records, uses, size): the views of many recorded steps at once."""
+        n = int(views.shape[1])
         masks = None if self.masks is None else tf.constant(self.masks)  # (uses, size), one constant
         distances, cosines = [], []
         for d in self.offsets:
-            a, b = views[: n - d], views[d:]  # (n - d, size): uses i and i + d
+            a, b = views[:, : n - d], views[:, d:]  # (records, n - d, size): uses i and i + d
             if masks is not None:
                 a, b = a * masks[d:], b * masks[: n - d]  # each on what the other reads
-            distances.append(tf.norm(a - b, axis=1))
+            distances.append(tf.norm(a - b, axis=-1))
             cosines.append(row_cosine(a, b))
-        return tf.gather(tf.concat(distances, 0), self.index), tf.gather(tf.concat(cosines, 0), self.index)
+        return (
+            tf.gather(tf.concat(distances, 1), self.index, axis=1),
+            tf.gather(tf.concat(cosines, 1), self.index, axis=1),
+        )
 
 
 class Divergence:
@@ -120,22 +125,44 @@ class Divergence:
             k = apply_rule(u.use.rule.to_dict(), k)
         return rule_adjoint(u.use.rule, k, u.tensor_shape)
 
-    def values(self, w0_norms: tf.Tensor) -> tf.Tensor:
-        """Per compared pair, in `keys` order: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read.
+    @property
+    def view_size(self) -> int:
+        """Numbers in `views()`: every compared tensor's uses, each in the tensor's shape."""
+        return sum(len(self.groups[t]) * math.prod(self.groups[t][0].tensor_shape) for t in self.pairs)
+
+    def views(self) -> tf.Tensor:
+        """(view_size,) the current weights of every use of each compared tensor, mapped into the tensor's shape,
+        flat: what `values_of` compares. A step copies these; the comparing waits until the end of the chunk."""
+        if not self.pairs:
+            return tf.zeros([0])
+        return tf.concat([tf.reshape(self.tensor_view(u), [-1]) for t in self.pairs for u in self.groups[t]], 0)
+
+    def values_of(self, views: tf.Tensor, w0_norms: tf.Tensor) -> tf.Tensor:
+        """(records, 2 * pairs): per compared pair, in `keys` order, ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb) on
+        what both read, from (records, view_size) rows of `views()`.
 
         Args:
+            views: rows of `views()`, one per recorded step.
             w0_norms: (pairs,) ||W0|| on what each pair reads.
         """
         if not self.keys:
-            return tf.zeros([0])
-        distances, cosines = [], []
+            return tf.zeros([tf.shape(views)[0], 0])
+        distances, cosines, start = [], [], 0
         for t, layout in self.pairs.items():
-            views = tf.stack([tf.reshape(self.tensor_view(u), [-1]) for u in self.groups[t]])  # (uses, size)
-            distance, cosine = layout.compare(views)
+            group = self.groups[t]
+            size = math.prod(group[0].tensor_shape)
+            stacked = tf.reshape(views[:, start : start + len(group) * size], [-1, len(group), size])
+            start += len(group) * size
+            distance, cosine = layout.compare(stacked)  # (records, pairs of t) each
             distances.append(distance)
             cosines.append(cosine)
-        relative = tf.concat(distances, 0) / w0_norms
-        return tf.reshape(tf.stack([relative, tf.concat(cosines, 0)], 1), [-1])  # distance, cosine per pair
+        relative = tf.concat(distances, 1) / w0_norms
+        # distance, cosine per pair
+        return tf.reshape(tf.stack([relative, tf.concat(cosines, 1)], -1), [-1, 2 * len(self.keys)])
+
+    def values(self, w0_norms: tf.Tensor) -> tf.Tensor:
+        """(2 * pairs,) `values_of` the current weights."""
+        return self.values_of(self.views()[None], w0_norms)[0]
 
     def now(self, w0_norms: tf.Tensor) -> dict[tuple[str, str, str], tuple[float, float]]:
         """`values` of the current weights, computed eagerly, by (tensor, use_a, use_b)."""

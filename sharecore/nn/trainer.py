@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import dataclasses
 import gc
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,7 +64,7 @@ class Trainer:
                 x_spec,  # the training pool
                 y_spec,
                 tf.TensorSpec([None, batch_size], tf.int32),  # (steps, batch) indices into the pool
-                tf.TensorSpec([None], tf.bool),  # (steps,) whether the step records its stats
+                tf.TensorSpec([None], tf.bool),  # (steps,) whether the step records
                 tf.TensorSpec([], tf.bool),  # whether the held-out set is scored after the chunk's last step
                 x_spec,  # the held-out set (no rows where there is none)
                 y_spec,
@@ -91,21 +92,26 @@ class Trainer:
         """Trains len(idx) steps, or up to and without the first step whose loss or weights are not finite;
         then, if `score` and every step was done, scores the held-out set.
 
-        Returns, per step done: the scalars (steps, 4) (loss and accuracy, each tied then untied) and the
-        stats vectors (steps, size); the held-out score (4,) (loss and accuracy, each tied then untied;
-        zeros when not scored); and the finiteness of both variants at the last step tried. Fetched once
-        per chunk: everything a run records between two progress reports. `train` ends a chunk at every
-        step its held-out schedule scores (a handful a run), so the score is outside the loop of steps:
-        a branch in every step costs a tiny model speed (seed-dense's chunk without its stats branch ran about a
-        fifth faster, measured on a loaded machine).
+        Returns the scalars (steps done, 4) (loss and accuracy, each tied then untied); the stats vectors of
+        the recorded steps done (recorded steps, both variants' `stats_size`), computed after the last step from
+        the raw rows the steps copied; the held-out score (4,) (loss and accuracy, each tied then untied; zeros
+        when not scored); and the finiteness of both variants at the last step tried. Fetched once per chunk:
+        everything a run records between two progress reports. `train` ends a chunk at every step its held-out
+        schedule scores (a handful a run), so the score is outside the loop of steps: a branch in every step
+        costs a tiny model speed (seed-dense's chunk with a branch for its stats in every step ran at 0.95 of
+        the bare chunk recording nothing, 1.21 without the branch; quiet machine).
         """
         n = tf.shape(idx)[0]
-        size = sum(v.stats_size for v in self.variants)
+        sizes = [v.raw_size for v in self.variants]
+        # The recorded steps' raw rows, and one row more that the steps in between write and the next recorded
+        # step overwrites: a write at every step, without a branch in it (the rows of a tiny model are a few
+        # hundred numbers; see `Variant.raw_always` for big ones).
+        rows = tf.reduce_sum(tf.cast(record, tf.int32)) + 1
 
-        def more(i, finite, scalars, stats):
+        def more(i, finite, count, scalars, raw):
             return tf.logical_and(i < n, tf.reduce_all(finite))
 
-        def step(i, finite, scalars, stats):
+        def step(i, finite, count, scalars, raw):
             x, y = tf.gather(pool_x, idx[i]), tf.gather(pool_y, idx[i])  # (batch, ...) each
             if self.strategy is None:
                 outs = [v.train_step(x, y, record[i]) for v in self.variants]
@@ -114,30 +120,36 @@ class Trainer:
             return (
                 i + 1,
                 tf.stack([o[2] for o in outs]),
+                count + tf.cast(record[i], tf.int32),
                 scalars.write(i, tf.stack([o[0] for o in outs] + [o[1] for o in outs])),
-                stats.write(i, tf.concat([o[3] for o in outs], axis=0)),
+                raw.write(count, tf.concat([o[3] for o in outs], axis=0)),
             )
 
-        tried, finite, scalars, stats = tf.while_loop(
+        tried, finite, _, scalars, raw = tf.while_loop(
             more,
             step,
             (
                 tf.constant(0),
                 tf.ones([2], tf.bool),
+                tf.constant(0),
                 tf.TensorArray(tf.float32, size=n, element_shape=[4]),
-                tf.TensorArray(tf.float32, size=n, element_shape=[size]),
+                tf.TensorArray(tf.float32, size=rows, element_shape=[sum(sizes)]),
             ),
         )
         all_finite = tf.reduce_all(finite)
         # A step that was not finite was written too; it is not a step done.
         done = tried - tf.cast(tf.logical_not(all_finite), tf.int32)
+        raw = raw.gather(tf.range(tf.reduce_sum(tf.cast(record[:done], tf.int32))))  # (recorded steps done, raw)
+        # The records of every recorded step at once, each variant from its part of the rows.
+        starts = [0, *itertools.accumulate(sizes)]
+        stats = tf.concat([v.stats_of(raw[:, a:b]) for v, a, b in zip(self.variants, starts, starts[1:])], 1)
         # Under a strategy in the cross-replica context: a mirrored variable reads the same values on every replica.
         heldout = tf.cond(
             tf.logical_and(score, all_finite),
             lambda: self._evaluate(heldout_x, heldout_y),
             lambda: tf.zeros([4]),
         )
-        return scalars.stack()[:done], stats.stack()[:done], heldout, finite
+        return scalars.stack()[:done], stats, heldout, finite
 
     def _replicated_step(self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
         """One step of both variants on every replica, each on its slice of the batch; what they return is summed

@@ -158,6 +158,8 @@ def train(
         trainer.chunk.get_concrete_function()
         compile_seconds = time.perf_counter() - start
         sizes = ChunkSizes(progress_every)
+        # The raw rows a chunk holds until its end (`Trainer._chunk`) stay under RAW_CHUNK_BYTES.
+        max_rows = max(1, RAW_CHUNK_BYTES // (4 * max(1, sum(v.raw_size for v in variants))))
         reported = steps_done  # the last step handed to on_progress
         start = time.perf_counter()
         while steps_done < config.steps:
@@ -170,6 +172,7 @@ def train(
             first = steps_done
             # A chunk ends at the next step the held-out schedule scores: the chunk scores after its last step.
             last = min(first + sizes.next(), score_steps[np.searchsorted(score_steps, first, side="right")])
+            last = _at_most_rows(recorded, first, last, max_rows)
             idx = batches.integers(0, len(data.x), (last - first, config.batch_size)).astype("int32")
             called = time.perf_counter()
             try:
@@ -234,6 +237,19 @@ def _heldout_tensors(data: Dataset) -> tuple[tf.Tensor, tf.Tensor]:
     if data.heldout_x is not None:
         return tf.constant(data.heldout_x), tf.constant(data.heldout_y)
     return tf.constant(data.x[:0]), tf.constant(data.y[:0])
+
+
+# The most bytes of raw rows one chunk keeps for its records (a model with big shared tensors that records
+# every step runs shorter chunks; seed-dense's rows are 3 kB).
+RAW_CHUNK_BYTES = 16 * 2**20
+
+
+def _at_most_rows(recorded: np.ndarray, first: int, last: int, rows: int) -> int:
+    """The end of a chunk from step `first + 1` to at most `last` that records at most `rows` steps (at least one step)."""
+    counts = np.cumsum(recorded[first:last])
+    if counts[-1] <= rows:
+        return last
+    return first + max(1, int(np.searchsorted(counts, rows, side="right")))
 
 
 class ChunkSizes:

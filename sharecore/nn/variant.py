@@ -1,12 +1,18 @@
 """One variant of a run: the tied or untied model with its optimizer, its head and what its compiled step records.
 
-At the steps chosen by `record_every` a variant's step records, inside the compiled step:
+At the steps chosen by `record_every` a variant records:
 
 * gradients: each use's contribution to its shared tensor's gradient (in the tensor's own
   shape), the norm of their sum, and the cosine between a use and the other uses;
 * divergence: for every pair of uses of a shared tensor, how far apart their weights are on
   the entries both read, from the variables themselves (tied: one variable, so exactly 0). A
   pair that reads no common entry (two slices side by side) has nothing to compare and is left out.
+
+A step only copies what these are computed from (its `raw` row: the uses' gradients and weights in
+their tensors' shapes); the compiled chunk computes the norms, cosines and distances of all its
+recorded steps at once, after its last step (`stats_of`). Computed in every recorded step, they
+were about 110 graph ops on a 250-op step of the smallest preset (seed-dense recorded every step at
+about half the speed of a bare step); a copy is a few ops.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from sharecore.nn.layers import record_views
 from sharecore.nn.model import assign_initial, build_from_plan, draw, kernel_variables
 from sharecore.nn.tensor_rules import Divergence, row_cosine, rule_adjoint
 from sharecore.nn.tfimport import keras, tf
+
+# The largest raw row (numbers) a step copies whether or not it records; above it, only recording steps copy.
+RAW_ALWAYS_MAX = 16384
 
 
 @functools.cache
@@ -78,10 +87,19 @@ class Variant:
         self.div_keys = self.divergence.keys
         # ||W0|| on what each pair reads; a variable so that a compiled trainer serves any seed.
         self.w0_norms = tf.Variable(tf.zeros([len(self.div_keys)]), trainable=False)
+        self.sizes = {t: math.prod(group[0].tensor_shape) for t, group in self.groups.items() if group}
+        # A raw row this big is copied only at the steps that record (a branch per step costs a tiny model
+        # more than the copy; a big one, the other way round).
+        self.raw_always = self.raw_size <= RAW_ALWAYS_MAX
 
     @property
     def stats_size(self) -> int:
         return 3 * len(self.grad_keys) + 2 * len(self.div_keys)
+
+    @property
+    def raw_size(self) -> int:
+        """Numbers in a step's raw row: every use's gradient contribution in its tensor's shape, then `Divergence.views`."""
+        return sum(len(self.groups[t]) * size for t, size in self.sizes.items()) + self.divergence.view_size
 
     def reset(self, init: dict[str, np.ndarray], config: TrainConfig) -> None:
         """Puts the variant back at its initial state for a new run."""
@@ -113,7 +131,8 @@ class Variant:
     def train_step(
         self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor, replica: tf.distribute.ReplicaContext | None = None
     ) -> tuple[tf.Tensor, ...]:
-        """One optimizer step. Returns loss, accuracy, whether all is finite, and the stats vector.
+        """One optimizer step. Returns loss, accuracy, whether all is finite, and the raw row `stats_of` reads
+        (zeros at a step that does not `record`, unless the row is small enough to copy at every step).
 
         Under a strategy, `replica` is the context of the replica that holds this slice of the batch;
         the step's gradients, loss and accuracy are then summed over the replicas, so that every
@@ -143,43 +162,47 @@ class Variant:
         finite = tf.math.is_finite(loss)
         for v in self.variables:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(v)))
-        stats = tf.cond(
-            record,
-            lambda: self._stats(by_use, var_grads),
-            lambda: tf.zeros([self.stats_size]),
-        )
-        return loss, acc, finite, stats
+        if self.raw_always:
+            raw = self._raw(by_use, var_grads)
+        else:
+            raw = tf.cond(record, lambda: self._raw(by_use, var_grads), lambda: tf.zeros([self.raw_size]))
+        return loss, acc, finite, raw
 
-    def _stats(self, by_use: dict[str, tf.Tensor], var_grads: list[tf.Tensor]) -> tf.Tensor:
-        # Whole-tensor ops on the stacked uses of each tensor, never one block of ops per use or pair:
-        # the compiled step (and its compile time and memory) then grows linearly with the uses.
-        values = []
-        for group in self.groups.values():
-            if not group:
-                continue
-            if self.tied:
-                # Contributions are the gradients w.r.t. each use's view of the one variable;
-                # autodiff has already mapped them back through the rules.
-                contribs = [by_use[u.use.name] for u in group]
-                total = var_grads[self.var_index[id(self.kernels[group[0].use.name])]]
-            else:
-                # Each copy's kernel gradient, mapped back into the shared tensor's shape.
-                contribs = [
-                    rule_adjoint(u.use.rule, var_grads[self.var_index[id(self.kernels[u.use.name])]], u.tensor_shape)
-                    for u in group
-                ]
-                total = tf.add_n(contribs)
-            g = tf.stack([tf.reshape(c, [-1]) for c in contribs])  # (uses, size)
-            total = tf.reshape(total, [1, -1])  # (1, size)
-            n = len(group)
-            cos = row_cosine(g, total - g) if n > 1 else tf.fill([n], float("nan"))
-            values.append(tf.reshape(tf.stack([tf.norm(g, axis=1), tf.fill([n], tf.norm(total)), cos], 1), [-1]))
-        values.append(self._divergence_values())
-        return tf.concat(values, 0)  # grad_norm, sum_norm, cosine per use; distance, cosine per pair
+    def _raw(self, by_use: dict[str, tf.Tensor], var_grads: list[tf.Tensor]) -> tf.Tensor:
+        """(raw_size,) what this step's records are computed from: each use's gradient contribution in its
+        tensor's shape (group by group), then the uses' weights (`Divergence.views`, after the update)."""
+        contribs = []
+        for t in self.sizes:
+            for u in self.groups[t]:
+                if self.tied:
+                    # The gradient w.r.t. the use's view of the one variable; autodiff has already mapped it
+                    # back through the rule. They sum to the variable's gradient.
+                    contribs.append(by_use[u.use.name])
+                else:
+                    # The copy's kernel gradient, mapped back into the shared tensor's shape.
+                    grad = var_grads[self.var_index[id(self.kernels[u.use.name])]]
+                    contribs.append(rule_adjoint(u.use.rule, grad, u.tensor_shape))
+        return tf.concat([tf.reshape(c, [-1]) for c in contribs] + [self.divergence.views()], 0)
 
-    def _divergence_values(self) -> tf.Tensor:
-        """Per compared pair, in `div_keys` order: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), on what both read."""
-        return self.divergence.values(self.w0_norms)
+    def stats_of(self, raw: tf.Tensor) -> tf.Tensor:
+        """(records, stats_size) from (records, raw_size) raw rows: per use grad_norm, sum_norm and the cosine with
+        the other uses, tensor by tensor; then per compared pair distance and cosine (`div_keys` order).
+
+        Whole-tensor ops on the stacked uses of each tensor and the stacked records, never one block of ops
+        per use, pair or step: the compiled chunk (and its compile time and memory) grows linearly with the uses.
+        """
+        values, start = [], 0
+        for t, size in self.sizes.items():
+            n = len(self.groups[t])
+            g = tf.reshape(raw[:, start : start + n * size], [-1, n, size])  # (records, uses, size)
+            start += n * size
+            total = tf.add_n(tf.unstack(g, axis=1))[:, None]  # (records, 1, size): the tensor's gradient
+            cos = row_cosine(g, total - g) if n > 1 else tf.fill(tf.shape(g)[:2], float("nan"))
+            norms = tf.norm(g, axis=-1)  # (records, uses)
+            sum_norm = tf.broadcast_to(tf.norm(total, axis=-1), tf.shape(norms))
+            values.append(tf.reshape(tf.stack([norms, sum_norm, cos], -1), [-1, 3 * n]))
+        values.append(self.divergence.values_of(raw[:, start:], self.w0_norms))
+        return tf.concat(values, 1)  # grad_norm, sum_norm, cosine per use; distance, cosine per pair
 
     def divergence_now(self) -> dict[tuple[str, str, str], tuple[float, float]]:
         """The divergence of the current weights, computed eagerly."""
