@@ -1,8 +1,9 @@
 """Trains the tied and untied models side by side and records what sharing does.
 
 Both variants start from the same initial numbers and see the same batches. The steps run in
-compiled chunks (`sharecore.nn.trainer`), each variant recording its gradients and divergence
-inside the step (`sharecore.nn.variant`); between chunks `train` collects the records, reports
+compiled chunks (`sharecore.nn.trainer`): a recording step copies what its gradients and divergence
+are computed from, and the chunk computes them for all its recorded steps at its end
+(`sharecore.nn.variant`); between chunks `train` collects the records, reports
 progress, honours a stop request and the time cap, and turns a device failure into a stop reason.
 """
 

@@ -8,23 +8,26 @@ At the steps chosen by `record_every` a variant records:
   the entries both read, from the variables themselves (tied: one variable, so exactly 0). A
   pair that reads no common entry (two slices side by side) has nothing to compare and is left out.
 
-A step only copies what these are computed from (its `raw` row: the uses' gradients and weights in
-their tensors' shapes); the compiled chunk computes the norms, cosines and distances of all its
-recorded steps at once, after its last step (`stats_of`). Computed in every recorded step, they
-were about 110 graph ops on a 250-op step of the smallest preset (seed-dense recorded every step at
-about half the speed of a bare step); a copy is a few ops.
+A step only copies what these are computed from (its `raw` row: the uses' gradients and weights as
+the variables hold them); the compiled chunk maps them into their tensors' shapes and computes the
+norms, cosines and distances of all its recorded steps at once, after its last step (`stats_of`).
+Computed in every recorded step, they were about 110 graph ops on a 250-op step of the smallest
+preset (seed-dense recorded every step at about half the speed of a bare step); a copy is a few ops.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
 
 from sharecore.core.config import TrainConfig
-from sharecore.core.plan import Plan
+from sharecore.core.plan import Plan, UsePlan
 from sharecore.core.rules import rule_mask
+from sharecore.core.shapes import rule_output_shape
+from sharecore.core.spec import Rule
 from sharecore.nn.layers import record_views
 from sharecore.nn.model import assign_initial, build_from_plan, draw, kernel_variables
 from sharecore.nn.tensor_rules import Divergence, row_cosine, rule_adjoint
@@ -74,7 +77,9 @@ class Variant:
         self.var_index = {id(v): i for i, v in enumerate(self.variables)}
         self.optimizer = _optimizer_class(optimizer)(learning_rate=0.01, name=optimizer)
         self.optimizer.build(self.variables)
-        self.groups = {t: p.group(t) for t in p.shared_tensors}
+        self.groups = {
+            t: group for t in p.shared_tensors if (group := p.group(t))
+        }  # a tensor no use reads has no records
         self.kernels = kernel_variables(self.model, p, tied)
         self.kernel_uses: dict[int, list[str]] = {}  # id(kernel variable) -> the uses that read it
         for use, k in self.kernels.items():
@@ -87,7 +92,9 @@ class Variant:
         self.div_keys = self.divergence.keys
         # ||W0|| on what each pair reads; a variable so that a compiled trainer serves any seed.
         self.w0_norms = tf.Variable(tf.zeros([len(self.div_keys)]), trainable=False)
-        self.sizes = {t: math.prod(group[0].tensor_shape) for t, group in self.groups.items() if group}
+        # Where each use's kernel entries go in its tensor's shape (`RuleMap`), for the records' gradients and views.
+        self.maps = {u.use.name: RuleMap(u.use.rule, u.tensor_shape) for group in self.groups.values() for u in group}
+        self.compared = set(self.divergence.pairs)  # the tensors whose uses' weights a step copies
         # A raw row this big is copied only at the steps that record (a branch per step costs a tiny model
         # more than the copy; a big one, the other way round).
         self.raw_always = self.raw_size <= RAW_ALWAYS_MAX
@@ -98,8 +105,14 @@ class Variant:
 
     @property
     def raw_size(self) -> int:
-        """Numbers in a step's raw row: every use's gradient contribution in its tensor's shape, then `Divergence.views`."""
-        return sum(len(self.groups[t]) * size for t, size in self.sizes.items()) + self.divergence.view_size
+        """Numbers in a step's raw row (`_raw`)."""
+        size = 0
+        for t, group in self.groups.items():
+            kernels = [self.maps[u.use.name].kernel_size for u in group]
+            size += math.prod(group[0].tensor_shape) * len(group) if self.tied else sum(kernels)
+            if t in self.compared:
+                size += math.prod(group[0].tensor_shape) if self.tied else sum(kernels)
+        return size
 
     def reset(self, init: dict[str, np.ndarray], config: TrainConfig) -> None:
         """Puts the variant back at its initial state for a new run."""
@@ -169,20 +182,22 @@ class Variant:
         return loss, acc, finite, raw
 
     def _raw(self, by_use: dict[str, tf.Tensor], var_grads: list[tf.Tensor]) -> tf.Tensor:
-        """(raw_size,) what this step's records are computed from: each use's gradient contribution in its
-        tensor's shape (group by group), then the uses' weights (`Divergence.views`, after the update)."""
-        contribs = []
-        for t in self.sizes:
-            for u in self.groups[t]:
+        """(raw_size,) what this step's records are computed from, as the variables hold it (no rule is applied
+        here: `stats_of` maps what it reads). Tensor by tensor: each use's gradient contribution (tied: the
+        gradient of its view of the one variable, already in the tensor's shape; untied: its copy's kernel
+        gradient); then, for a tensor whose uses are compared, the weights after the update (tied: the one
+        variable; untied: each copy)."""
+        parts = []
+        for t, group in self.groups.items():
+            for u in group:
                 if self.tied:
-                    # The gradient w.r.t. the use's view of the one variable; autodiff has already mapped it
-                    # back through the rule. They sum to the variable's gradient.
-                    contribs.append(by_use[u.use.name])
+                    parts.append(by_use[u.use.name])
                 else:
-                    # The copy's kernel gradient, mapped back into the shared tensor's shape.
-                    grad = var_grads[self.var_index[id(self.kernels[u.use.name])]]
-                    contribs.append(rule_adjoint(u.use.rule, grad, u.tensor_shape))
-        return tf.concat([tf.reshape(c, [-1]) for c in contribs] + [self.divergence.views()], 0)
+                    parts.append(var_grads[self.var_index[id(self.kernels[u.use.name])]])
+            if t in self.compared:
+                kernels = group[:1] if self.tied else group
+                parts += [tf.convert_to_tensor(self.kernels[u.use.name]) for u in kernels]
+        return tf.concat([tf.reshape(part, [-1]) for part in parts], 0) if parts else tf.zeros([0])
 
     def stats_of(self, raw: tf.Tensor) -> tf.Tensor:
         """(records, stats_size) from (records, raw_size) raw rows: per use grad_norm, sum_norm and the cosine with
@@ -191,18 +206,40 @@ class Variant:
         Whole-tensor ops on the stacked uses of each tensor and the stacked records, never one block of ops
         per use, pair or step: the compiled chunk (and its compile time and memory) grows linearly with the uses.
         """
-        values, start = [], 0
-        for t, size in self.sizes.items():
-            n = len(self.groups[t])
-            g = tf.reshape(raw[:, start : start + n * size], [-1, n, size])  # (records, uses, size)
-            start += n * size
+        columns = iter(_split(raw, self._raw_sizes()))
+        values, views = [], []
+        for t, group in self.groups.items():
+            n = len(group)
+            # Each use's contribution in the tensor's shape, flat: (records, uses, size).
+            g = tf.stack([self._in_tensor(u, next(columns)) for u in group], 1)
             total = tf.add_n(tf.unstack(g, axis=1))[:, None]  # (records, 1, size): the tensor's gradient
             cos = row_cosine(g, total - g) if n > 1 else tf.fill(tf.shape(g)[:2], float("nan"))
             norms = tf.norm(g, axis=-1)  # (records, uses)
             sum_norm = tf.broadcast_to(tf.norm(total, axis=-1), tf.shape(norms))
             values.append(tf.reshape(tf.stack([norms, sum_norm, cos], -1), [-1, 3 * n]))
-        values.append(self.divergence.values_of(raw[:, start:], self.w0_norms))
+            if t in self.compared:
+                if self.tied:  # every use's view of the one variable: the variable on what the use reads
+                    weights = next(columns)
+                    views += [self.maps[u.use.name].masked(weights) for u in group]
+                else:
+                    views += [self._in_tensor(u, next(columns)) for u in group]
+        views = tf.concat(views, 1) if views else tf.zeros([tf.shape(raw)[0], 0])
+        values.append(self.divergence.values_of(views, self.w0_norms))
         return tf.concat(values, 1)  # grad_norm, sum_norm, cosine per use; distance, cosine per pair
+
+    def _raw_sizes(self) -> list[int]:
+        """The sizes of `_raw`'s parts, in its order."""
+        sizes = []
+        for t, group in self.groups.items():
+            size = math.prod(group[0].tensor_shape)
+            sizes += [size if self.tied else self.maps[u.use.name].kernel_size for u in group]
+            if t in self.compared:
+                sizes += [size] if self.tied else [self.maps[u.use.name].kernel_size for u in group]
+        return sizes
+
+    def _in_tensor(self, u: UsePlan, values: tf.Tensor) -> tf.Tensor:
+        """(records, tensor size): a use's flat values in its tensor's shape; tied ones are there already."""
+        return values if self.tied else self.maps[u.use.name].to_tensor(values)
 
     def divergence_now(self) -> dict[tuple[str, str, str], tuple[float, float]]:
         """The divergence of the current weights, computed eagerly."""
@@ -215,6 +252,44 @@ class Variant:
             key = u.use.tensor if (self.tied and u.shared) else u.use.name
             out[key] = np.array(self.kernels[u.use.name].numpy())
         return out
+
+
+class RuleMap:
+    """A use's rule as an index map, for many records at once: where each entry of the use's kernel lies in its
+    tensor's shape, and which entries of the tensor the use reads.
+
+    `to_tensor` is `rule_adjoint` (a copy's kernel gradient or weights, mapped back into the tensor's shape;
+    zero where the use does not read) and `masked` is a view of the tensor's own variable mapped back
+    (`rule_adjoint(apply_rule(W))`: the tensor on what the use reads). Every rule moves or drops entries and
+    never combines them, so a gather does the same with one op for any number of records.
+    """
+
+    def __init__(self, rule: Rule, tensor_shape: tuple[int, ...]) -> None:
+        kernel_shape = rule_output_shape(rule, tensor_shape, "rule")
+        self.kernel_size = math.prod(kernel_shape)
+        # Kernel entry i + 1 at its place in the tensor's shape, 0 where the use reads nothing.
+        ids = tf.reshape(tf.range(1, self.kernel_size + 1, dtype=tf.int64), kernel_shape)
+        place = np.asarray(rule_adjoint(rule, ids, tensor_shape)).reshape(-1) - 1
+        self.reads = place >= 0
+        identity = bool(self.reads.all()) and np.array_equal(place, np.arange(len(place)))
+        self.index = None if identity else np.maximum(place, 0).astype("int32")  # None: the same order
+        self.partial = not self.reads.all()
+
+    def to_tensor(self, values: tf.Tensor) -> tf.Tensor:
+        """(records, tensor size) from (records, kernel size): kernel entries at their places, zero elsewhere."""
+        if self.index is None:
+            return values
+        return self.masked(tf.gather(values, self.index, axis=1))
+
+    def masked(self, values: tf.Tensor) -> tf.Tensor:
+        """(records, tensor size) with zeros where the use does not read."""
+        return tf.where(self.reads, values, 0.0) if self.partial else values
+
+
+def _split(raw: tf.Tensor, sizes: list[int]) -> list[tf.Tensor]:
+    """(records, sum of sizes) -> the columns of each size, in order."""
+    starts = [0, *itertools.accumulate(sizes)]
+    return [raw[:, a:b] for a, b in zip(starts, starts[1:])]
 
 
 def _all_reduce(

@@ -28,6 +28,7 @@ from sharecore.nn.data import make_dataset
 from sharecore.nn.layers import apply_rule, record_views
 from sharecore.nn.model import initial_values
 from sharecore.nn.tensor_rules import rule_adjoint
+from sharecore.nn.variant import RuleMap
 from sharecore.share import urlstate
 from sharecore.share.codegen import keras_code
 from sharecore.viz import plots
@@ -585,6 +586,26 @@ def test_rule_adjoint_is_the_transpose_of_the_view(rule, shape):
     np.testing.assert_array_equal(ax, numpy_view(rule, x))
     np.testing.assert_allclose(np.sum(ax * y), np.sum(x * aty), rtol=1e-12)
     np.testing.assert_array_equal(aty, numpy_adjoint(rule, y, shape))
+
+
+@pytest.mark.parametrize(("rule", "shape"), ADJOINT_CASES)
+def test_a_rule_map_maps_many_records_as_the_numpy_adjoint_maps_each(rule, shape):
+    """The trainer maps its recorded kernels back into the tensor's shape with one gather for all records
+    (`RuleMap`); each record must be the NumPy oracle's adjoint of it, and a tied view the tensor where it is read."""
+    r = Rule.from_dict(rule)
+    kernel_shape = rule_output_shape(r, shape, "rule")
+    rng = np.random.default_rng(1)
+    kernels, tensors = rng.standard_normal((3, *kernel_shape)), rng.standard_normal((3, *shape))
+    m = RuleMap(r, shape)
+
+    mapped = m.to_tensor(tf.constant(kernels.reshape(3, -1), tf.float32)).numpy()
+    viewed = m.masked(tf.constant(tensors.reshape(3, -1), tf.float32)).numpy()
+
+    for i in range(3):
+        expected = numpy_adjoint(rule, kernels[i].astype("float32"), shape)
+        np.testing.assert_array_equal(mapped[i].reshape(shape), expected)
+        view_back = numpy_adjoint(rule, numpy_view(rule, tensors[i].astype("float32")), shape)
+        np.testing.assert_array_equal(viewed[i].reshape(shape), view_back)
 
 
 @pytest.mark.parametrize(("rule", "shape"), ADJOINT_CASES)
