@@ -125,24 +125,20 @@ class Divergence:
             k = apply_rule(u.use.rule.to_dict(), k)
         return rule_adjoint(u.use.rule, k, u.tensor_shape)
 
-    @property
-    def view_size(self) -> int:
-        """Numbers in `views()`: every compared tensor's uses, each in the tensor's shape."""
-        return sum(len(self.groups[t]) * math.prod(self.groups[t][0].tensor_shape) for t in self.pairs)
-
     def views(self) -> tf.Tensor:
-        """(view_size,) the current weights of every use of each compared tensor, mapped into the tensor's shape,
-        flat: what `values_of` compares. A step copies these; the comparing waits until the end of the chunk."""
+        """The current weights of every use of each compared tensor, mapped into the tensor's shape, flat and one
+        after the other: a row of what `values_of` compares. (The trainer makes its rows from what its steps
+        copied, `sharecore.nn.variant.RuleMap`.)"""
         if not self.pairs:
             return tf.zeros([0])
         return tf.concat([tf.reshape(self.tensor_view(u), [-1]) for t in self.pairs for u in self.groups[t]], 0)
 
     def values_of(self, views: tf.Tensor, w0_norms: tf.Tensor) -> tf.Tensor:
         """(records, 2 * pairs): per compared pair, in `keys` order, ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb) on
-        what both read, from (records, view_size) rows of `views()`.
+        what both read, from rows laid out as `views()`'s.
 
         Args:
-            views: rows of `views()`, one per recorded step.
+            views: (records, numbers in a row of `views()`), one row per recorded step.
             w0_norms: (pairs,) ||W0|| on what each pair reads.
         """
         if not self.keys:
