@@ -227,11 +227,11 @@ def actions(trainable: bool) -> None:
 
 # ----------------------------------------------------------------------------- charts and kept runs
 def live() -> None:
-    queued = run.queued
+    phase = training.live_phase(run)
 
-    @st.fragment(run_every=1.0 if queued else 0.5)
+    @st.fragment(run_every=training.poll_seconds(phase))
     def panel() -> None:
-        if not run.running or run.queued != queued:
+        if not run.running or training.live_phase(run) != phase:
             st.rerun()
         if waiting := training.queue_text(run):
             st.info(waiting, icon=":material/hourglass:")
