@@ -33,7 +33,11 @@ CLI = (
     "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
 )
 COMMANDS = {"presets": ["presets"], "params seed-conv": ["params", "seed-conv"]}
-ANY_CHART = "() => !!document.querySelector('[data-testid=\"stPlotlyChart\"] svg')"
+# Any chart the page shows (not the hidden one of `ui.startup.warm_up_charts`).
+ANY_CHART = (
+    "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"] svg')]"
+    ".some((svg) => !svg.closest('.st-key-startup-warm-up-chart'))"
+)
 ABOVE_FLOOR_S = 2.0  # the first chart after Train may come at most this long after the floor
 
 

@@ -81,6 +81,10 @@ PRESENTER = "presenter"  # True: every page in presenter mode (ui.presenter)
 # ----------------------------------------------------------------------------- routing (ui.routing)
 SCRIPT_RUNS = "script_runs"  # how many full runs of the page script this session has had
 
+# ----------------------------------------------------------------------------- start-up (ui.startup)
+CHARTS_WARMED = "charts_warmed"  # True once this session's browser has been given its hidden chart
+WARM_UP_CHART = "startup.warm-up-chart"  # that chart's container (hidden: `ui.presenter`'s always-on style)
+
 # ----------------------------------------------------------------------------- an uploaded model (ui.own_model)
 OWN_MODEL = "own_model"  # the Outcome of the last model uploaded on the Your model page, or None
 

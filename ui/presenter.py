@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.keys import LAB_CONTROLS, LAB_TRAIN_ROW, LAB_VIEW, PRESENTER
+from ui.keys import LAB_CONTROLS, LAB_TRAIN_ROW, LAB_VIEW, PRESENTER, WARM_UP_CHART
 
 # The page's root font size in presenter mode. Streamlit sizes text, widgets, spacing and its HTML
 # tables in rem, so this one number enlarges them all by 22 px / 16 px: body text 22 px, captions,
@@ -77,9 +77,11 @@ def on() -> bool:
     return bool(st.session_state.get(PRESENTER, False))
 
 
-# Plotly shows its toolbar over a chart's top right corner; on a phone's 390 px that is the title.
-_ALWAYS = """<style>
-@media (max-width: 640px) { [data-testid="stPlotlyChart"] .modebar-container { display: none; } }
+# Plotly shows its toolbar over a chart's top right corner; on a phone's 390 px that is the title. The
+# start-up's chart (`ui.startup.warm_up_charts`) is never shown.
+_ALWAYS = f"""<style>
+@media (max-width: 640px) {{ [data-testid="stPlotlyChart"] .modebar-container {{ display: none; }} }}
+.st-key-{WARM_UP_CHART.replace(".", "-")} {{ display: none; }}
 </style>"""
 
 

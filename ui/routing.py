@@ -36,6 +36,7 @@ def run_page(page: st.Page) -> None:
     _ROUTED.active = True
     try:
         page.run()
+        startup.warm_up_charts()  # the run's last element: after everything the page shows
     finally:
         _ROUTED.active = False
         sidebar.end_of_run()

@@ -16,7 +16,8 @@ from sharecore import preset, train
 from sharecore.core.config import TrainConfig
 from sharecore.core.spec import ModelSpec
 from sharecore.share import urlstate
-from tests.support.apptest import APP, figures, go, open_app, train_until_done, trainer_threads, values, widget
+from tests.support.apptest import APP, charts, figures, go, open_app, train_until_done, trainer_threads, values, widget
+from ui import keys
 
 PAGES = [
     "home",
@@ -61,11 +62,30 @@ def test_home_shows_the_parameter_counts_of_the_current_preset():
     assert [m.value for m in at.metric] == ["50", "100", "50"]
 
 
+def test_a_sessions_second_run_ends_with_one_hidden_empty_chart_and_other_runs_have_none():
+    """The browser sets up its chart code after its first page (`ui.startup.warm_up_charts`), not at Train's result."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not [el for el in at.get("plotly_chart") if keys.WARM_UP_CHART in el.proto.id]  # the first page paints first
+    at.run()
+
+    def warm_up_charts() -> list:
+        return [el for el in at.get("plotly_chart") if el.proto.id.endswith(f"-{keys.WARM_UP_CHART}.chart")]
+
+    (chart,) = warm_up_charts()
+    assert not json.loads(chart.proto.spec)["data"]  # nothing to draw
+    hidden = f".st-key-{keys.WARM_UP_CHART.replace('.', '-')} {{ display: none; }}"
+    assert any(hidden in el.proto.body for el in at.get("html"))
+    at.run()
+    assert not warm_up_charts() and not at.exception
+    assert any(hidden in el.proto.body for el in at.get("html"))
+
+
 def test_result_pages_ask_to_train_first():
     for page in ("gradients", "divergence"):
         at = open_app(page)
         assert "train" in at.info[0].value.lower()
-        assert not at.get("plotly_chart")
+        assert not charts(at)
 
 
 # ----------------------------------------------------------------------------- build
@@ -219,7 +239,7 @@ def test_a_tiny_run_draws_the_loss_gradient_and_divergence_charts():
     assert heatmap["data"][0]["type"] == "heatmap"
     steps = at.select_slider(key="divergence.step")
     steps.set_value(1).run()
-    assert json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]["meta"]["step"] == 1
+    assert json.loads(charts(at)[1].proto.spec)["data"][0]["meta"]["step"] == 1
     assert not at.exception
 
     go(at, "build")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.support.apptest import click_and_wait, go, open_app
+from tests.support.apptest import charts, click_and_wait, go, open_app
 from ui.text import plain
 
 HOSTILE = "<img src=x onerror=alert(1)>**bold**"
@@ -64,9 +64,9 @@ def test_a_room_from_an_exercise_takes_a_participants_run_onto_the_board_with_it
     assert [c.replace("\\", "") for c in shown.columns[:3]] == ["name", "loss tied", "loss untied"]
     assert list(shown["name"]) == [plain(HOSTILE)], "the name as written (escaped), not markup"
     assert shown["loss tied"].iloc[0] == f"{final['tied']:.4g}"
-    charts = len(host.get("plotly_chart"))
+    before = len(charts(host))
     host.multiselect(key="room.picked").set_value([run_id]).run()
-    assert not host.exception and len(host.get("plotly_chart")) > charts, "the picked hand-in is overlaid"
+    assert not host.exception and len(charts(host)) > before, "the picked hand-in is overlaid"
     host.sidebar.toggle(key="sidebar.presenter").set_value(False).run()
 
     # The participant sees no board until it is projected.

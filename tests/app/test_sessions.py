@@ -10,7 +10,7 @@ import pytest
 import sharecore
 from sharecore.core.config import TrainConfig
 from sharecore.share import urlstate
-from tests.support.apptest import go, open_app, trainer_threads
+from tests.support.apptest import charts, go, open_app, trainer_threads
 
 # Eight different experiments: presets and seeds.
 EXPERIMENTS = [
@@ -61,7 +61,7 @@ def test_eight_sessions_training_different_specs_at_once_each_see_only_their_own
         assert result.spec == sharecore.preset(name)
         assert result.config.seed == seed and result.steps_done == 200
         go(at, "divergence")
-        assert not at.exception and len(at.get("plotly_chart")) >= 1
+        assert not at.exception and len(charts(at)) >= 1
         results.append(result)
     # Each session's numbers are its own: equal to training that experiment alone.
     for (name, seed, _), result in list(zip(users, results))[:3]:

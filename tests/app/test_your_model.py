@@ -22,7 +22,7 @@ import sharecore
 from sharecore.core.limits import Limits
 from sharecore.nn.inspect import inspect_file
 from sharecore.nn.tfimport import keras
-from tests.support.apptest import APP, figures
+from tests.support.apptest import APP, charts, figures
 from tests.support.hostile import MD_NAME, PATH_LABELS
 from ui import own_model
 from ui.text import plain
@@ -213,14 +213,14 @@ def test_the_page_shows_the_uses_counts_and_split_keeps_them_across_reruns_and_r
     shown = at.dataframe[1].value
     np.testing.assert_array_equal(shown["use"], oracle.gradients["use"])
     np.testing.assert_allclose(shown["grad_norm"], oracle.gradients["grad_norm"], rtol=1e-6)
-    assert len(at.get("plotly_chart")) == 1
+    assert len(charts(at)) == 1
     assert any("mean\\_squared\\_error" in c.value for c in at.caption)  # the note saying which loss
 
     at.run()  # a rerun: the same bytes, nothing computed again
     at.switch_page("pages/home.py").run()
     at.switch_page("pages/your_model.py").run()  # back: the uploader is empty, the result stays
     assert calls == [] and [m.value for m in at.metric] == ["20", "40", "20"]
-    assert len(at.get("plotly_chart")) == 1
+    assert len(charts(at)) == 1
 
     at.file_uploader(key=UPLOAD).upload("lm.keras", lm).run()  # a new upload replaces it
     assert calls == ["lm.keras"] and not at.exception
@@ -250,7 +250,7 @@ def test_a_model_that_shares_nothing_is_said_plainly_on_the_page(tmp_path):
     assert not at.exception and not at.error
     assert [m.value for m in at.metric] == ["8", "8", "0"]
     assert "nothing is shared" in at.info[0].value
-    assert not at.get("plotly_chart")
+    assert not charts(at)
 
 
 def test_the_page_states_the_cap_streamlits_upload_route_and_the_limits_allow(monkeypatch):

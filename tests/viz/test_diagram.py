@@ -24,6 +24,7 @@ from sharecore.core.limits import Limits
 from sharecore.viz import plots
 from sharecore.viz.diagram import model_dot
 from sharecore.viz.style import PRESENTER_SCALE
+from tests.support.apptest import charts
 from tests.support.hostile import MD_DESCRIPTION, MD_NAME, hostile_codegen_cases
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
@@ -340,9 +341,9 @@ def test_the_learning_rate_is_picked_on_a_log_scale():
 
 def test_presenter_mode_enlarges_the_charts_the_build_page_sends():
     at = open_page("build", preset="seed-dense")
-    before = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in at.get("plotly_chart")]
+    before = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in charts(at)]
     at.sidebar.toggle(key="sidebar.presenter").set_value(True).run()
-    after = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in at.get("plotly_chart")]
+    after = [json.loads(c.proto.spec)["layout"]["title"]["font"]["size"] for c in charts(at)]
     assert before and after == pytest.approx([size * PRESENTER_SCALE for size in before])
     assert at.session_state["presenter"] is True
     at.switch_page("pages/home.py").run()  # a new page draws a new toggle, which keeps the setting
