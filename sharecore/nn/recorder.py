@@ -1,7 +1,7 @@
 """What a run records: preallocated arrays while it trains, the record frames once it is done.
 
-`train` hands the recorder each chunk's two arrays as the compiled chunk returns them (one row per
-step: the scalars, and the stats vectors); the recorder copies them into arrays sized for the whole
+`train` hands the recorder each chunk's two arrays as the compiled chunk returns them (the scalars, a
+row per step; the stats vectors, a row per recorded step); the recorder copies them into arrays sized for the whole
 run when it starts, and knows how a variant's stats vector is laid out and which row of which frame
 each number goes to. The frames are built once, at the end (and the history rows of a few steps for
 each progress report): building them after every chunk made a long run quadratic. The frames'

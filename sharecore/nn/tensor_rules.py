@@ -1,7 +1,8 @@
 """Rules in tensor space: a use's kernel mapped back into its shared tensor's shape, and pairs of uses compared.
 
-The trainer records, inside its compiled step, each use's gradient in the shared tensor's own shape
-(`rule_adjoint`) and how far apart the uses of a tensor are on the entries both read (`PairLayout`).
+The trainer records each use's gradient in the shared tensor's own shape (`rule_adjoint`; in its compiled
+chunk, the same map as a gather, `sharecore.nn.variant.RuleMap`) and how far apart the uses of a tensor are on
+the entries both read (`PairLayout`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class PairLayout:
 
     The views of a tensor's n uses are stacked as rows (uses, size), each row zero outside what its
     use reads. The pairs (i, i + d) for one offset d are rows [:n-d] against rows [d:], so the
-    compiled step holds one small block of ops per offset (at most n - 1), not one per pair: with a
+    compiled chunk holds one small block of ops per offset (at most n - 1), not one per pair: with a
     block per pair, compile time and memory grew with the square of the uses. Differences are taken
     entry by entry (not from Gram matrices), so tied pairs, whose rows are equal, are exactly 0.
     """
@@ -100,8 +101,9 @@ class Divergence:
 
     For every compared pair of uses: ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb), each use's weights
     mapped back into the shared tensor's shape. Tied uses read one variable, so they are exactly 0
-    apart. The trainer records it inside its compiled step; `sharecore.SharingMonitor` records it
-    eagerly for a model of `sharecore.build` in the user's own `model.fit`.
+    apart. The trainer records it in its compiled chunk (`values_of` the weights its recorded steps
+    copied); `sharecore.SharingMonitor` records it eagerly for a model of `sharecore.build` in the
+    user's own `model.fit`.
 
     Args:
         p: the model's plan.

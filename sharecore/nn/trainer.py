@@ -98,14 +98,14 @@ class Trainer:
         when not scored); and the finiteness of both variants at the last step tried. Fetched once per chunk:
         everything a run records between two progress reports. `train` ends a chunk at every step its held-out
         schedule scores (a handful a run), so the score is outside the loop of steps: a branch in every step
-        costs a tiny model speed (seed-dense's chunk with a branch for its stats in every step ran at 0.95 of
-        the bare chunk recording nothing, 1.21 without the branch; quiet machine).
+        costs a tiny model speed (recording nothing, seed-dense's chunk with a branch for its stats in every step
+        ran at 0.95 times the steps per second of bench's bare chunk, the same chunk without the branch at 1.21
+        times; quiet machine).
         """
         n = tf.shape(idx)[0]
-        sizes = [v.raw_size for v in self.variants]
-        # The recorded steps' raw rows, and one row more that the steps in between write and the next recorded
-        # step overwrites: a write at every step, without a branch in it (the rows of a tiny model are a few
-        # hundred numbers; see `Variant.raw_always` for big ones).
+        sizes = [v.row_size for v in self.variants]
+        # The recorded steps' rows (`Variant.row_size`: raw rows, or a big model's stats), and one row more that the
+        # steps in between write and the next recorded step overwrites: a write at every step, without a branch.
         rows = tf.reduce_sum(tf.cast(record, tf.int32)) + 1
 
         def more(i, finite, count, scalars, raw):
@@ -142,7 +142,7 @@ class Trainer:
         raw = raw.gather(tf.range(tf.reduce_sum(tf.cast(record[:done], tf.int32))))  # (recorded steps done, raw)
         # The records of every recorded step at once, each variant from its part of the rows.
         starts = [0, *itertools.accumulate(sizes)]
-        stats = tf.concat([v.stats_of(raw[:, a:b]) for v, a, b in zip(self.variants, starts, starts[1:])], 1)
+        stats = tf.concat([v.stats_of_rows(raw[:, a:b]) for v, a, b in zip(self.variants, starts, starts[1:])], 1)
         # Under a strategy in the cross-replica context: a mirrored variable reads the same values on every replica.
         heldout = tf.cond(
             tf.logical_and(score, all_finite),

@@ -159,8 +159,8 @@ def train(
         trainer.chunk.get_concrete_function()
         compile_seconds = time.perf_counter() - start
         sizes = ChunkSizes(progress_every)
-        # The raw rows a chunk holds until its end (`Trainer._chunk`) stay under RAW_CHUNK_BYTES.
-        max_rows = max(1, RAW_CHUNK_BYTES // (4 * max(1, sum(v.raw_size for v in variants))))
+        # What a chunk holds of its recorded steps until and at its end (`Trainer._chunk`) stays under CHUNK_ROW_BYTES.
+        max_rows = max(1, CHUNK_ROW_BYTES // (4 * max(1, sum(v.held_size for v in variants))))
         reported = steps_done  # the last step handed to on_progress
         start = time.perf_counter()
         while steps_done < config.steps:
@@ -240,13 +240,16 @@ def _heldout_tensors(data: Dataset) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.constant(data.x[:0]), tf.constant(data.y[:0])
 
 
-# The most bytes of raw rows one chunk keeps for its records (a model with big shared tensors that records
-# every step runs shorter chunks; seed-dense's rows are 3 kB).
-RAW_CHUNK_BYTES = 16 * 2**20
+# The most bytes one chunk holds for its recorded steps until its end, their rows and what the records are
+# computed from at the end (`Variant.held_size`: seed-dense's are 12 kB a recorded step, so a chunk of 0.2 s
+# recording every step fits; a model whose rows are bigger records fewer steps a chunk).
+CHUNK_ROW_BYTES = 32 * 2**20
 
 
 def _at_most_rows(recorded: np.ndarray, first: int, last: int, rows: int) -> int:
     """The end of a chunk from step `first + 1` to at most `last` that records at most `rows` steps (at least one step)."""
+    if last <= first:
+        return last
     counts = np.cumsum(recorded[first:last])
     if counts[-1] <= rows:
         return last

@@ -8,11 +8,14 @@ At the steps chosen by `record_every` a variant records:
   the entries both read, from the variables themselves (tied: one variable, so exactly 0). A
   pair that reads no common entry (two slices side by side) has nothing to compare and is left out.
 
-A step only copies what these are computed from (its `raw` row: the uses' gradients and weights as
-the variables hold them); the compiled chunk maps them into their tensors' shapes and computes the
-norms, cosines and distances of all its recorded steps at once, after its last step (`stats_of`).
-Computed in every recorded step, they were about 110 graph ops on a 250-op step of the smallest
-preset (seed-dense recorded every step at about half the speed of a bare step); a copy is a few ops.
+A step of a model with small shared tensors only copies what these are computed from (its `raw`
+row: the uses' gradients and weights as the variables hold them); the compiled chunk maps them into
+their tensors' shapes and computes the norms, cosines and distances of all its recorded steps at
+once, after its last step (`stats_of`). Computed in every recorded step, they were about 110 graph
+ops on a 250-op step of the smallest preset (seed-dense recorded every step at about half the speed
+of a bare step); a copy is a few ops. A step of a model whose raw row is big (`DEFER_MAX`) computes
+its stats at once, in a branch taken only when it records: a copy at every step would cost it more
+than the branch, and the chunk would hold a big row per recorded step.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from sharecore.nn.model import assign_initial, build_from_plan, draw, kernel_var
 from sharecore.nn.tensor_rules import Divergence, row_cosine, rule_adjoint
 from sharecore.nn.tfimport import keras, tf
 
-# The largest raw row (numbers) a step copies whether or not it records; above it, only recording steps copy.
-RAW_ALWAYS_MAX = 16384
+# The largest raw row (numbers) a step copies for the end of its chunk, recording or not; above it, a recording
+# step computes its stats itself.
+DEFER_MAX = 16384
 
 
 @functools.cache
@@ -95,9 +99,9 @@ class Variant:
         # Where each use's kernel entries go in its tensor's shape (`RuleMap`), for the records' gradients and views.
         self.maps = {u.use.name: RuleMap(u.use.rule, u.tensor_shape) for group in self.groups.values() for u in group}
         self.compared = set(self.divergence.pairs)  # the tensors whose uses' weights a step copies
-        # A raw row this big is copied only at the steps that record (a branch per step costs a tiny model
-        # more than the copy; a big one, the other way round).
-        self.raw_always = self.raw_size <= RAW_ALWAYS_MAX
+        # Whether a step hands the chunk its raw row (stats at the chunk's end) or its stats (a branch per step
+        # costs a tiny model more than the copy; a big one, the other way round).
+        self.defer = self.raw_size <= DEFER_MAX
 
     @property
     def stats_size(self) -> int:
@@ -113,6 +117,24 @@ class Variant:
             if t in self.compared:
                 size += math.prod(group[0].tensor_shape) if self.tied else sum(kernels)
         return size
+
+    @property
+    def row_size(self) -> int:
+        """Numbers in the row a step hands the chunk: the raw row (`defer`) or the stats."""
+        return self.raw_size if self.defer else self.stats_size
+
+    @property
+    def held_size(self) -> int:
+        """Numbers a recorded step takes in a chunk until and at its end: its row, and when `defer`, the largest
+        temporaries `stats_of` makes of it (each use's gradient and weights in the tensor's shape, their
+        differences and products, about three times over)."""
+        if not self.defer:
+            return self.row_size
+        mapped = sum(
+            len(group) * math.prod(group[0].tensor_shape) * (2 if t in self.compared else 1)
+            for t, group in self.groups.items()
+        )
+        return self.raw_size + 3 * mapped
 
     def reset(self, init: dict[str, np.ndarray], config: TrainConfig) -> None:
         """Puts the variant back at its initial state for a new run."""
@@ -144,8 +166,9 @@ class Variant:
     def train_step(
         self, x: tf.Tensor, y: tf.Tensor, record: tf.Tensor, replica: tf.distribute.ReplicaContext | None = None
     ) -> tuple[tf.Tensor, ...]:
-        """One optimizer step. Returns loss, accuracy, whether all is finite, and the raw row `stats_of` reads
-        (zeros at a step that does not `record`, unless the row is small enough to copy at every step).
+        """One optimizer step. Returns loss, accuracy, whether all is finite, and the step's row for the chunk
+        (`row_size`): the raw row `stats_of` reads at the chunk's end (`defer`: at every step, recording or
+        not), or the stats (zeros at a step that does not `record`).
 
         Under a strategy, `replica` is the context of the replica that holds this slice of the batch;
         the step's gradients, loss and accuracy are then summed over the replicas, so that every
@@ -165,7 +188,7 @@ class Variant:
         # the sums over uses take whole tensors.
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         if replica is not None:
-            # Here, before tf.cond(record, ...): an all-reduce inside a branch fails.
+            # Here, before a tf.cond(record, ...) (`defer` off): an all-reduce inside a branch fails.
             grads, loss, acc = _all_reduce(replica, grads, loss, acc)
         by_use = {use: g for (_, use, _), g in zip(views, grads)}
         by_id = dict(zip(map(id, self.viewless), grads[len(views) :]))
@@ -175,11 +198,19 @@ class Variant:
         finite = tf.math.is_finite(loss)
         for v in self.variables:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(v)))
-        if self.raw_always:
-            raw = self._raw(by_use, var_grads)
+        if self.defer:
+            row = self._raw(by_use, var_grads)
         else:
-            raw = tf.cond(record, lambda: self._raw(by_use, var_grads), lambda: tf.zeros([self.raw_size]))
-        return loss, acc, finite, raw
+            row = tf.cond(
+                record,
+                lambda: self.stats_of(self._raw(by_use, var_grads)[None])[0],
+                lambda: tf.zeros([self.stats_size]),
+            )
+        return loss, acc, finite, row
+
+    def stats_of_rows(self, rows: tf.Tensor) -> tf.Tensor:
+        """(records, stats_size) from the rows (records, row_size) the chunk's recorded steps handed it."""
+        return self.stats_of(rows) if self.defer else rows
 
     def _raw(self, by_use: dict[str, tf.Tensor], var_grads: list[tf.Tensor]) -> tf.Tensor:
         """(raw_size,) what this step's records are computed from, as the variables hold it (no rule is applied
@@ -268,7 +299,7 @@ class RuleMap:
         kernel_shape = rule_output_shape(rule, tensor_shape, "rule")
         self.kernel_size = math.prod(kernel_shape)
         # Kernel entry i + 1 at its place in the tensor's shape, 0 where the use reads nothing.
-        ids = tf.reshape(tf.range(1, self.kernel_size + 1, dtype=tf.int64), kernel_shape)
+        ids = tf.reshape(tf.range(1, self.kernel_size + 1, dtype=tf.int32), kernel_shape)
         place = np.asarray(rule_adjoint(rule, ids, tensor_shape)).reshape(-1) - 1
         self.reads = place >= 0
         identity = bool(self.reads.all()) and np.array_equal(place, np.arange(len(place)))

@@ -337,8 +337,8 @@ def _records(result: sharecore.TrainResult) -> dict[str, np.ndarray]:
 
 
 def test_a_chunk_holding_few_raw_rows_records_the_numbers_of_one_chunk(monkeypatch):
-    """A chunk keeps its recorded steps' raw rows until its end; with room for two rows, chunks end every second
-    recorded step (and not at the steps in between), and the records are those of a run in one chunk."""
+    """A chunk keeps its recorded steps' raw rows until its end; with room for two, chunks end every second recorded
+    step (and not at the steps in between), and the records are those of a run in one chunk."""
     from sharecore.nn import trainer, training
 
     spec, config = sharecore.preset("albert-mlp"), TrainConfig(steps=12, batch_size=4, record_every=3, seed=6)
@@ -359,27 +359,28 @@ def test_a_chunk_holding_few_raw_rows_records_the_numbers_of_one_chunk(monkeypat
         return pooled
 
     monkeypatch.setattr(trainer, "_checkout", counting_checkout)
-    # Both variants' raw rows: 2 tensors of 512 numbers, 3 uses each, a gradient and a weight view per use.
-    raw_row_bytes = 4 * 2 * (2 * 3 * 512 * 2)
-    monkeypatch.setattr(training, "RAW_CHUNK_BYTES", 2 * raw_row_bytes + 1)
+    (pooled,) = [t for waiting in trainer._POOL.values() for t in waiting if t.variants[0].plan.spec == spec]
+    assert all(v.defer for v in pooled.variants)
+    held = 4 * sum(v.held_size for v in pooled.variants)  # bytes a recorded step takes in a chunk
+    monkeypatch.setattr(training, "CHUNK_ROW_BYTES", 2 * held + 1)
     split = sharecore.train(spec, config, progress_every=12)
     assert chunks and max(chunks) == 2 and sum(chunks) == 5  # steps 1, 3, 6, 9, 12 record
     for name, values in _records(whole).items():
         np.testing.assert_allclose(_records(split)[name], values, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
-def test_a_raw_row_copied_only_at_recording_steps_gives_the_same_records(monkeypatch):
-    """Above RAW_ALWAYS_MAX numbers a step copies its raw row only when it records (a branch); the records are those
-    of the copy at every step."""
+def test_stats_a_big_model_computes_in_its_recording_steps_are_those_computed_at_the_chunks_end(monkeypatch):
+    """Above DEFER_MAX numbers a recording step computes its stats itself (a branch); the records are those the chunk
+    computes at its end from the raw rows of every recorded step."""
     from sharecore.nn import trainer, variant
 
     spec, config = sharecore.preset("seed-mixed"), TrainConfig(steps=10, batch_size=4, record_every=4, seed=7)
     always = sharecore.train(spec, config)
     monkeypatch.setattr(trainer, "_POOL", {})  # a trainer of the other kind, compiled anew
     monkeypatch.setattr(trainer, "_POOL_ORDER", [])
-    monkeypatch.setattr(variant, "RAW_ALWAYS_MAX", 0)
+    monkeypatch.setattr(variant, "DEFER_MAX", 0)
     branched = sharecore.train(spec, config)
-    assert not any(v.raw_always for pooled in trainer._POOL.values() for t in pooled for v in t.variants)
+    assert not any(v.defer for pooled in trainer._POOL.values() for t in pooled for v in t.variants)
     assert len(branched.gradients) == len(always.gradients) > 0
     for name, values in _records(always).items():
         np.testing.assert_allclose(_records(branched)[name], values, rtol=1e-6, atol=1e-7, err_msg=name)
