@@ -43,7 +43,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from bench.common import MODES, Headline, Section, machine_lines, note, table
+    from bench.common import MODES, Headline, Section, load_average, machine_lines, note, source_state, table
+
+    load_at_start, source_at_start = load_average(), source_state()
 
     mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
     names = tuple(args.only or (SECTIONS if not args.smoke else ("models", "trainer", "growth")))
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "process and reports medians and their ratio; an absolute time is only ever context. The "
         "machine is shared and noisy: read ratios, and the per-round range beside them.",
         "",
-        *machine_lines(mode),
+        *machine_lines(mode, load_at_start, source_at_start),
         "",
         "## Headline",
         "",

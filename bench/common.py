@@ -178,8 +178,22 @@ def _git(*args: str) -> str:
         return ""
 
 
-def machine_lines(mode: Mode) -> list[str]:
-    """The machine, versions, date and load: the context every number below needs."""
+def load_average() -> str:
+    """The load average (1, 5, 15 min), written out."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def source_state() -> str:
+    """The commit of the sharecore being measured, and whether its files differ from it."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = " + uncommitted changes" if _git("status", "--porcelain", "--untracked-files=no", "sharecore") else ""
+    return f"commit {commit or 'unknown'}{dirty}"
+
+
+def machine_lines(mode: Mode, load_at_start: str, source_at_start: str) -> list[str]:
+    """The machine, versions, date and load: the context every number below needs. The sources and the load are
+    taken when the run starts (`load_average`, `source_state`: the run measures the code it imported then, and
+    a long run's load changes), the load again at the end."""
     import numpy as np
 
     from sharecore.nn.tfimport import keras, tf
@@ -188,9 +202,6 @@ def machine_lines(mode: Mode) -> list[str]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 0
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    commit = _git("rev-parse", "--short", "HEAD")
-    dirty = " + uncommitted changes" if _git("status", "--porcelain", "--untracked-files=no", "sharecore") else ""
     try:
         import streamlit
 
@@ -202,14 +213,14 @@ def machine_lines(mode: Mode) -> list[str]:
         ["Mode", f"`{mode.name}` ({mode.rounds} alternating rounds per comparison)"],
         ["CPU", f"{cpu_model()}, {os.cpu_count()} logical cores ({usable} usable)"],
         ["GPU", gpu_line()],
-        ["Load average at start (1, 5, 15 min)", load],
+        ["Load average at start; at the end (1, 5, 15 min)", f"{load_at_start}; {load_average()}"],
         ["OS", platform.platform()],
         [
             "Versions",
             f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
             f"NumPy {np.__version__}, Streamlit {st_version}",
         ],
-        ["sharecore", f"commit {commit or 'unknown'}{dirty}"],
+        ["sharecore", source_at_start],
         ["Command", "`python -m bench " + " ".join(sys.argv[1:]) + "`"],
     ]
     return table(["", ""], rows)
