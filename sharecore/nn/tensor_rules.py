@@ -8,7 +8,6 @@ the entries both read (`PairLayout`).
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 
@@ -80,19 +79,20 @@ class PairLayout:
 
     def compare(self, views: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """||Wa - Wb|| and cosine(Wa, Wb) on the entries both read, (records, pairs) each, from views
-        (records, uses, size): the views of many recorded steps at once."""
-        n = int(views.shape[1])
-        masks = None if self.masks is None else tf.constant(self.masks)  # (uses, size), one constant
+        (uses, records, size): the views of many recorded steps at once. The uses are the outer axis: a slice
+        of it shares the views' memory, where a slice of an inner axis is a copy (a big model's tensors)."""
+        n = int(views.shape[0])
+        masks = None if self.masks is None else tf.constant(self.masks[:, None])  # (uses, 1, size), one constant
         distances, cosines = [], []
         for d in self.offsets:
-            a, b = views[:, : n - d], views[:, d:]  # (records, n - d, size): uses i and i + d
+            a, b = views[: n - d], views[d:]  # (n - d, records, size): uses i and i + d
             if masks is not None:
                 a, b = a * masks[d:], b * masks[: n - d]  # each on what the other reads
             distances.append(tf.norm(a - b, axis=-1))
             cosines.append(row_cosine(a, b))
         return (
-            tf.gather(tf.concat(distances, 1), self.index, axis=1),
-            tf.gather(tf.concat(cosines, 1), self.index, axis=1),
+            tf.transpose(tf.gather(tf.concat(distances, 0), self.index)),
+            tf.transpose(tf.gather(tf.concat(cosines, 0), self.index)),
         )
 
 
@@ -127,31 +127,21 @@ class Divergence:
             k = apply_rule(u.use.rule.to_dict(), k)
         return rule_adjoint(u.use.rule, k, u.tensor_shape)
 
-    def views(self) -> tf.Tensor:
-        """The current weights of every use of each compared tensor, mapped into the tensor's shape, flat and one
-        after the other: a row of what `values_of` compares. (The trainer makes its rows from what its steps
-        copied, `sharecore.nn.variant.RuleMap`.)"""
-        if not self.pairs:
-            return tf.zeros([0])
-        return tf.concat([tf.reshape(self.tensor_view(u), [-1]) for t in self.pairs for u in self.groups[t]], 0)
-
-    def values_of(self, views: tf.Tensor, w0_norms: tf.Tensor) -> tf.Tensor:
+    def values_of(self, views: list[tf.Tensor], w0_norms: tf.Tensor, records: tf.Tensor | int) -> tf.Tensor:
         """(records, 2 * pairs): per compared pair, in `keys` order, ||Wa - Wb|| / ||W0|| and cosine(Wa, Wb) on
-        what both read, from rows laid out as `views()`'s.
+        what both read.
 
         Args:
-            views: (records, numbers in a row of `views()`), one row per recorded step.
+            views: per compared tensor (`pairs` order), its uses' weights mapped into its shape, flat: (uses,
+                records, size), one record per recorded step.
             w0_norms: (pairs,) ||W0|| on what each pair reads.
+            records: how many records (rows of the result, also when nothing is compared).
         """
         if not self.keys:
-            return tf.zeros([tf.shape(views)[0], 0])
-        distances, cosines, start = [], [], 0
-        for t, layout in self.pairs.items():
-            group = self.groups[t]
-            size = math.prod(group[0].tensor_shape)
-            stacked = tf.reshape(views[:, start : start + len(group) * size], [-1, len(group), size])
-            start += len(group) * size
-            distance, cosine = layout.compare(stacked)  # (records, pairs of t) each
+            return tf.zeros([records, 0])
+        distances, cosines = [], []
+        for layout, stacked in zip(self.pairs.values(), views):
+            distance, cosine = layout.compare(stacked)  # (records, pairs of the tensor) each
             distances.append(distance)
             cosines.append(cosine)
         relative = tf.concat(distances, 1) / w0_norms
@@ -160,7 +150,8 @@ class Divergence:
 
     def values(self, w0_norms: tf.Tensor) -> tf.Tensor:
         """(2 * pairs,) `values_of` the current weights."""
-        return self.values_of(self.views()[None], w0_norms)[0]
+        views = [tf.stack([tf.reshape(self.tensor_view(u), [1, -1]) for u in self.groups[t]]) for t in self.pairs]
+        return self.values_of(views, w0_norms, 1)[0]
 
     def now(self, w0_norms: tf.Tensor) -> dict[tuple[str, str, str], tuple[float, float]]:
         """`values` of the current weights, computed eagerly, by (tensor, use_a, use_b)."""
