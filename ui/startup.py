@@ -206,7 +206,9 @@ def warm_up_charts() -> None:
     style), once a session.
     """
     ss = st.session_state
-    if ss.get(CHARTS_WARMED) or ss.get(SCRIPT_RUNS, 0) < 2:
+    # SHARECORE_WARM_UP=0 turns it off with the server's own warm-up (the browser tests' servers: many sessions
+    # that never show a chart).
+    if ss.get(CHARTS_WARMED) or ss.get(SCRIPT_RUNS, 0) < 2 or not settings.value_or_default("SHARECORE_WARM_UP"):
         return
     ss[CHARTS_WARMED] = True
     import plotly.graph_objects as go

@@ -71,7 +71,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("SHARECORE_MAX_ROOMS", int, 100, "workshop rooms open at once on the server"),
         Setting("SHARECORE_ROOM_HANDINS", int, 300, "runs one workshop room takes in"),
         Setting("SHARECORE_MAX_CONCURRENT_RUNS", int, 2, "runs that train at once in one server process"),
-        Setting("SHARECORE_WARM_UP", bool, True, "1: compile the default trainer when the server starts"),
+        Setting(
+            "SHARECORE_WARM_UP",
+            bool,
+            True,
+            "1: compile the default trainer when the server starts, and have each browser set up its chart code",
+        ),
         Setting("SHARECORE_TF32", bool, False, "1: keep TensorFloat-32 on Ampere and newer GPUs"),
     ]
 }

@@ -81,6 +81,14 @@ def test_a_sessions_second_run_ends_with_one_hidden_empty_chart_and_other_runs_h
     assert any(hidden in el.proto.body for el in at.get("html"))
 
 
+def test_no_hidden_chart_when_the_server_does_not_warm_up(monkeypatch):
+    monkeypatch.setenv("SHARECORE_WARM_UP", "0")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.run()
+    assert not [el for el in at.get("plotly_chart") if keys.WARM_UP_CHART in el.proto.id] and not at.exception
+
+
 def test_result_pages_ask_to_train_first():
     for page in ("gradients", "divergence"):
         at = open_app(page)
