@@ -227,11 +227,11 @@ def actions(trainable: bool) -> None:
 
 # ----------------------------------------------------------------------------- charts and kept runs
 def live() -> None:
-    phase = training.live_phase(run)
+    queued = run.queued
 
-    @st.fragment(run_every=training.poll_seconds(phase))
+    @st.fragment(run_every=1.0 if queued else 0.5)
     def panel() -> None:
-        if not run.running or training.live_phase(run) != phase:
+        if not run.running or run.queued != queued:
             st.rerun()
         if waiting := training.queue_text(run):
             st.info(waiting, icon=":material/hourglass:")

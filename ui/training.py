@@ -150,25 +150,6 @@ def queue_text(run: BackgroundRun) -> str | None:
     )
 
 
-def live_phase(run: BackgroundRun) -> tuple[bool, bool]:
-    """What a page's live panel polls by: whether the run waits in the queue, and whether it has trained a step.
-    The panel reruns the page when it changes (`poll_seconds`)."""
-    return run.queued, run.progress is not None
-
-
-def poll_seconds(phase: tuple[bool, bool]) -> float:
-    """How often a live panel in `phase` (`live_phase`) asks after its run.
-
-    Waiting in the queue, once a second: its place changes only when a run ends, and a workshop server with
-    two trainers and ten waiting tabs polling twice a second had no time left to answer the next Train click
-    (27 s for the eleventh tab). Before its first steps (TensorFlow loading, the compile), four times a
-    second: a short run ends soon after (the default one, within a tenth of a second on a warm server), and
-    such a poll draws only a progress bar. Training, twice a second, redrawing the live chart.
-    """
-    queued, started = phase
-    return 1.0 if queued else 0.5 if started else 0.25
-
-
 def stop_training() -> None:
     """Stop button: ends the run after its current chunk of steps.
 

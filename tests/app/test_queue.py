@@ -87,15 +87,3 @@ def test_a_waiting_session_sees_only_its_place_in_the_queue_not_a_step_counter_o
         blocker.stop()
         if at.session_state["run"] is not None:
             at.session_state["run"].stop()
-
-
-def test_a_live_panel_polls_once_a_second_in_the_queue_four_times_before_its_first_steps_then_twice():
-    from types import SimpleNamespace
-
-    from ui.training import live_phase, poll_seconds
-
-    paces = [
-        poll_seconds(live_phase(SimpleNamespace(queued=queued, progress=progress)))
-        for queued, progress in ((True, None), (False, None), (False, "step 2"))
-    ]
-    assert paces == [1.0, 0.25, 0.5]
