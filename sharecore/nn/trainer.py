@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import dataclasses
 import gc
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from sharecore.core.spec import ModelSpec
 from sharecore.nn.data import make_dataset
 from sharecore.nn.devices import resolve_device
 from sharecore.nn.tfimport import tf
-from sharecore.nn.variant import Variant
+from sharecore.nn.variant import Variant, split_columns
 
 
 class Trainer:
@@ -141,8 +140,7 @@ class Trainer:
         done = tried - tf.cast(tf.logical_not(all_finite), tf.int32)
         raw = raw.gather(tf.range(tf.reduce_sum(tf.cast(record[:done], tf.int32))))  # (recorded steps done, raw)
         # The records of every recorded step at once, each variant from its part of the rows.
-        starts = [0, *itertools.accumulate(sizes)]
-        stats = tf.concat([v.stats_of_rows(raw[:, a:b]) for v, a, b in zip(self.variants, starts, starts[1:])], 1)
+        stats = tf.concat([v.stats_of_rows(part) for v, part in zip(self.variants, split_columns(raw, sizes))], 1)
         # Under a strategy in the cross-replica context: a mirrored variable reads the same values on every replica.
         heldout = tf.cond(
             tf.logical_and(score, all_finite),

@@ -81,9 +81,8 @@ class Variant:
         self.var_index = {id(v): i for i, v in enumerate(self.variables)}
         self.optimizer = _optimizer_class(optimizer)(learning_rate=0.01, name=optimizer)
         self.optimizer.build(self.variables)
-        self.groups = {
-            t: group for t in p.shared_tensors if (group := p.group(t))
-        }  # a tensor no use reads has no records
+        # A tensor no use reads has no records.
+        self.groups = {t: group for t in p.shared_tensors if (group := p.group(t))}
         self.kernels = kernel_variables(self.model, p, tied)
         self.kernel_uses: dict[int, list[str]] = {}  # id(kernel variable) -> the uses that read it
         for use, k in self.kernels.items():
@@ -110,13 +109,7 @@ class Variant:
     @property
     def raw_size(self) -> int:
         """Numbers in a step's raw row (`_raw`)."""
-        size = 0
-        for t, group in self.groups.items():
-            kernels = [self.maps[u.use.name].kernel_size for u in group]
-            size += math.prod(group[0].tensor_shape) * len(group) if self.tied else sum(kernels)
-            if t in self.compared:
-                size += math.prod(group[0].tensor_shape) if self.tied else sum(kernels)
-        return size
+        return sum(self._raw_sizes())
 
     @property
     def row_size(self) -> int:
@@ -242,7 +235,7 @@ class Variant:
         Whole-tensor ops on the stacked uses of each tensor and the stacked records, never one block of ops
         per use, pair or step: the compiled chunk (and its compile time and memory) grows linearly with the uses.
         """
-        return self._stats(_split(raw, self._raw_sizes()), tf.shape(raw)[0])
+        return self._stats(split_columns(raw, self._raw_sizes()), tf.shape(raw)[0])
 
     def _stats(self, parts: list[tf.Tensor], records: tf.Tensor | int) -> tf.Tensor:
         """`stats_of` from the raw rows' parts, each (records, its size) (`_raw_parts`, flat)."""
@@ -331,7 +324,7 @@ class RuleMap:
         return tf.reshape(mapped, [-1, math.prod(self.tensor_shape)])
 
 
-def _split(raw: tf.Tensor, sizes: list[int]) -> list[tf.Tensor]:
+def split_columns(raw: tf.Tensor, sizes: list[int]) -> list[tf.Tensor]:
     """(records, sum of sizes) -> the columns of each size, in order."""
     starts = [0, *itertools.accumulate(sizes)]
     return [raw[:, a:b] for a, b in zip(starts, starts[1:])]
